@@ -1,0 +1,203 @@
+// ckpt.c — saved weights as an HDF5 file (see ckpt.h for the layout).
+#include "ckpt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT "tessera-weights"
+#define CKPT_VERSION 1
+
+static const char *const ckpt_int_attrs[] = {"version", "layers", "heads",        "width",
+                                             "seq_len", "vocab",  "padded_vocab", "step"};
+#define CKPT_N_INT_ATTRS 8
+
+// silence HDF5's own error stack printing: we report one line per failure ourselves
+static void ckpt_quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static int write_int_attr(hid_t loc, const char *name, int value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(loc, name, H5T_NATIVE_INT, space, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT, &value) >= 0;
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(space);
+    return ok;
+}
+
+static int write_str_attr(hid_t loc, const char *name, const char *value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) + 1);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = attr >= 0 && H5Awrite(attr, type, value) >= 0;
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(space);
+    H5Tclose(type);
+    return ok;
+}
+
+static ts_status fsync_path(const char *path, int directory) {
+    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        log_error("%s: fsync failed: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return TS_ERR_SYSTEM;
+    }
+    close(fd);
+    return TS_OK;
+}
+
+ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
+    ckpt_quiet_hdf5();
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) {
+        log_error("%s: cannot create HDF5 file", tmp);
+        return TS_ERR_SYSTEM;
+    }
+    ts_status st = TS_OK;
+    const gpt2_config *c = &m->cfg;
+    int values[CKPT_N_INT_ATTRS] = {CKPT_VERSION, c->layers,       c->heads, c->width,
+                                    c->seq_len,   c->vocab,        c->padded_vocab, step};
+    int ok = write_str_attr(file, "format", CKPT_FORMAT);
+    for (int i = 0; i < CKPT_N_INT_ATTRS; i++) ok = ok && write_int_attr(file, ckpt_int_attrs[i], values[i]);
+    hid_t group = H5Gcreate2(file, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    float *host = ts_malloc(m->n_params * sizeof(float), "weights for saving");
+    m->be->to_host(host, m->params, m->n_params * sizeof(float));
+    for (int i = 0; ok && group >= 0 && i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        hid_t space = H5Screate_simple(t->ndim, dims, NULL);
+        hid_t ds = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT);
+        ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                 host + t->offset) >= 0;
+        if (ds >= 0) H5Dclose(ds);
+        H5Sclose(space);
+    }
+    free(host);
+    if (group >= 0) H5Gclose(group);
+    ok = ok && group >= 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
+    if (H5Fclose(file) < 0) ok = 0;
+    if (!ok) {
+        log_error("%s: writing the HDF5 weights failed (disk full?)", tmp);
+        unlink(tmp);
+        return TS_ERR_SYSTEM;
+    }
+    TS_CHECK(fsync_path(tmp, 0));
+    if (rename(tmp, path) != 0) {
+        log_error("%s: rename to %s failed: %s", tmp, path, strerror(errno));
+        return TS_ERR_SYSTEM;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    st = fsync_path(dirname(dir), 1);
+    return st;
+}
+
+static ts_status read_int_attr(hid_t file, const char *path, const char *name, int *out) {
+    if (H5Aexists(file, name) <= 0) {
+        log_error("%s: not a tessera weights file: attribute '%s' is missing", path, name);
+        return TS_ERR_INPUT;
+    }
+    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
+    herr_t r = attr >= 0 ? H5Aread(attr, H5T_NATIVE_INT, out) : -1;
+    if (attr >= 0) H5Aclose(attr);
+    if (r < 0) {
+        log_error("%s: attribute '%s' is not an integer", path, name);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+static ts_status open_weights(const char *path, hid_t *file) {
+    ckpt_quiet_hdf5();
+    if (access(path, R_OK) != 0) {
+        log_error("%s: cannot read weights file: %s", path, strerror(errno));
+        return TS_ERR_INPUT;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        log_error("%s: not an HDF5 file (expected tessera weights written by `tessera train`)",
+                  path);
+        return TS_ERR_INPUT;
+    }
+    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (*file < 0) {
+        log_error("%s: cannot open HDF5 file", path);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+ts_status ckpt_read_config(const char *path, gpt2_config *cfg, int *step) {
+    hid_t file;
+    TS_CHECK(open_weights(path, &file));
+    int v[CKPT_N_INT_ATTRS];
+    ts_status st = TS_OK;
+    for (int i = 0; i < CKPT_N_INT_ATTRS && st == TS_OK; i++)
+        st = read_int_attr(file, path, ckpt_int_attrs[i], &v[i]);
+    H5Fclose(file);
+    if (st != TS_OK) return st;
+    if (v[0] != CKPT_VERSION) {
+        log_error("%s: weights format version %d, expected %d", path, v[0], CKPT_VERSION);
+        return TS_ERR_INPUT;
+    }
+    cfg->layers = v[1];
+    cfg->heads = v[2];
+    cfg->width = v[3];
+    cfg->seq_len = v[4];
+    cfg->vocab = v[5];
+    cfg->padded_vocab = v[6];
+    if (step) *step = v[7];
+    if (cfg->layers < 1 || cfg->heads < 1 || cfg->width < 1 || cfg->seq_len < 1 ||
+        cfg->vocab < 2 || cfg->padded_vocab < cfg->vocab || cfg->width % cfg->heads != 0) {
+        log_error("%s: inconsistent model shape in attributes (layers %d heads %d width %d "
+                  "seq_len %d vocab %d padded_vocab %d)",
+                  path, v[1], v[2], v[3], v[4], v[5], v[6]);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+ts_status ckpt_read_weights(const char *path, gpt2 *m) {
+    hid_t file;
+    TS_CHECK(open_weights(path, &file));
+    ts_status st = TS_OK;
+    float *host = ts_malloc(m->n_params * sizeof(float), "weights for loading");
+    for (int i = 0; i < m->n_tensors && st == TS_OK; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        char name[GPT2_MAX_NAME + 16];
+        snprintf(name, sizeof name, "params/%s", t->name);
+        if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+            log_error("%s: dataset '/%s' is missing", path, name);
+            st = TS_ERR_INPUT;
+            break;
+        }
+        hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+        hid_t space = H5Dget_space(ds);
+        hsize_t dims[2] = {0, 1};
+        int nd = H5Sget_simple_extent_ndims(space);
+        if (nd == t->ndim) H5Sget_simple_extent_dims(space, dims, NULL);
+        if (nd != t->ndim || dims[0] != (hsize_t)t->shape[0] ||
+            (t->ndim == 2 && dims[1] != (hsize_t)t->shape[1])) {
+            log_error("%s: dataset '/%s' has the wrong shape (expected %d x %d)", path, name,
+                      t->shape[0], t->shape[1]);
+            st = TS_ERR_INPUT;
+        } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                           host + t->offset) < 0) {
+            log_error("%s: reading dataset '/%s' failed (file damaged?)", path, name);
+            st = TS_ERR_INPUT;
+        }
+        H5Sclose(space);
+        H5Dclose(ds);
+    }
+    H5Fclose(file);
+    if (st == TS_OK) m->be->to_device(m->params, host, m->n_params * sizeof(float));
+    free(host);
+    return st;
+}

@@ -1,0 +1,133 @@
+// common.c — status names, exit-code mapping, logging, checked allocation, clock.
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int ts_exit_code(ts_status st) {
+    switch (st) {
+    case TS_OK: return TS_EXIT_OK;
+    case TS_ERR_INPUT: return TS_EXIT_INPUT;
+    case TS_ERR_PEER: return TS_EXIT_PEER_LOST;
+    case TS_ERR_SYSTEM: return TS_EXIT_SYSTEM;
+    case TS_ERR_INTERNAL: return TS_EXIT_INTERNAL;
+    }
+    return TS_EXIT_INTERNAL;
+}
+
+const char *ts_status_name(ts_status st) {
+    switch (st) {
+    case TS_OK: return "ok";
+    case TS_ERR_INPUT: return "bad input";
+    case TS_ERR_PEER: return "peer lost";
+    case TS_ERR_SYSTEM: return "system error";
+    case TS_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown";
+}
+
+// ---------------------------------------------------------------------------------------------
+// logging
+
+static struct {
+    int rank, world;
+    log_level level;
+    int quiet_errors;
+    FILE *file;
+} g_log = {0, 1, LOG_INFO, 0, NULL};
+
+void log_init(int rank, int world) {
+    g_log.rank = rank;
+    g_log.world = world;
+    const char *lvl = getenv("TESSERA_LOG");
+    if (lvl && strcmp(lvl, "debug") == 0) g_log.level = LOG_DEBUG;
+    if (lvl && strcmp(lvl, "warn") == 0) g_log.level = LOG_WARN;
+    if (lvl && strcmp(lvl, "error") == 0) g_log.level = LOG_ERROR;
+}
+
+void log_set_level(log_level lvl) { g_log.level = lvl; }
+void log_set_quiet_errors(int quiet) { g_log.quiet_errors = quiet; }
+void log_set_file(FILE *f) { g_log.file = f; }
+
+static void log_vemit(log_level lvl, int all_ranks, const char *fmt, va_list ap) {
+    static const char *tags[] = {"error: ", "warning: ", "", "debug: "};
+    char prefix[48];
+    if (g_log.world > 1)
+        snprintf(prefix, sizeof prefix, "tessera[%d]: ", g_log.rank);
+    else
+        snprintf(prefix, sizeof prefix, "tessera: ");
+    char body[2048];
+    vsnprintf(body, sizeof body, fmt, ap);
+    if (g_log.file) {
+        fprintf(g_log.file, "%s%s%s\n", prefix, tags[lvl], body);
+        fflush(g_log.file);
+    }
+    if (lvl > g_log.level) return;
+    if (lvl == LOG_ERROR && g_log.quiet_errors) return;
+    if ((lvl == LOG_INFO || lvl == LOG_DEBUG) && !all_ranks && g_log.rank != 0) return;
+    FILE *out = lvl <= LOG_WARN ? stderr : stdout;
+    fprintf(out, "%s%s%s\n", prefix, tags[lvl], body);
+    fflush(out);
+}
+
+void log_msg(log_level lvl, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vemit(lvl, lvl <= LOG_WARN, fmt, ap);
+    va_end(ap);
+}
+
+void log_all(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vemit(LOG_INFO, 1, fmt, ap);
+    va_end(ap);
+}
+
+_Noreturn void ts_panic(const char *file, int line, const char *msg) {
+    fprintf(stderr, "tessera[%d]: internal error at %s:%d: %s\n", g_log.rank, file, line, msg);
+    fprintf(stderr, "---> HINT: this is a bug in tessera; please report it with the command line\n");
+    fflush(stderr);
+    abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// allocation and time
+
+void *ts_malloc(size_t bytes, const char *what) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        log_error("out of memory allocating %zu bytes for %s", bytes, what);
+        exit(TS_EXIT_SYSTEM);
+    }
+    return p;
+}
+
+void *ts_calloc(size_t n, size_t size, const char *what) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        log_error("out of memory allocating %zu x %zu bytes for %s", n, size, what);
+        exit(TS_EXIT_SYSTEM);
+    }
+    return p;
+}
+
+void *ts_aligned_alloc(size_t bytes, const char *what) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+        log_error("out of memory allocating %zu bytes for %s", bytes, what);
+        exit(TS_EXIT_SYSTEM);
+    }
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+double ts_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

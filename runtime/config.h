@@ -1,0 +1,98 @@
+// config.h — the training configuration: one table of keys drives parsing, overrides, --help
+// and the resolved config written to the run directory.
+//
+// File format: a TOML-compatible subset of INI, parsed with libinih:
+//   # comment on its own line
+//   [section]
+//   key = value          (integers, floats, true/false, "quoted strings")
+// Command-line overrides: --section.key=value.
+#ifndef TESSERA_CONFIG_H
+#define TESSERA_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+
+#define CFG_STR 512
+
+typedef struct {
+    struct {
+        char name[128];         // run name: the run directory is <out_dir>/<name>
+        char out_dir[CFG_STR];  // where run directories are created
+        int64_t seed;           // data order and initialisation
+        char backend[16];       // auto | cpu | cuda
+        int threads;            // compute threads per rank (0 = cores / ranks on this host)
+    } run;
+    struct {
+        int layers, heads, width, seq_len, vocab;
+    } model;
+    struct {
+        char train[CFG_STR];     // glob pattern of training shards
+        char val[CFG_STR];       // glob pattern of validation shards
+        char tokenizer[CFG_STR]; // "byte" or an llm.c tokenizer file (for sample)
+    } data;
+    struct {
+        int steps;
+        int global_batch;   // sequences per optimizer step, over all ranks
+        int micro_batch;    // upper bound on sequences per forward/backward on one rank
+        double lr, lr_min_ratio;
+        int warmup_steps;
+        double weight_decay, beta1, beta2, eps, grad_clip;
+    } train;
+    struct {
+        int every;   // validate every N steps (0 = only at the end)
+        int batches; // validation micro-batches per rank-share (each global_batch sequences)
+    } eval;
+    struct {
+        int every;          // progress line and metrics every N steps
+        int sample_tokens;  // tokens sampled at the end of a run (0 = none)
+    } log;
+    struct {
+        double timeout_s;   // deadline for any collective
+    } comm;
+} tessera_config;
+
+typedef enum { CFG_INT, CFG_INT64, CFG_FLOAT, CFG_BOOL, CFG_STRING, CFG_ENUM } cfg_type;
+
+typedef struct {
+    const char *section, *name;
+    cfg_type type;
+    size_t offset, size;      // where the value lives in tessera_config (size: for strings)
+    const char *def;          // default, as text
+    double min, max;          // bounds for numbers (inclusive)
+    const char *choices;      // for CFG_ENUM: "a|b|c"
+    const char *help;
+} cfg_key;
+
+extern const cfg_key cfg_keys[];
+extern const int cfg_n_keys;
+
+// Fill every key with its default.
+void config_defaults(tessera_config *cfg);
+
+// Read a whole config file into memory (error names the file). *text is NUL-terminated; free().
+ts_status config_read_file(const char *path, char **text, size_t *len);
+
+// Parse config text (the content of file `filename`, used in messages) on top of cfg.
+// Errors: one line "FILE:LINE: ..." naming the key and what was expected; TS_ERR_INPUT.
+ts_status config_parse_text(tessera_config *cfg, const char *text, size_t len,
+                            const char *filename);
+
+// Apply one override "--section.key=value" (also accepts "section.key=value").
+ts_status config_apply_override(tessera_config *cfg, const char *arg);
+
+// Checks across keys (heads divide width, batch settings possible, ...); world = ranks.
+ts_status config_validate(const tessera_config *cfg, int world);
+
+// Every key with its type, default, bounds and help (tessera train --help).
+void config_print_help(FILE *out);
+
+// The resolved config in the same file format (parses back to the same values).
+void config_write(const tessera_config *cfg, FILE *out);
+
+// Split of the global batch across ranks (design invariant 2): rank r takes share[r] sequences,
+// starting at offset[r] within the step's global batch; shares differ by at most one.
+void config_batch_share(int global_batch, int world, int rank, int *share, int *offset);
+
+#endif

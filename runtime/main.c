@@ -1,0 +1,42 @@
+// main.c — the tessera command: dispatches subcommands.
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "prepare.h"
+#include "sample.h"
+#include "train.h"
+
+static void print_usage(FILE *out) {
+    fprintf(out,
+            "usage: tessera <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  train CONFIG [--section.key=value ...]   train a model (under mpirun: one rank per "
+            "process)\n"
+            "  prepare [--out DIR] [INPUT ...]           turn text files into token shards "
+            "(default: the fortunes corpus)\n"
+            "  sample --model FILE [--prompt TEXT] ...   generate text from saved weights\n"
+            "  help                                      this message\n"
+            "\n"
+            "`tessera COMMAND --help` describes each command's options. Exit codes: 0 done, "
+            "2 bad input, 75 peer lost (see docs/exit-codes.md).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return TS_EXIT_INPUT;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
+    if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        print_usage(stdout);
+        return TS_EXIT_OK;
+    }
+    fprintf(stderr, "tessera: error: unknown command '%s' (expected train, prepare, sample or help)\n",
+            cmd);
+    return TS_EXIT_INPUT;
+}

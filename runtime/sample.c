@@ -1,0 +1,267 @@
+// sample.c — text generation from a trained model: tokenizers, top-k sampling, `tessera sample`.
+#include "sample.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+
+#define TOKENIZER_MAGIC 20240328
+
+// ---------------------------------------------------------------------------------------------
+// tokenizers
+
+ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab) {
+    memset(tok, 0, sizeof *tok);
+    tok->eot = -1;
+    if (strcmp(spec, "byte") == 0) {
+        tok->byte_level = 1;
+        return TS_OK;
+    }
+    if (spec[0] == '\0') return TS_OK;
+    FILE *f = fopen(spec, "rb");
+    if (!f) {
+        log_error("%s: cannot open tokenizer file: %s", spec, strerror(errno));
+        return TS_ERR_INPUT;
+    }
+    uint32_t header[256];
+    if (fread(header, sizeof(uint32_t), 256, f) != 256) {
+        log_error("%s: tokenizer file shorter than its 1024-byte header", spec);
+        fclose(f);
+        return TS_ERR_INPUT;
+    }
+    if (header[0] != TOKENIZER_MAGIC || (header[1] != 1 && header[1] != 2)) {
+        log_error("%s: offset 0: expected tokenizer magic %d version 1 or 2, got %u version %u",
+                  spec, TOKENIZER_MAGIC, header[0], header[1]);
+        fclose(f);
+        return TS_ERR_INPUT;
+    }
+    tok->n = (int)header[2];
+    tok->eot = header[1] == 2 ? (int)header[3] : -1;
+    if (tok->n < vocab) {
+        log_error("%s: tokenizer has %d tokens, the model's vocabulary is %d", spec, tok->n, vocab);
+        fclose(f);
+        tok->n = 0;
+        return TS_ERR_INPUT;
+    }
+    tok->piece = ts_calloc((size_t)tok->n, sizeof(char *), "tokenizer");
+    tok->piece_len = ts_calloc((size_t)tok->n, sizeof(int), "tokenizer");
+    for (int i = 0; i < tok->n; i++) {
+        unsigned char len;
+        long off = ftell(f);
+        if (fread(&len, 1, 1, f) != 1 || len == 0) {
+            log_error("%s: offset %ld: token %d: expected a length byte in [1,255]", spec, off, i);
+            fclose(f);
+            tokenizer_free(tok);
+            return TS_ERR_INPUT;
+        }
+        tok->piece[i] = ts_malloc(len, "tokenizer piece");
+        tok->piece_len[i] = len;
+        if (fread(tok->piece[i], 1, len, f) != len) {
+            log_error("%s: offset %ld: token %d: file ends inside its %d bytes", spec, off, i, len);
+            fclose(f);
+            tokenizer_free(tok);
+            return TS_ERR_INPUT;
+        }
+    }
+    fclose(f);
+    return TS_OK;
+}
+
+void tokenizer_free(tokenizer *tok) {
+    for (int i = 0; tok->piece && i < tok->n; i++) free(tok->piece[i]);
+    free(tok->piece);
+    free(tok->piece_len);
+    memset(tok, 0, sizeof *tok);
+}
+
+void tokenizer_write(const tokenizer *tok, int token, FILE *out) {
+    if (tok->byte_level && token >= 0 && token < 256) {
+        fputc(token, out);
+    } else if (tok->n > 0 && token >= 0 && token < tok->n) {
+        fwrite(tok->piece[token], 1, (size_t)tok->piece_len[token], out);
+    } else {
+        fprintf(out, "<%d>", token);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sampling
+
+static uint64_t rng_next(uint64_t *s) { // xorshift64*
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+static float rng_uniform(uint64_t *s) { return (float)(rng_next(s) >> 40) * 0x1.0p-24f; }
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+// pick a token from logits (V of them) with temperature and top-k
+static int sample_token(const float *logits, int V, float temperature, int top_k, float *scratch,
+                        uint64_t *rng) {
+    float threshold = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        memcpy(scratch, logits, (size_t)V * sizeof(float));
+        qsort(scratch, (size_t)V, sizeof(float), cmp_desc);
+        threshold = scratch[top_k - 1];
+    }
+    float maxv = -INFINITY;
+    for (int i = 0; i < V; i++) maxv = logits[i] > maxv ? logits[i] : maxv;
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        scratch[i] = logits[i] >= threshold ? expf((logits[i] - maxv) / temperature) : 0.0f;
+        sum += scratch[i];
+    }
+    double r = rng_uniform(rng) * sum, acc = 0;
+    for (int i = 0; i < V; i++) {
+        acc += scratch[i];
+        if (r < acc) return i;
+    }
+    for (int i = V - 1; i >= 0; i--)
+        if (scratch[i] > 0) return i;
+    return 0;
+}
+
+ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int n_prompt,
+                          const sample_options *opt, FILE *out) {
+    int maxT = m->cfg.seq_len, V = m->cfg.vocab, Vp = m->cfg.padded_vocab;
+    int total = n_prompt + opt->length;
+    int *seq = ts_malloc((size_t)(total > 0 ? total : 1) * sizeof(int), "sample tokens");
+    float *row = ts_malloc((size_t)Vp * sizeof(float), "logits row");
+    float *scratch = ts_malloc((size_t)Vp * sizeof(float), "sampling scratch");
+    memcpy(seq, prompt, (size_t)n_prompt * sizeof(int));
+    for (int i = 0; i < n_prompt; i++) tokenizer_write(tok, prompt[i], out);
+    uint64_t rng = opt->seed ? opt->seed : 0x853c49e6748fea9bull;
+    for (int n = n_prompt; n < total; n++) {
+        // the model sees at most maxT tokens: slide the window over the sequence
+        int start = n > maxT ? n - maxT : 0, T = n - start;
+        gpt2_forward(m, seq + start, NULL, 1, T, 0);
+        const float *logits = gpt2_logits(m) + (size_t)(T - 1) * Vp;
+        m->be->to_host(row, logits, (size_t)Vp * sizeof(float));
+        seq[n] = sample_token(row, V, opt->temperature, opt->top_k, scratch, &rng);
+        if (seq[n] == tok->eot) break;
+        tokenizer_write(tok, seq[n], out);
+        fflush(out);
+    }
+    fputc('\n', out);
+    free(seq);
+    free(row);
+    free(scratch);
+    return TS_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// tessera sample
+
+static void sample_usage(FILE *out) {
+    fprintf(out,
+            "usage: tessera sample --model FILE [options]\n"
+            "  --model FILE        weights written by `tessera train` (RUN_DIR/model.h5)\n"
+            "  --prompt TEXT       text to continue (byte-level models; default: a newline)\n"
+            "  --prompt-ids LIST   comma-separated token ids to continue (any tokenizer)\n"
+            "  --length N          tokens to generate (default 256)\n"
+            "  --temperature F     softmax temperature > 0 (default 0.8)\n"
+            "  --top-k K           sample among the K most likely tokens, 0 = all (default 40)\n"
+            "  --seed S            random seed (default 1)\n"
+            "  --tokenizer SPEC    \"byte\" (default when the vocabulary is 256) or an llm.c\n"
+            "                      tokenizer file; without one, GPT-2 tokens print as <id>\n");
+}
+
+static int parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        log_error("sample: %s: expected a number in [%g, %g], got \"%s\"", flag, lo, hi, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cmd_sample(int argc, char **argv) {
+    log_init(0, 1);
+    const char *model_path = NULL, *prompt = "\n", *prompt_ids = NULL, *tok_spec = NULL;
+    double length = 256, temperature = 0.8, top_k = 40, seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            sample_usage(stdout);
+            return TS_EXIT_OK;
+        }
+        if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
+            log_error("sample: %s: expected an option with a value (see tessera sample --help)", a);
+            return TS_EXIT_INPUT;
+        }
+        const char *v = argv[++i];
+        int ok = 1;
+        if (strcmp(a, "--model") == 0) model_path = v;
+        else if (strcmp(a, "--prompt") == 0) prompt = v;
+        else if (strcmp(a, "--prompt-ids") == 0) prompt_ids = v;
+        else if (strcmp(a, "--tokenizer") == 0) tok_spec = v;
+        else if (strcmp(a, "--length") == 0) ok = parse_num(a, v, 1, 1e6, &length);
+        else if (strcmp(a, "--temperature") == 0) ok = parse_num(a, v, 1e-3, 100, &temperature);
+        else if (strcmp(a, "--top-k") == 0) ok = parse_num(a, v, 0, 1e7, &top_k);
+        else if (strcmp(a, "--seed") == 0) ok = parse_num(a, v, 0, 1.8e19, &seed);
+        else {
+            log_error("sample: unknown option %s (see tessera sample --help)", a);
+            return TS_EXIT_INPUT;
+        }
+        if (!ok) return TS_EXIT_INPUT;
+    }
+    if (!model_path) {
+        log_error("sample: --model FILE is required (the model.h5 of a run directory)");
+        return TS_EXIT_INPUT;
+    }
+    gpt2_config cfg;
+    ts_status st = ckpt_read_config(model_path, &cfg, NULL);
+    if (st != TS_OK) return ts_exit_code(st);
+    if (!tok_spec) tok_spec = cfg.vocab == 256 ? "byte" : "";
+    tokenizer tok;
+    st = tokenizer_load(&tok, tok_spec, cfg.vocab);
+    if (st != TS_OK) return ts_exit_code(st);
+
+    int n_prompt = 0;
+    int *ids = ts_malloc((strlen(prompt_ids ? prompt_ids : prompt) + 1) * sizeof(int), "prompt");
+    if (prompt_ids) {
+        for (const char *p = prompt_ids; *p;) {
+            char *end;
+            long id = strtol(p, &end, 10);
+            if (end == p || id < 0 || id >= cfg.vocab || (*end && *end != ',')) {
+                log_error("sample: --prompt-ids: expected comma-separated token ids in [0, %d), "
+                          "got \"%s\"",
+                          cfg.vocab, prompt_ids);
+                return TS_EXIT_INPUT;
+            }
+            ids[n_prompt++] = (int)id;
+            p = *end ? end + 1 : end;
+        }
+    } else if (tok.byte_level) {
+        for (const char *p = prompt; *p; p++) ids[n_prompt++] = (unsigned char)*p;
+    } else {
+        log_error("sample: --prompt needs the byte-level tokenizer; for GPT-2 tokens use "
+                  "--prompt-ids");
+        return TS_EXIT_INPUT;
+    }
+    if (n_prompt == 0) ids[n_prompt++] = tok.eot >= 0 ? tok.eot : 0;
+
+    gpt2 m;
+    st = gpt2_create(&m, &cfg, backend_cpu(), 1);
+    if (st == TS_OK) st = ckpt_read_weights(model_path, &m);
+    if (st == TS_OK) {
+        sample_options opt = {(int)length, (float)temperature, (int)top_k, (uint64_t)seed};
+        st = sample_generate(&m, &tok, ids, n_prompt, &opt, stdout);
+    }
+    gpt2_destroy(&m);
+    tokenizer_free(&tok);
+    free(ids);
+    return ts_exit_code(st);
+}

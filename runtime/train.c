@@ -1,0 +1,394 @@
+// train.c — `tessera train`: configuration, set-up, the data-parallel training loop, output.
+//
+// One step: every rank runs forward/backward over its share of the global batch (in
+// micro-batches), with the loss scaled by 1/(global_batch*T) so the summed gradient is the mean
+// over the global batch's tokens (design invariant 2); gradients are summed over ranks; all
+// ranks then hold identical gradients, so the finite-check, the clipping and the AdamW update
+// are the same everywhere and parameters stay in sync without a broadcast.
+#define _GNU_SOURCE // sched_getaffinity
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../collectives/comm.h"
+#include "ckpt.h"
+#include "config.h"
+#include "data.h"
+#include "optim.h"
+#include "sample.h"
+
+typedef struct {
+    tessera_config cfg;
+    comm *comm;
+    const backend *be;
+    int threads;
+    gpt2 model;
+    optim_state opt;
+    dataset train, val;
+    int share, offset; // this rank's sequences of each global batch, and where they start
+    int micro;         // micro-batch size used on this rank
+    int32_t *seq_buf;  // (micro, T+1) host tokens
+    int *inputs, *targets;
+    char run_dir[CFG_STR + 160];
+    FILE *metrics;
+    FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
+} trainer;
+
+// ---------------------------------------------------------------------------------------------
+// configuration: rank 0 reads the file and broadcasts its text, so nodes need no shared disk and
+// every rank reaches the same verdict on it; only rank 0 prints errors.
+
+static void train_usage(FILE *out) {
+    fprintf(out,
+            "usage: tessera train CONFIG [--section.key=value ...]\n"
+            "       mpirun -np N tessera train CONFIG [...]\n"
+            "\n"
+            "Trains a GPT-2 model as described by the config file; every key can be overridden on\n"
+            "the command line. The run directory (run.out_dir/run.name) receives config.toml (the\n"
+            "resolved config), metrics.jsonl, train.log and model.h5.\n\nkeys:\n");
+    config_print_help(out);
+}
+
+static ts_status train_load_config(trainer *tr, int argc, char **argv) {
+    comm *c = tr->comm;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) == 0) continue;
+        if (path) {
+            log_error("train: unexpected argument \"%s\" (one CONFIG file, then "
+                      "--section.key=value overrides)",
+                      argv[i]);
+            return TS_ERR_INPUT;
+        }
+        path = argv[i];
+    }
+    if (!path) {
+        log_error("train: missing CONFIG file (usage: tessera train CONFIG "
+                  "[--section.key=value ...])");
+        return TS_ERR_INPUT;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int64_t wire_len = -1;
+    if (c->rank == 0 && config_read_file(path, &text, &len) == TS_OK) wire_len = (int64_t)len;
+    TS_CHECK(c->broadcast(c, &wire_len, sizeof wire_len, 0));
+    if (wire_len < 0) return TS_ERR_INPUT; // rank 0 said why
+    if (c->rank != 0) text = ts_calloc((size_t)wire_len + 1, 1, "config text");
+    ts_status st = c->broadcast(c, text, (size_t)wire_len, 0);
+    if (st == TS_OK) {
+        config_defaults(&tr->cfg);
+        st = config_parse_text(&tr->cfg, text, (size_t)wire_len, path);
+    }
+    free(text);
+    for (int i = 1; st == TS_OK && i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0) st = config_apply_override(&tr->cfg, argv[i]);
+    if (st == TS_OK) st = config_validate(&tr->cfg, c->size);
+    return st;
+}
+
+// threads per rank: the config, or this host's cores divided among the ranks on this host
+static int train_pick_threads(const tessera_config *cfg) {
+    if (cfg->run.threads > 0) return cfg->run.threads;
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    int total = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int local_ranks = local ? atoi(local) : 1;
+    if (local_ranks > 1) cores = total / local_ranks; // mpirun may bind each rank to one core
+    return cores > 0 ? cores : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// set-up
+
+static ts_status mkdir_p(const char *path) {
+    char buf[CFG_STR + 160];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
+    return TS_OK;
+fail:
+    log_error("%s: cannot create directory: %s", buf, strerror(errno));
+    return TS_ERR_SYSTEM;
+}
+
+// one status for all ranks: the worst (design invariant 5: shared decisions are agreed)
+static ts_status train_agree(comm *c, ts_status mine) {
+    int v = (int)mine;
+    ts_status st = c->all_reduce_max_i32(c, &v, 1);
+    return st != TS_OK ? st : (ts_status)v;
+}
+
+static ts_status train_setup(trainer *tr) {
+    tessera_config *cfg = &tr->cfg;
+    comm *c = tr->comm;
+    c->timeout_s = cfg->comm.timeout_s;
+
+    if (strcmp(cfg->run.backend, "cuda") == 0) {
+        log_error("[run] backend: \"cuda\" requested but this build of tessera has no CUDA "
+                  "backend (expected \"auto\" or \"cpu\")");
+        return TS_ERR_INPUT;
+    }
+    tr->be = backend_cpu();
+    tr->threads = train_pick_threads(cfg);
+    backend_cpu_set_threads(tr->threads);
+    config_batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
+    tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
+    log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
+             tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s", c->name);
+
+    // data: every rank checks its own copy of the shards; all agree before going on
+    int T = cfg->model.seq_len;
+    ts_status st = dataset_open(&tr->train, cfg->data.train, T, cfg->model.vocab);
+    if (st == TS_OK) st = dataset_open(&tr->val, cfg->data.val, T, cfg->model.vocab);
+    TS_CHECK(train_agree(c, st));
+    log_info("data: %llu training sequences in %d shard%s, %llu validation sequences of %d tokens",
+             (unsigned long long)tr->train.n_seq, tr->train.n_shards,
+             tr->train.n_shards == 1 ? "" : "s", (unsigned long long)tr->val.n_seq, T);
+
+    gpt2_config mc = {cfg->model.layers, cfg->model.heads, cfg->model.width, cfg->model.seq_len,
+                      cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
+    TS_CHECK(train_agree(c, gpt2_create(&tr->model, &mc, tr->be, tr->micro)));
+    if (c->rank == 0) gpt2_init_weights(&tr->model, (uint64_t)cfg->run.seed);
+    // rank 0's weights for everyone (host memory: the MPI communicator works on host buffers)
+    TS_CHECK(c->broadcast(c, tr->model.params, tr->model.n_params * sizeof(real), 0));
+    optim_create(&tr->opt, &tr->model);
+    log_info("model: GPT-2, %d layers, %d heads, width %d, context %d, vocabulary %d (padded "
+             "%d): %zu parameters",
+             mc.layers, mc.heads, mc.width, mc.seq_len, mc.vocab, tr->model.cfg.padded_vocab,
+             tr->model.n_params);
+    log_info("batch: %d sequences per step = %d on this rank (rank 0) in micro-batches of %d",
+             cfg->train.global_batch, tr->share, tr->micro);
+
+    tr->seq_buf = ts_malloc((size_t)tr->micro * (T + 1) * sizeof(int32_t), "token buffer");
+    tr->inputs = ts_malloc((size_t)tr->micro * T * sizeof(int), "inputs");
+    tr->targets = ts_malloc((size_t)tr->micro * T * sizeof(int), "targets");
+
+    snprintf(tr->run_dir, sizeof tr->run_dir, "%s/%s", cfg->run.out_dir, cfg->run.name);
+    st = TS_OK;
+    if (c->rank == 0) {
+        st = mkdir_p(tr->run_dir);
+        char path[sizeof tr->run_dir + 32];
+        snprintf(path, sizeof path, "%s/config.toml", tr->run_dir);
+        FILE *f = st == TS_OK ? fopen(path, "w") : NULL;
+        if (f) {
+            config_write(cfg, f);
+            fclose(f);
+            snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
+            tr->metrics = fopen(path, "w");
+            snprintf(path, sizeof path, "%s/train.log", tr->run_dir);
+            tr->log_file = tr->metrics ? fopen(path, "w") : NULL;
+            if (!tr->log_file && tr->metrics) fclose(tr->metrics), tr->metrics = NULL;
+            log_set_file(tr->log_file);
+        }
+        if (st == TS_OK && (!f || !tr->metrics)) {
+            log_error("%s: cannot write run files: %s", path, strerror(errno));
+            st = TS_ERR_SYSTEM;
+        }
+    }
+    TS_CHECK(train_agree(c, st));
+    log_info("run directory: %s", tr->run_dir);
+    return TS_OK;
+}
+
+static void train_teardown(trainer *tr) {
+    if (tr->metrics) fclose(tr->metrics);
+    log_set_file(NULL);
+    if (tr->log_file) fclose(tr->log_file);
+    if (tr->model.be) optim_destroy(&tr->opt, &tr->model);
+    gpt2_destroy(&tr->model);
+    dataset_close(&tr->train);
+    dataset_close(&tr->val);
+    free(tr->seq_buf);
+    free(tr->inputs);
+    free(tr->targets);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the loop
+
+// split (B, T+1) sequences into inputs and targets
+static void split_batch(trainer *tr, int B) {
+    int T = tr->cfg.model.seq_len;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            tr->inputs[b * T + t] = tr->seq_buf[b * (T + 1) + t];
+            tr->targets[b * T + t] = tr->seq_buf[b * (T + 1) + t + 1];
+        }
+}
+
+// forward+backward over this rank's share of step `step`; returns the summed token loss
+static double train_accumulate(trainer *tr, int step) {
+    const tessera_config *cfg = &tr->cfg;
+    int T = cfg->model.seq_len;
+    real dloss = (real)(1.0 / ((double)cfg->train.global_batch * T));
+    double loss_sum = 0;
+    gpt2_zero_grad(&tr->model);
+    for (int done = 0; done < tr->share; done += tr->micro) {
+        int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
+        for (int b = 0; b < B; b++) {
+            uint64_t g = (uint64_t)step * cfg->train.global_batch + tr->offset + done + b;
+            dataset_sample(&tr->train, (uint64_t)cfg->run.seed, g, tr->seq_buf + b * (T + 1));
+        }
+        split_batch(tr, B);
+        loss_sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
+        gpt2_backward(&tr->model);
+    }
+    return loss_sum;
+}
+
+// mean validation loss (nats/token) over eval.batches global batches of the validation set
+static ts_status train_validate(trainer *tr, double *out) {
+    const tessera_config *cfg = &tr->cfg;
+    int T = cfg->model.seq_len, GB = cfg->train.global_batch;
+    double acc[2] = {0, 0}; // loss sum, tokens
+    for (int batch = 0; batch < cfg->eval.batches; batch++) {
+        for (int done = 0; done < tr->share; done += tr->micro) {
+            int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
+            for (int b = 0; b < B; b++) {
+                uint64_t i = ((uint64_t)batch * GB + tr->offset + done + b) % tr->val.n_seq;
+                dataset_sequence(&tr->val, i, tr->seq_buf + b * (T + 1));
+            }
+            split_batch(tr, B);
+            acc[0] += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, 0);
+            acc[1] += (double)B * T;
+        }
+    }
+    TS_CHECK(tr->comm->all_reduce_sum_f64(tr->comm, acc, 2));
+    *out = acc[0] / acc[1];
+    return TS_OK;
+}
+
+static void format_duration(double s, char *buf, size_t n) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+static ts_status train_loop(trainer *tr) {
+    const tessera_config *cfg = &tr->cfg;
+    comm *c = tr->comm;
+    int steps = cfg->train.steps;
+    double tokens_per_step = (double)cfg->train.global_batch * cfg->model.seq_len;
+    double t_start = ts_now(), t_window = t_start, loss_window = 0;
+    int window_steps = 0, skipped = 0;
+    double val_loss = NAN;
+
+    for (int step = 0; step < steps; step++) {
+        double lr = optim_lr_at(cfg, step);
+        double loss_sum = train_accumulate(tr, step);
+        TS_CHECK(c->all_reduce_sum_f32(c, tr->model.grads, tr->model.n_params));
+        TS_CHECK(c->all_reduce_sum_f64(c, &loss_sum, 1));
+        double loss = loss_sum / tokens_per_step;
+        // every rank holds the same summed gradients, so every rank takes the same decision
+        double norm = optim_grad_norm(&tr->model);
+        if (!isfinite(norm) || !isfinite(loss)) {
+            skipped++;
+            log_warn("step %d: non-finite loss or gradient (loss %g, norm %g): step skipped",
+                     step + 1, loss, norm);
+        } else {
+            optim_step(&tr->opt, &tr->model, cfg, lr, norm);
+        }
+        loss_window += loss;
+        window_steps++;
+
+        int last = step + 1 == steps;
+        int do_eval = last || (cfg->eval.every > 0 && (step + 1) % cfg->eval.every == 0);
+        if (do_eval) TS_CHECK(train_validate(tr, &val_loss));
+        if (last || (step + 1) % cfg->log.every == 0 || do_eval) {
+            double now = ts_now(), dt = (now - t_window) / window_steps;
+            double eta = (now - t_start) / (step + 1) * (steps - step - 1);
+            char eta_s[32], val_s[48] = "";
+            format_duration(eta, eta_s, sizeof eta_s);
+            if (do_eval) snprintf(val_s, sizeof val_s, " | val %.4f", val_loss);
+            log_info("step %*d/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms/step "
+                     "| ETA %s",
+                     (int)snprintf(NULL, 0, "%d", steps), step + 1, steps,
+                     loss_window / window_steps, val_s, lr, norm, tokens_per_step / dt, dt * 1e3,
+                     eta_s);
+            if (tr->metrics) {
+                fprintf(tr->metrics,
+                        "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
+                        "\"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"elapsed_s\": %.3f",
+                        step + 1, loss_window / window_steps, lr, norm, tokens_per_step / dt,
+                        dt * 1e3, now - t_start);
+                if (do_eval) fprintf(tr->metrics, ", \"val_loss\": %.6f", val_loss);
+                fprintf(tr->metrics, "}\n");
+                fflush(tr->metrics);
+            }
+            t_window = now;
+            loss_window = 0;
+            window_steps = 0;
+        }
+    }
+    if (skipped) log_warn("%d of %d steps were skipped (non-finite gradients)", skipped, steps);
+
+    // final report: validation loss beside the corpus' unigram entropy (same units)
+    if (c->rank == 0) {
+        double h = dataset_unigram_entropy(&tr->train, cfg->model.vocab);
+        const char *unit = cfg->model.vocab == 256 ? "nats/byte" : "nats/token";
+        log_info("final validation loss %.4f %s; unigram entropy of the training data %.4f %s "
+                 "(loss = %.0f%% of it)",
+                 val_loss, unit, h, unit, 100.0 * val_loss / h);
+        char path[sizeof tr->run_dir + 32];
+        snprintf(path, sizeof path, "%s/model.h5", tr->run_dir);
+        TS_CHECK(ckpt_write_weights(path, &tr->model, steps));
+        log_info("weights written to %s", path);
+    }
+    return TS_OK;
+}
+
+static void train_sample(trainer *tr) {
+    const tessera_config *cfg = &tr->cfg;
+    if (tr->comm->rank != 0 || cfg->log.sample_tokens <= 0) return;
+    tokenizer tok;
+    const char *spec = strcmp(cfg->data.tokenizer, "byte") == 0 && cfg->model.vocab != 256
+                           ? ""
+                           : cfg->data.tokenizer;
+    if (tokenizer_load(&tok, spec, cfg->model.vocab) != TS_OK) return;
+    int prompt = tok.byte_level ? '\n' : (tok.eot >= 0 ? tok.eot : 0);
+    sample_options opt = {cfg->log.sample_tokens, 0.8f, 40, (uint64_t)cfg->run.seed};
+    printf("---- sample (temperature 0.8, top-k 40) ----");
+    fflush(stdout);
+    sample_generate(&tr->model, &tok, &prompt, 1, &opt, stdout);
+    printf("--------------------------------------------\n");
+    tokenizer_free(&tok);
+}
+
+int cmd_train(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            train_usage(stdout);
+            return TS_EXIT_OK;
+        }
+    trainer tr;
+    memset(&tr, 0, sizeof tr);
+    log_init(0, 1);
+    ts_status st = comm_init(&tr.comm, &argc, &argv);
+    if (st != TS_OK) return ts_exit_code(st);
+    log_init(tr.comm->rank, tr.comm->size);
+
+    log_set_quiet_errors(tr.comm->rank != 0); // every rank parses; one tells the user
+    st = train_load_config(&tr, argc, argv);
+    log_set_quiet_errors(0);
+    if (st == TS_OK) st = train_setup(&tr);
+    if (st == TS_OK) st = train_loop(&tr);
+    if (st == TS_OK) train_sample(&tr);
+    train_teardown(&tr);
+    if (st == TS_ERR_PEER) return ts_exit_code(st); // a lost peer would hang MPI_Finalize
+    tr.comm->finalize(tr.comm);
+    return ts_exit_code(st);
+}
