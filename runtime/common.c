@@ -37,7 +37,8 @@ static struct {
     log_level level;
     int quiet_errors;
     FILE *file;
-} g_log = {0, 1, LOG_INFO, 0, NULL};
+    char last_error[2048]; // the last error line, kept for log_replay_last_error
+} g_log = {0, 1, LOG_INFO, 0, NULL, ""};
 
 void log_init(int rank, int world) {
     g_log.rank = rank;
@@ -61,6 +62,7 @@ static void log_vemit(log_level lvl, int all_ranks, const char *fmt, va_list ap)
         snprintf(prefix, sizeof prefix, "tessera: ");
     char body[2048];
     vsnprintf(body, sizeof body, fmt, ap);
+    if (lvl == LOG_ERROR) snprintf(g_log.last_error, sizeof g_log.last_error, "%s", body);
     if (g_log.file) {
         fprintf(g_log.file, "%s%s%s\n", prefix, tags[lvl], body);
         fflush(g_log.file);
@@ -85,6 +87,13 @@ void log_all(const char *fmt, ...) {
     va_start(ap, fmt);
     log_vemit(LOG_INFO, 1, fmt, ap);
     va_end(ap);
+}
+
+void log_replay_last_error(void) {
+    int quiet = g_log.quiet_errors;
+    g_log.quiet_errors = 0;
+    if (g_log.last_error[0]) log_msg(LOG_ERROR, "%s", g_log.last_error);
+    g_log.quiet_errors = quiet;
 }
 
 _Noreturn void ts_panic(const char *file, int line, const char *msg) {

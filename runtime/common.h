@@ -43,6 +43,9 @@ void log_init(int rank, int world);
 void log_set_level(log_level lvl);
 void log_set_quiet_errors(int quiet); // 1: errors from this rank are suppressed
 void log_set_file(FILE *f);           // also copy every line (all levels) to this file
+// print again the last error line logged (even if it was suppressed): when several ranks fail
+// the same way, they log quietly, agree, and one of them tells the user
+void log_replay_last_error(void);
 void log_msg(log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // info-level line printed on every rank (for per-rank diagnostics)
 void log_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -130,6 +130,21 @@ static ts_status train_agree(comm *c, ts_status mine) {
     return st != TS_OK ? st : (ts_status)v;
 }
 
+// run a step every rank takes on its own input (its copy of the shards) with errors held
+// back; if any rank failed, the lowest failing rank prints its error line, once for the job
+#define TRAIN_AGREE_QUIET(c, call, res)                                                            \
+    do {                                                                                           \
+        log_set_quiet_errors(1);                                                                   \
+        ts_status mine_ = (call);                                                                  \
+        log_set_quiet_errors(0);                                                                   \
+        int who_[2] = {mine_ != TS_OK ? -(c)->rank : -(c)->size, (int)mine_};                      \
+        (res) = (c)->all_reduce_max_i32((c), who_, 2);                                             \
+        if ((res) == TS_OK && who_[1] != TS_OK) {                                                  \
+            if (-who_[0] == (c)->rank) log_replay_last_error();                                    \
+            (res) = (ts_status)who_[1];                                                            \
+        }                                                                                          \
+    } while (0)
+
 static ts_status train_setup(trainer *tr) {
     tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
@@ -150,9 +165,11 @@ static ts_status train_setup(trainer *tr) {
 
     // data: every rank checks its own copy of the shards; all agree before going on
     int T = cfg->model.seq_len;
-    ts_status st = dataset_open(&tr->train, cfg->data.train, T, cfg->model.vocab);
-    if (st == TS_OK) st = dataset_open(&tr->val, cfg->data.val, T, cfg->model.vocab);
-    TS_CHECK(train_agree(c, st));
+    ts_status st;
+    TRAIN_AGREE_QUIET(c, dataset_open(&tr->train, cfg->data.train, T, cfg->model.vocab), st);
+    if (st == TS_OK)
+        TRAIN_AGREE_QUIET(c, dataset_open(&tr->val, cfg->data.val, T, cfg->model.vocab), st);
+    TS_CHECK(st);
     log_info("data: %llu training sequences in %d shard%s, %llu validation sequences of %d tokens",
              (unsigned long long)tr->train.n_seq, tr->train.n_shards,
              tr->train.n_shards == 1 ? "" : "s", (unsigned long long)tr->val.n_seq, T);

@@ -1,0 +1,547 @@
+// config.c — the training configuration's key table (cfg_keys[]) and what it drives besides the
+// file parser (config_file.c): values from and to text, defaults, --section.key=value overrides,
+// `tessera train --help`, the resolved config written to the run directory, the checks across
+// keys and the split of the global batch over ranks.
+#include "config.h"
+#include "config_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// the key table
+
+#define CFG_FIELD(sec, field)                                                                      \
+    offsetof(tessera_config, sec.field), sizeof(((tessera_config *)0)->sec.field)
+#define KEY(sec, field, type, def, lo, hi, choices, help)                                          \
+    { #sec, #field, type, CFG_FIELD(sec, field), def, lo, hi, choices, help }
+
+// Defaults are written as on the command line (strings unquoted) and parsed by the same code as
+// every other value, so a default outside its own bounds is caught by config_defaults.
+const cfg_key cfg_keys[] = {
+    KEY(run, name, CFG_STRING, "run", 0, 0, NULL,
+        "run name: the run directory is <out_dir>/<name>"),
+    KEY(run, out_dir, CFG_STRING, "runs", 0, 0, NULL, "folder where run directories are created"),
+    KEY(run, seed, CFG_INT64, "1337", 0, 9007199254740991.0, NULL,
+        "seed of the data order and the initial weights"),
+    KEY(run, backend, CFG_ENUM, "auto", 0, 0, "auto|cpu|cuda",
+        "compute backend (auto: cuda when a GPU is usable, else cpu)"),
+    KEY(run, threads, CFG_INT, "0", 0, 1024, NULL,
+        "compute threads per rank (0: the host's cores divided by its ranks)"),
+
+    KEY(model, layers, CFG_INT, "4", 1, 4096, NULL, "transformer blocks"),
+    KEY(model, heads, CFG_INT, "4", 1, 65536, NULL, "attention heads (must divide width)"),
+    KEY(model, width, CFG_INT, "128", 1, 65536, NULL, "channels of the residual stream"),
+    KEY(model, seq_len, CFG_INT, "128", 2, 1048576, NULL, "tokens per training sequence"),
+    // the padded vocabulary (next multiple of 128) must still fit an int
+    KEY(model, vocab, CFG_INT, "256", 2, 2147483520.0, NULL,
+        "vocabulary size (the LM head is padded to a multiple of 128)"),
+
+    KEY(data, train, CFG_STRING, "data/fortunes/train_*.bin", 0, 0, NULL,
+        "glob pattern of the training token shards"),
+    KEY(data, val, CFG_STRING, "data/fortunes/val_*.bin", 0, 0, NULL,
+        "glob pattern of the validation token shards"),
+    KEY(data, tokenizer, CFG_STRING, "byte", 0, 0, NULL,
+        "\"byte\" or a GPT-2 tokenizer file, to decode samples"),
+
+    KEY(train, steps, CFG_INT, "1000", 1, 1e9, NULL, "optimizer steps"),
+    KEY(train, global_batch, CFG_INT, "32", 1, 16777216, NULL,
+        "sequences per optimizer step, over all ranks"),
+    KEY(train, micro_batch, CFG_INT, "16", 1, 65536, NULL,
+        "most sequences per forward/backward on one rank"),
+    KEY(train, lr, CFG_FLOAT, "1e-3", 0, 10, NULL, "peak learning rate, reached after warmup"),
+    KEY(train, lr_min_ratio, CFG_FLOAT, "0.1", 0, 1, NULL,
+        "final learning rate of the cosine decay, as a fraction of lr"),
+    KEY(train, warmup_steps, CFG_INT, "50", 0, 1e9, NULL, "steps of linear warmup"),
+    KEY(train, weight_decay, CFG_FLOAT, "0.1", 0, 10, NULL, "AdamW weight decay (matrices only)"),
+    KEY(train, beta1, CFG_FLOAT, "0.9", 0, 0.999999, NULL, "AdamW first-moment decay"),
+    KEY(train, beta2, CFG_FLOAT, "0.95", 0, 0.999999, NULL, "AdamW second-moment decay"),
+    KEY(train, eps, CFG_FLOAT, "1e-8", 1e-30, 1, NULL, "AdamW denominator epsilon"),
+    KEY(train, grad_clip, CFG_FLOAT, "1.0", 0, 1e6, NULL,
+        "clip the global gradient norm to this (0: no clipping)"),
+
+    KEY(eval, every, CFG_INT, "100", 0, 1e9, NULL, "validate every N steps (0: only at the end)"),
+    KEY(eval, batches, CFG_INT, "4", 1, 1000000, NULL,
+        "validation batches of global_batch sequences each"),
+
+    KEY(log, every, CFG_INT, "10", 1, 1e9, NULL, "progress line and metrics every N steps"),
+    KEY(log, sample_tokens, CFG_INT, "200", 0, 1000000, NULL,
+        "tokens sampled at the end of the run (0: none)"),
+
+    KEY(comm, timeout_s, CFG_FLOAT, "300", 0.01, 86400, NULL,
+        "deadline in seconds for any collective (then: peer lost)"),
+};
+const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
+
+// ---------------------------------------------------------------------------------------------
+// lookups and "did you mean"
+
+// Sections in table order; the table lists each section's keys together.
+int cfg_sections(const char **names) {
+    int n = 0;
+    for (int i = 0; i < cfg_n_keys; i++)
+        if (n == 0 || strcmp(names[n - 1], cfg_keys[i].section) != 0)
+            names[n++] = cfg_keys[i].section;
+    return n;
+}
+
+int cfg_find_section(const char *name) {
+    const char *names[CFG_MAX_SECTIONS];
+    int n = cfg_sections(names);
+    for (int s = 0; s < n; s++)
+        if (strcmp(names[s], name) == 0) return s;
+    return -1;
+}
+
+int cfg_find_key(const char *section, const char *name) {
+    for (int i = 0; i < cfg_n_keys; i++)
+        if (strcmp(cfg_keys[i].section, section) == 0 && strcmp(cfg_keys[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+// Edit distance with adjacent transpositions counting one ("trian" -> "train").
+static int cfg_distance(const char *a, const char *b) {
+    enum { N = 48 };
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la >= N || lb >= N) return 1000;
+    int d[N][N];
+    for (int i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (int j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+// How far a typed name is from a known one; large when not worth suggesting. A prefix of at
+// least 4 characters counts as close ("warmup" -> "warmup_steps").
+static int cfg_closeness(const char *typed, const char *known) {
+    size_t lt = strlen(typed), lk = strlen(known);
+    if (lt >= 4 && lk >= 4 && (strncmp(typed, known, lt < lk ? lt : lk) == 0)) return 1;
+    int d = cfg_distance(typed, known);
+    int limit = lt <= 4 ? 1 : 2;
+    return d <= limit ? d : 1000;
+}
+
+// The closest key to section/name (a key of the same name in another section costs one more).
+int cfg_suggest_key(const char *section, const char *name) {
+    int best = -1, best_d = 1000;
+    for (int i = 0; i < cfg_n_keys; i++) {
+        int d = cfg_closeness(name, cfg_keys[i].name);
+        if (d < 1000 && strcmp(cfg_keys[i].section, section) != 0) d += 1;
+        if (d < best_d) best_d = d, best = i;
+    }
+    return best;
+}
+
+const char *cfg_suggest_section(const char *name) {
+    const char *names[CFG_MAX_SECTIONS];
+    int n = cfg_sections(names), best_d = 1000;
+    const char *best = NULL;
+    for (int s = 0; s < n; s++) {
+        int d = cfg_closeness(name, names[s]);
+        if (d < best_d) best_d = d, best = names[s];
+    }
+    return best;
+}
+
+void cfg_section_list(char *buf, size_t n) {
+    const char *names[CFG_MAX_SECTIONS];
+    int ns = cfg_sections(names);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int s = 0; s < ns && used < n; s++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", s ? ", " : "", names[s]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// values: text -> struct field, struct field -> text
+
+// The value as the user wrote it, for "got ...": quoted unless it already starts with a quote,
+// cut after 60 characters, control characters shown as \xNN so the message stays one line.
+static void cfg_show(const char *text, char *buf, size_t n) {
+    char cut[80];
+    size_t j = 0, i = 0;
+    for (; text[i] && i < 60 && j + 5 < sizeof cut; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f)
+            j += (size_t)snprintf(cut + j, sizeof cut - j, "\\x%02x", c);
+        else
+            cut[j++] = (char)c;
+    }
+    cut[j] = '\0';
+    snprintf(buf, n, text[0] == '"' ? "%s%s" : "\"%s%s\"", cut, text[i] ? "..." : "");
+}
+
+static void cfg_fmt_double(double v, char *buf, size_t n) {
+    // shortest form that reads back to the same double, always with a '.' or an exponent so a
+    // TOML reader sees a float
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".eE")) strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+static void cfg_fmt_bound(const cfg_key *k, double v, char *buf, size_t n) {
+    if (k->type == CFG_FLOAT)
+        snprintf(buf, n, "%g", v);
+    else
+        snprintf(buf, n, "%.0f", v);
+}
+
+// "an integer in [1, 4096]", "a number in [0, 10]", "true or false", ...
+static void cfg_describe(const cfg_key *k, char *buf, size_t n) {
+    char lo[32], hi[32];
+    cfg_fmt_bound(k, k->min, lo, sizeof lo);
+    cfg_fmt_bound(k, k->max, hi, sizeof hi);
+    switch (k->type) {
+    case CFG_INT:
+    case CFG_INT64: snprintf(buf, n, "an integer in [%s, %s]", lo, hi); break;
+    case CFG_FLOAT: snprintf(buf, n, "a number in [%s, %s]", lo, hi); break;
+    case CFG_BOOL: snprintf(buf, n, "true or false"); break;
+    case CFG_STRING: snprintf(buf, n, "a quoted string"); break;
+    case CFG_ENUM: snprintf(buf, n, "one of %s", k->choices); break;
+    }
+}
+
+// Split off the value token: up to whitespace or '#'. What follows may only be a '#' comment,
+// and only in a file. Returns 0 when something else follows.
+static int cfg_token(const char *text, int in_file, char *tok, size_t n) {
+    size_t len = strcspn(text, " \t#");
+    if (len >= n) return 0;
+    memcpy(tok, text, len);
+    tok[len] = '\0';
+    const char *rest = text + len;
+    rest += strspn(rest, " \t");
+    return *rest == '\0' || (in_file && *rest == '#');
+}
+
+// Decimal digits with optional sign and single '_' between digits (TOML); underscores removed.
+static int cfg_clean_number(const char *tok, char *out, size_t n, int allow_float) {
+    size_t j = 0;
+    int digits = 0;
+    for (size_t i = 0; tok[i]; i++) {
+        char c = tok[i];
+        if (c == '_') {
+            if (i == 0 || !(tok[i - 1] >= '0' && tok[i - 1] <= '9') ||
+                !(tok[i + 1] >= '0' && tok[i + 1] <= '9'))
+                return 0;
+            continue;
+        }
+        int ok = (c >= '0' && c <= '9') || c == '+' || c == '-' ||
+                 (allow_float && (c == '.' || c == 'e' || c == 'E'));
+        if (!ok || j + 1 >= n) return 0;
+        digits += c >= '0' && c <= '9';
+        out[j++] = c;
+    }
+    out[j] = '\0';
+    return digits > 0;
+}
+
+// A quoted string: "..." with \\ and \" as the only escapes. Returns 0 with *why set on error.
+static int cfg_unquote(const char *text, int in_file, char *out, size_t n, const char **why) {
+    const char *p = text + 1;
+    size_t j = 0;
+    for (;; p++) {
+        if (*p == '\0') return *why = "missing closing quote", 0;
+        if (*p == '"') break;
+        char c = *p;
+        if (c == '\\') {
+            p++;
+            if (*p != '\\' && *p != '"')
+                return *why = "only \\\\ and \\\" escapes are supported", 0;
+            c = *p;
+        }
+        if (j + 1 >= n) return *why = "string too long", 0;
+        out[j++] = c;
+    }
+    out[j] = '\0';
+    p++;
+    p += strspn(p, " \t");
+    if (*p != '\0' && !(in_file && *p == '#')) return *why = "unexpected text after the string", 0;
+    return 1;
+}
+
+// Parse `text` (a file's value, or an override's) for key k into the struct. On error, err gets
+// "expected ..., got ..." and 0 is returned.
+int cfg_parse_value(const cfg_key *k, const char *text, int in_file, tessera_config *cfg, char *err,
+                    size_t errn) {
+    char *dst = (char *)cfg + k->offset;
+    char want[96], got[80], tok[64], num[64];
+    cfg_describe(k, want, sizeof want);
+    cfg_show(text, got, sizeof got);
+
+    if (k->type == CFG_STRING || k->type == CFG_ENUM) {
+        char s[CFG_STR + 8];
+        const char *why = NULL;
+        if (text[0] == '"') {
+            if (!cfg_unquote(text, in_file, s, sizeof s, &why)) {
+                snprintf(err, errn, "expected %s, got %s (%s)", want, got, why);
+                return 0;
+            }
+        } else if (in_file) {
+            // strings in a file are quoted (TOML); an enum's choices are strings too
+            snprintf(err, errn, "expected %s, got %s (write \"%s\")",
+                     k->type == CFG_ENUM ? want : "a quoted string", text, text);
+            return 0;
+        } else {
+            snprintf(s, sizeof s, "%s", text); // the shell already took the quotes off
+        }
+        size_t len = strlen(s), escaped = len;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            escaped += c == '"' || c == '\\';
+            if (c == ';') {
+                snprintf(err, errn, "';' is not allowed in config values, got %s", got);
+                return 0;
+            }
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                snprintf(err, errn, "control characters are not allowed in strings, got %s", got);
+                return 0;
+            }
+        }
+        size_t cap = k->size - 1 < CFG_MAX_STRING ? k->size - 1 : CFG_MAX_STRING;
+        if (escaped > cap) {
+            snprintf(err, errn, "expected a string of at most %zu characters, got %zu", cap,
+                     escaped);
+            return 0;
+        }
+        if (k->type == CFG_ENUM) {
+            size_t cl = strlen(k->choices), start = 0, found = 0;
+            for (size_t i = 0; i <= cl && !found; i++)
+                if (i == cl || k->choices[i] == '|') {
+                    found = i - start == len && strncmp(k->choices + start, s, len) == 0;
+                    start = i + 1;
+                }
+            if (!found) {
+                char q[80];
+                cfg_show(s, q, sizeof q);
+                snprintf(err, errn, "expected %s, got %s", want, q);
+                return 0;
+            }
+        }
+        memset(dst, 0, k->size);
+        memcpy(dst, s, len);
+        return 1;
+    }
+
+    int clean = cfg_token(text, in_file, tok, sizeof tok);
+    switch (k->type) {
+    case CFG_BOOL: {
+        if (clean && (strcmp(tok, "true") == 0 || strcmp(tok, "false") == 0)) {
+            *(int *)dst = tok[0] == 't';
+            return 1;
+        }
+        break;
+    }
+    case CFG_INT:
+    case CFG_INT64: {
+        if (!clean || !cfg_clean_number(tok, num, sizeof num, 0)) break;
+        char *end;
+        errno = 0;
+        long long v = strtoll(num, &end, 10);
+        if (*end || errno == ERANGE || (double)v < k->min || (double)v > k->max) break;
+        if (k->type == CFG_INT)
+            *(int *)dst = (int)v;
+        else
+            *(int64_t *)dst = (int64_t)v;
+        return 1;
+    }
+    case CFG_FLOAT: {
+        if (!clean || !cfg_clean_number(tok, num, sizeof num, 1)) break;
+        char *end;
+        double v = strtod(num, &end);
+        if (*end || !isfinite(v) || v < k->min || v > k->max) break;
+        *(double *)dst = v;
+        return 1;
+    }
+    default: break;
+    }
+    snprintf(err, errn, "expected %s, got %s", want, got);
+    return 0;
+}
+
+// The field's value in file syntax.
+static void cfg_format_value(const cfg_key *k, const tessera_config *cfg, char *buf, size_t n) {
+    const char *src = (const char *)cfg + k->offset;
+    switch (k->type) {
+    case CFG_INT: snprintf(buf, n, "%d", *(const int *)src); break;
+    case CFG_INT64: snprintf(buf, n, "%" PRId64, *(const int64_t *)src); break;
+    case CFG_FLOAT: cfg_fmt_double(*(const double *)src, buf, n); break;
+    case CFG_BOOL: snprintf(buf, n, "%s", *(const int *)src ? "true" : "false"); break;
+    case CFG_STRING:
+    case CFG_ENUM: {
+        size_t j = 0;
+        buf[j++] = '"';
+        for (size_t i = 0; src[i] && i < k->size && j + 3 < n; i++) {
+            if (src[i] == '"' || src[i] == '\\') buf[j++] = '\\';
+            buf[j++] = src[i];
+        }
+        buf[j++] = '"';
+        buf[j] = '\0';
+        break;
+    }
+    }
+}
+
+void config_defaults(tessera_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < cfg_n_keys; i++) {
+        char err[256];
+        if (!cfg_parse_value(&cfg_keys[i], cfg_keys[i].def, 0, cfg, err, sizeof err)) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "default of %s.%s: %s", cfg_keys[i].section, cfg_keys[i].name,
+                     err);
+            ts_panic(__FILE__, __LINE__, msg);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// overrides
+
+ts_status config_apply_override(tessera_config *cfg, const char *arg) {
+    const char *key = strncmp(arg, "--", 2) == 0 ? arg + 2 : arg;
+    const char *eq = strchr(key, '=');
+    const char *dot = memchr(key, '.', eq ? (size_t)(eq - key) : strlen(key));
+    char shown[96]; // the argument up to '=', as typed, for messages
+    size_t shown_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    snprintf(shown, sizeof shown, "%.*s", (int)(shown_len < 80 ? shown_len : 80), arg);
+    if (!eq || !dot || dot == key || dot + 1 == eq) {
+        log_error("%s: expected --section.key=value (e.g. --train.lr=3e-4)", shown);
+        return TS_ERR_INPUT;
+    }
+    char section[64], name[64];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - key < 60 ? dot - key : 60), key);
+    snprintf(name, sizeof name, "%.*s", (int)(eq - dot - 1 < 60 ? eq - dot - 1 : 60), dot + 1);
+    if (cfg_find_section(section) < 0) {
+        const char *hint = cfg_suggest_section(section);
+        char list[128];
+        cfg_section_list(list, sizeof list);
+        if (hint)
+            log_error("%s: unknown section \"%s\" (did you mean \"%s\"?)", shown, section, hint);
+        else
+            log_error("%s: unknown section \"%s\" (sections: %s)", shown, section, list);
+        return TS_ERR_INPUT;
+    }
+    int k = cfg_find_key(section, name);
+    if (k < 0) {
+        int hint = cfg_suggest_key(section, name);
+        if (hint >= 0)
+            log_error("%s: unknown key \"%s\" (did you mean --%s.%s?)", shown, name,
+                      cfg_keys[hint].section, cfg_keys[hint].name);
+        else
+            log_error("%s: unknown key \"%s\" (tessera train --help lists the keys)", shown, name);
+        return TS_ERR_INPUT;
+    }
+    char err[512];
+    if (!cfg_parse_value(&cfg_keys[k], eq + 1, 0, cfg, err, sizeof err)) {
+        log_error("%s: %s", shown, err);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// checks across keys
+
+ts_status config_validate(const tessera_config *cfg, int world) {
+    const char *bad = "invalid config";
+    if (cfg->model.width % cfg->model.heads != 0) {
+        log_error("%s: model.width (%d) is not a multiple of model.heads (%d); each head gets "
+                  "width / heads channels",
+                  bad, cfg->model.width, cfg->model.heads);
+        return TS_ERR_INPUT;
+    }
+    if (cfg->model.seq_len < 2) {
+        log_error("%s: model.seq_len (%d) must be at least 2", bad, cfg->model.seq_len);
+        return TS_ERR_INPUT;
+    }
+    if (cfg->model.vocab < 2 || cfg->model.vocab > 2147483520) {
+        log_error("%s: model.vocab (%d) must be in [2, 2147483520]", bad, cfg->model.vocab);
+        return TS_ERR_INPUT;
+    }
+    if (cfg->train.micro_batch < 1) {
+        log_error("%s: train.micro_batch (%d) must be at least 1", bad, cfg->train.micro_batch);
+        return TS_ERR_INPUT;
+    }
+    if (cfg->train.global_batch < world) {
+        log_error("%s: train.global_batch (%d) is smaller than the number of ranks (%d); every "
+                  "rank needs at least one sequence per step",
+                  bad, cfg->train.global_batch, world);
+        return TS_ERR_INPUT;
+    }
+    const char *name = cfg->run.name;
+    if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        log_error("%s: run.name (\"%s\") must be a directory name: not empty, no '/', not "
+                  "\".\" or \"..\"",
+                  bad, name);
+        return TS_ERR_INPUT;
+    }
+    for (int i = 0; i < cfg_n_keys; i++) {
+        const cfg_key *k = &cfg_keys[i];
+        if (k->type == CFG_STRING && ((const char *)cfg + k->offset)[0] == '\0') {
+            log_error("%s: %s.%s must not be empty", bad, k->section, k->name);
+            return TS_ERR_INPUT;
+        }
+    }
+    return TS_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// help, resolved config, batch split
+
+void config_print_help(FILE *out) {
+    tessera_config def;
+    config_defaults(&def);
+    fprintf(out, "Config keys. In the file: `key = value` under [section]; on the command line: "
+                 "--section.key=value.\n"
+                 "Strings are \"quoted\" in the file (not needed on the command line).\n\n");
+    fprintf(out, "  %-22s %-34s %-28s %s\n", "key", "value", "default", "meaning");
+    for (int i = 0; i < cfg_n_keys; i++) {
+        const cfg_key *k = &cfg_keys[i];
+        char full[64], want[96], val[CFG_STR + 8];
+        snprintf(full, sizeof full, "%s.%s", k->section, k->name);
+        cfg_describe(k, want, sizeof want);
+        cfg_format_value(k, &def, val, sizeof val);
+        const char *w = strncmp(want, "an ", 3) == 0 ? want + 3 : want + 2; // drop the article
+        if (k->type == CFG_ENUM || k->type == CFG_BOOL) w = want;
+        fprintf(out, "  %-22s %-34s %-28s %s\n", full, w, val, k->help);
+    }
+}
+
+void config_write(const tessera_config *cfg, FILE *out) {
+    fprintf(out, "# tessera config, every key resolved (defaults, file and overrides applied)\n");
+    const char *prev = "";
+    for (int i = 0; i < cfg_n_keys; i++) {
+        const cfg_key *k = &cfg_keys[i];
+        if (strcmp(k->section, prev) != 0) fprintf(out, "\n[%s]\n", k->section);
+        prev = k->section;
+        char val[CFG_STR + 8];
+        cfg_format_value(k, cfg, val, sizeof val);
+        fprintf(out, "%s = %s\n", k->name, val);
+    }
+}
+
+void config_batch_share(int global_batch, int world, int rank, int *share, int *offset) {
+    TS_ASSERT(world >= 1 && rank >= 0 && rank < world && global_batch >= 0);
+    // the first (global_batch % world) ranks take one sequence more
+    int base = global_batch / world, extra = global_batch % world;
+    *share = base + (rank < extra);
+    *offset = rank * base + (rank < extra ? rank : extra);
+}

@@ -1,0 +1,31 @@
+// config_internal.h — what config.c (the key table, values) and config_file.c (the file parser)
+// share. Not for use outside runtime/config*.c.
+#ifndef TESSERA_CONFIG_INTERNAL_H
+#define TESSERA_CONFIG_INTERNAL_H
+
+#include "config.h"
+
+// A line holds at most this many characters (libinih's buffer is 200 bytes: the line, '\n' and
+// the terminating NUL). Strings are limited so that config_write's `key = "..."` lines fit.
+#define CFG_MAX_LINE     198
+#define CFG_MAX_STRING   180
+#define CFG_MAX_KEYS     64
+#define CFG_MAX_SECTIONS 16
+
+// Section names in table order (each section's keys are listed together); returns the count.
+int cfg_sections(const char **names);
+int cfg_find_section(const char *name);                  // index into cfg_sections, or -1
+int cfg_find_key(const char *section, const char *name); // index into cfg_keys, or -1
+// "did you mean": the closest key (a key of that name in another section counts too), or -1;
+// the closest section name, or NULL
+int cfg_suggest_key(const char *section, const char *name);
+const char *cfg_suggest_section(const char *name);
+void cfg_section_list(char *buf, size_t n); // "run, model, ..."
+
+// Parse a value for key k into cfg. in_file: file syntax (strings quoted, a '#' comment may
+// follow); else command-line syntax (strings may be bare). On error returns 0 with err holding
+// "expected ..., got ...".
+int cfg_parse_value(const cfg_key *k, const char *text, int in_file, tessera_config *cfg, char *err,
+                    size_t errn);
+
+#endif

@@ -1,0 +1,13 @@
+# Model tests: whole-model finite differences (double), overfitting one batch.
+tessera_unit_test(test_model_grad SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_model_grad.c
+                  LIBS tessera_compute_f64)
+add_test(NAME model_grad_fd COMMAND test_model_grad)
+set_tests_properties(model_grad_fd PROPERTIES LABELS unit)
+
+tessera_unit_test(test_overfit SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_overfit.c
+                  LIBS tessera_core)
+add_test(NAME model_overfit_one_batch COMMAND test_overfit)
+set_tests_properties(model_overfit_one_batch PROPERTIES LABELS unit ENVIRONMENT OMP_NUM_THREADS=1)
+
+tessera_unit_test(test_weights_close SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_weights_close.c
+                  LIBS tessera_core)
