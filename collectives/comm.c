@@ -13,13 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/env.h"
+
 static int comm_started_by_launcher(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL;
+    return env_get("OMPI_COMM_WORLD_SIZE") != NULL || env_get("PMIX_RANK") != NULL;
 }
 
 ts_status comm_init(comm **out, int *argc, char ***argv) {
     *out = NULL;
-    const char *forced = getenv("TESSERA_COMM");
+    const char *forced = env_get("TESSERA_COMM");
     int want_mpi;
     if (forced && forced[0] != '\0') {
         if (strcmp(forced, "self") == 0) {

@@ -1,5 +1,6 @@
 // common.c — status names, exit-code mapping, logging, checked allocation, clock.
 #include "common.h"
+#include "env.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ static struct {
 void log_init(int rank, int world) {
     g_log.rank = rank;
     g_log.world = world;
-    const char *lvl = getenv("TESSERA_LOG");
+    const char *lvl = env_get("TESSERA_LOG");
     if (lvl && strcmp(lvl, "debug") == 0) g_log.level = LOG_DEBUG;
     if (lvl && strcmp(lvl, "warn") == 0) g_log.level = LOG_WARN;
     if (lvl && strcmp(lvl, "error") == 0) g_log.level = LOG_ERROR;

@@ -17,13 +17,21 @@ ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab) {
     memset(tok, 0, sizeof *tok);
     tok->eot = -1;
     if (strcmp(spec, "byte") == 0) {
+        if (vocab != 256) {
+            log_error("tokenizer \"byte\" needs a vocabulary of 256, the model's is %d (give an "
+                      "llm.c tokenizer file instead)",
+                      vocab);
+            return TS_ERR_INPUT;
+        }
         tok->byte_level = 1;
         return TS_OK;
     }
     if (spec[0] == '\0') return TS_OK;
     FILE *f = fopen(spec, "rb");
     if (!f) {
-        log_error("%s: cannot open tokenizer file: %s", spec, strerror(errno));
+        log_error("%s: cannot open tokenizer file: %s ([data] tokenizer; log.sample_tokens = 0 "
+                  "needs none)",
+                  spec, strerror(errno));
         return TS_ERR_INPUT;
     }
     uint32_t header[256];
@@ -175,12 +183,14 @@ static void sample_usage(FILE *out) {
             "                      tokenizer file; without one, GPT-2 tokens print as <id>\n");
 }
 
-static int parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
+static int parse_num(const char *flag, const char *s, double lo, double hi, int integer,
+                     double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        log_error("sample: %s: expected a number in [%g, %g], got \"%s\"", flag, lo, hi, s);
+    if (errno || end == s || *end || !(v >= lo && v <= hi) || (integer && v != (double)(long long)v)) {
+        log_error("sample: %s: expected %s in [%g, %g], got \"%s\"", flag,
+                  integer ? "an integer" : "a number", lo, hi, s);
         return 0;
     }
     *out = v;
@@ -189,7 +199,7 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 
 int cmd_sample(int argc, char **argv) {
     log_init(0, 1);
-    const char *model_path = NULL, *prompt = "\n", *prompt_ids = NULL, *tok_spec = NULL;
+    const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *tok_spec = NULL;
     double length = 256, temperature = 0.8, top_k = 40, seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -207,10 +217,10 @@ int cmd_sample(int argc, char **argv) {
         else if (strcmp(a, "--prompt") == 0) prompt = v;
         else if (strcmp(a, "--prompt-ids") == 0) prompt_ids = v;
         else if (strcmp(a, "--tokenizer") == 0) tok_spec = v;
-        else if (strcmp(a, "--length") == 0) ok = parse_num(a, v, 1, 1e6, &length);
-        else if (strcmp(a, "--temperature") == 0) ok = parse_num(a, v, 1e-3, 100, &temperature);
-        else if (strcmp(a, "--top-k") == 0) ok = parse_num(a, v, 0, 1e7, &top_k);
-        else if (strcmp(a, "--seed") == 0) ok = parse_num(a, v, 0, 1.8e19, &seed);
+        else if (strcmp(a, "--length") == 0) ok = parse_num(a, v, 1, 1e6, 1, &length);
+        else if (strcmp(a, "--temperature") == 0) ok = parse_num(a, v, 1e-3, 100, 0, &temperature);
+        else if (strcmp(a, "--top-k") == 0) ok = parse_num(a, v, 0, 1e7, 1, &top_k);
+        else if (strcmp(a, "--seed") == 0) ok = parse_num(a, v, 0, 9007199254740991.0, 1, &seed);
         else {
             log_error("sample: unknown option %s (see tessera sample --help)", a);
             return TS_EXIT_INPUT;
@@ -219,6 +229,10 @@ int cmd_sample(int argc, char **argv) {
     }
     if (!model_path) {
         log_error("sample: --model FILE is required (the model.h5 of a run directory)");
+        return TS_EXIT_INPUT;
+    }
+    if (prompt && prompt_ids) {
+        log_error("sample: give --prompt or --prompt-ids, not both");
         return TS_EXIT_INPUT;
     }
     gpt2_config cfg;
@@ -230,23 +244,26 @@ int cmd_sample(int argc, char **argv) {
     if (st != TS_OK) return ts_exit_code(st);
 
     int n_prompt = 0;
-    int *ids = ts_malloc((strlen(prompt_ids ? prompt_ids : prompt) + 1) * sizeof(int), "prompt");
+    if (!prompt && !prompt_ids && tok.byte_level) prompt = "\n";
+    const char *text = prompt_ids ? prompt_ids : prompt ? prompt : "";
+    int *ids = ts_malloc((strlen(text) + 1) * sizeof(int), "prompt");
     if (prompt_ids) {
-        for (const char *p = prompt_ids; *p;) {
+        for (const char *p = prompt_ids;;) {
             char *end;
             long id = strtol(p, &end, 10);
-            if (end == p || id < 0 || id >= cfg.vocab || (*end && *end != ',')) {
+            if (end == p || id < 0 || id >= cfg.vocab || (*end && (*end != ',' || !end[1]))) {
                 log_error("sample: --prompt-ids: expected comma-separated token ids in [0, %d), "
                           "got \"%s\"",
                           cfg.vocab, prompt_ids);
                 return TS_EXIT_INPUT;
             }
             ids[n_prompt++] = (int)id;
-            p = *end ? end + 1 : end;
+            if (!*end) break;
+            p = end + 1;
         }
-    } else if (tok.byte_level) {
+    } else if (prompt && tok.byte_level) {
         for (const char *p = prompt; *p; p++) ids[n_prompt++] = (unsigned char)*p;
-    } else {
+    } else if (prompt) {
         log_error("sample: --prompt needs the byte-level tokenizer; for GPT-2 tokens use "
                   "--prompt-ids");
         return TS_EXIT_INPUT;

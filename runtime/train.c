@@ -21,6 +21,7 @@
 #include "config.h"
 #include "data.h"
 #include "optim.h"
+#include "env.h"
 #include "sample.h"
 
 typedef struct {
@@ -38,6 +39,7 @@ typedef struct {
     char run_dir[CFG_STR + 160];
     FILE *metrics;
     FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
+    tokenizer tok;  // rank 0: decodes the end-of-run sample
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ static int train_pick_threads(const tessera_config *cfg) {
     cpu_set_t set;
     int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
     int total = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const char *local = env_get("OMPI_COMM_WORLD_LOCAL_SIZE");
     int local_ranks = local ? atoi(local) : 1;
     if (local_ranks > 1) cores = total / local_ranks; // mpirun may bind each rank to one core
     return cores > 0 ? cores : 1;
@@ -119,8 +121,45 @@ static ts_status mkdir_p(const char *path) {
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
     return TS_OK;
 fail:
-    log_error("%s: cannot create directory: %s", buf, strerror(errno));
-    return TS_ERR_SYSTEM;
+    log_error("[run] out_dir: cannot create directory %s: %s", buf, strerror(errno));
+    // a path the user gave that cannot exist is bad input; a full or failing disk is not
+    return errno == ENOSPC || errno == EIO ? TS_ERR_SYSTEM : TS_ERR_INPUT;
+}
+
+// rank 0 creates the run directory and its files: the resolved config, metrics, the log. A
+// model.h5 left by an earlier run of the same name is removed, so the directory never pairs new
+// metrics with old weights.
+static ts_status train_open_run_dir(trainer *tr) {
+    const tessera_config *cfg = &tr->cfg;
+    snprintf(tr->run_dir, sizeof tr->run_dir, "%s/%s", cfg->run.out_dir, cfg->run.name);
+    if (tr->comm->rank != 0) return TS_OK;
+    TS_CHECK(mkdir_p(tr->run_dir));
+    char path[sizeof tr->run_dir + 32];
+    snprintf(path, sizeof path, "%s/model.h5", tr->run_dir);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        log_error("%s: cannot remove the weights of an earlier run: %s", path, strerror(errno));
+        return TS_ERR_SYSTEM;
+    }
+    snprintf(path, sizeof path, "%s/config.toml", tr->run_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        config_write(cfg, f);
+        if (fclose(f) != 0) f = NULL;
+    }
+    if (f) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
+        tr->metrics = fopen(path, "w");
+    }
+    if (tr->metrics) {
+        snprintf(path, sizeof path, "%s/train.log", tr->run_dir);
+        tr->log_file = fopen(path, "w");
+    }
+    if (!tr->log_file) {
+        log_error("%s: cannot write: %s", path, strerror(errno));
+        return TS_ERR_SYSTEM;
+    }
+    log_set_file(tr->log_file);
+    return TS_OK;
 }
 
 // one status for all ranks: the worst (design invariant 5: shared decisions are agreed)
@@ -160,12 +199,15 @@ static ts_status train_setup(trainer *tr) {
     backend_cpu_set_threads(tr->threads);
     config_batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
     tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
+    ts_status st;
+    TRAIN_AGREE_QUIET(c, train_open_run_dir(tr), st);
+    TS_CHECK(st);
+    log_info("run directory: %s", tr->run_dir);
     log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
              tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s", c->name);
 
     // data: every rank checks its own copy of the shards; all agree before going on
     int T = cfg->model.seq_len;
-    ts_status st;
     TRAIN_AGREE_QUIET(c, dataset_open(&tr->train, cfg->data.train, T, cfg->model.vocab), st);
     if (st == TS_OK)
         TRAIN_AGREE_QUIET(c, dataset_open(&tr->val, cfg->data.val, T, cfg->model.vocab), st);
@@ -173,6 +215,13 @@ static ts_status train_setup(trainer *tr) {
     log_info("data: %llu training sequences in %d shard%s, %llu validation sequences of %d tokens",
              (unsigned long long)tr->train.n_seq, tr->train.n_shards,
              tr->train.n_shards == 1 ? "" : "s", (unsigned long long)tr->val.n_seq, T);
+
+    // the tokenizer decodes the end-of-run sample: a bad one is bad input, found before training
+    if (cfg->log.sample_tokens > 0 && c->rank == 0) {
+        log_set_quiet_errors(0);
+        st = tokenizer_load(&tr->tok, cfg->data.tokenizer, cfg->model.vocab);
+    }
+    TS_CHECK(train_agree(c, cfg->log.sample_tokens > 0 && c->rank == 0 ? st : TS_OK));
 
     gpt2_config mc = {cfg->model.layers, cfg->model.heads, cfg->model.width, cfg->model.seq_len,
                       cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
@@ -192,30 +241,6 @@ static ts_status train_setup(trainer *tr) {
     tr->inputs = ts_malloc((size_t)tr->micro * T * sizeof(int), "inputs");
     tr->targets = ts_malloc((size_t)tr->micro * T * sizeof(int), "targets");
 
-    snprintf(tr->run_dir, sizeof tr->run_dir, "%s/%s", cfg->run.out_dir, cfg->run.name);
-    st = TS_OK;
-    if (c->rank == 0) {
-        st = mkdir_p(tr->run_dir);
-        char path[sizeof tr->run_dir + 32];
-        snprintf(path, sizeof path, "%s/config.toml", tr->run_dir);
-        FILE *f = st == TS_OK ? fopen(path, "w") : NULL;
-        if (f) {
-            config_write(cfg, f);
-            fclose(f);
-            snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
-            tr->metrics = fopen(path, "w");
-            snprintf(path, sizeof path, "%s/train.log", tr->run_dir);
-            tr->log_file = tr->metrics ? fopen(path, "w") : NULL;
-            if (!tr->log_file && tr->metrics) fclose(tr->metrics), tr->metrics = NULL;
-            log_set_file(tr->log_file);
-        }
-        if (st == TS_OK && (!f || !tr->metrics)) {
-            log_error("%s: cannot write run files: %s", path, strerror(errno));
-            st = TS_ERR_SYSTEM;
-        }
-    }
-    TS_CHECK(train_agree(c, st));
-    log_info("run directory: %s", tr->run_dir);
     return TS_OK;
 }
 
@@ -227,6 +252,7 @@ static void train_teardown(trainer *tr) {
     gpt2_destroy(&tr->model);
     dataset_close(&tr->train);
     dataset_close(&tr->val);
+    tokenizer_free(&tr->tok);
     free(tr->seq_buf);
     free(tr->inputs);
     free(tr->targets);
@@ -371,18 +397,13 @@ static ts_status train_loop(trainer *tr) {
 static void train_sample(trainer *tr) {
     const tessera_config *cfg = &tr->cfg;
     if (tr->comm->rank != 0 || cfg->log.sample_tokens <= 0) return;
-    tokenizer tok;
-    const char *spec = strcmp(cfg->data.tokenizer, "byte") == 0 && cfg->model.vocab != 256
-                           ? ""
-                           : cfg->data.tokenizer;
-    if (tokenizer_load(&tok, spec, cfg->model.vocab) != TS_OK) return;
-    int prompt = tok.byte_level ? '\n' : (tok.eot >= 0 ? tok.eot : 0);
+    const tokenizer *tok = &tr->tok;
+    int prompt = tok->byte_level ? '\n' : (tok->eot >= 0 ? tok->eot : 0);
     sample_options opt = {cfg->log.sample_tokens, 0.8f, 40, (uint64_t)cfg->run.seed};
-    printf("---- sample (temperature 0.8, top-k 40) ----");
+    printf("---- sample (temperature 0.8, top-k 40) ----%s", tok->byte_level ? "" : "\n");
     fflush(stdout);
-    sample_generate(&tr->model, &tok, &prompt, 1, &opt, stdout);
+    sample_generate(&tr->model, tok, &prompt, 1, &opt, stdout);
     printf("--------------------------------------------\n");
-    tokenizer_free(&tok);
 }
 
 int cmd_train(int argc, char **argv) {

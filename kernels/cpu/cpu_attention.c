@@ -27,8 +27,8 @@
 #define QBLK 64 // query (or key) rows per block of the triangular products
 
 #define ROW_MAJ CblasRowMajor
-#define NO_T CblasNoTrans
-#define TR CblasTrans
+#define NO_T    CblasNoTrans
+#define TR      CblasTrans
 
 void TS_REAL(cpu_attention_forward)(real *out, real *preatt, real *att, const real *qkv, int B,
                                     int T, int C, int NH) {
@@ -45,14 +45,15 @@ void TS_REAL(cpu_attention_forward)(real *out, real *preatt, real *att, const re
             // P[t, :t0+nt] = scale * Q[t] . K for the query block t0..t0+nt
             for (int t0 = 0; t0 < T; t0 += QBLK) {
                 const int nt = T - t0 < QBLK ? T - t0 : QBLK;
-                cpu_gemm(ROW_MAJ, NO_T, TR, nt, t0 + nt, hs, scale, Q + (size_t)t0 * C3, C3, K,
-                         C3, 0, P + (size_t)t0 * T, T);
+                cpu_gemm(ROW_MAJ, NO_T, TR, nt, t0 + nt, hs, scale, Q + (size_t)t0 * C3, C3, K, C3,
+                         0, P + (size_t)t0 * T, T);
             }
             for (int t = 0; t < T; t++) {
                 real *p = P + (size_t)t * T, *a = A + (size_t)t * T;
                 real mx = p[0], sum = 0;
 #pragma omp simd reduction(max : mx)
-                for (int u = 1; u <= t; u++) mx = p[u] > mx ? p[u] : mx;
+                for (int u = 1; u <= t; u++)
+                    mx = p[u] > mx ? p[u] : mx;
 #pragma omp simd reduction(+ : sum)
                 for (int u = 0; u <= t; u++) {
                     a[u] = cpu_exp(p[u] - mx);
@@ -60,9 +61,11 @@ void TS_REAL(cpu_attention_forward)(real *out, real *preatt, real *att, const re
                 }
                 const real inv = 1 / sum;
 #pragma omp simd
-                for (int u = 0; u <= t; u++) a[u] *= inv;
+                for (int u = 0; u <= t; u++)
+                    a[u] *= inv;
                 // above the diagonal: zero, which also masks the A V product below
-                for (int u = t + 1; u < T; u++) p[u] = a[u] = 0;
+                for (int u = t + 1; u < T; u++)
+                    p[u] = a[u] = 0;
             }
             // O[t0..] = A[t0.., :t0+nt] V[:t0+nt]
             for (int t0 = 0; t0 < T; t0 += QBLK) {
@@ -104,16 +107,19 @@ void TS_REAL(cpu_attention_backward)(real *dqkv, real *dpreatt, real *datt, cons
                 real *da = dA + (size_t)t * T, *dp = dP + (size_t)t * T;
                 real s = 0;
 #pragma omp simd reduction(+ : s)
-                for (int u = 0; u <= t; u++) s += a[u] * da[u];
+                for (int u = 0; u <= t; u++)
+                    s += a[u] * da[u];
 #pragma omp simd
-                for (int u = 0; u <= t; u++) dp[u] = a[u] * (da[u] - s);
-                for (int u = t + 1; u < T; u++) dp[u] = da[u] = 0;
+                for (int u = 0; u <= t; u++)
+                    dp[u] = a[u] * (da[u] - s);
+                for (int u = t + 1; u < T; u++)
+                    dp[u] = da[u] = 0;
             }
             for (int t0 = 0; t0 < T; t0 += QBLK) {
                 const int nt = T - t0 < QBLK ? T - t0 : QBLK;
                 // queries t0.. meet keys :t0+nt
-                cpu_gemm(ROW_MAJ, NO_T, NO_T, nt, hs, t0 + nt, scale, dP + (size_t)t0 * T, T, K,
-                         C3, 1, dQ + (size_t)t0 * C3, C3);
+                cpu_gemm(ROW_MAJ, NO_T, NO_T, nt, hs, t0 + nt, scale, dP + (size_t)t0 * T, T, K, C3,
+                         1, dQ + (size_t)t0 * C3, C3);
                 // keys t0..t0+nt meet queries t0..T-1: column block of A and dP from row t0
                 const size_t blk = (size_t)t0 * T + t0;
                 cpu_gemm(ROW_MAJ, TR, NO_T, nt, hs, T - t0, 1, A + blk, T, dO + (size_t)t0 * C, C,

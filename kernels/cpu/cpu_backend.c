@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h> // openblas_set_num_threads (OpenBLAS only)
+#include <cblas.h> // openblas_set_num_threads, openblas_get_corename (OpenBLAS only)
 
 #include "../../runtime/common.h"
 #include "cpu_ops.h"
@@ -52,7 +52,29 @@ static const TS_REAL(backend) cpu_backend = {
     .scale = TS_REAL(cpu_scale),
 };
 
-const TS_REAL(backend) * TS_REAL(backend_cpu)(void) { return &cpu_backend; }
+// OpenBLAS built with DYNAMIC_ARCH (Debian's) picks its kernels from the CPU model and falls back
+// to the generic "Prescott" (SSE3) kernels for a model it does not know, e.g. CPUs newer than the
+// library; matmuls then run about 5x slower. The choice is made when the library loads, so all
+// we can do is tell the user, once, how to override it (an info line on rank 0: it is advice, not
+// a problem with the run).
+static void cpu_check_blas_core(void) {
+#ifdef OPENBLAS_VERSION
+    static int checked;
+    if (checked) return;
+    checked = 1;
+    const char *core = openblas_get_corename();
+    if (!core || strcmp(core, "Prescott") != 0 || !__builtin_cpu_supports("avx2")) return;
+    log_info("note: OpenBLAS does not recognise this CPU and uses its generic kernels (core %s): "
+             "matmuls run several times slower than they could. ---> HINT: export "
+             "OPENBLAS_CORETYPE=%s before starting tessera (with mpirun: -x OPENBLAS_CORETYPE)",
+             core, __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+#endif
+}
+
+const TS_REAL(backend) * TS_REAL(backend_cpu)(void) {
+    cpu_check_blas_core();
+    return &cpu_backend;
+}
 
 // OpenBLAS built for OpenMP (Debian's openblas-openmp) follows omp_set_num_threads on its next
 // call; setting it explicitly as well keeps other OpenBLAS builds in step.

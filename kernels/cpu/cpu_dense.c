@@ -3,9 +3,9 @@
 // Matmuls go to CBLAS (OpenBLAS). The sums over rows that backward needs (embedding and bias
 // gradients, LayerNorm weight gradients) are computed in a fixed order that does not depend on
 // the thread count, so gradients are bit-identical run to run.
-#include <tgmath.h>
 #include <stdlib.h>
 #include <string.h>
+#include <tgmath.h>
 
 #include <cblas.h>
 
@@ -35,14 +35,15 @@ void TS_REAL(cpu_embed_forward)(real *out, const int *tokens, const real *wte, c
         const real *pe = wpe + (size_t)(bt % T) * C;
         real *o = out + (size_t)bt * C;
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+        for (int c = 0; c < C; c++)
+            o[c] = we[c] + pe[c];
     }
 }
 
 // Tokens repeat, so rows of dwte are not owned by one (b,t): threads split the channels instead,
 // and each walks all tokens in order.
-void TS_REAL(cpu_embed_backward)(real *dwte, real *dwpe, const real *dout, const int *tokens,
-                                 int B, int T, int C) {
+void TS_REAL(cpu_embed_backward)(real *dwte, real *dwpe, const real *dout, const int *tokens, int B,
+                                 int T, int C) {
     const int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= CPU_PARALLEL_MIN)
     for (int blk = 0; blk < nblk; blk++) {
@@ -89,7 +90,8 @@ void TS_REAL(cpu_layernorm_forward)(real *out, real *mean, real *rstd, const rea
         real r = 1 / sqrt(var + (real)1e-5);
         m += shift;
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
+        for (int c = 0; c < C; c++)
+            o[c] = (x[c] - m) * r * w[c] + b[c];
         mean[n] = m;
         rstd[n] = r;
     }
@@ -151,13 +153,14 @@ void TS_REAL(cpu_layernorm_backward)(real *dinp, real *dw, real *db, const real 
 // ---------------------------------------------------------------------------------------------
 // matmul: out(N,OC) = inp(N,C) @ w(OC,C)^T + bias
 
-void TS_REAL(cpu_matmul_forward)(real *out, const real *inp, const real *w, const real *bias,
-                                 int N, int C, int OC) {
+void TS_REAL(cpu_matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N,
+                                 int C, int OC) {
     real beta = 0;
     if (bias) {
         // start from the bias and let the GEMM add onto it
 #pragma omp parallel for schedule(static) if ((size_t)N * OC >= CPU_PARALLEL_MIN)
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(real));
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(real));
         beta = 1;
     }
     cpu_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, beta, out, OC);
@@ -182,8 +185,10 @@ void TS_REAL(cpu_matmul_backward)(real *dinp, real *dw, real *dbias, const real 
         for (int n = 0; n < N; n++) {
             const real *d = dout + (size_t)n * OC + c0;
 #pragma omp simd
-            for (int c = 0; c < nc; c++) acc[c] += d[c];
+            for (int c = 0; c < nc; c++)
+                acc[c] += d[c];
         }
-        for (int c = 0; c < nc; c++) dbias[c0 + c] += acc[c];
+        for (int c = 0; c < nc; c++)
+            dbias[c0 + c] += acc[c];
     }
 }

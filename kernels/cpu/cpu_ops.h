@@ -4,9 +4,11 @@
 // _f64 suffix in the double build so both builds can be linked into one binary. The semantics of
 // each op are documented once, in kernels/backend.h.
 //
-// Determinism: no op uses atomics or OpenMP reductions (whose combining order is unspecified).
-// Sums over rows are either done serially per output element or through fixed-size chunks whose
-// partial sums are combined in chunk order, so results do not depend on the thread count.
+// Determinism: no op uses atomics or cross-thread OpenMP reductions (whose combining order is
+// unspecified); `omp simd` reductions stay inside one thread and have a fixed order. Sums over
+// rows are done serially per output element or through fixed-size chunks whose partial sums are
+// combined in chunk order, so the kernels' own loops give the same bits at any thread count.
+// GEMMs are OpenBLAS's: deterministic for a given thread count and CPU kernel.
 #ifndef TESSERA_CPU_OPS_H
 #define TESSERA_CPU_OPS_H
 
@@ -54,15 +56,15 @@ static inline float cpu_exp(float x) {
 // cpu_dense.c: embedding, LayerNorm, matmul (BLAS)
 void TS_REAL(cpu_embed_forward)(real *out, const int *tokens, const real *wte, const real *wpe,
                                 int B, int T, int C);
-void TS_REAL(cpu_embed_backward)(real *dwte, real *dwpe, const real *dout, const int *tokens,
-                                 int B, int T, int C);
+void TS_REAL(cpu_embed_backward)(real *dwte, real *dwpe, const real *dout, const int *tokens, int B,
+                                 int T, int C);
 void TS_REAL(cpu_layernorm_forward)(real *out, real *mean, real *rstd, const real *inp,
                                     const real *w, const real *b, int N, int C);
 void TS_REAL(cpu_layernorm_backward)(real *dinp, real *dw, real *db, const real *dout,
                                      const real *inp, const real *w, const real *mean,
                                      const real *rstd, int N, int C);
-void TS_REAL(cpu_matmul_forward)(real *out, const real *inp, const real *w, const real *bias,
-                                 int N, int C, int OC);
+void TS_REAL(cpu_matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N,
+                                 int C, int OC);
 void TS_REAL(cpu_matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout,
                                   const real *inp, const real *w, int N, int C, int OC);
 
@@ -70,16 +72,15 @@ void TS_REAL(cpu_matmul_backward)(real *dinp, real *dw, real *dbias, const real 
 void TS_REAL(cpu_attention_forward)(real *out, real *preatt, real *att, const real *qkv, int B,
                                     int T, int C, int NH);
 void TS_REAL(cpu_attention_backward)(real *dqkv, real *dpreatt, real *datt, const real *dout,
-                                     const real *qkv, const real *att, int B, int T, int C,
-                                     int NH);
+                                     const real *qkv, const real *att, int B, int T, int C, int NH);
 
 // cpu_pointwise.c: GELU, elementwise arithmetic, classifier, AdamW, reductions
 void TS_REAL(cpu_gelu_forward)(real *out, const real *inp, size_t n);
 void TS_REAL(cpu_gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n);
 void TS_REAL(cpu_add)(real *out, const real *a, const real *b, size_t n);
 void TS_REAL(cpu_add_inplace)(real *y, const real *x, size_t n);
-void TS_REAL(cpu_classifier)(real *logits, real *losses, const int *targets, int N, int V,
-                             int Vp, real dloss);
+void TS_REAL(cpu_classifier)(real *logits, real *losses, const int *targets, int N, int V, int Vp,
+                             real dloss);
 void TS_REAL(cpu_adamw)(real *param, const real *grad, real *m, real *v, size_t n, float lr,
                         float beta1, float beta2, float eps, float weight_decay, int t);
 double TS_REAL(cpu_sum_squares)(const real *x, size_t n);

@@ -25,7 +25,8 @@ static inline real gelu_sigmoid(real x) {
 
 void TS_REAL(cpu_gelu_forward)(real *out, const real *inp, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] * gelu_sigmoid(inp[i]);
+    for (size_t i = 0; i < n; i++)
+        out[i] = inp[i] * gelu_sigmoid(inp[i]);
 }
 
 // d/dx [x s(2u)] = s + 2 x s (1 - s) du/dx,  du/dx = k0 (1 + 3 k1 x^2)
@@ -40,17 +41,20 @@ void TS_REAL(cpu_gelu_backward)(real *dinp, const real *inp, const real *dout, s
 
 void TS_REAL(cpu_add)(real *out, const real *a, const real *b, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
 }
 
 void TS_REAL(cpu_add_inplace)(real *y, const real *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
 }
 
 void TS_REAL(cpu_scale)(real *x, real s, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) x[i] *= s;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
 }
 
 double TS_REAL(cpu_sum_squares)(const real *x, size_t n) {
@@ -63,19 +67,21 @@ double TS_REAL(cpu_sum_squares)(const real *x, size_t n) {
         const size_t i1 = (k + 1) * SUMSQ_CHUNK < n ? (k + 1) * SUMSQ_CHUNK : n;
         double s = 0;
 #pragma omp simd reduction(+ : s)
-        for (size_t i = k * SUMSQ_CHUNK; i < i1; i++) s += (double)x[i] * (double)x[i];
+        for (size_t i = k * SUMSQ_CHUNK; i < i1; i++)
+            s += (double)x[i] * (double)x[i];
         part[k] = s;
     }
     double total = 0;
-    for (size_t k = 0; k < nchunk; k++) total += part[k];
+    for (size_t k = 0; k < nchunk; k++)
+        total += part[k];
     if (part != &one) free(part);
     return total;
 }
 
 // One row at a time: max, then exponentials (stored in place when the gradient is wanted, so
 // each logit is exponentiated once), then loss = log(sum) - (logit[target] - max).
-void TS_REAL(cpu_classifier)(real *logits, real *losses, const int *targets, int N, int V,
-                             int Vp, real dloss) {
+void TS_REAL(cpu_classifier)(real *logits, real *losses, const int *targets, int N, int V, int Vp,
+                             real dloss) {
 #pragma omp parallel for schedule(static) if ((size_t)N * Vp >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         real *l = logits + (size_t)n * Vp;
@@ -83,7 +89,8 @@ void TS_REAL(cpu_classifier)(real *logits, real *losses, const int *targets, int
         TS_ASSERT(tgt >= 0 && tgt < V);
         real mx = l[0];
 #pragma omp simd reduction(max : mx)
-        for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        for (int v = 1; v < V; v++)
+            mx = l[v] > mx ? l[v] : mx;
         const real lt = l[tgt];
         real sum = 0;
         if (dloss != 0) {
@@ -95,45 +102,35 @@ void TS_REAL(cpu_classifier)(real *logits, real *losses, const int *targets, int
             }
             const real f = dloss / sum;
 #pragma omp simd
-            for (int v = 0; v < V; v++) l[v] *= f;
+            for (int v = 0; v < V; v++)
+                l[v] *= f;
             l[tgt] -= dloss;
-            for (int v = V; v < Vp; v++) l[v] = 0;
+            for (int v = V; v < Vp; v++)
+                l[v] = 0;
         } else {
 #pragma omp simd reduction(+ : sum)
-            for (int v = 0; v < V; v++) sum += cpu_exp(l[v] - mx);
+            for (int v = 0; v < V; v++)
+                sum += cpu_exp(l[v] - mx);
         }
         losses[n] = log(sum) - (lt - mx);
     }
 }
 
-// AdamW over elements [i0, i1); c1, c2 are the inverse bias corrections. Compiled without
-// errno for sqrt (the second moment is never negative) so that the square root vectorizes
-// instead of being a library call per element; kept out of line so the flag stays with it.
-#define ADAMW_CHUNK 16384
-__attribute__((optimize("no-math-errno"))) static void
-adamw_range(real *param, const real *grad, real *m, real *v, size_t i0, size_t i1, real lr,
-            real b1, real b2, real eps, real wd, real c1, real c2) {
-#pragma omp simd
-    for (size_t i = i0; i < i1; i++) {
+// Bias corrections are taken in double once per call; the update itself runs in `real`.
+// (The square root vectorizes only when the kernels are built with -fno-math-errno; otherwise the
+// loop stays scalar, a few ns per element.)
+void TS_REAL(cpu_adamw)(real *param, const real *grad, real *m, real *v, size_t n, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, int t) {
+    const real b1 = beta1, b2 = beta2, e = eps, wd = weight_decay, lr_ = lr;
+    const real c1 = (real)(1.0 / (1.0 - pow((double)beta1, t)));
+    const real c2 = (real)(1.0 / (1.0 - pow((double)beta2, t)));
+#pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
         const real g = grad[i];
         const real mi = b1 * m[i] + (1 - b1) * g;
         const real vi = b2 * v[i] + (1 - b2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        param[i] -= lr * (mi * c1 / (sqrt(vi * c2) + eps) + wd * param[i]);
-    }
-}
-
-// Bias corrections are taken in double once per call; the update itself runs in `real`.
-void TS_REAL(cpu_adamw)(real *param, const real *grad, real *m, real *v, size_t n, float lr,
-                        float beta1, float beta2, float eps, float weight_decay, int t) {
-    const real c1 = (real)(1.0 / (1.0 - pow((double)beta1, t)));
-    const real c2 = (real)(1.0 / (1.0 - pow((double)beta2, t)));
-    const size_t nchunk = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
-#pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
-    for (size_t k = 0; k < nchunk; k++) {
-        const size_t i1 = (k + 1) * ADAMW_CHUNK < n ? (k + 1) * ADAMW_CHUNK : n;
-        adamw_range(param, grad, m, v, k * ADAMW_CHUNK, i1, lr, beta1, beta2, eps, weight_decay,
-                    c1, c2);
+        param[i] -= lr_ * (mi * c1 / (sqrt(vi * c2) + e) + wd * param[i]);
     }
 }

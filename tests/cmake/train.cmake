@@ -94,3 +94,35 @@ if(TESSERA_HAVE_MPI)
   set_tests_properties(train_bad_shard_magic_mpi PROPERTIES LABELS mpi
                        FIXTURES_REQUIRED "train_corpus;train_bad" PROCESSORS 2)
 endif()
+
+# inputs found unusable before any training: tokenizer, run directory
+add_test(NAME train_bad_tokenizer
+         COMMAND ${EXPECT_ERROR} 2 "nonexistent_tokenizer\\.bin: cannot open tokenizer file"
+                 -- ${TESSERA_BIN} train ${TRAIN_ARGS} --log.sample_tokens=10
+                    --data.tokenizer=${TRAIN_DIR}/nonexistent_tokenizer.bin)
+add_test(NAME train_bad_out_dir
+         COMMAND ${EXPECT_ERROR} 2 "\\[run\\] out_dir: cannot create directory"
+                 -- ${TESSERA_BIN} train ${TRAIN_ARGS} --run.out_dir=/proc/nonexistent/runs)
+set_tests_properties(train_bad_tokenizer train_bad_out_dir PROPERTIES LABELS unit
+                     FIXTURES_REQUIRED train_corpus)
+
+# `tessera sample` command-line errors: one line, exit 2
+set(SAMPLE_MODEL ${TRAIN_DIR}/runs/np1/model.h5)
+foreach(case "length_not_integer|--length: expected an integer|--length;2.5"
+             "prompt_ids_trailing_comma|--prompt-ids: expected comma-separated|--prompt-ids;1,"
+             "prompt_ids_out_of_range|--prompt-ids: expected comma-separated|--prompt-ids;256"
+             "both_prompts|--prompt or --prompt-ids, not both|--prompt;a;--prompt-ids;1"
+             "unknown_option|unknown option --frobnicate|--frobnicate;1"
+             "temperature_zero|--temperature: expected a number|--temperature;0")
+  string(REPLACE "|" ";" parts "${case}")
+  list(GET parts 0 name)
+  list(GET parts 1 regex)
+  list(SUBLIST parts 2 -1 args)
+  add_test(NAME sample_error_${name}
+           COMMAND ${EXPECT_ERROR} 2 "${regex}" -- ${TESSERA_BIN} sample --model ${SAMPLE_MODEL} ${args})
+  set_tests_properties(sample_error_${name} PROPERTIES LABELS unit FIXTURES_REQUIRED train_np1)
+endforeach()
+# continuing given token ids works for any tokenizer
+add_test(NAME sample_prompt_ids
+         COMMAND sh -c "${TESSERA_BIN} sample --model ${SAMPLE_MODEL} --prompt-ids 72,101 --length 5 | grep -q '^He'")
+set_tests_properties(sample_prompt_ids PROPERTIES LABELS unit FIXTURES_REQUIRED train_np1)

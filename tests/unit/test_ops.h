@@ -41,7 +41,8 @@ int ops_check_reference_f64(void);
 int ops_check_gradients_f64(void);
 
 static inline void ops_results_free(ops_result *res, int n) {
-    for (int i = 0; i < n; i++) free(res[i].data);
+    for (int i = 0; i < n; i++)
+        free(res[i].data);
 }
 
 // splitmix64: a small deterministic generator, identical in every translation unit

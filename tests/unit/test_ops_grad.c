@@ -18,7 +18,7 @@
 #include "kernels/backend.h"
 #include "test_ops.h"
 
-#define FD_TOL 1e-6  // relative error per gradient tensor
+#define FD_TOL  1e-6 // relative error per gradient tensor
 #define FD_STEP 1e-5 // central-difference step; truncation error ~ h^2, rounding ~ 1e-16 / h
 
 // small shapes: every element is perturbed, twice
@@ -45,8 +45,8 @@ static const backend_f64 *be;
 // buffers of the op under test; only the ones it uses are set
 static struct {
     int *tok;
-    real *a, *b, *c;    // inputs
-    real *da, *db, *dc; // their gradients
+    real *a, *b, *c;               // inputs
+    real *da, *db, *dc;            // their gradients
     real *out, *s1, *s2, *s3, *s4; // output and saved state / scratch
 } S;
 
@@ -66,7 +66,8 @@ static int aB, aT, aC, aNH;
 static void attn_fwd(void) { be->attention_forward(S.out, S.s1, S.s2, S.a, aB, aT, aC, aNH); }
 static void attn_bwd(const real *d) {
     // the scratch buffers must be fully written by the op: poison them first
-    for (size_t i = 0; i < (size_t)aB * aNH * aT * aT; i++) S.s3[i] = S.s4[i] = NAN;
+    for (size_t i = 0; i < (size_t)aB * aNH * aT * aT; i++)
+        S.s3[i] = S.s4[i] = NAN;
     be->attention_backward(S.da, S.s3, S.s4, d, S.a, S.s2, aB, aT, aC, aNH);
 }
 
@@ -78,19 +79,22 @@ static void cls_fwd(void) { be->classifier(S.a, S.out, S.tok, N, V, VP, 0); }
 static void cls_bwd(const real *d) {
     memcpy(S.s1, S.a, (size_t)N * VP * sizeof(real));
     be->classifier(S.s1, S.s2, S.tok, N, V, VP, d[0]);
-    for (size_t i = 0; i < (size_t)N * VP; i++) S.da[i] += S.s1[i];
+    for (size_t i = 0; i < (size_t)N * VP; i++)
+        S.da[i] += S.s1[i];
 }
 
 static real *rand_buf(size_t n, uint64_t *rng, double lo, double hi) {
     real *x = be->alloc(n * sizeof(real));
-    for (size_t i = 0; i < n; i++) x[i] = ops_rng_uniform(rng, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = ops_rng_uniform(rng, lo, hi);
     return x;
 }
 
 static double loss_of(const fd_case *fc, const real *R) {
     fc->forward();
     double L = 0;
-    for (size_t i = 0; i < fc->out_n; i++) L += fc->out[i] * R[i];
+    for (size_t i = 0; i < fc->out_n; i++)
+        L += fc->out[i] * R[i];
     return L;
 }
 
@@ -103,10 +107,10 @@ static double rel_err(const double *fd, const double *g, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static int verdict(const char *op, const char *name, double err) {
+static int verdict(const char *name, double err) {
     int ok = err <= FD_TOL; // NaN fails
-    printf("fd    f64  %-26s rel err %.2e  (tol %.0e)  %s\n", name, err, FD_TOL, ok ? "ok" : "FAIL");
-    (void)op;
+    printf("fd    f64  %-26s rel err %.2e  (tol %.0e)  %s\n", name, err, FD_TOL,
+           ok ? "ok" : "FAIL");
     return ok ? 0 : 1;
 }
 
@@ -115,7 +119,8 @@ static int fd_check(const fd_case *fc, uint64_t *rng, int control) {
     int fails = 0;
     real *R = rand_buf(fc->out_n, rng, -1, 1);
     if (fc->uniform_dout)
-        for (size_t i = 1; i < fc->out_n; i++) R[i] = R[0];
+        for (size_t i = 1; i < fc->out_n; i++)
+            R[i] = R[0];
 
     // analytic: backward at the unperturbed point into pre-filled gradient buffers
     double *g[MAX_IN], *prefill[MAX_IN];
@@ -128,7 +133,8 @@ static int fd_check(const fd_case *fc, uint64_t *rng, int control) {
     fc->backward(R);
     for (int k = 0; k < fc->n_in; k++) {
         g[k] = malloc(fc->in_n[k] * sizeof(double));
-        for (size_t i = 0; i < fc->in_n[k]; i++) g[k][i] = fc->grad[k][i] - prefill[k][i];
+        for (size_t i = 0; i < fc->in_n[k]; i++)
+            g[k][i] = fc->grad[k][i] - prefill[k][i];
     }
 
     for (int k = 0; k < fc->n_in; k++) {
@@ -144,12 +150,13 @@ static int fd_check(const fd_case *fc, uint64_t *rng, int control) {
         }
         char name[64];
         snprintf(name, sizeof name, "%s.%s", fc->op, fc->in_name[k]);
-        fails += verdict(fc->op, name, rel_err(fd, g[k], fc->in_n[k]));
+        fails += verdict(name, rel_err(fd, g[k], fc->in_n[k]));
 
         if (control && k == 0) {
             // 1) one analytic element off by 1e-4 of the tensor's norm must be reported
             double norm = 0;
-            for (size_t i = 0; i < fc->in_n[k]; i++) norm += g[k][i] * g[k][i];
+            for (size_t i = 0; i < fc->in_n[k]; i++)
+                norm += g[k][i] * g[k][i];
             norm = sqrt(norm);
             double saved = g[k][1];
             g[k][1] += 1e-4 * norm;
@@ -161,17 +168,19 @@ static int fd_check(const fd_case *fc, uint64_t *rng, int control) {
             // 2) a backward that overwrote its gradient instead of accumulating would leave
             //    buffer - prefill = g - prefill: that must be reported too
             double *raw = malloc(fc->in_n[k] * sizeof(double));
-            for (size_t i = 0; i < fc->in_n[k]; i++) raw[i] = g[k][i] - prefill[k][i];
+            for (size_t i = 0; i < fc->in_n[k]; i++)
+                raw[i] = g[k][i] - prefill[k][i];
             double e2 = rel_err(fd, raw, fc->in_n[k]);
             int ok2 = e2 > FD_TOL;
-            printf("neg   f64  %-26s overwrite, not accumulate: rel err %.2e > tol: %s\n", name,
-                   e2, ok2 ? "detected" : "MISSED");
+            printf("neg   f64  %-26s overwrite, not accumulate: rel err %.2e > tol: %s\n", name, e2,
+                   ok2 ? "detected" : "MISSED");
             free(raw);
             fails += !ok1 + !ok2;
         }
         free(fd);
     }
-    for (int k = 0; k < fc->n_in; k++) free(g[k]), free(prefill[k]);
+    for (int k = 0; k < fc->n_in; k++)
+        free(g[k]), free(prefill[k]);
     be->free(R);
     return fails;
 }
@@ -191,24 +200,44 @@ int ops_check_gradients_f64(void) {
 
     // embedding: inputs wte (V,C) and wpe (MAXT,C); rows of unused tokens and t >= T get zero
     S.tok = be->alloc(N * sizeof(int));
-    for (int i = 0; i < N; i++) S.tok[i] = ops_rng_int(&rng, V);
+    for (int i = 0; i < N; i++)
+        S.tok[i] = ops_rng_int(&rng, V);
     S.a = rand_buf((size_t)V * C, &rng, -1, 1), S.b = rand_buf((size_t)MAXT * C, &rng, -1, 1);
-    S.da = be->alloc((size_t)V * C * sizeof(real)), S.db = be->alloc((size_t)MAXT * C * sizeof(real));
+    S.da = be->alloc((size_t)V * C * sizeof(real)),
+    S.db = be->alloc((size_t)MAXT * C * sizeof(real));
     S.out = be->alloc(NC * sizeof(real));
-    fails += fd_check(&(fd_case){"embed", 2, {"dwte", "dwpe"}, {S.a, S.b}, {S.da, S.db},
-                                 {(size_t)V * C, (size_t)MAXT * C}, S.out, NC, 0, embed_fwd,
+    fails += fd_check(&(fd_case){"embed",
+                                 2,
+                                 {"dwte", "dwpe"},
+                                 {S.a, S.b},
+                                 {S.da, S.db},
+                                 {(size_t)V * C, (size_t)MAXT * C},
+                                 S.out,
+                                 NC,
+                                 0,
+                                 embed_fwd,
                                  embed_bwd},
                       &rng, 0);
     free_state();
 
     // layernorm: inputs inp (N,C), w (C), b (C)
-    S.a = rand_buf(NC, &rng, -2, 2), S.b = rand_buf(C, &rng, 0.5, 1.5), S.c = rand_buf(C, &rng, -1, 1);
+    S.a = rand_buf(NC, &rng, -2, 2), S.b = rand_buf(C, &rng, 0.5, 1.5),
+    S.c = rand_buf(C, &rng, -1, 1);
     S.da = be->alloc(NC * sizeof(real)), S.db = be->alloc(C * sizeof(real));
     S.dc = be->alloc(C * sizeof(real));
     S.out = be->alloc(NC * sizeof(real)), S.s1 = be->alloc(N * sizeof(real));
     S.s2 = be->alloc(N * sizeof(real));
-    fails += fd_check(&(fd_case){"layernorm", 3, {"dinp", "dw", "db"}, {S.a, S.b, S.c},
-                                 {S.da, S.db, S.dc}, {NC, C, C}, S.out, NC, 0, ln_fwd, ln_bwd},
+    fails += fd_check(&(fd_case){"layernorm",
+                                 3,
+                                 {"dinp", "dw", "db"},
+                                 {S.a, S.b, S.c},
+                                 {S.da, S.db, S.dc},
+                                 {NC, C, C},
+                                 S.out,
+                                 NC,
+                                 0,
+                                 ln_fwd,
+                                 ln_bwd},
                       &rng, 0);
     free_state();
 
@@ -217,9 +246,17 @@ int ops_check_gradients_f64(void) {
     S.c = rand_buf(OC, &rng, -1, 1);
     S.da = be->alloc(NC * sizeof(real)), S.db = be->alloc((size_t)OC * C * sizeof(real));
     S.dc = be->alloc(OC * sizeof(real)), S.out = be->alloc((size_t)N * OC * sizeof(real));
-    fails += fd_check(&(fd_case){"matmul", 3, {"dinp", "dw", "dbias"}, {S.a, S.b, S.c},
-                                 {S.da, S.db, S.dc}, {NC, (size_t)OC * C, OC}, S.out,
-                                 (size_t)N * OC, 0, mm_fwd, mm_bwd},
+    fails += fd_check(&(fd_case){"matmul",
+                                 3,
+                                 {"dinp", "dw", "dbias"},
+                                 {S.a, S.b, S.c},
+                                 {S.da, S.db, S.dc},
+                                 {NC, (size_t)OC * C, OC},
+                                 S.out,
+                                 (size_t)N * OC,
+                                 0,
+                                 mm_fwd,
+                                 mm_bwd},
                       &rng, 1);
     free_state();
 
@@ -232,8 +269,17 @@ int ops_check_gradients_f64(void) {
         S.out = be->alloc(n * sizeof(real));
         S.s1 = be->alloc(an * sizeof(real)), S.s2 = be->alloc(an * sizeof(real));
         S.s3 = be->alloc(an * sizeof(real)), S.s4 = be->alloc(an * sizeof(real));
-        fails += fd_check(&(fd_case){k ? "attention(T=70)" : "attention", 1, {"dqkv"}, {S.a},
-                                     {S.da}, {3 * n}, S.out, n, 0, attn_fwd, attn_bwd},
+        fails += fd_check(&(fd_case){k ? "attention(T=70)" : "attention",
+                                     1,
+                                     {"dqkv"},
+                                     {S.a},
+                                     {S.da},
+                                     {3 * n},
+                                     S.out,
+                                     n,
+                                     0,
+                                     attn_fwd,
+                                     attn_bwd},
                           &rng, 0);
         free_state();
     }
@@ -241,20 +287,30 @@ int ops_check_gradients_f64(void) {
     // gelu: input (N*C) over [-4, 4]
     S.a = rand_buf(NC, &rng, -4, 4), S.da = be->alloc(NC * sizeof(real));
     S.out = be->alloc(NC * sizeof(real));
-    fails += fd_check(&(fd_case){"gelu", 1, {"dinp"}, {S.a}, {S.da}, {NC}, S.out, NC, 0, gelu_fwd,
-                                 gelu_bwd},
-                      &rng, 0);
+    fails += fd_check(
+        &(fd_case){"gelu", 1, {"dinp"}, {S.a}, {S.da}, {NC}, S.out, NC, 0, gelu_fwd, gelu_bwd},
+        &rng, 0);
     free_state();
 
     // classifier: input logits (N,VP) with V real classes; L = dloss * sum_n loss_n, and the
     // padding columns must get exactly the zero gradient the differences see
     S.tok = be->alloc(N * sizeof(int));
-    for (int i = 0; i < N; i++) S.tok[i] = ops_rng_int(&rng, V);
+    for (int i = 0; i < N; i++)
+        S.tok[i] = ops_rng_int(&rng, V);
     S.a = rand_buf((size_t)N * VP, &rng, -3, 3), S.da = be->alloc((size_t)N * VP * sizeof(real));
     S.out = be->alloc(N * sizeof(real)), S.s1 = be->alloc((size_t)N * VP * sizeof(real));
     S.s2 = be->alloc(N * sizeof(real));
-    fails += fd_check(&(fd_case){"classifier", 1, {"dlogits"}, {S.a}, {S.da}, {(size_t)N * VP},
-                                 S.out, N, 1, cls_fwd, cls_bwd},
+    fails += fd_check(&(fd_case){"classifier",
+                                 1,
+                                 {"dlogits"},
+                                 {S.a},
+                                 {S.da},
+                                 {(size_t)N * VP},
+                                 S.out,
+                                 N,
+                                 1,
+                                 cls_fwd,
+                                 cls_bwd},
                       &rng, 0);
     free_state();
     return fails;

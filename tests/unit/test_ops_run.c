@@ -16,22 +16,24 @@
 // forward ops against the double reference: a few units of the working precision's rounding
 #define REF_TOL (sizeof(real) == sizeof(float) ? 2e-6 : 1e-12)
 
-static real *rand_real(const TS_REAL(backend) * be, size_t n, uint64_t *rng, double lo,
-                       double hi) {
+static real *rand_real(const TS_REAL(backend) * be, size_t n, uint64_t *rng, double lo, double hi) {
     real *x = be->alloc(n * sizeof(real));
-    for (size_t i = 0; i < n; i++) x[i] = (real)ops_rng_uniform(rng, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (real)ops_rng_uniform(rng, lo, hi);
     return x;
 }
 
 static int *rand_int(const TS_REAL(backend) * be, size_t n, uint64_t *rng, int hi) {
     int *x = be->alloc(n * sizeof(int));
-    for (size_t i = 0; i < n; i++) x[i] = ops_rng_int(rng, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = ops_rng_int(rng, hi);
     return x;
 }
 
 static double *to_double(const real *x, size_t n) {
     double *d = malloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) d[i] = (double)x[i];
+    for (size_t i = 0; i < n; i++)
+        d[i] = (double)x[i];
     return d;
 }
 
@@ -71,19 +73,23 @@ static int check_embed_layernorm(const TS_REAL(backend) * be, uint64_t *rng) {
 
     // LayerNorm of rows with a large common offset: the one-pass statistics must not cancel
     real *x = rand_real(be, (size_t)N * C, rng, -1, 1);
-    for (int i = 0; i < N * C; i++) x[i] += (real)(10 * (i / C % 3));
+    for (int i = 0; i < N * C; i++)
+        x[i] += (real)(10 * (i / C % 3));
     real *w = rand_real(be, C, rng, 0.5, 1.5), *b = rand_real(be, C, rng, -0.5, 0.5);
     real *mean = be->alloc(N * sizeof(real)), *rstd = be->alloc(N * sizeof(real));
     double rm[N], rr[N];
     be->layernorm_forward(out, mean, rstd, x, w, b, N, C);
     for (int n = 0; n < N; n++) {
         double s = 0, v = 0;
-        for (int c = 0; c < C; c++) s += x[n * C + c];
+        for (int c = 0; c < C; c++)
+            s += x[n * C + c];
         s /= C;
-        for (int c = 0; c < C; c++) v += (x[n * C + c] - s) * (x[n * C + c] - s);
+        for (int c = 0; c < C; c++)
+            v += (x[n * C + c] - s) * (x[n * C + c] - s);
         rm[n] = s;
         rr[n] = 1 / sqrt(v / C + 1e-5);
-        for (int c = 0; c < C; c++) ref[n * C + c] = (x[n * C + c] - s) * rr[n] * w[c] + b[c];
+        for (int c = 0; c < C; c++)
+            ref[n * C + c] = (x[n * C + c] - s) * rr[n] * w[c] + b[c];
     }
     fails += report("layernorm.out", max_rel_diff(out, ref, (size_t)N * C), 4 * REF_TOL);
     fails += report("layernorm.mean", max_rel_diff(mean, rm, N), REF_TOL);
@@ -108,7 +114,8 @@ static int check_matmul_gelu(const TS_REAL(backend) * be, uint64_t *rng) {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) {
                 double s = with_bias ? bias[o] : 0;
-                for (int c = 0; c < C; c++) s += (double)x[n * C + c] * w[o * C + c];
+                for (int c = 0; c < C; c++)
+                    s += (double)x[n * C + c] * w[o * C + c];
                 ref[n * OC + o] = s;
             }
         fails += report(with_bias ? "matmul.out" : "matmul.out (no bias)",
@@ -117,7 +124,8 @@ static int check_matmul_gelu(const TS_REAL(backend) * be, uint64_t *rng) {
 
     // GELU over a range that reaches both saturated ends
     real *g = be->alloc((size_t)N * C * sizeof(real));
-    for (int i = 0; i < N * C; i++) x[i] = (real)(-8.0 + 16.0 * i / (N * C));
+    for (int i = 0; i < N * C; i++)
+        x[i] = (real)(-8.0 + 16.0 * i / (N * C));
     be->gelu_forward(g, x, (size_t)N * C);
     for (int i = 0; i < N * C; i++) {
         double v = x[i];
@@ -148,17 +156,20 @@ static int check_attention(const TS_REAL(backend) * be, uint64_t *rng) {
                 for (int u = 0; u <= t; u++) {
                     const real *k = qkv + ((size_t)b * T + u) * 3 * C + C + h * hs;
                     s[u] = 0;
-                    for (int i = 0; i < hs; i++) s[u] += (double)q[i] * k[i];
+                    for (int i = 0; i < hs; i++)
+                        s[u] += (double)q[i] * k[i];
                     s[u] /= sqrt((double)hs);
                     mx = fmax(mx, s[u]);
                 }
-                for (int u = 0; u <= t; u++) sum += exp(s[u] - mx);
+                for (int u = 0; u <= t; u++)
+                    sum += exp(s[u] - mx);
                 double *a = ratt + (((size_t)b * NH + h) * T + t) * T;
                 double *o = rout + ((size_t)b * T + t) * C + h * hs;
                 for (int u = 0; u <= t; u++) {
                     a[u] = exp(s[u] - mx) / sum;
                     const real *v = qkv + ((size_t)b * T + u) * 3 * C + 2 * C + h * hs;
-                    for (int i = 0; i < hs; i++) o[i] += a[u] * v[i];
+                    for (int i = 0; i < hs; i++)
+                        o[i] += a[u] * v[i];
                 }
             }
     fails += report("attention.out", max_rel_diff(out, rout, (size_t)B * T * C), 4 * REF_TOL);
@@ -183,8 +194,10 @@ static int check_classifier(const TS_REAL(backend) * be, uint64_t *rng) {
     for (int n = 0; n < N; n++) {
         const real *l = orig + n * Vp;
         double mx = -INFINITY, sum = 0;
-        for (int v = 0; v < V; v++) mx = fmax(mx, l[v]);
-        for (int v = 0; v < V; v++) sum += exp(l[v] - mx);
+        for (int v = 0; v < V; v++)
+            mx = fmax(mx, l[v]);
+        for (int v = 0; v < V; v++)
+            sum += exp(l[v] - mx);
         rl[n] = log(sum) + mx - l[tgt[n]];
         for (int v = 0; v < Vp; v++)
             rg[n * Vp + v] = v < V ? (exp(l[v] - mx) / sum - (v == tgt[n])) * dloss : 0;
@@ -197,7 +210,8 @@ static int check_classifier(const TS_REAL(backend) * be, uint64_t *rng) {
     fails += report("classifier.dlogits", max_rel_diff(logits, rg, (size_t)N * Vp), 4 * REF_TOL);
     int pad = 1;
     for (int n = 0; n < N; n++)
-        for (int v = V; v < Vp; v++) pad &= logits[n * Vp + v] == 0;
+        for (int v = V; v < Vp; v++)
+            pad &= logits[n * Vp + v] == 0;
     fails += report("classifier pad zeroed", pad ? 0 : 1, 0);
     fails += report("classifier.loss (dloss)", max_rel_diff(loss1, rl, N), 4 * REF_TOL);
     be->free(logits), be->free(orig), be->free(tgt), be->free(loss0), be->free(loss1);
@@ -217,7 +231,8 @@ static int check_adamw(const TS_REAL(backend) * be, uint64_t *rng) {
     double *rp = to_double(p, n), *rm = calloc(n, sizeof(double)), *rv = calloc(n, sizeof(double));
     real *g = be->alloc(n * sizeof(real));
     for (int t = 1; t <= 3; t++) {
-        for (size_t i = 0; i < n; i++) g[i] = (real)ops_rng_uniform(rng, -1, 1);
+        for (size_t i = 0; i < n; i++)
+            g[i] = (real)ops_rng_uniform(rng, -1, 1);
         be->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t);
         for (size_t i = 0; i < n; i++) {
             rm[i] = (double)b1 * rm[i] + (1 - (double)b1) * g[i];
@@ -250,29 +265,35 @@ static int check_exact_ops(const TS_REAL(backend) * be) {
     fails += report("sum_squares (n=0)", fabs(be->sum_squares(a, 0)), 0);
     int bad = 0;
     be->add(o, a, b, n);
-    for (size_t i = 0; i < n; i++) bad += o[i] != a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        bad += o[i] != a[i] + b[i];
     fails += report("add (exact)", bad, 0);
     bad = 0;
     be->add_inplace(o, a, n);
-    for (size_t i = 0; i < n; i++) bad += o[i] != 2 * a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        bad += o[i] != 2 * a[i] + b[i];
     fails += report("add_inplace (exact)", bad, 0);
     bad = 0;
     be->scale(o, (real)-1.5, n);
-    for (size_t i = 0; i < n; i++) bad += o[i] != (real)-1.5 * (2 * a[i] + b[i]);
+    for (size_t i = 0; i < n; i++)
+        bad += o[i] != (real)-1.5 * (2 * a[i] + b[i]);
     fails += report("scale (exact)", bad, 0);
     bad = 0;
 
     // memory: zeroed and 64-byte aligned; copies round-trip; zero clears
     unsigned char *d = be->alloc(1000), host[1000];
-    for (int i = 0; i < 1000; i++) bad += d[i] != 0, host[i] = (unsigned char)i;
+    for (int i = 0; i < 1000; i++)
+        bad += d[i] != 0, host[i] = (unsigned char)i;
     bad += ((uintptr_t)d % 64) != 0;
     be->to_device(d, host, 1000);
     memset(host, 0, sizeof host);
     be->to_host(host, d, 1000);
     be->synchronize();
-    for (int i = 0; i < 1000; i++) bad += host[i] != (unsigned char)i;
+    for (int i = 0; i < 1000; i++)
+        bad += host[i] != (unsigned char)i;
     be->zero(d, 1000);
-    for (int i = 0; i < 1000; i++) bad += d[i] != 0;
+    for (int i = 0; i < 1000; i++)
+        bad += d[i] != 0;
     fails += report("memory ops", bad, 0);
     be->free(d), be->free(a), be->free(b), be->free(o);
     return fails;
@@ -407,7 +428,8 @@ int TS_REAL(ops_run_all)(const ops_shape *s, uint64_t seed, ops_result *res) {
     keep(res, &k, "sum_squares", &ss, 1);
 
     // classifier
-    real *logits = rand_real(be, (size_t)N * Vp, &rng, -5, 5), *losses = be->alloc(N * sizeof(real));
+    real *logits = rand_real(be, (size_t)N * Vp, &rng, -5, 5),
+         *losses = be->alloc(N * sizeof(real));
     int *tgt = rand_int(be, N, &rng, V);
     be->classifier(logits, losses, tgt, N, V, Vp, (real)(1.0 / N));
     keep(res, &k, "classifier.losses", losses, N);
@@ -417,15 +439,17 @@ int TS_REAL(ops_run_all)(const ops_shape *s, uint64_t seed, ops_result *res) {
     const size_t np = (size_t)OC * C;
     real *ap = rand_real(be, np, &rng, -1, 1), *ag = rand_real(be, np, &rng, -1, 1);
     real *am = be->alloc(np * sizeof(real)), *av = be->alloc(np * sizeof(real));
-    for (int t = 1; t <= 2; t++) be->adamw(ap, ag, am, av, np, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+    for (int t = 1; t <= 2; t++)
+        be->adamw(ap, ag, am, av, np, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
     keep(res, &k, "adamw.param", ap, np);
     keep(res, &k, "adamw.m", am, np);
     keep(res, &k, "adamw.v", av, np);
 
-    void *bufs[] = {tok, wte, wpe, eo, deo, dwte, dwpe, li, lw, lb, lo, mean, rstd, dlo, dli,
-                    dlw, dlb, mi, mw, mb, mo, dmo, dmi, dmw, dmb, qkv, ao, pre, att, dao, dqkv,
-                    dpre, datt, gi, go, dgo, dgi, ea, eb, ec, ed, logits, losses, tgt, ap, ag,
-                    am, av};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+    void *bufs[] = {tok,  wte, wpe, eo,  deo, dwte,   dwpe,   li,   lw,   lb,  lo,  mean,
+                    rstd, dlo, dli, dlw, dlb, mi,     mw,     mb,   mo,   dmo, dmi, dmw,
+                    dmb,  qkv, ao,  pre, att, dao,    dqkv,   dpre, datt, gi,  go,  dgo,
+                    dgi,  ea,  eb,  ec,  ed,  logits, losses, tgt,  ap,   ag,  am,  av};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        be->free(bufs[i]);
     return k;
 }

@@ -1,0 +1,272 @@
+// op_profile.c — where a CPU training step's time goes, op by op (a benchmark tool, run by hand).
+//
+// Builds tessera's GPT-2 on a copy of the CPU backend whose ops are wrapped in a timer, runs
+// warm-up steps and then timed steps of exactly what `tessera train` does on one rank (forward
+// with loss, backward, gradient norm, clipping, AdamW), and prints for every op and call site
+// (matmuls are told apart by shape) the milliseconds per step, the share of the step and, for
+// matmuls and attention, the GFLOP/s reached. Nothing in the kernels is changed; the wrappers
+// only read the clock around each call.
+//
+//   bench/profile_ops.sh [layers heads width seq_len vocab batch threads [steps]]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "models/gpt2.h"
+#include "runtime/common.h"
+#include "runtime/config.h"
+#include "runtime/optim.h"
+
+// ---------------------------------------------------------------------------------------------
+// the table of timed sites
+
+#define MAX_SITES 64
+
+typedef struct {
+    char name[64];
+    double seconds;
+    double flops; // useful flops (matmul: 2 N C OC per product; attention: causal half)
+    long calls;
+} site;
+
+static site sites[MAX_SITES];
+static int n_sites;
+static const backend *inner;
+
+static site *site_get(const char *name) {
+    for (int i = 0; i < n_sites; i++)
+        if (strcmp(sites[i].name, name) == 0) return &sites[i];
+    TS_ASSERT(n_sites < MAX_SITES);
+    site *s = &sites[n_sites++];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+static void site_add(const char *name, double t0, double flops) {
+    site *s = site_get(name);
+    s->seconds += ts_now() - t0;
+    s->flops += flops;
+    s->calls++;
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrappers: call the CPU op, charge its time to a site
+
+static void w_embed_forward(real *out, const int *tok, const real *wte, const real *wpe, int B,
+                            int T, int C) {
+    double t0 = ts_now();
+    inner->embed_forward(out, tok, wte, wpe, B, T, C);
+    site_add("embed_forward", t0, 0);
+}
+
+static void w_embed_backward(real *dwte, real *dwpe, const real *d, const int *tok, int B, int T,
+                             int C) {
+    double t0 = ts_now();
+    inner->embed_backward(dwte, dwpe, d, tok, B, T, C);
+    site_add("embed_backward", t0, 0);
+}
+
+static void w_ln_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
+                         const real *b, int N, int C) {
+    double t0 = ts_now();
+    inner->layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+    site_add("layernorm_forward", t0, 0);
+}
+
+static void w_ln_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
+                          const real *w, const real *mean, const real *rstd, int N, int C) {
+    double t0 = ts_now();
+    inner->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    site_add("layernorm_backward", t0, 0);
+}
+
+static void w_mm_forward(real *out, const real *inp, const real *w, const real *bias, int N, int C,
+                         int OC) {
+    char name[64];
+    snprintf(name, sizeof name, "matmul_forward %dx%d->%d", N, C, OC);
+    double t0 = ts_now();
+    inner->matmul_forward(out, inp, w, bias, N, C, OC);
+    site_add(name, t0, 2.0 * N * C * OC);
+}
+
+static void w_mm_backward(real *dinp, real *dw, real *dbias, const real *dout, const real *inp,
+                          const real *w, int N, int C, int OC) {
+    char name[64];
+    snprintf(name, sizeof name, "matmul_backward %dx%d->%d", N, C, OC);
+    double t0 = ts_now();
+    inner->matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
+    site_add(name, t0, 4.0 * N * C * OC);
+}
+
+// causal attention: Q K^T and A V over the lower triangle, 2 products of T*T/2 * hs MACs each
+static double attention_flops(int B, int T, int C) { return 2.0 * 2.0 * B * (T * T / 2.0) * C; }
+
+static void w_att_forward(real *out, real *preatt, real *att, const real *qkv, int B, int T,
+                          int C, int NH) {
+    double t0 = ts_now();
+    inner->attention_forward(out, preatt, att, qkv, B, T, C, NH);
+    site_add("attention_forward", t0, attention_flops(B, T, C));
+}
+
+static void w_att_backward(real *dqkv, real *dpreatt, real *datt, const real *dout,
+                           const real *qkv, const real *att, int B, int T, int C, int NH) {
+    double t0 = ts_now();
+    inner->attention_backward(dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH);
+    site_add("attention_backward", t0, 2 * attention_flops(B, T, C));
+}
+
+static void w_gelu_forward(real *out, const real *inp, size_t n) {
+    double t0 = ts_now();
+    inner->gelu_forward(out, inp, n);
+    site_add("gelu_forward", t0, 0);
+}
+
+static void w_gelu_backward(real *dinp, const real *inp, const real *dout, size_t n) {
+    double t0 = ts_now();
+    inner->gelu_backward(dinp, inp, dout, n);
+    site_add("gelu_backward", t0, 0);
+}
+
+static void w_add(real *out, const real *a, const real *b, size_t n) {
+    double t0 = ts_now();
+    inner->add(out, a, b, n);
+    site_add("add (residual)", t0, 0);
+}
+
+static void w_add_inplace(real *y, const real *x, size_t n) {
+    double t0 = ts_now();
+    inner->add_inplace(y, x, n);
+    site_add("add_inplace (residual grad)", t0, 0);
+}
+
+static void w_classifier(real *logits, real *losses, const int *targets, int N, int V, int Vp,
+                         real dloss) {
+    double t0 = ts_now();
+    inner->classifier(logits, losses, targets, N, V, Vp, dloss);
+    site_add("classifier (softmax+xent)", t0, 0);
+}
+
+static void w_adamw(real *p, const real *g, real *m, real *v, size_t n, float lr, float b1,
+                    float b2, float eps, float wd, int t) {
+    double t0 = ts_now();
+    inner->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+    site_add("adamw", t0, 0);
+}
+
+static double w_sum_squares(const real *x, size_t n) {
+    double t0 = ts_now();
+    double r = inner->sum_squares(x, n);
+    site_add("grad norm (sum_squares)", t0, 0);
+    return r;
+}
+
+static void w_scale(real *x, real s, size_t n) {
+    double t0 = ts_now();
+    inner->scale(x, s, n);
+    site_add("grad clip (scale)", t0, 0);
+}
+
+static void w_zero(void *p, size_t bytes) {
+    double t0 = ts_now();
+    inner->zero(p, bytes);
+    site_add("zero (grads, activation grads)", t0, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static int cmp_site(const void *a, const void *b) {
+    double x = ((const site *)a)->seconds, y = ((const site *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+int main(int argc, char **argv) {
+    int a[8] = {12, 12, 768, 256, 50257, 4, 1, 2}; // L NH C T V B threads steps
+    if (argc > 1 && argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: %s [layers heads width seq_len vocab batch threads [steps]]\n",
+                argv[0]);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) a[i - 1] = atoi(argv[i]);
+    const int L = a[0], NH = a[1], C = a[2], T = a[3], V = a[4], B = a[5], threads = a[6];
+    const int steps = a[7] > 0 ? a[7] : 1, warmup = 1;
+    log_init(0, 1);
+    backend_cpu_set_threads(threads);
+
+    inner = backend_cpu();
+    backend timed = *inner;
+    timed.embed_forward = w_embed_forward;
+    timed.embed_backward = w_embed_backward;
+    timed.layernorm_forward = w_ln_forward;
+    timed.layernorm_backward = w_ln_backward;
+    timed.matmul_forward = w_mm_forward;
+    timed.matmul_backward = w_mm_backward;
+    timed.attention_forward = w_att_forward;
+    timed.attention_backward = w_att_backward;
+    timed.gelu_forward = w_gelu_forward;
+    timed.gelu_backward = w_gelu_backward;
+    timed.add = w_add;
+    timed.add_inplace = w_add_inplace;
+    timed.classifier = w_classifier;
+    timed.adamw = w_adamw;
+    timed.sum_squares = w_sum_squares;
+    timed.scale = w_scale;
+    timed.zero = w_zero;
+
+    gpt2_config mc = {L, NH, C, T, V, gpt2_padded_vocab(V)};
+    gpt2 model;
+    if (gpt2_create(&model, &mc, &timed, B) != TS_OK) return 2;
+    gpt2_init_weights(&model, 1337);
+    optim_state opt;
+    optim_create(&opt, &model);
+    tessera_config cfg;
+    config_defaults(&cfg);
+
+    int *tokens = ts_malloc((size_t)B * T * sizeof(int), "tokens");
+    int *targets = ts_malloc((size_t)B * T * sizeof(int), "targets");
+    uint64_t s = 1;
+    for (int i = 0; i < B * T; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int)((s >> 33) % (uint64_t)V);
+        targets[i] = (int)((s >> 13) % (uint64_t)V);
+    }
+
+    double step_s = 0;
+    for (int step = 0; step < warmup + steps; step++) {
+        if (step == warmup) { // forget the warm-up
+            memset(sites, 0, sizeof sites);
+            n_sites = 0;
+        }
+        double t0 = ts_now();
+        gpt2_zero_grad(&model);
+        gpt2_forward(&model, tokens, targets, B, T, (real)(1.0 / ((double)B * T)));
+        gpt2_backward(&model);
+        double norm = optim_grad_norm(&model);
+        optim_step(&opt, &model, &cfg, 1e-4, norm);
+        if (step >= warmup) step_s += ts_now() - t0;
+    }
+
+    qsort(sites, (size_t)n_sites, sizeof sites[0], cmp_site);
+    double total = 0;
+    for (int i = 0; i < n_sites; i++) total += sites[i].seconds;
+    printf("GPT-2 L%d H%d C%d T%d V%d (padded %d), B=%d, %d thread%s, %zu parameters: "
+           "%.1f ms/step (mean of %d step%s after %d warm-up)\n",
+           L, NH, C, T, V, model.cfg.padded_vocab, B, threads, threads == 1 ? "" : "s",
+           model.n_params, step_s / steps * 1e3, steps, steps == 1 ? "" : "s", warmup);
+    printf("%-40s %10s %7s %7s %9s\n", "op / call site", "ms/step", "share", "calls", "GFLOP/s");
+    for (int i = 0; i < n_sites; i++) {
+        const site *x = &sites[i];
+        char gf[32] = "";
+        if (x->flops > 0) snprintf(gf, sizeof gf, "%.1f", x->flops / x->seconds / 1e9);
+        printf("%-40s %10.2f %6.1f%% %7ld %9s\n", x->name, x->seconds / steps * 1e3,
+               100 * x->seconds / step_s, x->calls / steps, gf);
+    }
+    printf("%-40s %10.2f %6.1f%%\n", "(outside ops: model glue, loss copy)",
+           (step_s - total) / steps * 1e3, 100 * (step_s - total) / step_s);
+
+    optim_destroy(&opt, &model);
+    gpt2_destroy(&model);
+    free(tokens);
+    free(targets);
+    return 0;
+}

@@ -1,0 +1,40 @@
+#!/bin/sh
+# run_cpu.sh — the CPU benchmark: tessera against PyTorch, full training steps, side by side.
+#
+#   bench/run_cpu.sh                      # both shapes, 1 and 2 threads, 5 alternated runs each
+#   bench/run_cpu.sh --shapes demo --reps 7
+#   bench/run_cpu.sh --torch-config tune  # first try PyTorch's set-ups, keep the fastest
+#   bench/run_cpu.sh --help               # every option (bench/bench_cpu.py)
+#
+# Builds tessera in Release mode in BUILD (default build-bench), then runs bench/bench_cpu.py
+# with Debian's python3 (the one that imports torch). Progress lines go to the terminal; the
+# table and every run's figures also go to BUILD/bench-work/cpu-<date>.{txt,json}.
+# Run it by hand on a machine with nothing else running: it is not a test and not for CI.
+set -eu
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$repo/build-bench}
+python=${TORCH_PYTHON:-/usr/bin/python3}
+
+if ! "$python" -c 'import torch' 2>/dev/null; then
+    echo "run_cpu.sh: $python cannot import torch (Debian: apt-get install python3-torch," \
+         "or set TORCH_PYTHON to a python that has it)" >&2
+    exit 2
+fi
+echo "[bench] building tessera (Release) in $build"
+if [ ! -f "$build/build.ninja" ]; then
+    cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$build" --target tessera -- -j2 >/dev/null
+
+stamp=$(date +%Y%m%d-%H%M%S)
+mkdir -p "$build/bench-work"
+out="$build/bench-work/cpu-$stamp"
+echo "[bench] machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+# the exit status of the benchmark, not of tee
+{ "$python" "$repo/bench/bench_cpu.py" --tessera "$build/tessera" --python "$python" \
+    --work "$build/bench-work" --json "$out.json" "$@"; echo $? > "$out.rc"; } | tee "$out.txt"
+rc=$(cat "$out.rc")
+rm -f "$out.rc"
+echo "[bench] load average at the end $(cut -d' ' -f1-3 /proc/loadavg); results in $out.txt"
+exit "$rc"
