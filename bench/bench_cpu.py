@@ -32,7 +32,7 @@ SHAPES = {
     "demo": dict(label="demo (L4 H4 C128 T128 V256, B8)", layers=4, heads=4, width=128,
                  seq_len=128, vocab=256, batch=8, warmup=3, timed=10),
     "gpt2": dict(label="GPT-2 124M (L12 H12 C768 T256 V50257, B4)", layers=12, heads=12,
-                 width=768, seq_len=256, vocab=50257, batch=4, warmup=1, timed=2),
+                 width=768, seq_len=256, vocab=50257, batch=4, warmup=1, timed=1),
 }
 
 SHARD_MAGIC_U16, SHARD_VERSION_U16, HEADER_INTS = 20240520, 1, 256
@@ -208,6 +208,15 @@ def cpu_clock_ghz():
     return (float(mhz.group(1)) / 1000, "/proc/cpuinfo cpu MHz") if mhz else (None, "unknown")
 
 
+def measured_clock_ghz(probe):
+    """The best of a few runs of bench/clock_probe.c (scalar clock of an idle core, turbo
+    included), or None without the probe."""
+    if not probe or not probe.exists():
+        return None
+    return max(float(subprocess.run([str(probe)], capture_output=True, text=True,
+                                    check=True).stdout) for _ in range(5))
+
+
 def peak_flops(threads, ghz):
     """cores x 2 FMA pipes x 16 fp32 lanes (AVX-512) x 2 flops per FMA x clock."""
     return threads * 2 * 16 * 2 * ghz * 1e9
@@ -276,26 +285,37 @@ def parse_args(argv):
     p.add_argument("--openblas-coretype", default="auto",
                    help="OPENBLAS_CORETYPE for both sides: auto (see pick_coretype), none, or "
                         "a name such as SkylakeX")
+    p.add_argument("--clock-probe", type=Path, help="bench/clock_probe.c, built: also gives MFU "
+                   "against the clock it measures")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     return p.parse_args(argv)
 
 
-def print_table(results, reps, ghz):
+def print_table(results, reps, ghz, ghz_run):
+    def pct(x):
+        return f"{100 * x:.0f}%" if x is not None else "n/a"
+
     print()
     print(f"tokens/s of full training steps (forward, backward, AdamW): median of {reps} "
           f"alternated runs per side; ratio = median over the pairs of tessera/PyTorch tokens/s "
-          f"[min-max]; MFU against threads x 64 flop/cycle x {ghz} GHz")
+          f"[min-max]; MFU = (6N + 12LHQT) flop/token x tokens/s / (threads x 64 flop/cycle x "
+          f"clock), tessera / PyTorch, at {ghz} GHz (/proc/cpuinfo)"
+          + (f" and at {ghz_run:.2f} GHz (measured)" if ghz_run else ""))
     cols = ["shape", "threads", "tessera tok/s", "PyTorch tok/s", "tessera ms/step",
-            "PyTorch ms/step", "ratio tessera/PyTorch", "MFU tessera", "MFU PyTorch"]
+            "PyTorch ms/step", "ratio tessera/PyTorch", f"MFU at {ghz} GHz"]
+    if ghz_run:
+        cols.append(f"MFU at {ghz_run:.2f} GHz")
     print("| " + " | ".join(cols) + " |")
     print("|" + " --- |" * len(cols))
     for r in results:
-        mfu = (f"{100 * r['tessera_mfu']:.1f}% | {100 * r['torch_mfu']:.1f}%"
-               if r["tessera_mfu"] is not None else "n/a | n/a")
-        print(f"| {r['label']} | {r['threads']} | {r['tessera_tok_s']:.0f} | "
-              f"{r['torch_tok_s']:.0f} | {r['tessera_ms']:.1f} | {r['torch_ms']:.1f} | "
-              f"**{r['ratio_pairs_median']:.2f}** [{r['ratio_pairs_min']:.2f}-"
-              f"{r['ratio_pairs_max']:.2f}] | {mfu} |")
+        line = (f"| {r['label']} | {r['threads']} | {r['tessera_tok_s']:.0f} | "
+                f"{r['torch_tok_s']:.0f} | {r['tessera_ms']:.1f} | {r['torch_ms']:.1f} | "
+                f"**{r['ratio_pairs_median']:.2f}** [{r['ratio_pairs_min']:.2f}-"
+                f"{r['ratio_pairs_max']:.2f}] | {pct(r['tessera_mfu'])} / {pct(r['torch_mfu'])} |")
+        if ghz_run:
+            line += (f" {pct(r['tessera_mfu_measured_clock'])} / "
+                     f"{pct(r['torch_mfu_measured_clock'])} |")
+        print(line)
     print()
     for r in results:
         print(f"- {r['shape']} x{r['threads']}: PyTorch as {r['torch_config']}; "
@@ -312,7 +332,9 @@ def main(argv):
     t_start = time.time()
     ghz, ghz_src = cpu_clock_ghz()
     detected, core = pick_coretype(args.openblas_coretype)
-    log(f"clock for the MFU peak: {ghz} GHz ({ghz_src})")
+    ghz_run = measured_clock_ghz(args.clock_probe)
+    log(f"clock for the MFU peak: {ghz} GHz ({ghz_src})"
+        + (f"; measured clock of an idle core: {ghz_run:.2f} GHz" if ghz_run else ""))
     log(f"environment of both sides: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; OpenBLAS "
         f"then picks core '{detected}'"
         + (f"; set OPENBLAS_CORETYPE={BENCH_ENV['OPENBLAS_CORETYPE']} -> core '{core}'"
@@ -332,12 +354,14 @@ def main(argv):
             runs_a, runs_b = [], []
             for r in range(args.reps):
                 a = run_tessera(args, shape, threads, data[shape], f"bench-{shape}-t{threads}")
+                log(f"{shape} x{threads} run {r + 1}/{args.reps}: tessera "
+                    f"{median_run(a):.1f} ms/step")
                 b = run_torch(args, shape, threads, tcfg)
                 runs_a.append(a)
                 runs_b.append(b)
-                log(f"{shape} x{threads} rep {r + 1}/{args.reps}: tessera "
-                    f"{median_run(a):.1f} ms/step, pytorch {median_run(b):.1f} ms/step "
-                    f"(ratio {median_run(b) / median_run(a):.2f})")
+                log(f"{shape} x{threads} run {r + 1}/{args.reps}: pytorch "
+                    f"{median_run(b):.1f} ms/step (ratio tessera/PyTorch "
+                    f"{median_run(b) / median_run(a):.2f})")
             if runs_a[0]["params"] != runs_b[0]["params"]:
                 log(f"WARNING: parameter counts differ: tessera {runs_a[0]['params']}, "
                     f"pytorch {runs_b[0]['params']}")
@@ -347,6 +371,7 @@ def main(argv):
             ratios = [median_run(b) / median_run(a) for a, b in zip(runs_a, runs_b)]
             fpt = flops_per_token(s, runs_b[0]["params"])
             peak = peak_flops(threads, ghz) if ghz else None
+            peak_run = peak_flops(threads, ghz_run) if ghz_run else None
             results.append({
                 "shape": shape, "label": s["label"], "threads": threads,
                 "torch_config": describe_torch(tcfg, threads), "tokens_per_step": tokens,
@@ -357,15 +382,20 @@ def main(argv):
                 "ratio_pairs_min": min(ratios), "ratio_pairs_max": max(ratios),
                 "tessera_mfu": fpt * tokens / ms_a * 1e3 / peak if peak else None,
                 "torch_mfu": fpt * tokens / ms_b * 1e3 / peak if peak else None,
+                "tessera_mfu_measured_clock":
+                    fpt * tokens / ms_a * 1e3 / peak_run if peak_run else None,
+                "torch_mfu_measured_clock":
+                    fpt * tokens / ms_b * 1e3 / peak_run if peak_run else None,
                 "tessera_runs_ms": [x["all_ms"] for x in runs_a],
                 "torch_runs_ms": [x["all_ms"] for x in runs_b],
             })
 
-    print_table(results, args.reps, ghz)
+    print_table(results, args.reps, ghz, ghz_run)
     log(f"done in {time.time() - t_start:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "argv": argv, "clock_ghz": ghz,
+            "clock_measured_ghz": ghz_run,
             "clock_source": ghz_src, "openblas_detected": detected, "openblas_core": core,
             "bench_env": BENCH_ENV, "tuning": tuning, "results": results}, indent=1))
         log(f"figures written to {args.json}")

@@ -25,6 +25,7 @@ if [ ! -f "$build/build.ninja" ]; then
     cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 cmake --build "$build" --target tessera -- -j2 >/dev/null
+cc -O2 -o "$build/clock_probe" "$repo/bench/clock_probe.c"
 
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p "$build/bench-work"
@@ -33,7 +34,7 @@ echo "[bench] machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;"
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # the exit status of the benchmark, not of tee
 { "$python" "$repo/bench/bench_cpu.py" --tessera "$build/tessera" --python "$python" \
-    --work "$build/bench-work" --json "$out.json" "$@"; echo $? > "$out.rc"; } | tee "$out.txt"
+    --work "$build/bench-work" --clock-probe "$build/clock_probe" --json "$out.json" "$@"; echo $? > "$out.rc"; } | tee "$out.txt"
 rc=$(cat "$out.rc")
 rm -f "$out.rc"
 echo "[bench] load average at the end $(cut -d' ' -f1-3 /proc/loadavg); results in $out.txt"

@@ -89,9 +89,13 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
         unlink(tmp);
         return TS_ERR_SYSTEM;
     }
-    TS_CHECK(fsync_path(tmp, 0));
+    if (fsync_path(tmp, 0) != TS_OK) {
+        unlink(tmp);
+        return TS_ERR_SYSTEM;
+    }
     if (rename(tmp, path) != 0) {
         log_error("%s: rename to %s failed: %s", tmp, path, strerror(errno));
+        unlink(tmp);
         return TS_ERR_SYSTEM;
     }
     char dir[4096];
@@ -106,10 +110,18 @@ static ts_status read_int_attr(hid_t file, const char *path, const char *name, i
         return TS_ERR_INPUT;
     }
     hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
-    herr_t r = attr >= 0 ? H5Aread(attr, H5T_NATIVE_INT, out) : -1;
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+    // one integer, nothing else (an array attribute would overrun *out)
+    herr_t r = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
+                       type >= 0 && H5Tget_class(type) == H5T_INTEGER
+                   ? H5Aread(attr, H5T_NATIVE_INT, out)
+                   : -1;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
     if (attr >= 0) H5Aclose(attr);
     if (r < 0) {
-        log_error("%s: attribute '%s' is not an integer", path, name);
+        log_error("%s: attribute '%s' is not a single integer", path, name);
         return TS_ERR_INPUT;
     }
     return TS_OK;
@@ -154,8 +166,11 @@ ts_status ckpt_read_config(const char *path, gpt2_config *cfg, int *step) {
     cfg->vocab = v[5];
     cfg->padded_vocab = v[6];
     if (step) *step = v[7];
-    if (cfg->layers < 1 || cfg->heads < 1 || cfg->width < 1 || cfg->seq_len < 1 ||
-        cfg->vocab < 2 || cfg->padded_vocab < cfg->vocab || cfg->width % cfg->heads != 0) {
+    // bounds as in the config table, so a damaged file cannot ask for absurd allocations
+    if (cfg->layers < 1 || cfg->layers > 4096 || cfg->heads < 1 || cfg->width < 1 ||
+        cfg->width > 65536 || cfg->seq_len < 2 || cfg->seq_len > 1048576 || cfg->vocab < 2 ||
+        cfg->vocab > 2147483520 || cfg->padded_vocab != gpt2_padded_vocab(cfg->vocab) ||
+        cfg->width % cfg->heads != 0) {
         log_error("%s: inconsistent model shape in attributes (layers %d heads %d width %d "
                   "seq_len %d vocab %d padded_vocab %d)",
                   path, v[1], v[2], v[3], v[4], v[5], v[6]);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ const cfg_key cfg_keys[] = {
     KEY(run, seed, CFG_INT64, "1337", 0, 9007199254740991.0, NULL,
         "seed of the data order and the initial weights"),
     KEY(run, backend, CFG_ENUM, "auto", 0, 0, "auto|cpu|cuda",
-        "compute backend (auto: cuda when a GPU is usable, else cpu)"),
+        "compute backend (auto: the CPU in this build (CUDA when a GPU backend is built in))"),
     KEY(run, threads, CFG_INT, "0", 0, 1024, NULL,
         "compute threads per rank (0: the host's cores divided by its ranks)"),
 
@@ -76,6 +77,8 @@ const cfg_key cfg_keys[] = {
         "deadline in seconds for any collective (then: peer lost)"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
+_Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,
+               "raise CFG_MAX_KEYS (config.h): the origin table holds one entry per key");
 
 // ---------------------------------------------------------------------------------------------
 // lookups and "did you mean"
@@ -194,7 +197,7 @@ static void cfg_fmt_double(double v, char *buf, size_t n) {
         snprintf(buf, n, "%.*g", prec, v);
         if (strtod(buf, NULL) == v) break;
     }
-    if (!strpbrk(buf, ".eE")) strncat(buf, ".0", n - strlen(buf) - 1);
+    if (isfinite(v) && !strpbrk(buf, ".eE")) strncat(buf, ".0", n - strlen(buf) - 1);
 }
 
 static void cfg_fmt_bound(const cfg_key *k, double v, char *buf, size_t n) {
@@ -413,6 +416,21 @@ void config_defaults(tessera_config *cfg) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// origins: where each key was set
+
+void cfg_set_origin(tessera_config *cfg, int k, cfg_from from, int line, const char *text) {
+    int last = 0;
+    for (int i = 0; i < cfg_n_keys; i++)
+        if (cfg->origin[i].order > last) last = cfg->origin[i].order;
+    cfg_origin *o = &cfg->origin[k];
+    o->from = from;
+    o->line = line;
+    o->order = last + 1;
+    // an accepted argument always fits; a file name of CFG_STR characters or more is cut
+    snprintf(o->text, sizeof o->text, "%s", text);
+}
+
+// ---------------------------------------------------------------------------------------------
 // overrides
 
 ts_status config_apply_override(tessera_config *cfg, const char *arg) {
@@ -454,52 +472,138 @@ ts_status config_apply_override(tessera_config *cfg, const char *arg) {
         log_error("%s: %s", shown, err);
         return TS_ERR_INPUT;
     }
+    cfg_set_origin(cfg, k, CFG_FROM_OVERRIDE, 0, arg);
     return TS_OK;
 }
 
 // ---------------------------------------------------------------------------------------------
 // checks across keys
+//
+// Each error starts with where the offending key got its value (cfg->origin): "FILE:LINE:
+// [section] key: ", the override "--section.key=value: ", or "[section] key (default): ". A key
+// still marked as a default whose value differs from the default was set by the program itself
+// ("(set by the program)"). When a check involves two keys, the message is about the one set
+// last — an override over a file line, a later override or line over an earlier one, anything
+// over a default — and names the other with its value and origin.
+
+typedef struct {
+    const tessera_config *cfg;
+    tessera_config def; // the defaults, to tell a default from a value the program set
+} cfg_checker;
+
+static int cfg_key_index(const char *section, const char *name) {
+    int k = cfg_find_key(section, name);
+    TS_ASSERT(k >= 0);
+    return k;
+}
+
+static int cfg_same_value(const cfg_key *k, const tessera_config *a, const tessera_config *b) {
+    const char *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+    if (k->type == CFG_STRING || k->type == CFG_ENUM) return strncmp(x, y, k->size) == 0;
+    if (k->type == CFG_FLOAT) return *(const double *)x == *(const double *)y;
+    return memcmp(x, y, k->size) == 0;
+}
+
+// How recently key k was set: 0 a default, 1 set by the program (when is unknown, but after the
+// defaults), 1 + its order when the file or an override set it.
+static int cfg_recency(const cfg_checker *ck, int k) {
+    const cfg_origin *o = &ck->cfg->origin[k];
+    if (o->from != CFG_FROM_DEFAULT) return 1 + o->order;
+    return cfg_same_value(&cfg_keys[k], ck->cfg, &ck->def) ? 0 : 1;
+}
+
+// The start of an error line about key k.
+static void cfg_origin_prefix(const cfg_checker *ck, int k, char *buf, size_t n) {
+    const cfg_origin *o = &ck->cfg->origin[k];
+    const cfg_key *key = &cfg_keys[k];
+    if (o->from == CFG_FROM_FILE)
+        snprintf(buf, n, "%s:%d: [%s] %s: ", o->text, o->line, key->section, key->name);
+    else if (o->from == CFG_FROM_OVERRIDE)
+        snprintf(buf, n, "%s: ", o->text);
+    else
+        snprintf(buf, n, "[%s] %s (%s): ", key->section, key->name,
+                 cfg_recency(ck, k) ? "set by the program" : "default");
+}
+
+// Where the other key of a two-key check was set, relative to the subject's origin: "line 4"
+// (same file), "FILE:4", "command line", "default" or "set by the program".
+static void cfg_origin_note(const cfg_checker *ck, int other, int subject, char *buf, size_t n) {
+    const cfg_origin *o = &ck->cfg->origin[other], *s = &ck->cfg->origin[subject];
+    if (o->from == CFG_FROM_FILE && s->from == CFG_FROM_FILE && strcmp(o->text, s->text) == 0)
+        snprintf(buf, n, "line %d", o->line);
+    else if (o->from == CFG_FROM_FILE)
+        snprintf(buf, n, "%s:%d", o->text, o->line);
+    else if (o->from == CFG_FROM_OVERRIDE)
+        snprintf(buf, n, "command line");
+    else
+        snprintf(buf, n, "%s", cfg_recency(ck, other) ? "set by the program" : "default");
+}
+
+static ts_status cfg_reject(const cfg_checker *ck, int k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static ts_status cfg_reject(const cfg_checker *ck, int k, const char *fmt, ...) {
+    char where[CFG_STR + 96], body[1024];
+    cfg_origin_prefix(ck, k, where, sizeof where);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    log_error("%s%s", where, body);
+    return TS_ERR_INPUT;
+}
 
 ts_status config_validate(const tessera_config *cfg, int world) {
-    const char *bad = "invalid config";
+    cfg_checker check, *ck = &check;
+    ck->cfg = cfg;
+    config_defaults(&ck->def);
+    tessera_config scratch; // where the values are parsed again
+    config_defaults(&scratch);
+
+    // every value by its key's own rules first (the parsers enforce them, a program setting
+    // fields directly may not), so that the checks below see values in range
+    for (int k = 0; k < cfg_n_keys; k++) {
+        char text[2 * CFG_STR + 8], err[512];
+        cfg_format_value(&cfg_keys[k], cfg, text, sizeof text);
+        if (!cfg_parse_value(&cfg_keys[k], text, 1, &scratch, err, sizeof err))
+            return cfg_reject(ck, k, "%s", err);
+    }
+
+    int heads = cfg_key_index("model", "heads"), width = cfg_key_index("model", "width");
     if (cfg->model.width % cfg->model.heads != 0) {
-        log_error("%s: model.width (%d) is not a multiple of model.heads (%d); each head gets "
-                  "width / heads channels",
-                  bad, cfg->model.width, cfg->model.heads);
-        return TS_ERR_INPUT;
-    }
-    if (cfg->model.seq_len < 2) {
-        log_error("%s: model.seq_len (%d) must be at least 2", bad, cfg->model.seq_len);
-        return TS_ERR_INPUT;
-    }
-    if (cfg->model.vocab < 2 || cfg->model.vocab > 2147483520) {
-        log_error("%s: model.vocab (%d) must be in [2, 2147483520]", bad, cfg->model.vocab);
-        return TS_ERR_INPUT;
-    }
-    if (cfg->train.micro_batch < 1) {
-        log_error("%s: train.micro_batch (%d) must be at least 1", bad, cfg->train.micro_batch);
-        return TS_ERR_INPUT;
-    }
-    if (cfg->train.global_batch < world) {
-        log_error("%s: train.global_batch (%d) is smaller than the number of ranks (%d); every "
-                  "rank needs at least one sequence per step",
-                  bad, cfg->train.global_batch, world);
-        return TS_ERR_INPUT;
-    }
-    const char *name = cfg->run.name;
-    if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-        log_error("%s: run.name (\"%s\") must be a directory name: not empty, no '/', not "
-                  "\".\" or \"..\"",
-                  bad, name);
-        return TS_ERR_INPUT;
-    }
-    for (int i = 0; i < cfg_n_keys; i++) {
-        const cfg_key *k = &cfg_keys[i];
-        if (k->type == CFG_STRING && ((const char *)cfg + k->offset)[0] == '\0') {
-            log_error("%s: %s.%s must not be empty", bad, k->section, k->name);
-            return TS_ERR_INPUT;
+        if (cfg_recency(ck, width) > cfg_recency(ck, heads)) {
+            char note[CFG_STR + 32];
+            cfg_origin_note(ck, heads, width, note, sizeof note);
+            return cfg_reject(ck, width,
+                              "expected a multiple of model.heads = %d (%s), got %d; each head "
+                              "gets width / heads channels",
+                              cfg->model.heads, note, cfg->model.width);
+        } else {
+            char note[CFG_STR + 32];
+            cfg_origin_note(ck, width, heads, note, sizeof note);
+            return cfg_reject(ck, heads,
+                              "expected a divisor of model.width = %d (%s), got %d; each head "
+                              "gets width / heads channels",
+                              cfg->model.width, note, cfg->model.heads);
         }
     }
+    if (cfg->train.global_batch < world)
+        return cfg_reject(ck, cfg_key_index("train", "global_batch"),
+                          "expected at least the number of ranks (%d), got %d; every rank needs "
+                          "at least one sequence per step",
+                          world, cfg->train.global_batch);
+    const char *name = cfg->run.name;
+    if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        int k = cfg_key_index("run", "name");
+        char shown[2 * CFG_STR + 8];
+        cfg_format_value(&cfg_keys[k], cfg, shown, sizeof shown);
+        return cfg_reject(ck, k,
+                          "expected a directory name (not empty, no '/', not \".\" or "
+                          "\"..\"), got %s",
+                          shown);
+    }
+    for (int k = 0; k < cfg_n_keys; k++)
+        if (cfg_keys[k].type == CFG_STRING && ((const char *)cfg + cfg_keys[k].offset)[0] == '\0')
+            return cfg_reject(ck, k, "expected a non-empty string, got \"\"");
     return TS_OK;
 }
 

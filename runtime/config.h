@@ -15,6 +15,18 @@
 #include "common.h"
 
 #define CFG_STR 512
+#define CFG_MAX_KEYS 48 // room in the per-key tables (cfg_n_keys is checked against it)
+
+// Where a key's value came from, recorded by the file parser and the override parser; error
+// messages about the key name it. Not part of the config's values: config_write ignores it.
+typedef enum { CFG_FROM_DEFAULT = 0, CFG_FROM_FILE, CFG_FROM_OVERRIDE } cfg_from;
+
+typedef struct {
+    cfg_from from;
+    int line;           // CFG_FROM_FILE: the line that set the key
+    int order;          // 1, 2, ... in the order keys were set; 0 for a default
+    char text[CFG_STR]; // CFG_FROM_FILE: the file name; CFG_FROM_OVERRIDE: the argument as given
+} cfg_origin;
 
 typedef struct {
     struct {
@@ -51,6 +63,7 @@ typedef struct {
     struct {
         double timeout_s;   // deadline for any collective
     } comm;
+    cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;
 
 typedef enum { CFG_INT, CFG_INT64, CFG_FLOAT, CFG_BOOL, CFG_STRING, CFG_ENUM } cfg_type;
@@ -74,15 +87,21 @@ void config_defaults(tessera_config *cfg);
 // Read a whole config file into memory (error names the file). *text is NUL-terminated; free().
 ts_status config_read_file(const char *path, char **text, size_t *len);
 
-// Parse config text (the content of file `filename`, used in messages) on top of cfg.
+// Parse config text (the content of file `filename`, used in messages) on top of cfg; records
+// FILE:LINE as the origin of each key set. Nothing changes unless the whole text is good.
 // Errors: one line "FILE:LINE: ..." naming the key and what was expected; TS_ERR_INPUT.
 ts_status config_parse_text(tessera_config *cfg, const char *text, size_t len,
                             const char *filename);
 
-// Apply one override "--section.key=value" (also accepts "section.key=value").
+// Apply one override "--section.key=value" (also accepts "section.key=value"); records the
+// argument as the key's origin.
 ts_status config_apply_override(tessera_config *cfg, const char *arg);
 
-// Checks across keys (heads divide width, batch settings possible, ...); world = ranks.
+// Checks across keys (heads divide width, batch settings possible, ...); world = ranks. Also
+// re-checks every value against its key's rules (a program may have set fields directly).
+// Errors: one line that starts with where the offending key was set —
+//   "FILE:LINE: [section] key: ...", "--section.key=value: ..." or "[section] key (default): ..."
+// — and, for a check between two keys, names the one set last (see docs/config.md).
 ts_status config_validate(const tessera_config *cfg, int world);
 
 // Every key with its type, default, bounds and help (tessera train --help).

@@ -3,7 +3,8 @@
 // libinih would silently misread: an indented line (libinih continues the previous value with
 // it), ';' (libinih starts a comment at " ;", even inside quotes), a line longer than libinih's
 // buffer (split in two, shifting every later line number). Values are then checked by the key
-// table's parser (config.c). Every error is one line "FILE:LINE: ...".
+// table's parser (config.c), and FILE:LINE is recorded as the origin of each key set, for
+// config_validate's messages. Every error is one line "FILE:LINE: ...".
 #define INI_HANDLER_LINENO 1 // the handler gets the line number (libinih 55 passes it)
 #include <ini.h>
 
@@ -205,6 +206,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         cfg_fail(st, lineno, "[%s] %s: %s", section, name, err);
         return 0;
     }
+    cfg_set_origin(st->cfg, k, CFG_FROM_FILE, lineno, st->filename);
     return 1;
 }
 

@@ -9,7 +9,6 @@
 // the terminating NUL). Strings are limited so that config_write's `key = "..."` lines fit.
 #define CFG_MAX_LINE     198
 #define CFG_MAX_STRING   180
-#define CFG_MAX_KEYS     64
 #define CFG_MAX_SECTIONS 16
 
 // Section names in table order (each section's keys are listed together); returns the count.
@@ -21,6 +20,10 @@ int cfg_find_key(const char *section, const char *name); // index into cfg_keys,
 int cfg_suggest_key(const char *section, const char *name);
 const char *cfg_suggest_section(const char *name);
 void cfg_section_list(char *buf, size_t n); // "run, model, ..."
+
+// Record where key k was just set (from: file or override; line: for a file; text: the file
+// name or the argument), after every key set so far.
+void cfg_set_origin(tessera_config *cfg, int k, cfg_from from, int line, const char *text);
 
 // Parse a value for key k into cfg. in_file: file syntax (strings quoted, a '#' comment may
 // follow); else command-line syntax (strings may be bare). On error returns 0 with err holding

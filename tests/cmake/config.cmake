@@ -1,7 +1,8 @@
 # Config tests (runtime/config.c).
 #
-# config_unit: the key table, parser, overrides, round trip, cross-key checks and batch split,
-# plus every case file of tests/config/bad and every shipped config in configs/.
+# config_unit: the key table, parser, overrides, round trip, cross-key checks (and the origin
+# each of their errors names: file line, override or default) and batch split, plus every case
+# file of tests/config/bad and every shipped config in configs/.
 #
 # config_bad_<case>: the command line's answer to each tests/config/bad/<case>.ini — exit 2 and
 # one error line matching the case's "# expect:" regex. A case file may also hold
@@ -24,6 +25,8 @@ set_tests_properties(config_unit PROPERTIES LABELS unit TIMEOUT 30)
 file(GLOB TESSERA_CONFIG_CASES CONFIGURE_DEPENDS ${TESSERA_CONFIG_DIR}/bad/*.ini)
 foreach(case_file ${TESSERA_CONFIG_CASES})
   get_filename_component(case ${case_file} NAME_WE)
+  # the header lines are read here: editing them must configure again
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${case_file})
   file(STRINGS ${case_file} header REGEX "^# (expect|args|ranks): ")
   set(expect "")
   set(args "")

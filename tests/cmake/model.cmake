@@ -11,3 +11,8 @@ set_tests_properties(model_overfit_one_batch PROPERTIES LABELS unit ENVIRONMENT 
 
 tessera_unit_test(test_weights_close SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_weights_close.c
                   LIBS tessera_core)
+
+tessera_unit_test(test_tokenizer SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_tokenizer.c
+                  LIBS tessera_core)
+add_test(NAME sample_tokenizer COMMAND test_tokenizer ${TESSERA_TEST_DATA})
+set_tests_properties(sample_tokenizer PROPERTIES LABELS unit)

@@ -1,6 +1,7 @@
 // test_config.c — the config layer (runtime/config.c): the key table, defaults, the file parser
-// and its error lines, overrides, the resolved config's round trip, cross-key checks, and the
-// split of the global batch over ranks.
+// and its error lines, overrides, the resolved config's round trip, cross-key checks (each error
+// naming where its key was set: file line, override or default), and the split of the global
+// batch over ranks.
 //
 // usage: test_config BAD_DIR CONFIGS_DIR
 //   BAD_DIR      tests/config/bad: every *.ini there must fail with exactly one error line that
@@ -8,7 +9,9 @@
 //   CONFIGS_DIR  configs/: every shipped config must parse and validate
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <math.h>
 #include <regex.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,8 +83,17 @@ static void expect_override_error(const char *arg, const char *want) {
     }
 }
 
+// Same values for every key (where they came from aside).
 static int configs_equal(const tessera_config *a, const tessera_config *b) {
-    return memcmp(a, b, sizeof *a) == 0;
+    return memcmp(a, b, offsetof(tessera_config, origin)) == 0;
+}
+
+// index of section.name in cfg_keys, or -1
+static int key_index(const char *section, const char *name) {
+    for (int i = 0; i < cfg_n_keys; i++)
+        if (strcmp(cfg_keys[i].section, section) == 0 && strcmp(cfg_keys[i].name, name) == 0)
+            return i;
+    return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +196,20 @@ static void test_parse(void) {
     CHECK(c.train.grad_clip == 0.0);
     CHECK(c.model.vocab == 50257);
     CHECK(c.model.layers == 4); // untouched keys keep their values
+
+    // each key set records its line; untouched keys stay defaults; overrides record the argument
+    int lr = key_index("train", "lr"), seed = key_index("run", "seed");
+    int layers = key_index("model", "layers"), vocab = key_index("model", "vocab");
+    CHECK(c.origin[lr].from == CFG_FROM_FILE && c.origin[lr].line == 9);
+    CHECK(strcmp(c.origin[lr].text, "t.ini") == 0);
+    CHECK(c.origin[seed].from == CFG_FROM_FILE && c.origin[seed].line == 4);
+    CHECK(c.origin[vocab].from == CFG_FROM_FILE && c.origin[vocab].line == 14);
+    CHECK(c.origin[seed].order < c.origin[lr].order && c.origin[lr].order < c.origin[vocab].order);
+    CHECK(c.origin[layers].from == CFG_FROM_DEFAULT && c.origin[layers].order == 0);
+    CHECK(config_apply_override(&c, "--train.lr=0.5") == TS_OK);
+    CHECK(c.origin[lr].from == CFG_FROM_OVERRIDE &&
+          strcmp(c.origin[lr].text, "--train.lr=0.5") == 0);
+    CHECK(c.origin[lr].order > c.origin[vocab].order);
 
     // a line of exactly 198 characters is fine, and so is a string of 180
     char line[400];
@@ -388,6 +414,16 @@ static void round_trip(const tessera_config *a) {
         CHECK(n <= 198);
         line += n + (line[n] == '\n');
     }
+    // where the values came from is not written: the same text as with every origin cleared
+    tessera_config plain = *a;
+    memset(plain.origin, 0, sizeof plain.origin);
+    char *plain_buf = NULL;
+    size_t plain_len = 0;
+    f = open_memstream(&plain_buf, &plain_len);
+    config_write(&plain, f);
+    fclose(f);
+    CHECK(plain_len == len && strcmp(plain_buf, buf) == 0);
+    free(plain_buf);
     if (st != TS_OK || !configs_equal(a, &b)) fprintf(stderr, "written config:\n%s", buf);
     free(buf);
 }
@@ -420,45 +456,158 @@ static void test_round_trip(void) {
     round_trip(&c);
 }
 
-static void test_validate(void) {
-    struct {
-        const char *set;
-        int world;
-        const char *want;
-    } cases[] = {
-        {"--model.heads=3", 1,
-         "invalid config: model.width (128) is not a multiple of model.heads (3); each head gets "
-         "width / heads channels"},
-        {"--train.global_batch=2", 3,
-         "invalid config: train.global_batch (2) is smaller than the number of ranks (3); every "
-         "rank needs at least one sequence per step"},
-        {"--run.name=a/b", 1,
-         "invalid config: run.name (\"a/b\") must be a directory name: not empty, no '/', not "
-         "\".\" or \"..\""},
-        {"--run.name=..", 1,
-         "invalid config: run.name (\"..\") must be a directory name: not empty, no '/', not "
-         "\".\" or \"..\""},
-        {"--data.val=", 1, "invalid config: data.val must not be empty"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        tessera_config c;
-        config_defaults(&c);
-        log_capture_reset();
-        CHECK(config_apply_override(&c, cases[i].set) == TS_OK);
-        CHECK(config_validate(&c, cases[i].world) == TS_ERR_INPUT);
-        char got[512];
-        int n = log_capture_errors(got, sizeof got);
-        if (n != 1 || strcmp(got, cases[i].want) != 0) {
-            fprintf(stderr, "validate %s: %d lines\n  want: %s\n  got:  %s\n", cases[i].set, n,
-                    cases[i].want, got);
-            g_failures++;
-        }
+// config_validate must fail with exactly one error line equal to `want`.
+static void expect_invalid(const tessera_config *c, int world, const char *what, const char *want) {
+    log_capture_reset();
+    ts_status st = config_validate(c, world);
+    char got[1024];
+    int n = log_capture_errors(got, sizeof got);
+    if (st != TS_ERR_INPUT || n != 1 || strcmp(got, want) != 0) {
+        fprintf(stderr, "validate %s: status %d, %d lines\n  want: %s\n  got:  %s\n", what, (int)st,
+                n, want, got);
+        g_failures++;
     }
+}
+
+// The defaults, then `text` as file t.ini (may be NULL), then the overrides (space-separated).
+static void load(tessera_config *c, const char *text, const char *overrides) {
+    config_defaults(c);
+    log_capture_reset();
+    if (text) CHECK(config_parse_text(c, text, strlen(text), "t.ini") == TS_OK);
+    char args[512];
+    snprintf(args, sizeof args, "%s", overrides);
+    for (char *arg = strtok(args, " "); arg; arg = strtok(NULL, " "))
+        CHECK(config_apply_override(c, arg) == TS_OK);
+}
+
+static void test_validate(void) {
+    const char *heads_why = "; each head gets width / heads channels";
+    const char *batch_why = "; every rank needs at least one sequence per step";
+    char want[512];
     tessera_config c;
+
+    // from an override: the line starts with the argument
+    load(&c, NULL, "--model.heads=3");
+    snprintf(want, sizeof want,
+             "--model.heads=3: expected a divisor of model.width = 128 (default), got 3%s",
+             heads_why);
+    expect_invalid(&c, 1, "override heads", want);
+    load(&c, NULL, "--train.global_batch=2");
+    snprintf(want, sizeof want,
+             "--train.global_batch=2: expected at least the number of ranks (3), got 2%s",
+             batch_why);
+    expect_invalid(&c, 3, "override global_batch", want);
+    load(&c, NULL, "--run.name=a/b");
+    expect_invalid(&c, 1, "override name a/b",
+                   "--run.name=a/b: expected a directory name (not empty, no '/', not \".\" or "
+                   "\"..\"), got \"a/b\"");
+    load(&c, NULL, "--run.name=..");
+    expect_invalid(&c, 1, "override name ..",
+                   "--run.name=..: expected a directory name (not empty, no '/', not \".\" or "
+                   "\"..\"), got \"..\"");
+    load(&c, NULL, "--data.val=");
+    expect_invalid(&c, 1, "override empty", "--data.val=: expected a non-empty string, got \"\"");
+
+    // from the file: FILE:LINE: [section] key
+    load(&c, "[model]\nwidth = 30\n", "");
+    snprintf(want, sizeof want,
+             "t.ini:2: [model] width: expected a multiple of model.heads = 4 (default), got 30%s",
+             heads_why);
+    expect_invalid(&c, 1, "file width, default heads", want);
+    load(&c, "[run]\nname = \"\"\n", "");
+    expect_invalid(&c, 1, "file empty name",
+                   "t.ini:2: [run] name: expected a directory name (not empty, no '/', not \".\" "
+                   "or \"..\"), got \"\"");
+    load(&c, "[data]\ntokenizer = \"\"\n", "");
+    expect_invalid(&c, 1, "file empty tokenizer",
+                   "t.ini:2: [data] tokenizer: expected a non-empty string, got \"\"");
+    load(&c, "[train]\nglobal_batch = 3\n", "");
+    CHECK(config_validate(&c, 3) == TS_OK);
+    snprintf(want, sizeof want,
+             "t.ini:2: [train] global_batch: expected at least the number of ranks (4), got 3%s",
+             batch_why);
+    expect_invalid(&c, 4, "file global_batch", want);
+
+    // a default: [section] key (default)
+    load(&c, NULL, "");
+    snprintf(want, sizeof want,
+             "[train] global_batch (default): expected at least the number of ranks (33), got 32%s",
+             batch_why);
+    expect_invalid(&c, 33, "default global_batch", want);
+
+    // two keys: the one set last is named, the other given with its value and origin
+    load(&c, "[model]\nheads = 3\nwidth = 128\n", ""); // width on the later line
+    snprintf(want, sizeof want,
+             "t.ini:3: [model] width: expected a multiple of model.heads = 3 (line 2), got 128%s",
+             heads_why);
+    expect_invalid(&c, 1, "file, width later", want);
+    load(&c, "[model]\nwidth = 128\nheads = 3\n", ""); // heads on the later line
+    snprintf(want, sizeof want,
+             "t.ini:3: [model] heads: expected a divisor of model.width = 128 (line 2), got 3%s",
+             heads_why);
+    expect_invalid(&c, 1, "file, heads later", want);
+    load(&c, "[model]\nwidth = 96\nheads = 4\n", "--model.width=30"); // override over the file
+    snprintf(want, sizeof want,
+             "--model.width=30: expected a multiple of model.heads = 4 (t.ini:3), got 30%s",
+             heads_why);
+    expect_invalid(&c, 1, "override width over file heads", want);
+    load(&c, "[model]\nwidth = 96\n", "--model.heads=5"); // override over the file
+    snprintf(want, sizeof want,
+             "--model.heads=5: expected a divisor of model.width = 96 (t.ini:2), got 5%s",
+             heads_why);
+    expect_invalid(&c, 1, "override heads over file width", want);
+    load(&c, NULL, "--model.width=30 --model.heads=8"); // the later override
+    snprintf(want, sizeof want,
+             "--model.heads=8: expected a divisor of model.width = 30 (command line), got 8%s",
+             heads_why);
+    expect_invalid(&c, 1, "two overrides", want);
+    load(&c, NULL, "--model.heads=8 --model.width=30 --model.heads=7"); // heads set again
+    snprintf(want, sizeof want,
+             "--model.heads=7: expected a divisor of model.width = 30 (command line), got 7%s",
+             heads_why);
+    expect_invalid(&c, 1, "override repeated", want);
+
+    // fields a program set directly: re-checked by their key's rules, named as such
+    config_defaults(&c);
+    c.model.width = 30;
+    snprintf(want, sizeof want,
+             "[model] width (set by the program): expected a multiple of model.heads = 4 "
+             "(default), got 30%s",
+             heads_why);
+    expect_invalid(&c, 1, "program width", want);
+    config_defaults(&c);
+    c.model.seq_len = 1;
+    expect_invalid(&c, 1, "program seq_len",
+                   "[model] seq_len (set by the program): expected an integer in [2, 1048576], "
+                   "got \"1\"");
+    config_defaults(&c);
+    c.model.heads = 0; // never reaches width % heads
+    expect_invalid(&c, 1, "program heads 0",
+                   "[model] heads (set by the program): expected an integer in [1, 65536], got "
+                   "\"0\"");
+    config_defaults(&c);
+    c.train.lr = NAN;
+    expect_invalid(&c, 1, "program lr nan",
+                   "[train] lr (set by the program): expected a number in [0, 10], got \"nan\"");
+    config_defaults(&c);
+    strcpy(c.run.backend, "gpu");
+    expect_invalid(&c, 1, "program backend",
+                   "[run] backend (set by the program): expected one of auto|cpu|cuda, got "
+                   "\"gpu\"");
+    config_defaults(&c);
+    strcpy(c.run.name, "a\nb");
+    expect_invalid(&c, 1, "program name newline",
+                   "[run] name (set by the program): control characters are not allowed in "
+                   "strings, got \"a\\x0ab\"");
     config_defaults(&c);
     c.train.global_batch = 3;
+    log_capture_reset();
     CHECK(config_validate(&c, 3) == TS_OK);
-    CHECK(config_validate(&c, 4) == TS_ERR_INPUT);
+    snprintf(want, sizeof want,
+             "[train] global_batch (set by the program): expected at least the number of ranks "
+             "(4), got 3%s",
+             batch_why);
+    expect_invalid(&c, 4, "program global_batch", want);
 }
 
 static void test_batch_share(void) {

@@ -1,0 +1,87 @@
+// test_tokenizer.c — decoding sampled tokens: llm.c's tokenizer file (magic 20240328), the byte
+// tokenizer, and the errors for bad tokenizer files.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/sample.h"
+
+static int failures = 0;
+#define EXPECT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+// write a tokenizer file: header (magic, version, n, eot) then length-prefixed pieces
+static void write_tokenizer(const char *path, uint32_t magic, uint32_t version, int n,
+                            const char *const *pieces, int truncate_last) {
+    uint32_t header[256] = {0};
+    header[0] = magic;
+    header[1] = version;
+    header[2] = (uint32_t)n;
+    header[3] = (uint32_t)(n - 1); // eot: the last token
+    FILE *f = fopen(path, "wb");
+    fwrite(header, sizeof header, 1, f);
+    for (int i = 0; i < n; i++) {
+        unsigned char len = (unsigned char)strlen(pieces[i]);
+        fwrite(&len, 1, 1, f);
+        size_t bytes = len - (truncate_last && i == n - 1 ? 1 : 0);
+        fwrite(pieces[i], 1, bytes, f);
+    }
+    fclose(f);
+}
+
+static char *decode(const tokenizer *tok, const int *ids, int n) {
+    static char buf[256];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    for (int i = 0; i < n; i++) tokenizer_write(tok, ids[i], f);
+    fclose(f);
+    return buf;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "/tmp";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tok_test.bin", dir);
+    const char *pieces[] = {"Hello", ",", " world", "!", "<|endoftext|>"};
+    tokenizer tok;
+
+    write_tokenizer(path, 20240328, 2, 5, pieces, 0);
+    EXPECT(tokenizer_load(&tok, path, 5) == TS_OK);
+    EXPECT(tok.eot == 4);
+    int ids[] = {0, 1, 2, 3, 7};
+    EXPECT(strcmp(decode(&tok, ids, 5), "Hello, world!<7>") == 0); // ids past the file: <id>
+    tokenizer_free(&tok);
+
+    // version 1 has no end-of-text token
+    write_tokenizer(path, 20240328, 1, 5, pieces, 0);
+    EXPECT(tokenizer_load(&tok, path, 5) == TS_OK && tok.eot == -1);
+    tokenizer_free(&tok);
+
+    // errors: bad magic, fewer tokens than the model's vocabulary, truncated, missing, byte
+    write_tokenizer(path, 12345, 2, 5, pieces, 0);
+    EXPECT(tokenizer_load(&tok, path, 5) == TS_ERR_INPUT);
+    write_tokenizer(path, 20240328, 2, 5, pieces, 0);
+    EXPECT(tokenizer_load(&tok, path, 6) == TS_ERR_INPUT);
+    write_tokenizer(path, 20240328, 2, 5, pieces, 1);
+    EXPECT(tokenizer_load(&tok, path, 5) == TS_ERR_INPUT);
+    EXPECT(tokenizer_load(&tok, "/nonexistent/tokenizer.bin", 5) == TS_ERR_INPUT);
+    EXPECT(tokenizer_load(&tok, "byte", 300) == TS_ERR_INPUT);
+
+    // the byte tokenizer writes bytes; "" prints ids
+    EXPECT(tokenizer_load(&tok, "byte", 256) == TS_OK);
+    int bytes[] = {'o', 'k'};
+    EXPECT(strcmp(decode(&tok, bytes, 2), "ok") == 0);
+    tokenizer_free(&tok);
+    EXPECT(tokenizer_load(&tok, "", 50257) == TS_OK);
+    int gpt2_ids[] = {50256, 11};
+    EXPECT(strcmp(decode(&tok, gpt2_ids, 2), "<50256><11>") == 0);
+    tokenizer_free(&tok);
+
+    remove(path);
+    printf("%s: tokenizer tests, %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+    return failures ? 1 : 0;
+}
