@@ -1,15 +1,27 @@
 // backend.h — the compute backend interface: one struct of operations that models/ calls.
 //
-// The CPU backend (kernels/cpu/) is the reference; the CUDA backend implements the same struct.
+// The CPU backend (kernels/cpu/) is the reference; the CUDA backend (kernels/cuda/) implements
+// the same struct, so models/ never changes with the backend.
+//
+// Element types. A backend declares the type of its activations and of the parameters the ops
+// compute with (act_dtype, param_dtype): fp32 (or fp64 in the double build) on the CPU; bf16 or
+// fp32 on CUDA. Those buffers are passed as void* and addressed in elements of that type
+// (ts_dtype_size). Everything that accumulates or is optimised stays in `real` (fp32 in the
+// float build): gradients of parameters, the fp32 master weights, AdamW moments, LayerNorm
+// statistics and per-token losses. When param_dtype is `real`'s own type the master weights ARE
+// the compute parameters (one buffer); otherwise the model keeps both and the optimizer writes
+// the compute copy from the master weights.
+//
 // Conventions shared by every op:
 //   * Shapes are row-major; "(B,T,C)" means B*T*C contiguous elements, C fastest.
 //   * Forward ops overwrite their outputs.
 //   * Backward ops ACCUMULATE (+=) into every gradient they write, for parameters and for
 //     activations alike; the caller zeroes gradient buffers when a new accumulation starts.
 //     This is what lets the residual stream, the tied embedding and gradient accumulation over
-//     micro-batches work without extra copies.
+//     micro-batches work without extra copies (and fuses the residual add into LayerNorm
+//     backward).
 //   * Pointers given to ops point into backend memory (alloc); token arrays are int32 in
-//     backend memory too.
+//     backend memory too. Ops may run asynchronously; to_host and synchronize wait for them.
 #ifndef TESSERA_BACKEND_H
 #define TESSERA_BACKEND_H
 
@@ -17,8 +29,18 @@
 
 #include "precision.h"
 
+typedef enum { TS_F32 = 0, TS_BF16 = 1, TS_F64 = 2 } ts_dtype;
+
+static inline size_t ts_dtype_size(ts_dtype t) { return t == TS_BF16 ? 2 : t == TS_F64 ? 8 : 4; }
+static inline const char *ts_dtype_name(ts_dtype t) {
+    return t == TS_BF16 ? "bf16" : t == TS_F64 ? "fp64" : "fp32";
+}
+
 typedef struct TS_REAL(backend) {
-    const char *name; // "cpu", "cuda"
+    const char *name;      // "cpu", "cuda"
+    const char *device;    // what runs the ops, for the log ("CPU, 2 threads", "NVIDIA H200")
+    ts_dtype act_dtype;    // activations (void* buffers of ops)
+    ts_dtype param_dtype;  // parameters as the ops read them
 
     // ---- memory ------------------------------------------------------------------------
     void *(*alloc)(size_t bytes); // zeroed; never returns NULL (fatal, with the size)
@@ -27,55 +49,73 @@ typedef struct TS_REAL(backend) {
     void (*to_device)(void *dst, const void *host_src, size_t bytes);
     void (*to_host)(void *host_dst, const void *src, size_t bytes);
     void (*synchronize)(void);
+    // bytes the backend can still allocate, or 0 when it cannot tell (the CPU)
+    size_t (*mem_free)(void);
+    // n elements of act_dtype <-> host `real`, converting (for tests and inspection)
+    void (*act_to_host)(real *host_dst, const void *src, size_t n);
+    void (*act_to_device)(void *dst, const real *host_src, size_t n);
+    // compute parameters from master weights: param (param_dtype) = master (real); a no-op when
+    // they are the same buffer
+    void (*params_from_master)(void *param, const real *master, size_t n);
 
     // ---- ops ---------------------------------------------------------------------------
     // out(B,T,C) = wte[tokens[b,t], :] + wpe[t, :]          wte (V,C), wpe (maxT,C)
-    void (*embed_forward)(real *out, const int *tokens, const real *wte, const real *wpe, int B,
+    void (*embed_forward)(void *out, const int *tokens, const void *wte, const void *wpe, int B,
                           int T, int C);
-    // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t,:] += sum_b dout[b,t,:]
-    void (*embed_backward)(real *dwte, real *dwpe, const real *dout, const int *tokens, int B,
+    // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t,:] += sum_b dout[b,t,:]   (deterministic)
+    void (*embed_backward)(real *dwte, real *dwpe, const void *dout, const int *tokens, int B,
                            int T, int C);
 
     // out(N,C) = (inp - mean) * rstd * w + b, eps 1e-5; saves mean(N), rstd(N)
-    void (*layernorm_forward)(real *out, real *mean, real *rstd, const real *inp, const real *w,
-                              const real *b, int N, int C);
-    void (*layernorm_backward)(real *dinp, real *dw, real *db, const real *dout, const real *inp,
-                               const real *w, const real *mean, const real *rstd, int N, int C);
+    void (*layernorm_forward)(void *out, real *mean, real *rstd, const void *inp, const void *w,
+                              const void *b, int N, int C);
+    // fused residual add + LayerNorm: residual = a + b_in; out = LayerNorm(residual)
+    void (*residual_layernorm_forward)(void *residual, void *out, real *mean, real *rstd,
+                                       const void *a, const void *b_in, const void *w,
+                                       const void *b, int N, int C);
+    // dinp += ...; dw += ...; db += ...
+    void (*layernorm_backward)(void *dinp, real *dw, real *db, const void *dout, const void *inp,
+                               const void *w, const real *mean, const real *rstd, int N, int C);
 
     // out(N,OC) = inp(N,C) @ w(OC,C)^T + bias(OC)            bias may be NULL
-    void (*matmul_forward)(real *out, const real *inp, const real *w, const real *bias, int N,
+    void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int N,
                            int C, int OC);
-    // dinp += dout @ w;  dw += dout^T @ inp;  dbias += sum_n dout   (dbias may be NULL)
-    void (*matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp,
-                            const real *w, int N, int C, int OC);
+    // the same followed by GELU: pre (N,OC) = inp @ w^T + bias (kept for backward),
+    // out = gelu(pre)
+    void (*matmul_gelu_forward)(void *pre, void *out, const void *inp, const void *w,
+                                const void *bias, int N, int C, int OC);
+    // dinp += dout @ w;  dw += dout^T @ inp;  dbias += sum_n dout   (dinp, dbias may be NULL)
+    void (*matmul_backward)(void *dinp, real *dw, real *dbias, const void *dout, const void *inp,
+                            const void *w, int N, int C, int OC);
 
     // causal multi-head self-attention. qkv (B,T,3C) holds q | k | v, each C = NH heads of
     // C/NH; out (B,T,C). preatt and att (B,NH,T,T): scores and softmax probabilities, saved
     // for backward (entries above the diagonal are unused).
-    void (*attention_forward)(real *out, real *preatt, real *att, const real *qkv, int B, int T,
+    void (*attention_forward)(void *out, void *preatt, void *att, const void *qkv, int B, int T,
                               int C, int NH);
-    // dqkv += ...; dpreatt and datt (B,NH,T,T) are scratch the caller provides (zeroed here)
-    void (*attention_backward)(real *dqkv, real *dpreatt, real *datt, const real *dout,
-                               const real *qkv, const real *att, int B, int T, int C, int NH);
+    // dqkv += ...; dpreatt and datt (B,NH,T,T) are scratch the caller provides
+    void (*attention_backward)(void *dqkv, void *dpreatt, void *datt, const void *dout,
+                               const void *qkv, const void *att, int B, int T, int C, int NH);
 
     // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    void (*gelu_forward)(real *out, const real *inp, size_t n);
-    void (*gelu_backward)(real *dinp, const real *inp, const real *dout, size_t n); // dinp +=
+    void (*gelu_forward)(void *out, const void *inp, size_t n);
+    void (*gelu_backward)(void *dinp, const void *inp, const void *dout, size_t n); // dinp +=
 
-    void (*add)(real *out, const real *a, const real *b, size_t n); // out = a + b
-    void (*add_inplace)(real *y, const real *x, size_t n);          // y += x
+    void (*add)(void *out, const void *a, const void *b, size_t n); // out = a + b
+    void (*add_inplace)(void *y, const void *x, size_t n);          // y += x
 
     // Fused classifier over logits (N,Vp), of which the first V columns are real classes.
     // losses[n] = -log softmax(logits[n, :V])[targets[n]]  (written)
     // If dloss != 0, logits is OVERWRITTEN by dlogits = (softmax - onehot(target)) * dloss,
     // with columns V..Vp-1 set to 0; if dloss == 0 the logits are left untouched.
-    void (*classifier)(real *logits, real *losses, const int *targets, int N, int V, int Vp,
+    void (*classifier)(void *logits, real *losses, const int *targets, int N, int V, int Vp,
                        real dloss);
 
     // AdamW with bias correction on n elements; t is the 1-based step.
-    // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (mhat / (sqrt(vhat) + eps) + wd p)
-    void (*adamw)(real *param, const real *grad, real *m, real *v, size_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int t);
+    // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w -= lr (mhat / (sqrt(vhat) + eps) + wd w)
+    // on the master weights, then param = w in param_dtype (param == master: nothing to write)
+    void (*adamw)(real *master, void *param, const real *grad, real *m, real *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, int t);
 
     double (*sum_squares)(const real *x, size_t n); // sum x^2, accumulated in double
     void (*scale)(real *x, real s, size_t n);       // x *= s

@@ -9,26 +9,33 @@
 #include <string.h>
 
 // ---------------------------------------------------------------------------------------------
-// activations: one buffer carved into named regions. Per-layer regions are sized for
-// (max_B, maxT) so a smaller micro-batch or sequence just uses a prefix of each.
+// activations: one buffer (act_dtype) carved into named regions, and one small `real` buffer for
+// LayerNorm statistics and losses. Per-layer regions are sized for (max_B, maxT) so a smaller
+// micro-batch or sequence just uses a prefix of each.
 
 typedef struct {
-    real *encoded;                   // (B,T,C)
-    real *ln1, *ln1_mean, *ln1_rstd; // (L,B,T,C) (L,B,T) (L,B,T)
-    real *qkv;                       // (L,B,T,3C)
-    real *atty;                      // (L,B,T,C)
-    real *preatt, *att;              // (L,B,NH,T,T)
-    real *attproj, *residual2;       // (L,B,T,C)
-    real *ln2, *ln2_mean, *ln2_rstd;
-    real *fch, *fch_gelu;            // (L,B,T,4C)
-    real *fcproj, *residual3;        // (L,B,T,C)
-    real *lnf, *lnf_mean, *lnf_rstd; // (B,T,C) (B,T) (B,T)
-    real *logits;                    // (B,T,Vp)
-    real *losses;                    // (B,T)
+    void *encoded;                   // (B,T,C)
+    void *ln1;                       // (L,B,T,C)
+    void *qkv;                       // (L,B,T,3C)
+    void *atty;                      // (L,B,T,C)
+    void *preatt, *att;              // (L,B,NH,T,T)
+    void *attproj, *residual2;       // (L,B,T,C)
+    void *ln2;                       // (L,B,T,C)
+    void *fch, *fch_gelu;            // (L,B,T,4C)
+    void *fcproj, *residual3;        // (L,B,T,C)
+    void *lnf;                       // (B,T,C)
+    void *logits;                    // (B,T,Vp)
 } acts_view;
 
 typedef struct {
-    size_t btc, bt, att; // per-layer strides
+    real *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd; // (L,B,T)
+    real *lnf_mean, *lnf_rstd;                       // (B,T)
+    real *losses;                                    // (B,T)
+} stats_view;
+
+typedef struct {
+    size_t btc, bt, att; // per-layer strides, in elements
+    size_t esz;          // bytes per activation element
 } acts_strides;
 
 static acts_strides strides_of(const TS_REAL(gpt2) * m) {
@@ -37,23 +44,25 @@ static acts_strides strides_of(const TS_REAL(gpt2) * m) {
     s.bt = (size_t)m->max_B * c->seq_len;
     s.btc = s.bt * c->width;
     s.att = (size_t)m->max_B * c->heads * c->seq_len * c->seq_len;
+    s.esz = ts_dtype_size(m->be->act_dtype);
     return s;
 }
 
+// element i of a buffer of elements of esz bytes
+static inline void *at(const void *base, size_t i, size_t esz) { return (char *)base + i * esz; }
+
 // carve base into regions; with base == NULL just count elements
-static size_t acts_layout(const TS_REAL(gpt2) * m, real *base, acts_view *v) {
+static size_t acts_layout(const TS_REAL(gpt2) * m, void *base, acts_view *v) {
     const gpt2_config *c = &m->cfg;
     acts_strides s = strides_of(m);
     size_t L = (size_t)c->layers, off = 0;
     acts_view tmp;
     if (!v) v = &tmp;
 #define REGION(field, n)                                                                           \
-    v->field = base ? base + off : NULL;                                                           \
+    v->field = base ? at(base, off, s.esz) : NULL;                                                 \
     off += (n)
     REGION(encoded, s.btc);
     REGION(ln1, L * s.btc);
-    REGION(ln1_mean, L * s.bt);
-    REGION(ln1_rstd, L * s.bt);
     REGION(qkv, L * 3 * s.btc);
     REGION(atty, L * s.btc);
     REGION(preatt, L * s.att);
@@ -61,40 +70,54 @@ static size_t acts_layout(const TS_REAL(gpt2) * m, real *base, acts_view *v) {
     REGION(attproj, L * s.btc);
     REGION(residual2, L * s.btc);
     REGION(ln2, L * s.btc);
-    REGION(ln2_mean, L * s.bt);
-    REGION(ln2_rstd, L * s.bt);
     REGION(fch, L * 4 * s.btc);
     REGION(fch_gelu, L * 4 * s.btc);
     REGION(fcproj, L * s.btc);
     REGION(residual3, L * s.btc);
     REGION(lnf, s.btc);
+    REGION(logits, s.bt * c->padded_vocab);
+#undef REGION
+    return off;
+}
+
+static size_t stats_layout(const TS_REAL(gpt2) * m, real *base, stats_view *v) {
+    acts_strides s = strides_of(m);
+    size_t L = (size_t)m->cfg.layers, off = 0;
+    stats_view tmp;
+    if (!v) v = &tmp;
+#define REGION(field, n)                                                                           \
+    v->field = base ? base + off : NULL;                                                           \
+    off += (n)
+    REGION(ln1_mean, L * s.bt);
+    REGION(ln1_rstd, L * s.bt);
+    REGION(ln2_mean, L * s.bt);
+    REGION(ln2_rstd, L * s.bt);
     REGION(lnf_mean, s.bt);
     REGION(lnf_rstd, s.bt);
-    REGION(logits, s.bt * c->padded_vocab);
     REGION(losses, s.bt);
 #undef REGION
     return off;
 }
 
-// the parameters of one block, as pointers into a flat buffer (params or grads)
+// the parameters of one block, as pointers into a flat buffer of esz-byte elements
 typedef struct {
-    real *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+    void *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
 } block_params;
 
-static block_params block_at(const TS_REAL(gpt2) * m, real *flat, int l) {
+static block_params block_at(const TS_REAL(gpt2) * m, void *flat, size_t esz, int l) {
     // tensors 2 + 12*l ... follow the order of gpt2_param_table
     const gpt2_tensor *t = &m->tensors[2 + 12 * l];
     block_params p;
-    real **f = &p.ln1w;
-    for (int i = 0; i < 12; i++) f[i] = flat + t[i].offset;
+    void **f = &p.ln1w;
+    for (int i = 0; i < 12; i++) f[i] = at(flat, t[i].offset, esz);
     return p;
 }
 
 // ---------------------------------------------------------------------------------------------
 // lifetime
 
-ts_status TS_REAL(gpt2_create)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
-                               const TS_REAL(backend) * be, int max_B) {
+ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
+                                  const TS_REAL(backend) * be, int max_B, size_t extra_bytes) {
     memset(m, 0, sizeof *m);
     if (cfg->layers < 1 || cfg->heads < 1 || cfg->width < 1 || cfg->seq_len < 1 ||
         cfg->vocab < 2 || max_B < 1) {
@@ -114,29 +137,60 @@ ts_status TS_REAL(gpt2_create)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
     m->n_tensors = gpt2_param_table(&m->cfg, NULL, 0, NULL);
     m->tensors = ts_calloc((size_t)m->n_tensors, sizeof(gpt2_tensor), "parameter table");
     gpt2_param_table(&m->cfg, m->tensors, m->n_tensors, &m->n_params);
-    m->params = be->alloc(m->n_params * sizeof(real));
-    m->grads = be->alloc(m->n_params * sizeof(real));
     m->n_acts = acts_layout(m, NULL, NULL);
-    m->acts = be->alloc(m->n_acts * sizeof(real));
-    m->grad_acts = be->alloc(m->n_acts * sizeof(real));
+    m->n_stats = stats_layout(m, NULL, NULL);
+
+    // everything is sized here, once; refuse what cannot fit before allocating any of it
+    size_t psz = ts_dtype_size(be->param_dtype), asz = ts_dtype_size(be->act_dtype);
+    int shared_master = psz == sizeof(real) && be->param_dtype != TS_BF16;
     size_t bt = (size_t)max_B * m->cfg.seq_len;
+    m->bytes = m->n_params * sizeof(real) * 2 + (shared_master ? 0 : m->n_params * psz) +
+               m->n_acts * asz * 2 + m->n_stats * sizeof(real) + 2 * bt * sizeof(int);
+    size_t avail = be->mem_free ? be->mem_free() : 0;
+    if (avail && m->bytes + extra_bytes > avail) {
+        log_error("model: needs %.2f GiB of %s memory (weights, gradients, activations for "
+                  "micro-batch %d, optimizer state), only %.2f GiB are free; lower "
+                  "train.micro_batch or the model size",
+                  (double)(m->bytes + extra_bytes) / (1 << 30), be->name, max_B,
+                  (double)avail / (1 << 30));
+        free(m->tensors);
+        memset(m, 0, sizeof *m);
+        return TS_ERR_INPUT;
+    }
+    m->master = be->alloc(m->n_params * sizeof(real));
+    m->params = shared_master ? (void *)m->master : be->alloc(m->n_params * psz);
+    m->grads = be->alloc(m->n_params * sizeof(real));
+    m->acts = be->alloc(m->n_acts * asz);
+    m->grad_acts = be->alloc(m->n_acts * asz);
+    m->stats = be->alloc(m->n_stats * sizeof(real));
     m->tokens = be->alloc(bt * sizeof(int));
     m->targets = be->alloc(bt * sizeof(int));
     m->losses_host = ts_calloc(bt, sizeof(real), "per-token losses");
     return TS_OK;
 }
 
+ts_status TS_REAL(gpt2_create)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
+                               const TS_REAL(backend) * be, int max_B) {
+    return TS_REAL(gpt2_create_ex)(m, cfg, be, max_B, 0);
+}
+
 void TS_REAL(gpt2_destroy)(TS_REAL(gpt2) * m) {
     if (!m->be) return;
-    m->be->free(m->params);
+    if (m->params != (void *)m->master) m->be->free(m->params);
+    m->be->free(m->master);
     m->be->free(m->grads);
     m->be->free(m->acts);
     m->be->free(m->grad_acts);
+    m->be->free(m->stats);
     m->be->free(m->tokens);
     m->be->free(m->targets);
     free(m->tensors);
     free(m->losses_host);
     memset(m, 0, sizeof *m);
+}
+
+void TS_REAL(gpt2_sync_params)(TS_REAL(gpt2) * m) {
+    m->be->params_from_master(m->params, m->master, m->n_params);
 }
 
 // splitmix64: a small, well-mixed generator so initialisation depends only on the seed
@@ -174,15 +228,16 @@ void TS_REAL(gpt2_init_weights)(TS_REAL(gpt2) * m, uint64_t seed) {
         if (strcmp(t->name, "wte") == 0) n = (size_t)m->cfg.vocab * m->cfg.width; // pad rows 0
         for (size_t j = 0; j < n; j++) p[j] = (real)(std * normal01(&s));
     }
-    m->be->to_device(m->params, host, m->n_params * sizeof(real));
+    m->be->to_device(m->master, host, m->n_params * sizeof(real));
     free(host);
+    TS_REAL(gpt2_sync_params)(m);
 }
 
 void TS_REAL(gpt2_zero_grad)(TS_REAL(gpt2) * m) {
     m->be->zero(m->grads, m->n_params * sizeof(real));
 }
 
-const real *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m) {
+const void *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m) {
     acts_view a;
     acts_layout(m, m->acts, &a);
     return a.logits;
@@ -201,46 +256,56 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
     m->B = B;
     m->T = T;
     acts_strides s = strides_of(m);
+    size_t e = s.esz, pe = ts_dtype_size(be->param_dtype);
     acts_view a;
+    stats_view st;
     acts_layout(m, m->acts, &a);
+    stats_layout(m, m->stats, &st);
     be->to_device(m->tokens, tokens, (size_t)BT * sizeof(int));
     if (targets) be->to_device(m->targets, targets, (size_t)BT * sizeof(int));
 
-    const real *wte = m->params + m->tensors[0].offset;
-    const real *wpe = m->params + m->tensors[1].offset;
+    const void *wte = at(m->params, m->tensors[0].offset, pe);
+    const void *wpe = at(m->params, m->tensors[1].offset, pe);
+    const void *lnfw = at(m->params, m->tensors[m->n_tensors - 2].offset, pe);
+    const void *lnfb = at(m->params, m->tensors[m->n_tensors - 1].offset, pe);
     be->embed_forward(a.encoded, m->tokens, wte, wpe, B, T, C);
-    const real *residual = a.encoded;
+    block_params p0 = block_at(m, m->params, pe, 0);
+    be->layernorm_forward(a.ln1, st.ln1_mean, st.ln1_rstd, a.encoded, p0.ln1w, p0.ln1b, BT, C);
     for (int l = 0; l < L; l++) {
-        block_params p = block_at(m, m->params, l);
-        real *ln1 = a.ln1 + l * s.btc, *ln1_mean = a.ln1_mean + l * s.bt;
-        real *ln1_rstd = a.ln1_rstd + l * s.bt, *qkv = a.qkv + l * 3 * s.btc;
-        real *atty = a.atty + l * s.btc, *preatt = a.preatt + l * s.att, *att = a.att + l * s.att;
-        real *attproj = a.attproj + l * s.btc, *residual2 = a.residual2 + l * s.btc;
-        real *ln2 = a.ln2 + l * s.btc, *ln2_mean = a.ln2_mean + l * s.bt;
-        real *ln2_rstd = a.ln2_rstd + l * s.bt, *fch = a.fch + l * 4 * s.btc;
-        real *fch_gelu = a.fch_gelu + l * 4 * s.btc, *fcproj = a.fcproj + l * s.btc;
-        real *residual3 = a.residual3 + l * s.btc;
+        block_params p = block_at(m, m->params, pe, l);
+        const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
+        void *ln1 = at(a.ln1, l * s.btc, e), *qkv = at(a.qkv, l * 3 * s.btc, e);
+        void *atty = at(a.atty, l * s.btc, e), *preatt = at(a.preatt, l * s.att, e);
+        void *att = at(a.att, l * s.att, e), *attproj = at(a.attproj, l * s.btc, e);
+        void *residual2 = at(a.residual2, l * s.btc, e), *ln2 = at(a.ln2, l * s.btc, e);
+        void *fch = at(a.fch, l * 4 * s.btc, e), *fch_gelu = at(a.fch_gelu, l * 4 * s.btc, e);
+        void *fcproj = at(a.fcproj, l * s.btc, e), *residual3 = at(a.residual3, l * s.btc, e);
+        size_t ob = l * s.bt;
 
-        be->layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w, p.ln1b, BT, C);
+        // ln1 of this block was computed by the previous block's fused residual+LayerNorm
         be->matmul_forward(qkv, ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
         be->attention_forward(atty, preatt, att, qkv, B, T, C, NH);
         be->matmul_forward(attproj, atty, p.projw, p.projb, BT, C, C);
-        be->add(residual2, residual, attproj, (size_t)BT * C);
-        be->layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p.ln2w, p.ln2b, BT, C);
-        be->matmul_forward(fch, ln2, p.fcw, p.fcb, BT, C, 4 * C);
-        be->gelu_forward(fch_gelu, fch, (size_t)BT * 4 * C);
+        be->residual_layernorm_forward(residual2, ln2, st.ln2_mean + ob, st.ln2_rstd + ob,
+                                       residual, attproj, p.ln2w, p.ln2b, BT, C);
+        be->matmul_gelu_forward(fch, fch_gelu, ln2, p.fcw, p.fcb, BT, C, 4 * C);
         be->matmul_forward(fcproj, fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
-        be->add(residual3, residual2, fcproj, (size_t)BT * C);
-        residual = residual3;
+        if (l + 1 < L) {
+            block_params pn = block_at(m, m->params, pe, l + 1);
+            be->residual_layernorm_forward(residual3, at(a.ln1, (l + 1) * s.btc, e),
+                                           st.ln1_mean + (l + 1) * s.bt,
+                                           st.ln1_rstd + (l + 1) * s.bt, residual2, fcproj,
+                                           pn.ln1w, pn.ln1b, BT, C);
+        } else {
+            be->residual_layernorm_forward(residual3, a.lnf, st.lnf_mean, st.lnf_rstd, residual2,
+                                           fcproj, lnfw, lnfb, BT, C);
+        }
     }
-    const real *lnfw = m->params + m->tensors[m->n_tensors - 2].offset;
-    const real *lnfb = m->params + m->tensors[m->n_tensors - 1].offset;
-    be->layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, lnfw, lnfb, BT, C);
     be->matmul_forward(a.logits, a.lnf, wte, NULL, BT, C, Vp);
     if (!targets) return 0.0;
 
-    be->classifier(a.logits, a.losses, m->targets, BT, c->vocab, Vp, dloss);
-    be->to_host(m->losses_host, a.losses, (size_t)BT * sizeof(real));
+    be->classifier(a.logits, st.losses, m->targets, BT, c->vocab, Vp, dloss);
+    be->to_host(m->losses_host, st.losses, (size_t)BT * sizeof(real));
     double sum = 0.0;
     for (int i = 0; i < BT; i++) sum += m->losses_host[i];
     return sum;
@@ -255,52 +320,58 @@ void TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
     int B = m->B, T = m->T, C = c->width, NH = c->heads, L = c->layers, Vp = c->padded_vocab;
     int BT = B * T;
     acts_strides s = strides_of(m);
+    size_t e = s.esz, pe = ts_dtype_size(be->param_dtype);
     acts_view a, d;
+    stats_view st;
     acts_layout(m, m->acts, &a);
     acts_layout(m, m->grad_acts, &d);
-    be->zero(m->grad_acts, m->n_acts * sizeof(real));
+    stats_layout(m, m->stats, &st);
+    be->zero(m->grad_acts, m->n_acts * e);
 
-    const real *wte = m->params + m->tensors[0].offset;
+    const void *wte = at(m->params, m->tensors[0].offset, pe);
+    const void *lnfw = at(m->params, m->tensors[m->n_tensors - 2].offset, pe);
     real *dwte = m->grads + m->tensors[0].offset;
     real *dwpe = m->grads + m->tensors[1].offset;
-    const real *lnfw = m->params + m->tensors[m->n_tensors - 2].offset;
     real *dlnfw = m->grads + m->tensors[m->n_tensors - 2].offset;
     real *dlnfb = m->grads + m->tensors[m->n_tensors - 1].offset;
 
     // a.logits holds dlogits (written by the classifier in forward)
     be->matmul_backward(d.lnf, dwte, NULL, a.logits, a.lnf, wte, BT, C, Vp);
-    const real *last = a.residual3 + (L - 1) * s.btc;
-    real *dlast = d.residual3 + (L - 1) * s.btc;
-    be->layernorm_backward(dlast, dlnfw, dlnfb, d.lnf, last, lnfw, a.lnf_mean, a.lnf_rstd, BT, C);
+    const void *last = at(a.residual3, (L - 1) * s.btc, e);
+    void *dlast = at(d.residual3, (L - 1) * s.btc, e);
+    be->layernorm_backward(dlast, dlnfw, dlnfb, d.lnf, last, lnfw, st.lnf_mean, st.lnf_rstd, BT,
+                           C);
 
     for (int l = L - 1; l >= 0; l--) {
-        block_params p = block_at(m, m->params, l);
-        block_params g = block_at(m, m->grads, l);
-        const real *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * s.btc;
-        real *dresidual = l == 0 ? d.encoded : d.residual3 + (l - 1) * s.btc;
+        block_params p = block_at(m, m->params, pe, l);
+        block_params g = block_at(m, m->grads, sizeof(real), l);
+        const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
+        void *dresidual = l == 0 ? d.encoded : at(d.residual3, (l - 1) * s.btc, e);
         size_t o = l * s.btc, o4 = l * 4 * s.btc, o3 = l * 3 * s.btc, ob = l * s.bt,
                oa = l * s.att;
 
         // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-        real *dres3 = d.residual3 + o;
-        be->matmul_backward(d.fch_gelu + o4, g.fcprojw, g.fcprojb, dres3, a.fch_gelu + o4,
-                            p.fcprojw, BT, 4 * C, C);
-        be->gelu_backward(d.fch + o4, a.fch + o4, d.fch_gelu + o4, (size_t)BT * 4 * C);
-        be->matmul_backward(d.ln2 + o, g.fcw, g.fcb, d.fch + o4, a.ln2 + o, p.fcw, BT, C, 4 * C);
-        be->add_inplace(d.residual2 + o, dres3, (size_t)BT * C);
-        be->layernorm_backward(d.residual2 + o, g.ln2w, g.ln2b, d.ln2 + o, a.residual2 + o, p.ln2w,
-                               a.ln2_mean + ob, a.ln2_rstd + ob, BT, C);
+        void *dres3 = at(d.residual3, o, e), *dres2 = at(d.residual2, o, e);
+        be->matmul_backward(at(d.fch_gelu, o4, e), g.fcprojw, g.fcprojb, dres3,
+                            at(a.fch_gelu, o4, e), p.fcprojw, BT, 4 * C, C);
+        be->gelu_backward(at(d.fch, o4, e), at(a.fch, o4, e), at(d.fch_gelu, o4, e),
+                          (size_t)BT * 4 * C);
+        be->matmul_backward(at(d.ln2, o, e), g.fcw, g.fcb, at(d.fch, o4, e), at(a.ln2, o, e), p.fcw,
+                            BT, C, 4 * C);
+        be->add_inplace(dres2, dres3, (size_t)BT * C);
+        be->layernorm_backward(dres2, g.ln2w, g.ln2b, at(d.ln2, o, e), at(a.residual2, o, e),
+                               p.ln2w, st.ln2_mean + ob, st.ln2_rstd + ob, BT, C);
 
         // residual2 = residual + proj(attention(qkv(ln1(residual))))
-        real *dres2 = d.residual2 + o;
-        be->matmul_backward(d.atty + o, g.projw, g.projb, dres2, a.atty + o, p.projw, BT, C, C);
-        be->attention_backward(d.qkv + o3, d.preatt + oa, d.att + oa, d.atty + o, a.qkv + o3,
-                               a.att + oa, B, T, C, NH);
-        be->matmul_backward(d.ln1 + o, g.qkvw, g.qkvb, d.qkv + o3, a.ln1 + o, p.qkvw, BT, C,
-                            3 * C);
+        be->matmul_backward(at(d.atty, o, e), g.projw, g.projb, dres2, at(a.atty, o, e), p.projw,
+                            BT, C, C);
+        be->attention_backward(at(d.qkv, o3, e), at(d.preatt, oa, e), at(d.att, oa, e),
+                               at(d.atty, o, e), at(a.qkv, o3, e), at(a.att, oa, e), B, T, C, NH);
+        be->matmul_backward(at(d.ln1, o, e), g.qkvw, g.qkvb, at(d.qkv, o3, e), at(a.ln1, o, e),
+                            p.qkvw, BT, C, 3 * C);
         be->add_inplace(dresidual, dres2, (size_t)BT * C);
-        be->layernorm_backward(dresidual, g.ln1w, g.ln1b, d.ln1 + o, residual, p.ln1w,
-                               a.ln1_mean + ob, a.ln1_rstd + ob, BT, C);
+        be->layernorm_backward(dresidual, g.ln1w, g.ln1b, at(d.ln1, o, e), residual, p.ln1w,
+                               st.ln1_mean + ob, st.ln1_rstd + ob, BT, C);
     }
     be->embed_backward(dwte, dwpe, d.encoded, m->tokens, B, T, C);
 }

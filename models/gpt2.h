@@ -9,7 +9,10 @@
 //   h.<l>.attn.proj.w (C,C)  h.<l>.attn.proj.b (C)  h.<l>.ln2.w (C)  h.<l>.ln2.b (C)
 //   h.<l>.mlp.fc.w (4C,C)  h.<l>.mlp.fc.b (4C)  h.<l>.mlp.proj.w (C,4C)  h.<l>.mlp.proj.b (C)
 //   lnf.w (C)  lnf.b (C)
-// Weights are (out, in) like torch.nn.Linear. Gradients mirror the parameter buffer.
+// Weights are (out, in) like torch.nn.Linear. Gradients, master weights and optimizer moments
+// mirror the parameter buffer. Element types follow the backend (see kernels/backend.h):
+// `params` and the activations are in the backend's param/act dtypes (void*), everything that
+// accumulates or is optimised is `real`.
 #ifndef TESSERA_GPT2_H
 #define TESSERA_GPT2_H
 
@@ -46,17 +49,22 @@ typedef struct TS_REAL(gpt2) {
     int n_tensors;
     gpt2_tensor *tensors;
     size_t n_params;
-    real *params; // backend memory, n_params
+    real *master; // backend memory, n_params: the weights (what is saved and optimised)
+    void *params; // backend memory, n_params of param_dtype: what the ops compute with
+                  // (== master when param_dtype is real's type)
     real *grads;  // backend memory, n_params (accumulated by backward)
 
     int max_B;          // activations are sized for (max_B, maxT)
     int B, T;           // shape of the last forward
-    size_t n_acts;
-    real *acts;         // backend memory: all forward activations
-    real *grad_acts;    // backend memory: activation gradients (same layout)
+    size_t n_acts;      // elements of act_dtype in acts (and in grad_acts)
+    size_t n_stats;     // `real` elements in stats
+    void *acts;         // backend memory: all forward activations
+    void *grad_acts;    // backend memory: activation gradients (same layout)
+    real *stats;        // backend memory: LayerNorm means and rstds, per-token losses
     int *tokens;        // backend memory (max_B*maxT)
     int *targets;       // backend memory (max_B*maxT)
     real *losses_host;  // host copy of per-token losses (max_B*maxT)
+    size_t bytes;       // backend memory this model holds
 } TS_REAL(gpt2);
 
 // Round the vocabulary up to a multiple of 128 (the padded LM head size).
@@ -67,10 +75,17 @@ int gpt2_padded_vocab(int vocab);
 int gpt2_param_table(const gpt2_config *cfg, gpt2_tensor *out, int cap, size_t *n_params);
 
 // Allocate parameters, gradients and activations for micro-batches up to max_B sequences.
-// Refuses (TS_ERR_INPUT, one line with the numbers) shapes that are inconsistent.
+// Refuses (TS_ERR_INPUT, one line with the numbers) shapes that are inconsistent, and a model
+// that does not fit in the backend's free memory (needed vs free). extra_bytes: what the caller
+// will allocate besides (optimizer state), counted in the check.
+ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
+                                  const TS_REAL(backend) * be, int max_B, size_t extra_bytes);
 ts_status TS_REAL(gpt2_create)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
                                const TS_REAL(backend) * be, int max_B);
 void TS_REAL(gpt2_destroy)(TS_REAL(gpt2) * m);
+
+// Master weights changed (loaded, broadcast): refresh the compute copy.
+void TS_REAL(gpt2_sync_params)(TS_REAL(gpt2) * m);
 
 // GPT-2 initialisation, deterministic in seed: weights N(0, 0.02), residual projections
 // (attn.proj.w, mlp.proj.w) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm weights 1.
@@ -88,7 +103,7 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
 // Accumulates into m->grads; call gpt2_zero_grad at the start of an accumulation.
 void TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m);
 void TS_REAL(gpt2_zero_grad)(TS_REAL(gpt2) * m);
-// Pointer (backend memory) to logits of the last forward, (B,T,Vp).
-const real *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m);
+// Pointer (backend memory, act_dtype) to logits of the last forward, (B,T,Vp).
+const void *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m);
 
 #endif

@@ -37,7 +37,8 @@ void optim_step(optim_state *o, gpt2 *model, const tessera_config *cfg, double l
     for (int i = 0; i < model->n_tensors; i++) {
         const gpt2_tensor *t = &model->tensors[i];
         float wd = t->decay ? (float)cfg->train.weight_decay : 0.0f;
-        be->adamw(model->params + t->offset, model->grads + t->offset, o->m + t->offset,
+        void *param = (char *)model->params + t->offset * ts_dtype_size(be->param_dtype);
+        be->adamw(model->master + t->offset, param, model->grads + t->offset, o->m + t->offset,
                   o->v + t->offset, t->numel, (float)lr, (float)cfg->train.beta1,
                   (float)cfg->train.beta2, (float)cfg->train.eps, wd, o->t);
     }

@@ -152,8 +152,9 @@ ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int 
         // the model sees at most maxT tokens: slide the window over the sequence
         int start = n > maxT ? n - maxT : 0, T = n - start;
         gpt2_forward(m, seq + start, NULL, 1, T, 0);
-        const float *logits = gpt2_logits(m) + (size_t)(T - 1) * Vp;
-        m->be->to_host(row, logits, (size_t)Vp * sizeof(float));
+        const char *logits = (const char *)gpt2_logits(m) +
+                             (size_t)(T - 1) * Vp * ts_dtype_size(m->be->act_dtype);
+        m->be->act_to_host(row, logits, (size_t)Vp);
         seq[n] = sample_token(row, V, opt->temperature, opt->top_k, scratch, &rng);
         if (seq[n] == tok->eot) break;
         tokenizer_write(tok, seq[n], out);

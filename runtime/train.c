@@ -228,7 +228,8 @@ static ts_status train_setup(trainer *tr) {
     TS_CHECK(train_agree(c, gpt2_create(&tr->model, &mc, tr->be, tr->micro)));
     if (c->rank == 0) gpt2_init_weights(&tr->model, (uint64_t)cfg->run.seed);
     // rank 0's weights for everyone (host memory: the MPI communicator works on host buffers)
-    TS_CHECK(c->broadcast(c, tr->model.params, tr->model.n_params * sizeof(real), 0));
+    TS_CHECK(c->broadcast(c, tr->model.master, tr->model.n_params * sizeof(real), 0));
+    gpt2_sync_params(&tr->model);
     optim_create(&tr->opt, &tr->model);
     log_info("model: GPT-2, %d layers, %d heads, width %d, context %d, vocabulary %d (padded "
              "%d): %zu parameters",

@@ -26,28 +26,124 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) {
 
 static void cpu_synchronize(void) {}
 
+static size_t cpu_mem_free(void) { return 0; }
+
+// activations are `real` on the CPU: converting is copying
+static void cpu_act_to_host(real *dst, const void *src, size_t n) {
+    cpu_copy(dst, src, n * sizeof(real));
+}
+static void cpu_act_to_device(void *dst, const real *src, size_t n) {
+    cpu_copy(dst, src, n * sizeof(real));
+}
+static void cpu_params_from_master(void *param, const real *master, size_t n) {
+    if (param != (const void *)master) cpu_copy(param, master, n * sizeof(real));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the interface's void* buffers are `real` arrays here (act_dtype = param_dtype = real's type)
+
+static void cpu_embed_fwd(void *out, const int *tokens, const void *wte, const void *wpe, int B,
+                          int T, int C) {
+    TS_REAL(cpu_embed_forward)(out, tokens, wte, wpe, B, T, C);
+}
+static void cpu_embed_bwd(real *dwte, real *dwpe, const void *dout, const int *tokens, int B,
+                          int T, int C) {
+    TS_REAL(cpu_embed_backward)(dwte, dwpe, dout, tokens, B, T, C);
+}
+static void cpu_ln_fwd(void *out, real *mean, real *rstd, const void *inp, const void *w,
+                       const void *b, int N, int C) {
+    TS_REAL(cpu_layernorm_forward)(out, mean, rstd, inp, w, b, N, C);
+}
+static void cpu_residual_ln_fwd(void *residual, void *out, real *mean, real *rstd, const void *a,
+                                const void *b_in, const void *w, const void *b, int N, int C) {
+    TS_REAL(cpu_add)(residual, a, b_in, (size_t)N * C);
+    TS_REAL(cpu_layernorm_forward)(out, mean, rstd, residual, w, b, N, C);
+}
+static void cpu_ln_bwd(void *dinp, real *dw, real *db, const void *dout, const void *inp,
+                       const void *w, const real *mean, const real *rstd, int N, int C) {
+    TS_REAL(cpu_layernorm_backward)(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+static void cpu_mm_fwd(void *out, const void *inp, const void *w, const void *bias, int N, int C,
+                       int OC) {
+    TS_REAL(cpu_matmul_forward)(out, inp, w, bias, N, C, OC);
+}
+static void cpu_mm_gelu_fwd(void *pre, void *out, const void *inp, const void *w,
+                            const void *bias, int N, int C, int OC) {
+    TS_REAL(cpu_matmul_forward)(pre, inp, w, bias, N, C, OC);
+    TS_REAL(cpu_gelu_forward)(out, pre, (size_t)N * OC);
+}
+static void cpu_mm_bwd(void *dinp, real *dw, real *dbias, const void *dout, const void *inp,
+                       const void *w, int N, int C, int OC) {
+    TS_REAL(cpu_matmul_backward)(dinp, dw, dbias, dout, inp, w, N, C, OC);
+}
+static void cpu_att_fwd(void *out, void *preatt, void *att, const void *qkv, int B, int T, int C,
+                        int NH) {
+    TS_REAL(cpu_attention_forward)(out, preatt, att, qkv, B, T, C, NH);
+}
+static void cpu_att_bwd(void *dqkv, void *dpreatt, void *datt, const void *dout, const void *qkv,
+                        const void *att, int B, int T, int C, int NH) {
+    TS_REAL(cpu_attention_backward)(dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH);
+}
+static void cpu_gelu_fwd(void *out, const void *inp, size_t n) {
+    TS_REAL(cpu_gelu_forward)(out, inp, n);
+}
+static void cpu_gelu_bwd(void *dinp, const void *inp, const void *dout, size_t n) {
+    TS_REAL(cpu_gelu_backward)(dinp, inp, dout, n);
+}
+static void cpu_add_op(void *out, const void *a, const void *b, size_t n) {
+    TS_REAL(cpu_add)(out, a, b, n);
+}
+static void cpu_add_inplace_op(void *y, const void *x, size_t n) {
+    TS_REAL(cpu_add_inplace)(y, x, n);
+}
+static void cpu_classifier_op(void *logits, real *losses, const int *targets, int N, int V,
+                              int Vp, real dloss) {
+    TS_REAL(cpu_classifier)(logits, losses, targets, N, V, Vp, dloss);
+}
+// the master weights are the parameters; a separate param buffer gets a copy
+static void cpu_adamw_op(real *master, void *param, const real *grad, real *m, real *v, size_t n,
+                         float lr, float beta1, float beta2, float eps, float weight_decay, int t) {
+    TS_REAL(cpu_adamw)(master, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+    if (param && param != (void *)master) cpu_copy(param, master, n * sizeof(real));
+}
+
+#ifdef TESSERA_F64
+#define CPU_DTYPE TS_F64
+#else
+#define CPU_DTYPE TS_F32
+#endif
+
 static const TS_REAL(backend) cpu_backend = {
     .name = "cpu",
+    .device = "CPU",
+    .act_dtype = CPU_DTYPE,
+    .param_dtype = CPU_DTYPE,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
     .to_device = cpu_copy,
     .to_host = cpu_copy,
     .synchronize = cpu_synchronize,
-    .embed_forward = TS_REAL(cpu_embed_forward),
-    .embed_backward = TS_REAL(cpu_embed_backward),
-    .layernorm_forward = TS_REAL(cpu_layernorm_forward),
-    .layernorm_backward = TS_REAL(cpu_layernorm_backward),
-    .matmul_forward = TS_REAL(cpu_matmul_forward),
-    .matmul_backward = TS_REAL(cpu_matmul_backward),
-    .attention_forward = TS_REAL(cpu_attention_forward),
-    .attention_backward = TS_REAL(cpu_attention_backward),
-    .gelu_forward = TS_REAL(cpu_gelu_forward),
-    .gelu_backward = TS_REAL(cpu_gelu_backward),
-    .add = TS_REAL(cpu_add),
-    .add_inplace = TS_REAL(cpu_add_inplace),
-    .classifier = TS_REAL(cpu_classifier),
-    .adamw = TS_REAL(cpu_adamw),
+    .mem_free = cpu_mem_free,
+    .act_to_host = cpu_act_to_host,
+    .act_to_device = cpu_act_to_device,
+    .params_from_master = cpu_params_from_master,
+    .embed_forward = cpu_embed_fwd,
+    .embed_backward = cpu_embed_bwd,
+    .layernorm_forward = cpu_ln_fwd,
+    .residual_layernorm_forward = cpu_residual_ln_fwd,
+    .layernorm_backward = cpu_ln_bwd,
+    .matmul_forward = cpu_mm_fwd,
+    .matmul_gelu_forward = cpu_mm_gelu_fwd,
+    .matmul_backward = cpu_mm_bwd,
+    .attention_forward = cpu_att_fwd,
+    .attention_backward = cpu_att_bwd,
+    .gelu_forward = cpu_gelu_fwd,
+    .gelu_backward = cpu_gelu_bwd,
+    .add = cpu_add_op,
+    .add_inplace = cpu_add_inplace_op,
+    .classifier = cpu_classifier_op,
+    .adamw = cpu_adamw_op,
     .sum_squares = TS_REAL(cpu_sum_squares),
     .scale = TS_REAL(cpu_scale),
 };

@@ -30,9 +30,9 @@ int main(void) {
     for (int i = 0; i < m.n_tensors; i++)
         if (m.tensors[i].ndim == 1)
             for (size_t j = 0; j < m.tensors[i].numel; j++)
-                m.params[m.tensors[i].offset + j] += 0.1 * ((double)rand() / RAND_MAX - 0.5);
+                m.master[m.tensors[i].offset + j] += 0.1 * ((double)rand() / RAND_MAX - 0.5);
     // larger weights than at initialisation so attention is not uniform
-    for (size_t j = 0; j < m.n_params; j++) m.params[j] *= 3.0;
+    for (size_t j = 0; j < m.n_params; j++) m.master[j] *= 3.0;
     int tok[10], tgt[10];
     for (int i = 0; i < B * T; i++) {
         tok[i] = rand() % cfg.vocab;
@@ -50,12 +50,12 @@ int main(void) {
         double num = 0, den = 0;
         for (int p = 0; p < PROBES && p < (int)numel; p++) {
             size_t j = t->offset + (size_t)(((unsigned)rand()) % numel);
-            double orig = m.params[j];
-            m.params[j] = orig + EPS;
+            double orig = m.master[j];
+            m.master[j] = orig + EPS;
             double lp = loss_at(&m, tok, tgt, B, T);
-            m.params[j] = orig - EPS;
+            m.master[j] = orig - EPS;
             double lm = loss_at(&m, tok, tgt, B, T);
-            m.params[j] = orig;
+            m.master[j] = orig;
             double fd = (lp - lm) / (2 * EPS);
             num += (fd - m.grads[j]) * (fd - m.grads[j]);
             den += fd * fd;

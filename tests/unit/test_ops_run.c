@@ -233,7 +233,7 @@ static int check_adamw(const TS_REAL(backend) * be, uint64_t *rng) {
     for (int t = 1; t <= 3; t++) {
         for (size_t i = 0; i < n; i++)
             g[i] = (real)ops_rng_uniform(rng, -1, 1);
-        be->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+        be->adamw(p, p, g, m, v, n, lr, b1, b2, eps, wd, t);
         for (size_t i = 0; i < n; i++) {
             rm[i] = (double)b1 * rm[i] + (1 - (double)b1) * g[i];
             rv[i] = (double)b2 * rv[i] + (1 - (double)b2) * g[i] * g[i];
@@ -440,7 +440,7 @@ int TS_REAL(ops_run_all)(const ops_shape *s, uint64_t seed, ops_result *res) {
     real *ap = rand_real(be, np, &rng, -1, 1), *ag = rand_real(be, np, &rng, -1, 1);
     real *am = be->alloc(np * sizeof(real)), *av = be->alloc(np * sizeof(real));
     for (int t = 1; t <= 2; t++)
-        be->adamw(ap, ag, am, av, np, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        be->adamw(ap, ap, ag, am, av, np, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
     keep(res, &k, "adamw.param", ap, np);
     keep(res, &k, "adamw.m", am, np);
     keep(res, &k, "adamw.v", av, np);

@@ -308,7 +308,7 @@ static int run_reference(const fixture *fx) {
         for (size_t j = 0; j < t->numel; j++)
             host[t->offset + j] = (real)src[j];
     }
-    be->to_device(m.params, host, m.n_params * sizeof(real));
+    be->to_device(m.master, host, m.n_params * sizeof(real));
 
     // logits: a forward without targets keeps them (a forward with dloss != 0 overwrites them)
     printf("[%s] forward, B=%d T=%d (maxT=%d) V=%d Vp=%d\n", PRECISION, B, T, fx->maxT, V, Vp);
@@ -341,7 +341,7 @@ static int run_reference(const fixture *fx) {
         TS_REAL(gpt2_backward)(&m);
         for (int i = 0; i < m.n_tensors; i++) {
             const gpt2_tensor *t = &m.tensors[i];
-            be->adamw(m.params + t->offset, m.grads + t->offset, adam_m + t->offset,
+            be->adamw(m.master + t->offset, m.master + t->offset, m.grads + t->offset, adam_m + t->offset,
                       adam_v + t->offset, t->numel, (float)fx->lr, (float)fx->beta1,
                       (float)fx->beta2, (float)fx->eps, t->decay ? (float)fx->weight_decay : 0.0f,
                       step);
@@ -350,7 +350,7 @@ static int run_reference(const fixture *fx) {
     compare("adam_losses", losses, 1, (size_t)fx->steps, (size_t)fx->steps, ref_losses->data,
             TOL_ADAM);
     free(losses);
-    if (compare_tensors(fx, &m, m.params, "adam_final", TOL_ADAM, TOL_ADAM_QKV_BIAS)) goto done;
+    if (compare_tensors(fx, &m, m.master, "adam_final", TOL_ADAM, TOL_ADAM_QKV_BIAS)) goto done;
     rc = 0;
 done:
     be->free(adam_m);

@@ -29,9 +29,9 @@ int main(int argc, char **argv) {
         const gpt2_tensor *t = &a.tensors[i];
         double num = 0, den = 0;
         for (size_t j = t->offset; j < t->offset + t->numel; j++) {
-            double d = (double)a.params[j] - b.params[j];
+            double d = (double)a.master[j] - b.master[j];
             num += d * d;
-            den += (double)a.params[j] * a.params[j];
+            den += (double)a.master[j] * a.master[j];
         }
         double rel = den > 0 ? sqrt(num / den) : sqrt(num);
         if (rel > worst) worst = rel;
