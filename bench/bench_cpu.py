@@ -222,6 +222,19 @@ def peak_flops(threads, ghz):
     return threads * 2 * 16 * 2 * ghz * 1e9
 
 
+def others_busy(seconds=0.3):
+    """Cores kept busy by other processes, sampled from /proc/stat while this benchmark runs
+    nothing (between two runs): the noise a run is about to meet."""
+    def sample():
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = f[3] + (f[4] if len(f) > 4 else 0)
+        return sum(f), idle
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(t1 - t0, 1))
+
+
 def median_run(run):
     return statistics.median(run["ms"])
 
@@ -229,13 +242,11 @@ def median_run(run):
 # ---------------------------------------------------------------------------------------------
 # PyTorch's best configuration, found by trying (short runs, alternated, median of each)
 
-TORCH_CANDIDATES = [
-    {"threads_mode": "blas", "attention": "manual", "foreach": 1, "cap": "default"},
-    {"threads_mode": "torch", "attention": "manual", "foreach": 1, "cap": "default"},
-    {"threads_mode": "blas", "attention": "sdpa", "foreach": 1, "cap": "default"},
-    {"threads_mode": "blas", "attention": "manual", "foreach": 0, "cap": "default"},
-    {"threads_mode": "blas", "attention": "manual", "foreach": 1, "cap": "avx512"},
-]
+# the set-up to start from, then one change at a time (with one thread, "torch" and "blas" are
+# the same thing and only the base is tried)
+TORCH_BASE = {"threads_mode": "torch", "attention": "manual", "foreach": 1, "cap": "default"}
+TORCH_VARIANTS = [{}, {"threads_mode": "blas"}, {"attention": "sdpa"}, {"foreach": 0},
+                  {"cap": "avx512"}]
 
 
 def torch_config(text):
@@ -252,7 +263,8 @@ def describe_torch(cfg, threads):
 
 def tune_torch(args, shape, threads):
     """Try the candidates (round robin, tune_reps runs each); return the fastest and the log."""
-    cands = [c for c in TORCH_CANDIDATES if threads > 1 or c["threads_mode"] == "blas"]
+    cands = [dict(TORCH_BASE, **v) for v in TORCH_VARIANTS
+             if threads > 1 or "threads_mode" not in v]
     times = [[] for _ in cands]
     for _ in range(args.tune_reps):
         for i, c in enumerate(cands):
@@ -277,7 +289,7 @@ def parse_args(argv):
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts per process")
     p.add_argument("--reps", type=int, default=5, help="runs of each side (A B A B ...)")
     p.add_argument("--gpt2-batch", type=int, default=SHAPES["gpt2"]["batch"])
-    p.add_argument("--torch-config", default="blas,manual,1,default",
+    p.add_argument("--torch-config", default="torch,manual,1,default",
                    help="THREADS,ATTENTION,FOREACH,CAP for PyTorch (blas|torch, manual|sdpa, 1|0, "
                         "default|avx512), or 'tune' to try the candidates first and keep the "
                         "fastest for each shape and thread count")
@@ -288,6 +300,9 @@ def parse_args(argv):
     p.add_argument("--clock-probe", type=Path, help="bench/clock_probe.c, built: also gives MFU "
                    "against the clock it measures")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
+    p.add_argument("--print-openblas-env", action="store_true",
+                   help="print the OpenBLAS variables the benchmark would set (NAME=VALUE, "
+                        "possibly none) and exit; bench/profile_ops.sh uses it")
     return p.parse_args(argv)
 
 
@@ -318,12 +333,19 @@ def print_table(results, reps, ghz, ghz_run):
         print(line)
     print()
     for r in results:
+        busy = [x for pair in r["others_busy_cores"] for x in pair]
         print(f"- {r['shape']} x{r['threads']}: PyTorch as {r['torch_config']}; "
-              f"{r['params']} parameters, {r['flops_per_token'] / 1e6:.1f} MFLOP/token")
+              f"{r['params']} parameters, {r['flops_per_token'] / 1e6:.1f} MFLOP/token; "
+              f"other processes kept {statistics.median(busy):.1f} cores busy (median; max "
+              f"{max(busy):.1f}) just before the runs")
 
 
 def main(argv):
     args = parse_args(argv)
+    if args.print_openblas_env:
+        pick_coretype(args.openblas_coretype)
+        print(" ".join(f"{k}={v}" for k, v in BENCH_ENV.items()))
+        return 0
     SHAPES["gpt2"]["batch"] = args.gpt2_batch
     SHAPES["gpt2"]["label"] = re.sub(r"B\d+\)", f"B{args.gpt2_batch})", SHAPES["gpt2"]["label"])
     args.work.mkdir(parents=True, exist_ok=True)
@@ -353,15 +375,19 @@ def main(argv):
             log(f"{shape} x{threads}: PyTorch as {describe_torch(tcfg, threads)}")
             runs_a, runs_b = [], []
             for r in range(args.reps):
+                busy = others_busy()
                 a = run_tessera(args, shape, threads, data[shape], f"bench-{shape}-t{threads}")
+                a["others_busy"] = busy
                 log(f"{shape} x{threads} run {r + 1}/{args.reps}: tessera "
-                    f"{median_run(a):.1f} ms/step")
+                    f"{median_run(a):.1f} ms/step (other processes: {busy:.1f} cores busy)")
+                busy = others_busy()
                 b = run_torch(args, shape, threads, tcfg)
+                b["others_busy"] = busy
                 runs_a.append(a)
                 runs_b.append(b)
                 log(f"{shape} x{threads} run {r + 1}/{args.reps}: pytorch "
-                    f"{median_run(b):.1f} ms/step (ratio tessera/PyTorch "
-                    f"{median_run(b) / median_run(a):.2f})")
+                    f"{median_run(b):.1f} ms/step (other processes: {busy:.1f} cores busy); "
+                    f"ratio tessera/PyTorch {median_run(b) / median_run(a):.2f}")
             if runs_a[0]["params"] != runs_b[0]["params"]:
                 log(f"WARNING: parameter counts differ: tessera {runs_a[0]['params']}, "
                     f"pytorch {runs_b[0]['params']}")
@@ -388,6 +414,8 @@ def main(argv):
                     fpt * tokens / ms_b * 1e3 / peak_run if peak_run else None,
                 "tessera_runs_ms": [x["all_ms"] for x in runs_a],
                 "torch_runs_ms": [x["all_ms"] for x in runs_b],
+                "others_busy_cores": [[a["others_busy"], b["others_busy"]]
+                                      for a, b in zip(runs_a, runs_b)],
             })
 
     print_table(results, args.reps, ghz, ghz_run)

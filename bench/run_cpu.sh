@@ -21,11 +21,14 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
     exit 2
 fi
 echo "[bench] building tessera (Release) in $build"
-if [ ! -f "$build/build.ninja" ]; then
-    cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$build" --target tessera -- -j2 >/dev/null
-cc -O2 -o "$build/clock_probe" "$repo/bench/clock_probe.c"
+mkdir -p "$build"
+{
+    if [ ! -f "$build/build.ninja" ]; then
+        cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+    fi
+    cmake --build "$build" --target tessera -- -j2
+    cc -O2 -o "$build/clock_probe" "$repo/bench/clock_probe.c"
+} >"$build/bench-build.log" 2>&1 || { cat "$build/bench-build.log" >&2; exit 1; }
 
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p "$build/bench-work"

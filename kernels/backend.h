@@ -121,8 +121,14 @@ typedef struct TS_REAL(backend) {
     void (*scale)(real *x, real s, size_t n);       // x *= s
 } TS_REAL(backend);
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 // The CPU backend. threads: OpenMP threads for kernels (and BLAS), 0 = leave as is.
 const TS_REAL(backend) * TS_REAL(backend_cpu)(void);
 void TS_REAL(backend_cpu_set_threads)(int threads);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

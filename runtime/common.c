@@ -97,7 +97,7 @@ void log_replay_last_error(void) {
     g_log.quiet_errors = quiet;
 }
 
-_Noreturn void ts_panic(const char *file, int line, const char *msg) {
+TS_NORETURN void ts_panic(const char *file, int line, const char *msg) {
     fprintf(stderr, "tessera[%d]: internal error at %s:%d: %s\n", g_log.rank, file, line, msg);
     fprintf(stderr, "---> HINT: this is a bug in tessera; please report it with the command line\n");
     fflush(stderr);

@@ -10,6 +10,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus // the CUDA sources are C++ and include this header
+#define TS_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define TS_NORETURN _Noreturn
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // status and exit codes (documented for users in docs/exit-codes.md)
 
@@ -81,7 +88,7 @@ void log_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
         if (!(cond)) ts_panic(__FILE__, __LINE__, "assertion failed: " #cond);                     \
     } while (0)
 
-_Noreturn void ts_panic(const char *file, int line, const char *msg);
+TS_NORETURN void ts_panic(const char *file, int line, const char *msg);
 
 // allocation that never returns NULL (out of memory is fatal and reported with the size)
 void *ts_malloc(size_t bytes, const char *what);
@@ -89,5 +96,9 @@ void *ts_calloc(size_t n, size_t size, const char *what);
 void *ts_aligned_alloc(size_t bytes, const char *what); // 64-byte aligned, zeroed
 
 double ts_now(void); // monotonic seconds
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -30,7 +30,11 @@ const cfg_key cfg_keys[] = {
     KEY(run, seed, CFG_INT64, "1337", 0, 9007199254740991.0, NULL,
         "seed of the data order and the initial weights"),
     KEY(run, backend, CFG_ENUM, "auto", 0, 0, "auto|cpu|cuda",
-        "compute backend (auto: the CPU in this build (CUDA when a GPU backend is built in))"),
+        "compute backend (auto: CUDA when tessera was built with it and a GPU is present, else "
+        "the CPU)"),
+    KEY(run, precision, CFG_ENUM, "bf16", 0, 0, "bf16|fp32",
+        "CUDA: bf16 activations and weights with fp32 master weights (bf16), or all fp32 (fp32, "
+        "for checking); the CPU computes in fp32 either way"),
     KEY(run, threads, CFG_INT, "0", 0, 1024, NULL,
         "compute threads per rank (0: the host's cores divided by its ranks)"),
 

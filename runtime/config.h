@@ -34,6 +34,7 @@ typedef struct {
         char out_dir[CFG_STR];  // where run directories are created
         int64_t seed;           // data order and initialisation
         char backend[16];       // auto | cpu | cuda
+        char precision[8];      // bf16 | fp32 (CUDA only)
         int threads;            // compute threads per rank (0 = cores / ranks on this host)
     } run;
     struct {

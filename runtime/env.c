@@ -12,6 +12,7 @@ const env_knob env_knobs[] = {
     {"TESSERA_COMM", "communicator: mpi or self; default: mpi when started by mpirun"},
     {"OMPI_COMM_WORLD_SIZE", "set by Open MPI's mpirun: tells tessera it runs under mpirun"},
     {"PMIX_RANK", "set by PMIx launchers: tells tessera it runs under a launcher"},
+    {"OMPI_COMM_WORLD_LOCAL_RANK", "set by mpirun: this rank's index on its host, to pick a GPU"},
     {"OMPI_COMM_WORLD_LOCAL_SIZE", "set by mpirun: ranks on this host, to share its cores "
                                    "when run.threads = 0"},
 };

@@ -7,6 +7,12 @@
 #include "sample.h"
 #include "train.h"
 
+#ifdef TESSERA_HAVE_CUDA
+#define TS_HAVE_CUDA_STR " cuda"
+#else
+#define TS_HAVE_CUDA_STR ""
+#endif
+
 static void print_usage(FILE *out) {
     fprintf(out,
             "usage: tessera <command> [options]\n"
@@ -20,7 +26,8 @@ static void print_usage(FILE *out) {
             "  help                                      this message\n"
             "\n"
             "`tessera COMMAND --help` describes each command's options. Exit codes: 0 done, "
-            "2 bad input, 75 peer lost (see docs/exit-codes.md).\n");
+            "2 bad input, 75 peer lost (see docs/exit-codes.md).\n\n");
+    fprintf(out, "backends: cpu%s\n", TS_HAVE_CUDA_STR);
 }
 
 int main(int argc, char **argv) {

@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include "../collectives/comm.h"
+#ifdef TESSERA_HAVE_CUDA
+#include "../kernels/cuda/backend_cuda.h"
+#endif
 #include "ckpt.h"
 #include "config.h"
 #include "data.h"
@@ -40,6 +43,7 @@ typedef struct {
     FILE *metrics;
     FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
     tokenizer tok;  // rank 0: decodes the end-of-run sample
+    real *staging;  // host copy of the gradients when the backend's memory is a device's
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -184,27 +188,70 @@ static ts_status train_agree(comm *c, ts_status mine) {
         }                                                                                          \
     } while (0)
 
+// "auto": CUDA when tessera was built with it and this host has a GPU, else the CPU
+static ts_status train_pick_backend(trainer *tr) {
+    const tessera_config *cfg = &tr->cfg;
+    int want_cuda = strcmp(cfg->run.backend, "cuda") == 0;
+    tr->threads = train_pick_threads(cfg);
+    backend_cpu_set_threads(tr->threads); // the CPU also serves the CUDA backend's host work
+#ifdef TESSERA_HAVE_CUDA
+    int gpus = backend_cuda_device_count();
+    if (want_cuda || (strcmp(cfg->run.backend, "auto") == 0 && gpus > 0)) {
+        if (gpus == 0) {
+            log_error("[run] backend: \"cuda\" requested but no CUDA device is usable on this "
+                      "host (expected \"auto\" or \"cpu\" here)");
+            return TS_ERR_INPUT;
+        }
+        const char *lr = env_get("OMPI_COMM_WORLD_LOCAL_RANK");
+        int device = (lr ? atoi(lr) : 0) % gpus; // ranks on one host take its GPUs in turn
+        ts_dtype dt = strcmp(cfg->run.precision, "fp32") == 0 ? TS_F32 : TS_BF16;
+        return backend_cuda_create(&tr->be, dt, device);
+    }
+#else
+    if (want_cuda) {
+        log_error("[run] backend: \"cuda\" requested but this build of tessera has no CUDA "
+                  "backend (expected \"auto\" or \"cpu\"; build where the CUDA toolkit is "
+                  "installed)");
+        return TS_ERR_INPUT;
+    }
+#endif
+    tr->be = backend_cpu();
+    return TS_OK;
+}
+
+// Sum the gradients over ranks. The communicator works on host memory: a device backend's
+// gradients go through a host copy allocated once at start-up.
+static ts_status train_reduce_grads(trainer *tr) {
+    comm *c = tr->comm;
+    gpt2 *m = &tr->model;
+    if (c->size == 1) return TS_OK;
+    if (!tr->staging) return c->all_reduce_sum_f32(c, m->grads, m->n_params);
+    m->be->to_host(tr->staging, m->grads, m->n_params * sizeof(real));
+    TS_CHECK(c->all_reduce_sum_f32(c, tr->staging, m->n_params));
+    m->be->to_device(m->grads, tr->staging, m->n_params * sizeof(real));
+    return TS_OK;
+}
+
 static ts_status train_setup(trainer *tr) {
     tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
     c->timeout_s = cfg->comm.timeout_s;
 
-    if (strcmp(cfg->run.backend, "cuda") == 0) {
-        log_error("[run] backend: \"cuda\" requested but this build of tessera has no CUDA "
-                  "backend (expected \"auto\" or \"cpu\")");
-        return TS_ERR_INPUT;
-    }
-    tr->be = backend_cpu();
-    tr->threads = train_pick_threads(cfg);
-    backend_cpu_set_threads(tr->threads);
+    ts_status st;
+    TRAIN_AGREE_QUIET(c, train_pick_backend(tr), st);
+    TS_CHECK(st);
     config_batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
     tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
-    ts_status st;
     TRAIN_AGREE_QUIET(c, train_open_run_dir(tr), st);
     TS_CHECK(st);
     log_info("run directory: %s", tr->run_dir);
-    log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
-             tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s", c->name);
+    if (tr->be->act_dtype == TS_F32 && strcmp(tr->be->name, "cpu") == 0)
+        log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
+                 tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s", c->name);
+    else
+        log_info("backend: %s (%s, %s), %d rank%s (%s communicator)", tr->be->name,
+                 tr->be->device, ts_dtype_name(tr->be->act_dtype), c->size,
+                 c->size == 1 ? "" : "s", c->name);
 
     // data: every rank checks its own copy of the shards; all agree before going on
     int T = cfg->model.seq_len;
@@ -225,11 +272,22 @@ static ts_status train_setup(trainer *tr) {
 
     gpt2_config mc = {cfg->model.layers, cfg->model.heads, cfg->model.width, cfg->model.seq_len,
                       cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
-    TS_CHECK(train_agree(c, gpt2_create(&tr->model, &mc, tr->be, tr->micro)));
+    size_t n_params;
+    gpt2_param_table(&mc, NULL, 0, &n_params);
+    size_t optim_bytes = 2 * n_params * sizeof(real); // AdamW moments, counted in the fit check
+    TS_CHECK(train_agree(c, gpt2_create_ex(&tr->model, &mc, tr->be, tr->micro, optim_bytes)));
     if (c->rank == 0) gpt2_init_weights(&tr->model, (uint64_t)cfg->run.seed);
-    // rank 0's weights for everyone (host memory: the MPI communicator works on host buffers)
-    TS_CHECK(c->broadcast(c, tr->model.master, tr->model.n_params * sizeof(real), 0));
-    gpt2_sync_params(&tr->model);
+    // rank 0's weights for everyone (the communicator works on host buffers)
+    int device_memory = strcmp(tr->be->name, "cpu") != 0;
+    if (device_memory && c->size > 1)
+        tr->staging = ts_malloc(n_params * sizeof(real), "gradient staging buffer");
+    if (c->size > 1) {
+        real *w = tr->staging ? tr->staging : tr->model.master;
+        if (tr->staging) tr->be->to_host(w, tr->model.master, n_params * sizeof(real));
+        TS_CHECK(c->broadcast(c, w, n_params * sizeof(real), 0));
+        if (tr->staging) tr->be->to_device(tr->model.master, w, n_params * sizeof(real));
+        gpt2_sync_params(&tr->model);
+    }
     optim_create(&tr->opt, &tr->model);
     log_info("model: GPT-2, %d layers, %d heads, width %d, context %d, vocabulary %d (padded "
              "%d): %zu parameters",
@@ -254,6 +312,7 @@ static void train_teardown(trainer *tr) {
     dataset_close(&tr->train);
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);
+    free(tr->staging);
     free(tr->seq_buf);
     free(tr->inputs);
     free(tr->targets);
@@ -334,7 +393,7 @@ static ts_status train_loop(trainer *tr) {
     for (int step = 0; step < steps; step++) {
         double lr = optim_lr_at(cfg, step);
         double loss_sum = train_accumulate(tr, step);
-        TS_CHECK(c->all_reduce_sum_f32(c, tr->model.grads, tr->model.n_params));
+        TS_CHECK(train_reduce_grads(tr));
         TS_CHECK(c->all_reduce_sum_f64(c, &loss_sum, 1));
         double loss = loss_sum / tokens_per_step;
         // every rank holds the same summed gradients, so every rank takes the same decision

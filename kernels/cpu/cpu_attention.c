@@ -14,15 +14,8 @@
 // vectorize, the backward using the row's dot product sum(att * datt) instead of the Jacobian.
 #include <string.h>
 
-#include <cblas.h>
-
+#include "cpu_gemm.h"
 #include "cpu_ops.h"
-
-#ifdef TESSERA_F64
-#define cpu_gemm cblas_dgemm
-#else
-#define cpu_gemm cblas_sgemm
-#endif
 
 #define QBLK 64 // query (or key) rows per block of the triangular products
 

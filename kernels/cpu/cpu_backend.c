@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef TESSERA_HAVE_CBLAS
 #include <cblas.h> // openblas_set_num_threads, openblas_get_corename (OpenBLAS only)
+#endif
 
 #include "../../runtime/common.h"
 #include "cpu_ops.h"

@@ -1,22 +1,16 @@
 // cpu_dense.c — CPU embedding, LayerNorm and matmul (forward and backward).
 //
-// Matmuls go to CBLAS (OpenBLAS). The sums over rows that backward needs (embedding and bias
-// gradients, LayerNorm weight gradients) are computed in a fixed order that does not depend on
-// the thread count, so gradients are bit-identical run to run.
+// Matmuls go to cpu_gemm (cpu_gemm.h: CBLAS, or plain loops in a build without it). The sums
+// over rows that backward needs (embedding and bias gradients, LayerNorm weight gradients) are
+// computed in a fixed order that does not depend on the thread count, so gradients are
+// bit-identical run to run.
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>
 
-#include <cblas.h>
-
 #include "../../runtime/common.h"
+#include "cpu_gemm.h"
 #include "cpu_ops.h"
-
-#ifdef TESSERA_F64
-#define cpu_gemm cblas_dgemm
-#else
-#define cpu_gemm cblas_sgemm
-#endif
 
 // column block width for the column-sum loops: wide enough for whole cache lines per row
 #define COL_BLOCK 256

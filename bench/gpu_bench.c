@@ -1,0 +1,216 @@
+// gpu_bench.c — training-step throughput of GPT-2 on the CUDA backend (one GPU).
+//
+//   gpu_bench [--batch 16] [--steps 20] [--warmup 3] [--seq-len 1024] [--dtype bf16|f32]
+//             [--layers 12 --heads 12 --width 768 --vocab 50257]
+//
+// GPT-2 124M by default (L=12, NH=12, C=768, T=1024, V=50257 padded to 50304), bf16 activations
+// and compute weights with fp32 master weights, gradients and AdamW moments, synthetic tokens
+// (uniform random: the content does not change the speed). A step is what the trainer does:
+// forward with the loss, backward, the global gradient norm (sum_squares), clipping at 1.0,
+// AdamW per tensor (weight decay on matrices). After --warmup steps, --steps steps are timed one
+// by one: the clock is read after the step's work has finished (forward reads the losses back,
+// the norm is read back, and a synchronize closes the optimizer), so each time is wall time of
+// whole steps. The split (forward / backward / optimizer) costs no extra waits: the points
+// where it is read synchronize anyway.
+//
+// Figures: median ms/step, tokens/s = B*T / median step, and MFU = flops/token * tokens/s / peak
+// with flops/token = 6N + 12*L*H*Q*T (N: parameters without the position table, the tied token
+// table with its padded rows counted; H heads of Q = C/H; the PaLM appendix formula) against
+// the H200's dense bf16 peak by datasheet (989 TFLOP/s) and as measured on random data
+// (790 TFLOP/s). Progress lines go to stderr, one JSON object to stdout.
+//
+// Exit: 0, 2 on bad arguments or a model that does not fit, 1 on a non-finite loss, 77 when
+// there is no CUDA device.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/backend_cuda.h"
+#include "models/gpt2.h"
+
+#define PEAK_DATASHEET 989e12
+#define PEAK_MEASURED  790e12
+#define N_BATCHES      4 // distinct synthetic batches, used in turn
+
+typedef struct {
+    int batch, steps, warmup, seq_len, layers, heads, width, vocab;
+    ts_dtype dtype;
+} options;
+
+static int parse_int(const char *flag, const char *s, int lo, int *out) {
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || *end || v < lo || v > 1 << 24) {
+        log_error("%s: expected an integer >= %d, got '%s'", flag, lo, s ? s : "");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o) {
+    *o = (options){16, 20, 3, 1024, 12, 12, 768, 50257, TS_BF16};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int *dst = !strcmp(a, "--batch")     ? &o->batch
+                   : !strcmp(a, "--steps")   ? &o->steps
+                   : !strcmp(a, "--warmup")  ? &o->warmup
+                   : !strcmp(a, "--seq-len") ? &o->seq_len
+                   : !strcmp(a, "--layers")  ? &o->layers
+                   : !strcmp(a, "--heads")   ? &o->heads
+                   : !strcmp(a, "--width")   ? &o->width
+                   : !strcmp(a, "--vocab")   ? &o->vocab
+                                             : NULL;
+        if (dst) {
+            if (parse_int(a, v, !strcmp(a, "--warmup") ? 0 : 1, dst)) return -1;
+            i++;
+        } else if (!strcmp(a, "--dtype") && v && (!strcmp(v, "bf16") || !strcmp(v, "f32"))) {
+            o->dtype = !strcmp(v, "bf16") ? TS_BF16 : TS_F32;
+            i++;
+        } else {
+            log_error("%s: unknown option or bad value (options: --batch --steps --warmup "
+                      "--seq-len --dtype bf16|f32 --layers --heads --width --vocab)",
+                      a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *x, int n) {
+    double *s = malloc((size_t)n * sizeof(double));
+    memcpy(s, x, (size_t)n * sizeof(double));
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
+    return m;
+}
+
+int main(int argc, char **argv) {
+    log_init(0, 1);
+    options o;
+    if (parse_options(argc, argv, &o)) return TS_EXIT_INPUT;
+    if (backend_cuda_device_count() == 0) {
+        fprintf(stderr, "gpu_bench: no CUDA device: nothing measured\n");
+        return 77;
+    }
+    const backend *be;
+    if (backend_cuda_create(&be, o.dtype, 0) != TS_OK) return TS_EXIT_INPUT;
+
+    gpt2_config cfg = {.layers = o.layers, .heads = o.heads, .width = o.width,
+                       .seq_len = o.seq_len, .vocab = o.vocab,
+                       .padded_vocab = gpt2_padded_vocab(o.vocab)};
+    size_t n_params = 0;
+    gpt2_param_table(&cfg, NULL, 0, &n_params);
+    gpt2 m;
+    size_t moments = 2 * n_params * sizeof(real);
+    if (gpt2_create_ex(&m, &cfg, be, o.batch, moments) != TS_OK) return TS_EXIT_INPUT;
+    gpt2_init_weights(&m, 1337);
+    real *adam_m = be->alloc(n_params * sizeof(real)), *adam_v = be->alloc(n_params * sizeof(real));
+    const int B = o.batch, T = o.seq_len, BT = B * T;
+    const size_t psz = ts_dtype_size(be->param_dtype);
+
+    int *tokens = malloc((size_t)N_BATCHES * (BT + 1) * sizeof(int));
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < (size_t)N_BATCHES * (BT + 1); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int)((s >> 33) % (uint64_t)o.vocab);
+    }
+
+    const int total = o.warmup + o.steps;
+    double *step_ms = calloc((size_t)total, sizeof(double)), *fwd_ms = calloc((size_t)total, sizeof(double)),
+           *bwd_ms = calloc((size_t)total, sizeof(double)), *opt_ms = calloc((size_t)total, sizeof(double));
+    double loss_first = 0, loss_last = 0;
+    const real dloss = (real)(1.0 / BT);
+    fprintf(stderr,
+            "gpu_bench: %s on %s, L=%d NH=%d C=%d T=%d V=%d (Vp %d), %zu parameters, batch %d, "
+            "%.2f GiB on the device, %d warm-up + %d timed steps\n",
+            ts_dtype_name(o.dtype), be->device, cfg.layers, cfg.heads, cfg.width, T, cfg.vocab,
+            cfg.padded_vocab, n_params, B, (double)(m.bytes + moments) / (1 << 30), o.warmup,
+            o.steps);
+    be->synchronize();
+    for (int step = 0; step < total; step++) {
+        const int *batch = tokens + (size_t)(step % N_BATCHES) * (BT + 1);
+        double t0 = ts_now();
+        gpt2_zero_grad(&m);
+        // inputs are the first BT tokens, targets the same shifted by one
+        double loss = gpt2_forward(&m, batch, batch + 1, B, T, dloss) / BT;
+        double t1 = ts_now();
+        gpt2_backward(&m);
+        be->synchronize();
+        double t2 = ts_now();
+        double norm = sqrt(be->sum_squares(m.grads, n_params));
+        if (norm > 1.0) be->scale(m.grads, (real)(1.0 / norm), n_params);
+        for (int i = 0; i < m.n_tensors; i++) {
+            const gpt2_tensor *t = &m.tensors[i];
+            be->adamw(m.master + t->offset, (char *)m.params + t->offset * psz,
+                      m.grads + t->offset, adam_m + t->offset, adam_v + t->offset, t->numel,
+                      6e-4f, 0.9f, 0.95f, 1e-8f, t->decay ? 0.1f : 0.0f, step + 1);
+        }
+        be->synchronize();
+        double t3 = ts_now();
+        step_ms[step] = (t3 - t0) * 1e3;
+        fwd_ms[step] = (t1 - t0) * 1e3;
+        bwd_ms[step] = (t2 - t1) * 1e3;
+        opt_ms[step] = (t3 - t2) * 1e3;
+        if (!isfinite(loss) || !isfinite(norm)) {
+            log_error("gpu_bench: step %d: loss %g, gradient norm %g: not finite", step + 1, loss,
+                      norm);
+            return 1;
+        }
+        if (step == 0) loss_first = loss;
+        loss_last = loss;
+        fprintf(stderr, "  step %3d%s  loss %.4f  norm %.3f  %.1f ms (fwd %.1f, bwd %.1f, opt %.1f)\n",
+                step + 1, step < o.warmup ? " (warm-up)" : "", loss, norm, step_ms[step],
+                fwd_ms[step], bwd_ms[step], opt_ms[step]);
+    }
+
+    const int W = o.warmup, N = o.steps;
+    double med = median(step_ms + W, N), mn = step_ms[W], mean = 0;
+    for (int i = W; i < total; i++) {
+        mean += step_ms[i] / N;
+        if (step_ms[i] < mn) mn = step_ms[i];
+    }
+    const double Q = (double)cfg.width / cfg.heads;
+    const double n_flop_params = (double)n_params - (double)cfg.seq_len * cfg.width;
+    const double flops_tok = 6 * n_flop_params + 12.0 * cfg.layers * cfg.heads * Q * T;
+    const double tok_s = BT / (med * 1e-3);
+    const double achieved = flops_tok * tok_s;
+    fprintf(stderr,
+            "gpu_bench: median %.2f ms/step (min %.2f, mean %.2f; fwd %.2f, bwd %.2f, opt %.2f), "
+            "%.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of 989 (datasheet), %.1f%% of 790 "
+            "(measured)\n",
+            med, mn, mean, median(fwd_ms + W, N), median(bwd_ms + W, N), median(opt_ms + W, N),
+            tok_s, achieved / 1e12, 100 * achieved / PEAK_DATASHEET,
+            100 * achieved / PEAK_MEASURED);
+
+    printf("{\"impl\": \"tessera\", \"device\": \"%s\", \"dtype\": \"%s\", \"layers\": %d, "
+           "\"heads\": %d, \"width\": %d, \"seq_len\": %d, \"vocab\": %d, \"padded_vocab\": %d, "
+           "\"batch\": %d, \"params\": %zu, \"flops_per_token\": %.0f, \"warmup\": %d, "
+           "\"steps\": %d, \"ms_per_step_median\": %.3f, \"ms_per_step_min\": %.3f, "
+           "\"ms_per_step_mean\": %.3f, \"ms_forward_median\": %.3f, \"ms_backward_median\": %.3f, "
+           "\"ms_optimizer_median\": %.3f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, "
+           "\"mfu_datasheet\": %.4f, \"mfu_measured\": %.4f, \"peak_datasheet\": %.0f, "
+           "\"peak_measured\": %.0f, \"loss_first\": %.5f, \"loss_last\": %.5f, "
+           "\"device_gib\": %.2f, \"step_ms\": [",
+           be->device, ts_dtype_name(o.dtype), cfg.layers, cfg.heads, cfg.width, T, cfg.vocab,
+           cfg.padded_vocab, B, n_params, flops_tok, W, N, med, mn, mean, median(fwd_ms + W, N),
+           median(bwd_ms + W, N), median(opt_ms + W, N), tok_s, achieved / 1e12,
+           achieved / PEAK_DATASHEET, achieved / PEAK_MEASURED, PEAK_DATASHEET, PEAK_MEASURED,
+           loss_first, loss_last, (double)(m.bytes + moments) / (1 << 30));
+    for (int i = W; i < total; i++) printf("%s%.3f", i > W ? ", " : "", step_ms[i]);
+    printf("]}\n");
+
+    be->free(adam_m);
+    be->free(adam_v);
+    gpt2_destroy(&m);
+    backend_cuda_destroy();
+    free(tokens), free(step_ms), free(fwd_ms), free(bwd_ms), free(opt_ms);
+    return 0;
+}

@@ -1,0 +1,302 @@
+// attention.cu — CUDA causal multi-head self-attention: batched GEMMs and a fused softmax.
+//
+// Shapes as in backend.h: qkv (B,T,3C), row (b,t) = q | k | v, each C = NH heads of hs = C/NH;
+// out and dout (B,T,C); preatt, att, dpreatt, datt (B,NH,T,T), of the activation type.
+//
+// One head's Q, K, V are (T,hs) matrices with row stride 3C inside qkv, and the heads of one
+// batch row are hs apart, so (b,h) pairs are not one stride apart. The kernels therefore first
+// copy q, k, v into scratch as (B,NH,T,hs) contiguous "head-major" tensors; every product is
+// then one strided-batched GEMM over the B*NH heads (cuda_gemm_batched, matmul.cu). Scores are
+// computed for the full (T,T) square and the softmax masks the upper triangle (simple, not
+// flash attention: half of the score products are wasted).
+//
+// Forward, per head:  P = scale Q K^T;  A = causal_softmax(P);  O = A V;  out = merge(O)
+// Backward, per head: dA = dO V^T;  dV = A^T dO;  dP = A * (dA - rowsum(A * dA));
+//                     dQ = scale dP K;  dK = scale dP^T Q;  dqkv += merge(dQ | dK | dV)
+// Entries above the diagonal of P, A, dP and dA are written as 0, as the CPU reference does.
+//
+// Scratch: 4 head-major slots of (nb,NH,T,hs) elements (3 in forward). The batch is processed
+// in chunks of nb samples, nb as large as the scratch allows (all of B for GPT-2 124M at B=16,
+// T=1024 with the backend's scratch), so a larger model still runs, in more launches.
+// Accumulation is fp32 inside the GEMMs and kernels; in bf16 mode the scores, probabilities and
+// head-major copies are stored in bf16.
+#include <math.h>
+#include <stdint.h>
+
+#include "common.cuh"
+#include "ops.cuh"
+
+// matmul.cu: row-major C[i] = alpha op(A[i]) op(B[i]) + beta C[i] for i < batch, where matrix i
+// of X starts stride_x elements after matrix i-1; all of type dt, fp32 accumulation.
+void cuda_gemm_batched(ts_dtype dt, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                       const void *A, int64_t lda, int64_t stride_a, const void *B, int64_t ldb,
+                       int64_t stride_b, float beta, void *C, int64_t ldc, int64_t stride_c,
+                       int batch, cudaStream_t s);
+
+#define ATT_THREADS    256
+#define ATT_MAX_BLOCKS 65536
+#define ATT_WARPS      (ATT_THREADS / 32) // softmax rows per block
+
+static unsigned att_grid(size_t work) {
+    size_t g = (work + ATT_THREADS - 1) / ATT_THREADS;
+    if (g < 1) g = 1;
+    return (unsigned)(g < ATT_MAX_BLOCKS ? g : ATT_MAX_BLOCKS);
+}
+
+// up to three head-major tensors handled by one launch
+template <typename T> struct att_parts { T *p[3]; };
+
+// ---------------------------------------------------------------------------------------------
+// layout changes
+
+// Head-major copies: dst.p[j] (nb,NH,T,hs) = part j of src, where row (b,t) of src starts at
+// (b*T + t) * row_stride and part j is its columns j*C .. j*C + C-1 (head h at j*C + h*hs).
+// One thread per head-major element i (all parts), grid-stride; reads and writes run along hs.
+template <typename T>
+__global__ void att_split_heads_kernel(att_parts<T> dst, const T *src, int nparts,
+                                       int64_t row_stride, int NH, int Tn, int hs, size_t n) {
+    const int64_t C = (int64_t)NH * hs;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int d = (int)(i % hs);
+        size_t r = i / hs;
+        const int t = (int)(r % Tn);
+        r /= Tn;
+        const int h = (int)(r % NH);
+        const size_t b = r / NH;
+        const T *row = src + ((int64_t)b * Tn + t) * row_stride + (int64_t)h * hs + d;
+        for (int j = 0; j < nparts; j++)
+            dst.p[j][i] = row[j * C];
+    }
+}
+
+// The inverse: part j of dst = src.p[j] (ADD: dst += src.p[j], in fp32 then rounded once).
+template <typename T, bool ADD>
+__global__ void att_merge_heads_kernel(T *dst, att_parts<T> src, int nparts, int64_t row_stride,
+                                       int NH, int Tn, int hs, size_t n) {
+    const int64_t C = (int64_t)NH * hs;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int d = (int)(i % hs);
+        size_t r = i / hs;
+        const int t = (int)(r % Tn);
+        r /= Tn;
+        const int h = (int)(r % NH);
+        const size_t b = r / NH;
+        T *row = dst + ((int64_t)b * Tn + t) * row_stride + (int64_t)h * hs + d;
+        for (int j = 0; j < nparts; j++) {
+            const float v = to_f32(src.p[j][i]);
+            row[j * C] = from_f32<T>(ADD ? to_f32(row[j * C]) + v : v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax, forward and backward: one warp per row of a (T,T) score matrix; `rows` rows of
+// length T, row r is query t = r % T. Block of ATT_THREADS = ATT_WARPS rows; grid-stride over
+// rows. Each lane walks columns lane, lane+32, ... in order and the warp combines its 32 partial
+// results with a xor butterfly: every lane ends with the same value, bit for bit, so the result
+// is deterministic.
+
+__device__ __forceinline__ float att_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float att_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// A[t,u] = exp(P[t,u] - max) / sum for u <= t; A and P = 0 for u > t.
+template <typename T> __global__ void att_softmax_kernel(T *att, T *preatt, int Tn, size_t rows) {
+    const int lane = threadIdx.x % 32;
+    for (size_t row = (size_t)blockIdx.x * ATT_WARPS + threadIdx.x / 32; row < rows;
+         row += (size_t)gridDim.x * ATT_WARPS) {
+        const int t = (int)(row % Tn);
+        T *p = preatt + row * Tn, *a = att + row * Tn;
+        // max, then the sum of exponentials, over the causal part of the row
+        float m = -INFINITY;
+        for (int u = lane; u <= t; u += 32)
+            m = fmaxf(m, to_f32(p[u]));
+        m = att_warp_max(m); // finite: column 0 is always present
+        float s = 0.0f;
+        for (int u = lane; u <= t; u += 32)
+            s += expf(to_f32(p[u]) - m);
+        s = att_warp_sum(s);
+        const float inv = 1.0f / s;
+        for (int u = lane; u < Tn; u += 32) {
+            if (u <= t) {
+                a[u] = from_f32<T>(expf(to_f32(p[u]) - m) * inv);
+            } else {
+                a[u] = from_f32<T>(0.0f);
+                p[u] = from_f32<T>(0.0f);
+            }
+        }
+    }
+}
+
+// dP[t,u] = A[t,u] (dA[t,u] - sum_j A[t,j] dA[t,j]) for u <= t; dP and dA = 0 for u > t.
+template <typename T>
+__global__ void att_softmax_backward_kernel(T *dpreatt, T *datt, const T *att, int Tn,
+                                            size_t rows) {
+    const int lane = threadIdx.x % 32;
+    for (size_t row = (size_t)blockIdx.x * ATT_WARPS + threadIdx.x / 32; row < rows;
+         row += (size_t)gridDim.x * ATT_WARPS) {
+        const int t = (int)(row % Tn);
+        const T *a = att + row * Tn;
+        T *da = datt + row * Tn, *dp = dpreatt + row * Tn;
+        float s = 0.0f;
+        for (int u = lane; u <= t; u += 32)
+            s += to_f32(a[u]) * to_f32(da[u]);
+        s = att_warp_sum(s);
+        for (int u = lane; u < Tn; u += 32) {
+            if (u <= t) {
+                dp[u] = from_f32<T>(to_f32(a[u]) * (to_f32(da[u]) - s));
+            } else {
+                dp[u] = from_f32<T>(0.0f);
+                da[u] = from_f32<T>(0.0f);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// scratch planning
+
+typedef struct {
+    int nb;            // samples per chunk
+    size_t slot_bytes; // one head-major tensor of nb samples, rounded up to 256 bytes
+    char *base;
+} att_plan;
+
+static size_t att_round256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static att_plan att_plan_scratch(ts_dtype dt, int B, int T, int C, int nslots, const char *what) {
+    const size_t sample = (size_t)T * C * ts_dtype_size(dt); // one sample of one slot
+    const size_t have = cuda_scratch_max();
+    att_plan pl;
+    size_t nb = have / nslots > 256 ? (have / nslots - 256) / sample : 0;
+    if (nb > (size_t)B) nb = (size_t)B;
+    if (nb < 1) {
+        log_error("CUDA attention %s needs %zu bytes of scratch for one sample (T=%d, C=%d, %s) "
+                  "but the backend has %zu",
+                  what, nslots * att_round256(sample), T, C, ts_dtype_name(dt), have);
+        exit(TS_EXIT_INTERNAL);
+    }
+    pl.nb = (int)nb;
+    pl.slot_bytes = att_round256(nb * sample);
+    pl.base = (char *)cuda_scratch(nslots * pl.slot_bytes);
+    return pl;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the launchers
+
+template <typename T>
+static void att_forward(T *out, T *preatt, T *att, const T *qkv, int B, int Tn, int C, int NH,
+                        cudaStream_t s) {
+    const ts_dtype dt = sizeof(T) == 2 ? TS_BF16 : TS_F32;
+    const int hs = C / NH;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const int64_t TT = (int64_t)Tn * Tn, Thd = (int64_t)Tn * hs;
+    att_plan pl = att_plan_scratch(dt, B, Tn, C, 3, "forward");
+    T *q = (T *)pl.base, *k = (T *)(pl.base + pl.slot_bytes),
+      *v = (T *)(pl.base + 2 * pl.slot_bytes);
+    T *o = q; // Q is dead once the scores exist
+
+    for (int b0 = 0; b0 < B; b0 += pl.nb) {
+        const int nb = B - b0 < pl.nb ? B - b0 : pl.nb;
+        const int nbh = nb * NH;
+        const size_t n = (size_t)nb * Tn * C, rows = (size_t)nbh * Tn;
+        T *P = preatt + (size_t)b0 * NH * TT, *A = att + (size_t)b0 * NH * TT;
+
+        att_parts<T> qkv_h = {{q, k, v}};
+        att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
+            qkv_h, qkv + (size_t)b0 * Tn * 3 * C, 3, 3 * (int64_t)C, NH, Tn, hs, n);
+        CUDA_CHECK_LAUNCH();
+        // P(T,T) = scale Q(T,hs) K(T,hs)^T per head
+        cuda_gemm_batched(dt, false, true, Tn, Tn, hs, scale, q, hs, Thd, k, hs, Thd, 0.0f, P, Tn,
+                          TT, nbh, s);
+        att_softmax_kernel<T><<<att_grid(rows * 32), ATT_THREADS, 0, s>>>(A, P, Tn, rows);
+        CUDA_CHECK_LAUNCH();
+        // O(T,hs) = A(T,T) V(T,hs) per head
+        cuda_gemm_batched(dt, false, false, Tn, hs, Tn, 1.0f, A, Tn, TT, v, hs, Thd, 0.0f, o, hs,
+                          Thd, nbh, s);
+        att_parts<T> o_h = {{o, NULL, NULL}};
+        att_merge_heads_kernel<T, false><<<att_grid(n), ATT_THREADS, 0, s>>>(
+            out + (size_t)b0 * Tn * C, o_h, 1, C, NH, Tn, hs, n);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+template <typename T>
+static void att_backward(T *dqkv, T *dpreatt, T *datt, const T *dout, const T *qkv, const T *att,
+                         int B, int Tn, int C, int NH, cudaStream_t s) {
+    const ts_dtype dt = sizeof(T) == 2 ? TS_BF16 : TS_F32;
+    const int hs = C / NH;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const int64_t TT = (int64_t)Tn * Tn, Thd = (int64_t)Tn * hs;
+    att_plan pl = att_plan_scratch(dt, B, Tn, C, 4, "backward");
+    T *slot[4];
+    for (int i = 0; i < 4; i++)
+        slot[i] = (T *)(pl.base + i * pl.slot_bytes);
+    // slots: 0 Q; 1 K, then dK; 2 V, then dV; 3 dO, then dQ
+    T *q = slot[0], *k = slot[1], *v = slot[2], *dO = slot[3];
+    T *dV = slot[2], *dQ = slot[3], *dK = slot[1];
+
+    for (int b0 = 0; b0 < B; b0 += pl.nb) {
+        const int nb = B - b0 < pl.nb ? B - b0 : pl.nb;
+        const int nbh = nb * NH;
+        const size_t n = (size_t)nb * Tn * C, rows = (size_t)nbh * Tn;
+        const T *A = att + (size_t)b0 * NH * TT;
+        T *dA = datt + (size_t)b0 * NH * TT, *dP = dpreatt + (size_t)b0 * NH * TT;
+
+        att_parts<T> qkv_h = {{q, k, v}}, do_h = {{dO, NULL, NULL}};
+        att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
+            qkv_h, qkv + (size_t)b0 * Tn * 3 * C, 3, 3 * (int64_t)C, NH, Tn, hs, n);
+        CUDA_CHECK_LAUNCH();
+        att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
+            do_h, dout + (size_t)b0 * Tn * C, 1, C, NH, Tn, hs, n);
+        CUDA_CHECK_LAUNCH();
+        // dA(T,T) = dO(T,hs) V(T,hs)^T   (V is dead afterwards: its slot takes dV)
+        cuda_gemm_batched(dt, false, true, Tn, Tn, hs, 1.0f, dO, hs, Thd, v, hs, Thd, 0.0f, dA, Tn,
+                          TT, nbh, s);
+        // dV(T,hs) = A(T,T)^T dO(T,hs)   (dO is dead afterwards: its slot takes dQ)
+        cuda_gemm_batched(dt, true, false, Tn, hs, Tn, 1.0f, A, Tn, TT, dO, hs, Thd, 0.0f, dV, hs,
+                          Thd, nbh, s);
+        att_softmax_backward_kernel<T>
+            <<<att_grid(rows * 32), ATT_THREADS, 0, s>>>(dP, dA, A, Tn, rows);
+        CUDA_CHECK_LAUNCH();
+        // dQ(T,hs) = scale dP(T,T) K(T,hs)   (K is dead afterwards: its slot takes dK)
+        cuda_gemm_batched(dt, false, false, Tn, hs, Tn, scale, dP, Tn, TT, k, hs, Thd, 0.0f, dQ, hs,
+                          Thd, nbh, s);
+        // dK(T,hs) = scale dP(T,T)^T Q(T,hs)
+        cuda_gemm_batched(dt, true, false, Tn, hs, Tn, scale, dP, Tn, TT, q, hs, Thd, 0.0f, dK, hs,
+                          Thd, nbh, s);
+        att_parts<T> d_h = {{dQ, dK, dV}};
+        att_merge_heads_kernel<T, true><<<att_grid(n), ATT_THREADS, 0, s>>>(
+            dqkv + (size_t)b0 * Tn * 3 * C, d_h, 3, 3 * (int64_t)C, NH, Tn, hs, n);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+void cuda_attention_forward(ts_dtype dt, void *out, void *preatt, void *att, const void *qkv, int B,
+                            int T, int C, int NH, cudaStream_t s) {
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    TS_ASSERT(NH > 0 && C % NH == 0);
+    TS_DISPATCH(dt, E,
+                att_forward<E>((E *)out, (E *)preatt, (E *)att, (const E *)qkv, B, T, C, NH, s));
+}
+
+void cuda_attention_backward(ts_dtype dt, void *dqkv, void *dpreatt, void *datt, const void *dout,
+                             const void *qkv, const void *att, int B, int T, int C, int NH,
+                             cudaStream_t s) {
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    TS_ASSERT(NH > 0 && C % NH == 0);
+    TS_DISPATCH(dt, E,
+                att_backward<E>((E *)dqkv, (E *)dpreatt, (E *)datt, (const E *)dout, (const E *)qkv,
+                                (const E *)att, B, T, C, NH, s));
+}

@@ -1,0 +1,64 @@
+// common.cuh — what every CUDA kernel file needs: error checks, bf16 helpers, launch sizing.
+#ifndef TESSERA_CUDA_COMMON_CUH
+#define TESSERA_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../../runtime/common.h"
+#include "../backend.h"
+
+// A failing CUDA call is fatal: the device state is unknown afterwards. The message names the
+// statement, file and line, and the device (a poor man's backtrace is not possible here).
+#define CUDA_CHECK(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t err_ = (call);                                                                 \
+        if (err_ != cudaSuccess) cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__);   \
+    } while (0)
+
+// After every launch: the launch itself is checked always; in debug builds (no NDEBUG) the
+// kernel is also waited for, so an illegal address is reported at the kernel that caused it.
+#ifdef NDEBUG
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+#else
+#define CUDA_CHECK_LAUNCH()                                                                        \
+    do {                                                                                           \
+        CUDA_CHECK(cudaGetLastError());                                                            \
+        CUDA_CHECK(cudaDeviceSynchronize());                                                       \
+    } while (0)
+#endif
+
+static inline void cuda_fail(const char *what, const char *why, const char *file, int line) {
+    int dev = -1;
+    cudaGetDevice(&dev);
+    log_error("CUDA error on device %d at %s:%d: %s: %s", dev, file, line, what, why);
+    fprintf(stderr, "---> HINT: run the gpu tests under compute-sanitizer to find the kernel\n");
+    exit(TS_EXIT_INTERNAL);
+}
+
+static inline unsigned cuda_ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+// ---- element access for the two activation types --------------------------------------------
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16(x); }
+
+// Dispatch a templated launcher on the runtime dtype:  TS_DISPATCH(dt, T, body using T)
+#define TS_DISPATCH(dt, T, ...)                                                                    \
+    do {                                                                                           \
+        if ((dt) == TS_BF16) {                                                                     \
+            typedef bf16 T;                                                                        \
+            __VA_ARGS__;                                                                           \
+        } else {                                                                                   \
+            typedef float T;                                                                       \
+            __VA_ARGS__;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+#endif

@@ -1,0 +1,22 @@
+# GPU tests (label gpu): the CUDA backend against the CPU reference, op by op and on a whole
+# training run, in each of its modes (f32, bf16). Built only with the CUDA backend; on a machine
+# without a GPU they exit 77 and ctest reports them as skipped, never as passed. They link the
+# compute libraries only (not tessera_core), so a TESSERA_COMPUTE_ONLY build has them too.
+#
+# Also the GPU benchmark (bench/gpu_bench.c): a target, not a test; scripts/gpu-check runs it.
+if(TESSERA_HAVE_CUDA)
+  set(GPU_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/gpu)
+  foreach(t cuda_ops cuda_train)
+    tessera_unit_test(test_${t} SOURCES ${GPU_TEST_DIR}/test_${t}.c ${GPU_TEST_DIR}/gpu_check.c
+                      LIBS tessera_compute_f32 tessera_cuda m)
+    foreach(mode f32 bf16)
+      add_test(NAME gpu_${t}_${mode} COMMAND test_${t} ${mode})
+      # one GPU: the tests take turns (timings and memcheck runs stay readable)
+      set_tests_properties(gpu_${t}_${mode} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                           TIMEOUT 300 RESOURCE_LOCK gpu)
+    endforeach()
+  endforeach()
+
+  add_executable(gpu_bench ${CMAKE_SOURCE_DIR}/bench/gpu_bench.c)
+  target_link_libraries(gpu_bench PRIVATE tessera_compute_f32 tessera_cuda m)
+endif()
