@@ -38,6 +38,18 @@ SHAPES = {
 SHARD_MAGIC_U16, SHARD_VERSION_U16, HEADER_INTS = 20240520, 1, 256
 
 
+def source_version():
+    """The commit measured, and the source files that differ from it (tessera's own code)."""
+    def git(*a):
+        r = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
+        return r.stdout if r.returncode == 0 else ""
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = git("status", "--porcelain", "--", "kernels", "models", "runtime", "collectives",
+                "CMakeLists.txt")
+    files = [line[3:] for line in dirty.splitlines() if line.strip()]
+    return head + (f" + uncommitted changes in {', '.join(files)}" if files else "")
+
+
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -208,13 +220,14 @@ def cpu_clock_ghz():
     return (float(mhz.group(1)) / 1000, "/proc/cpuinfo cpu MHz") if mhz else (None, "unknown")
 
 
-def measured_clock_ghz(probe):
-    """The best of a few runs of bench/clock_probe.c (scalar clock of an idle core, turbo
-    included), or None without the probe."""
+def measured_clock_ghz(probe, runs=3):
+    """The best of a few runs of bench/clock_probe.c (the scalar clock of a core, turbo
+    included), or None without the probe. Another process on the core makes it read low, so the
+    benchmark samples it between runs and keeps the highest figure."""
     if not probe or not probe.exists():
         return None
     return max(float(subprocess.run([str(probe)], capture_output=True, text=True,
-                                    check=True).stdout) for _ in range(5))
+                                    check=True).stdout) for _ in range(runs))
 
 
 def peak_flops(threads, ghz):
@@ -233,6 +246,16 @@ def others_busy(seconds=0.3):
     time.sleep(seconds)
     t1, i1 = sample()
     return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(t1 - t0, 1))
+
+
+def wait_quiet(max_wait, threshold=0.5):
+    """Wait up to max_wait seconds for other processes to use less than `threshold` cores;
+    return the cores they used at the last look."""
+    t0 = time.time()
+    busy = others_busy()
+    while busy >= threshold and time.time() - t0 < max_wait:
+        busy = others_busy(1.0)
+    return busy
 
 
 def median_run(run):
@@ -268,6 +291,7 @@ def tune_torch(args, shape, threads):
     times = [[] for _ in cands]
     for _ in range(args.tune_reps):
         for i, c in enumerate(cands):
+            wait_quiet(args.wait_quiet)
             times[i].append(median_run(run_torch(args, shape, threads, c)))
     lines = []
     for c, t in zip(cands, times):
@@ -288,6 +312,9 @@ def parse_args(argv):
     p.add_argument("--shapes", default="demo,gpt2", help="comma-separated: demo, gpt2")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts per process")
     p.add_argument("--reps", type=int, default=5, help="runs of each side (A B A B ...)")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                   help="before each run, wait up to this long for other processes to use less "
+                        "than half a core (a shared machine)")
     p.add_argument("--gpt2-batch", type=int, default=SHAPES["gpt2"]["batch"])
     p.add_argument("--torch-config", default="torch,manual,1,default",
                    help="THREADS,ATTENTION,FOREACH,CAP for PyTorch (blas|torch, manual|sdpa, 1|0, "
@@ -299,6 +326,8 @@ def parse_args(argv):
                         "a name such as SkylakeX")
     p.add_argument("--clock-probe", type=Path, help="bench/clock_probe.c, built: also gives MFU "
                    "against the clock it measures")
+    p.add_argument("--source-label", help="what tessera binary this is, for the record (default: "
+                   "the checkout's commit and its uncommitted changes)")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     p.add_argument("--print-openblas-env", action="store_true",
                    help="print the OpenBLAS variables the benchmark would set (NAME=VALUE, "
@@ -352,11 +381,13 @@ def main(argv):
     shapes = args.shapes.split(",")
     thread_counts = [int(t) for t in args.threads.split(",")]
     t_start = time.time()
+    version = args.source_label or source_version()
+    log(f"tessera source: {version}")
     ghz, ghz_src = cpu_clock_ghz()
     detected, core = pick_coretype(args.openblas_coretype)
-    ghz_run = measured_clock_ghz(args.clock_probe)
+    clocks = [measured_clock_ghz(args.clock_probe, 5)]
     log(f"clock for the MFU peak: {ghz} GHz ({ghz_src})"
-        + (f"; measured clock of an idle core: {ghz_run:.2f} GHz" if ghz_run else ""))
+        + (f"; measured clock of a core now: {clocks[0]:.2f} GHz" if clocks[0] else ""))
     log(f"environment of both sides: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; OpenBLAS "
         f"then picks core '{detected}'"
         + (f"; set OPENBLAS_CORETYPE={BENCH_ENV['OPENBLAS_CORETYPE']} -> core '{core}'"
@@ -375,12 +406,12 @@ def main(argv):
             log(f"{shape} x{threads}: PyTorch as {describe_torch(tcfg, threads)}")
             runs_a, runs_b = [], []
             for r in range(args.reps):
-                busy = others_busy()
+                busy = wait_quiet(args.wait_quiet)
                 a = run_tessera(args, shape, threads, data[shape], f"bench-{shape}-t{threads}")
                 a["others_busy"] = busy
                 log(f"{shape} x{threads} run {r + 1}/{args.reps}: tessera "
                     f"{median_run(a):.1f} ms/step (other processes: {busy:.1f} cores busy)")
-                busy = others_busy()
+                busy = wait_quiet(args.wait_quiet)
                 b = run_torch(args, shape, threads, tcfg)
                 b["others_busy"] = busy
                 runs_a.append(a)
@@ -388,6 +419,7 @@ def main(argv):
                 log(f"{shape} x{threads} run {r + 1}/{args.reps}: pytorch "
                     f"{median_run(b):.1f} ms/step (other processes: {busy:.1f} cores busy); "
                     f"ratio tessera/PyTorch {median_run(b) / median_run(a):.2f}")
+                clocks.append(measured_clock_ghz(args.clock_probe, 1))
             if runs_a[0]["params"] != runs_b[0]["params"]:
                 log(f"WARNING: parameter counts differ: tessera {runs_a[0]['params']}, "
                     f"pytorch {runs_b[0]['params']}")
@@ -397,7 +429,6 @@ def main(argv):
             ratios = [median_run(b) / median_run(a) for a, b in zip(runs_a, runs_b)]
             fpt = flops_per_token(s, runs_b[0]["params"])
             peak = peak_flops(threads, ghz) if ghz else None
-            peak_run = peak_flops(threads, ghz_run) if ghz_run else None
             results.append({
                 "shape": shape, "label": s["label"], "threads": threads,
                 "torch_config": describe_torch(tcfg, threads), "tokens_per_step": tokens,
@@ -408,22 +439,28 @@ def main(argv):
                 "ratio_pairs_min": min(ratios), "ratio_pairs_max": max(ratios),
                 "tessera_mfu": fpt * tokens / ms_a * 1e3 / peak if peak else None,
                 "torch_mfu": fpt * tokens / ms_b * 1e3 / peak if peak else None,
-                "tessera_mfu_measured_clock":
-                    fpt * tokens / ms_a * 1e3 / peak_run if peak_run else None,
-                "torch_mfu_measured_clock":
-                    fpt * tokens / ms_b * 1e3 / peak_run if peak_run else None,
+
                 "tessera_runs_ms": [x["all_ms"] for x in runs_a],
                 "torch_runs_ms": [x["all_ms"] for x in runs_b],
                 "others_busy_cores": [[a["others_busy"], b["others_busy"]]
                                       for a, b in zip(runs_a, runs_b)],
             })
 
+    ghz_run = max(clocks) if clocks[0] else None
+    for r in results:
+        peak_run = peak_flops(r["threads"], ghz_run) if ghz_run else None
+        for side in ("tessera", "torch"):
+            r[f"{side}_mfu_measured_clock"] = (r["flops_per_token"] * r[f"{side}_tok_s"] / peak_run
+                                               if peak_run else None)
+    if ghz_run:
+        log(f"measured clock: {ghz_run:.2f} GHz (highest of {len(clocks)} samples taken between "
+            "runs)")
     print_table(results, args.reps, ghz, ghz_run)
     log(f"done in {time.time() - t_start:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "argv": argv, "clock_ghz": ghz,
-            "clock_measured_ghz": ghz_run,
+            "clock_measured_ghz": ghz_run, "source": version,
             "clock_source": ghz_src, "openblas_detected": detected, "openblas_core": core,
             "bench_env": BENCH_ENV, "tuning": tuning, "results": results}, indent=1))
         log(f"figures written to {args.json}")

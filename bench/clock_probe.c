@@ -1,4 +1,4 @@
-// clock_probe.c — measures the clock a core actually runs at (a benchmark helper, run by hand).
+// clock_probe.c — measures the clock a core actually runs at (a benchmark tool, run by hand).
 //
 // A chain of dependent 64-bit multiplies takes 3 cycles per multiply on the x86 cores of the
 // last decade (Intel since Sandy Bridge, AMD since Zen), so cycles per second follow from the

@@ -51,38 +51,45 @@ static void site_add(const char *name, double t0, double flops) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// wrappers: call the CPU op, charge its time to a site
+// wrappers: call the CPU op, charge its time to a site (signatures: kernels/backend.h)
 
-static void w_embed_forward(real *out, const int *tok, const real *wte, const real *wpe, int B,
+static void w_embed_forward(void *out, const int *tok, const void *wte, const void *wpe, int B,
                             int T, int C) {
     double t0 = ts_now();
     inner->embed_forward(out, tok, wte, wpe, B, T, C);
     site_add("embed_forward", t0, 0);
 }
 
-static void w_embed_backward(real *dwte, real *dwpe, const real *d, const int *tok, int B, int T,
+static void w_embed_backward(real *dwte, real *dwpe, const void *d, const int *tok, int B, int T,
                              int C) {
     double t0 = ts_now();
     inner->embed_backward(dwte, dwpe, d, tok, B, T, C);
     site_add("embed_backward", t0, 0);
 }
 
-static void w_ln_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
-                         const real *b, int N, int C) {
+static void w_ln_forward(void *out, real *mean, real *rstd, const void *inp, const void *w,
+                         const void *b, int N, int C) {
     double t0 = ts_now();
     inner->layernorm_forward(out, mean, rstd, inp, w, b, N, C);
     site_add("layernorm_forward", t0, 0);
 }
 
-static void w_ln_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
-                          const real *w, const real *mean, const real *rstd, int N, int C) {
+static void w_res_ln_forward(void *residual, void *out, real *mean, real *rstd, const void *a,
+                             const void *b_in, const void *w, const void *b, int N, int C) {
+    double t0 = ts_now();
+    inner->residual_layernorm_forward(residual, out, mean, rstd, a, b_in, w, b, N, C);
+    site_add("residual_layernorm_forward", t0, 0);
+}
+
+static void w_ln_backward(void *dinp, real *dw, real *db, const void *dout, const void *inp,
+                          const void *w, const real *mean, const real *rstd, int N, int C) {
     double t0 = ts_now();
     inner->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
     site_add("layernorm_backward", t0, 0);
 }
 
-static void w_mm_forward(real *out, const real *inp, const real *w, const real *bias, int N, int C,
-                         int OC) {
+static void w_mm_forward(void *out, const void *inp, const void *w, const void *bias, int N,
+                         int C, int OC) {
     char name[64];
     snprintf(name, sizeof name, "matmul_forward %dx%d->%d", N, C, OC);
     double t0 = ts_now();
@@ -90,67 +97,76 @@ static void w_mm_forward(real *out, const real *inp, const real *w, const real *
     site_add(name, t0, 2.0 * N * C * OC);
 }
 
-static void w_mm_backward(real *dinp, real *dw, real *dbias, const real *dout, const real *inp,
-                          const real *w, int N, int C, int OC) {
+static void w_mm_gelu_forward(void *pre, void *out, const void *inp, const void *w,
+                              const void *bias, int N, int C, int OC) {
+    char name[64];
+    snprintf(name, sizeof name, "matmul_gelu_forward %dx%d->%d", N, C, OC);
+    double t0 = ts_now();
+    inner->matmul_gelu_forward(pre, out, inp, w, bias, N, C, OC);
+    site_add(name, t0, 2.0 * N * C * OC);
+}
+
+static void w_mm_backward(void *dinp, real *dw, real *dbias, const void *dout, const void *inp,
+                          const void *w, int N, int C, int OC) {
     char name[64];
     snprintf(name, sizeof name, "matmul_backward %dx%d->%d", N, C, OC);
     double t0 = ts_now();
     inner->matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
-    site_add(name, t0, 4.0 * N * C * OC);
+    site_add(name, t0, (dinp ? 4.0 : 2.0) * N * C * OC);
 }
 
 // causal attention: Q K^T and A V over the lower triangle, 2 products of T*T/2 * hs MACs each
 static double attention_flops(int B, int T, int C) { return 2.0 * 2.0 * B * (T * T / 2.0) * C; }
 
-static void w_att_forward(real *out, real *preatt, real *att, const real *qkv, int B, int T,
+static void w_att_forward(void *out, void *preatt, void *att, const void *qkv, int B, int T,
                           int C, int NH) {
     double t0 = ts_now();
     inner->attention_forward(out, preatt, att, qkv, B, T, C, NH);
     site_add("attention_forward", t0, attention_flops(B, T, C));
 }
 
-static void w_att_backward(real *dqkv, real *dpreatt, real *datt, const real *dout,
-                           const real *qkv, const real *att, int B, int T, int C, int NH) {
+static void w_att_backward(void *dqkv, void *dpreatt, void *datt, const void *dout,
+                           const void *qkv, const void *att, int B, int T, int C, int NH) {
     double t0 = ts_now();
     inner->attention_backward(dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH);
     site_add("attention_backward", t0, 2 * attention_flops(B, T, C));
 }
 
-static void w_gelu_forward(real *out, const real *inp, size_t n) {
+static void w_gelu_forward(void *out, const void *inp, size_t n) {
     double t0 = ts_now();
     inner->gelu_forward(out, inp, n);
     site_add("gelu_forward", t0, 0);
 }
 
-static void w_gelu_backward(real *dinp, const real *inp, const real *dout, size_t n) {
+static void w_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n) {
     double t0 = ts_now();
     inner->gelu_backward(dinp, inp, dout, n);
     site_add("gelu_backward", t0, 0);
 }
 
-static void w_add(real *out, const real *a, const real *b, size_t n) {
+static void w_add(void *out, const void *a, const void *b, size_t n) {
     double t0 = ts_now();
     inner->add(out, a, b, n);
     site_add("add (residual)", t0, 0);
 }
 
-static void w_add_inplace(real *y, const real *x, size_t n) {
+static void w_add_inplace(void *y, const void *x, size_t n) {
     double t0 = ts_now();
     inner->add_inplace(y, x, n);
     site_add("add_inplace (residual grad)", t0, 0);
 }
 
-static void w_classifier(real *logits, real *losses, const int *targets, int N, int V, int Vp,
+static void w_classifier(void *logits, real *losses, const int *targets, int N, int V, int Vp,
                          real dloss) {
     double t0 = ts_now();
     inner->classifier(logits, losses, targets, N, V, Vp, dloss);
     site_add("classifier (softmax+xent)", t0, 0);
 }
 
-static void w_adamw(real *p, const real *g, real *m, real *v, size_t n, float lr, float b1,
-                    float b2, float eps, float wd, int t) {
+static void w_adamw(real *master, void *param, const real *g, real *m, real *v, size_t n,
+                    float lr, float b1, float b2, float eps, float wd, int t) {
     double t0 = ts_now();
-    inner->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+    inner->adamw(master, param, g, m, v, n, lr, b1, b2, eps, wd, t);
     site_add("adamw", t0, 0);
 }
 
@@ -198,8 +214,10 @@ int main(int argc, char **argv) {
     timed.embed_forward = w_embed_forward;
     timed.embed_backward = w_embed_backward;
     timed.layernorm_forward = w_ln_forward;
+    timed.residual_layernorm_forward = w_res_ln_forward;
     timed.layernorm_backward = w_ln_backward;
     timed.matmul_forward = w_mm_forward;
+    timed.matmul_gelu_forward = w_mm_gelu_forward;
     timed.matmul_backward = w_mm_backward;
     timed.attention_forward = w_att_forward;
     timed.attention_backward = w_att_backward;

@@ -4,11 +4,14 @@
 #   bench/run_cpu.sh                      # both shapes, 1 and 2 threads, 5 alternated runs each
 #   bench/run_cpu.sh --shapes demo --reps 7
 #   bench/run_cpu.sh --torch-config tune  # first try PyTorch's set-ups, keep the fastest
+#   bench/run_cpu.sh --commit HEAD        # measure a commit (git archive), not the working tree
 #   bench/run_cpu.sh --help               # every option (bench/bench_cpu.py)
 #
 # Builds tessera in Release mode in BUILD (default build-bench), then runs bench/bench_cpu.py
 # with Debian's python3 (the one that imports torch). Progress lines go to the terminal; the
 # table and every run's figures also go to BUILD/bench-work/cpu-<date>.{txt,json}.
+# With --commit REF (first argument), the tessera measured is REF's: its tree is exported with
+# `git archive` into BUILD/src-REF and built in BUILD/commit-REF; the working tree is left alone.
 # Run it by hand on a machine with nothing else running: it is not a test and not for CI.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,15 +23,9 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
          "or set TORCH_PYTHON to a python that has it)" >&2
     exit 2
 fi
-echo "[bench] building tessera (Release) in $build"
-mkdir -p "$build"
-{
-    if [ ! -f "$build/build.ninja" ]; then
-        cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
-    fi
-    cmake --build "$build" --target tessera -- -j2
-    cc -O2 -o "$build/clock_probe" "$repo/bench/clock_probe.c"
-} >"$build/bench-build.log" 2>&1 || { cat "$build/bench-build.log" >&2; exit 1; }
+
+# sets src, tbuild, label; takes --commit REF off the arguments
+. "$repo/bench/build_tessera.sh"
 
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p "$build/bench-work"
@@ -36,8 +33,12 @@ out="$build/bench-work/cpu-$stamp"
 echo "[bench] machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # the exit status of the benchmark, not of tee
-{ "$python" "$repo/bench/bench_cpu.py" --tessera "$build/tessera" --python "$python" \
-    --work "$build/bench-work" --clock-probe "$build/clock_probe" --json "$out.json" "$@"; echo $? > "$out.rc"; } | tee "$out.txt"
+{
+    "$python" "$repo/bench/bench_cpu.py" --tessera "$tbuild/tessera" --python "$python" \
+        --work "$build/bench-work" --clock-probe "$build/clock_probe" --json "$out.json" \
+        ${label:+--source-label "$label"} "$@"
+    echo $? >"$out.rc"
+} | tee "$out.txt"
 rc=$(cat "$out.rc")
 rm -f "$out.rc"
 echo "[bench] load average at the end $(cut -d' ' -f1-3 /proc/loadavg); results in $out.txt"

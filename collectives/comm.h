@@ -1,37 +1,111 @@
-// comm.h — communicators: rank, size and collectives, every one with a deadline.
+// comm.h — communicators: rank, size and collectives, blocking and non-blocking, every one with
+// a deadline, every byte counted.
 //
-// Backends: "self" (a world of 1: collectives are copies or no-ops) and "mpi" (Open MPI, host
-// memory). A collective that does not complete before the communicator's deadline returns
-// TS_ERR_PEER after logging what it waited for; the caller exits with the "peer lost" code.
+// Backends: "self" (a world of 1: collectives are copies or no-ops) and "mpi" (Open MPI
+// point-to-point on host memory: the algorithms are ours, so the bytes moved, the summation
+// order and the peer a rank is waiting for are known). The NCCL backend (device memory) will
+// implement the same struct; see nccl.h.
+//
+// Non-blocking use: `start` posts a collective and returns a request; the caller then calls
+// `test` now and then (Open MPI has no asynchronous progress: a request advances only inside
+// test/wait) and finally `wait`, which returns when it is done or when the request's deadline
+// (start time + timeout_s) has passed. A collective that misses its deadline returns
+// TS_ERR_PEER after logging which collective it was and which peer it was waiting for; the
+// caller exits with the "peer lost" code (75).
+//
+// Buffers are in-place. Reduce-scatter and all-gather split a buffer of n elements into `size`
+// chunks, chunk r (comm_chunk) being rank r's: after reduce-scatter, rank r's chunk holds the sum
+// over ranks of that chunk (the rest of the buffer is scratch); all-gather sends every rank's
+// chunk to every rank. Chunks differ in length by at most one element: no padding, no
+// divisibility requirement.
+//
+// Every sum is done in an order fixed by the world size, the same on every rank: results are
+// bit-identical run to run and across ranks.
 #ifndef TESSERA_COMM_H
 #define TESSERA_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../runtime/common.h"
 
 typedef struct comm comm;
+typedef struct comm_req comm_req; // one collective in flight (owned by the communicator)
+
+typedef enum { COMM_F32 = 0, COMM_F64, COMM_I32 } comm_dtype;
+
+typedef enum {
+    COMM_ALL_REDUCE_SUM = 0,
+    COMM_ALL_REDUCE_MAX,
+    COMM_REDUCE_SCATTER_SUM,
+    COMM_ALL_GATHER,
+    COMM_BROADCAST,
+    COMM_BARRIER,
+} comm_op;
+
+// Exact accounting of this rank's traffic and waiting, cumulative since creation.
+typedef struct {
+    uint64_t bytes_sent, bytes_recv; // payload bytes through the network layer
+    uint64_t collectives;            // collectives completed
+    double wait_s;                   // time inside wait() (blocked on peers)
+} comm_stats;
 
 struct comm {
     const char *name; // "self" or "mpi"
     int rank, size;
-    double timeout_s; // deadline for each collective, seconds
+    double timeout_s; // deadline of each collective, seconds after its start
+
+    // ---- non-blocking ----------------------------------------------------------------------
+    // Post a collective on buf (n elements of dt; BROADCAST: from `root`; BARRIER: buf NULL,
+    // n 0). At most COMM_MAX_INFLIGHT requests may be in flight at once.
+    ts_status (*start)(comm *c, comm_op op, void *buf, size_t n, comm_dtype dt, int root,
+                       comm_req **req);
+    // Advance the request; *done = 1 when it has completed (the request is then released and
+    // must not be used again). An expired deadline returns TS_ERR_PEER.
+    ts_status (*test)(comm *c, comm_req *req, int *done);
+    // Block until the request completes (released) or its deadline passes (TS_ERR_PEER).
+    ts_status (*wait)(comm *c, comm_req *req);
+
+    // ---- blocking (start + wait) -----------------------------------------------------------
     ts_status (*all_reduce_sum_f32)(comm *c, float *buf, size_t n);
     ts_status (*all_reduce_sum_f64)(comm *c, double *buf, size_t n);
     ts_status (*all_reduce_max_i32)(comm *c, int *buf, size_t n);
+    ts_status (*reduce_scatter_sum_f32)(comm *c, float *buf, size_t n);
+    ts_status (*all_gather_f32)(comm *c, float *buf, size_t n);
     ts_status (*broadcast)(comm *c, void *buf, size_t bytes, int root);
     ts_status (*barrier)(comm *c);
-    void (*finalize)(comm *c); // MPI_Finalize for mpi; frees c
+
+    comm_stats stats;
+    void (*finalize)(comm *c); // MPI_Finalize for mpi (under a watchdog); frees c
     void *impl;
 };
 
+#define COMM_MAX_INFLIGHT 64
+
+// Rank r's chunk of n elements split over `size` ranks: [*first, *first + *count). The first
+// n % size chunks hold one element more.
+void comm_chunk(size_t n, int size, int r, size_t *first, size_t *count);
+
+size_t comm_dtype_size(comm_dtype dt);
+const char *comm_op_name(comm_op op);
+
 // Pick the backend: "mpi" when tessera was built with MPI and started by mpirun (or when
-// TESSERA_COMM=mpi), else "self". Calls MPI_Init_thread when MPI is used.
-ts_status comm_init(comm **out, int *argc, char ***argv);
+// TESSERA_COMM=mpi), else "self". MPI_Init runs under a watchdog: a start-up that overruns
+// init_timeout_s ends the process with the peer-lost code.
+ts_status comm_init(comm **out, int *argc, char ***argv, double init_timeout_s);
 
 comm *comm_self_create(void);
 #ifdef TESSERA_HAVE_MPI
-ts_status comm_mpi_create(comm **out, int *argc, char ***argv);
+ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeout_s);
 #endif
+
+// What a rank that gives up leaves behind for the launcher: written (atomically) to
+// <dir>/rank-<R>.status as `key value` lines: reason, step, collective, peer, exit_code.
+// The trainer sets the directory and the step as it goes; a communicator that hits a deadline
+// calls comm_status_write itself.
+void comm_status_set_dir(const char *dir);
+void comm_status_set_step(long step);
+void comm_status_write(int rank, const char *reason, const char *collective, int peer,
+                       int exit_code);
 
 #endif

@@ -1,171 +1,337 @@
-// comm_mpi.c — the "mpi" communicator: Open MPI collectives on host memory, each with a deadline.
+// comm_mpi.c — the "mpi" communicator: our own collective algorithms (comm_sched.h) run over
+// Open MPI point-to-point messages on host memory, every request with a deadline.
 //
-// Every collective is started non-blocking (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier) and then
-// polled with MPI_Test, sleeping between polls (1 us growing to 1 ms), until it completes or the
-// communicator's deadline (c->timeout_s) passes. A blocking MPI call would wait forever for a
-// peer that is partitioned away or hung; polling turns that into TS_ERR_PEER, which the trainer
-// reports with the "peer lost" exit code so the launcher restarts the job.
+// Only MPI_Isend, MPI_Irecv and the test calls move data; MPI collectives are never used, so
+// this file knows every byte it moves, the order of every sum, and, when a deadline passes,
+// which peer it was waiting for. MPI runs at MPI_THREAD_FUNNELED: only the main thread calls
+// it, and nothing here starts threads except the watchdog, which never calls MPI.
 //
-// MPI_COMM_WORLD uses MPI_ERRORS_RETURN, so MPI failures come back as return codes: they are
-// logged with MPI's own error string and also returned as TS_ERR_PEER (in practice they mean a
-// peer's connection broke).
+// A request is a state machine over its schedule's steps. Advancing it means: when the current
+// step's Isend/Irecv have completed (MPI_Testall), apply the step's reduction and post the next
+// step. Open MPI makes no progress on its own, so requests advance only inside start/test/wait;
+// every such call advances all requests in flight, not just the one asked about, so ranks that
+// wait for their requests in different orders cannot deadlock.
 //
-// After a collective failed, its request is still pending on a peer that may never answer, so
-// finalize skips MPI_Finalize (which would wait for that peer) and only frees memory; the process
-// is about to exit with the peer-lost code anyway.
+// Requests in flight at the same time are kept apart by their MPI tag, the request's sequence
+// number modulo COMM_MPI_TAGS: every rank starts collectives in the same order, so the numbers
+// agree, and at most COMM_MAX_INFLIGHT are in flight, so two live requests never share a tag.
+// Within a request, messages between the same two ranks are matched in the order they were
+// posted (MPI does not let messages overtake each other), which is the schedule's order.
 //
-// Sums are deterministic for a given world size and message length: Open MPI's reduction picks
-// the same algorithm and order every time. Point-to-point ring algorithms can later replace the
-// bodies of the comm_mpi_all_reduce_* functions without changing the waiting logic.
+// Deadlines: a request that is not complete by start + timeout_s fails. test/wait then log one
+// line naming the collective, the training step and the peer of the pending receive (else
+// send), write the status file (reason peer_lost, exit code 75) and return TS_ERR_PEER. The
+// communicator is then failed: every later call returns TS_ERR_PEER at once, and finalize skips
+// MPI_Finalize, which would wait for the lost peer. MPI_Init_thread and MPI_Finalize run under
+// a watchdog thread (comm_internal.h) that ends the process with the peer-lost code.
+//
+// MPI_COMM_WORLD uses MPI_ERRORS_RETURN: an MPI failure (in practice a broken connection to a
+// peer) is logged with MPI's own message and treated like a lost peer.
 #ifdef TESSERA_HAVE_MPI
 
-#include "comm.h"
+#include "comm_internal.h"
+#include "comm_sched.h"
 
+#include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "../runtime/env.h"
+
+#define COMM_MPI_TAGS 32768 // MPI guarantees tags up to at least 32767
+#ifndef COMM_MPI_SPIN_S
+#define COMM_MPI_SPIN_S 20e-6 // wait() polls without yielding for this long after progress
+#endif
+
+// one step of a schedule whose messages are in flight
 typedef struct {
+    comm_step cs;
+    MPI_Request mreq[2]; // [0] receive, [1] send (MPI_REQUEST_NULL when none)
+} comm_mpi_flight;
+
+// progress state of one request slot
+typedef struct {
+    comm_sched sched;
+    int next_step;             // the next step to post
+    int inflight;              // steps posted and not yet complete: flight[0 .. inflight)
+    comm_mpi_flight flight[2]; // oldest first; at most sched.window
+    unsigned char *scratch;    // received partial sums before they are added in
+    size_t scratch_cap;
+    int tag;
+} comm_mpi_prog;
+
+typedef struct {
+    comm_req slots[COMM_MAX_INFLIGHT];
+    comm_mpi_prog prog[COMM_MAX_INFLIGHT];
+    uint64_t seq;         // collectives started so far
     int initialized_here; // we called MPI_Init_thread, so finalize calls MPI_Finalize
-    int failed;           // a collective expired or errored: MPI_Finalize could hang
+    int failed;           // a deadline passed or MPI failed: no more collectives, no finalize
 } comm_mpi_impl;
 
-// MPI counts are int; longer buffers go in pieces of this many elements (or bytes)
-#define COMM_MPI_MAX_CHUNK ((size_t)1 << 30)
+static comm_mpi_impl *comm_mpi_of(comm *c) { return c->impl; }
 
 // ---------------------------------------------------------------------------------------------
-// errors and waiting
+// failures
 
-static ts_status comm_mpi_fail(comm *c, const char *call, const char *op, int rc) {
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
-    log_error("%s on rank %d failed in %s: %s", op, c->rank, call, msg);
-    ((comm_mpi_impl *)c->impl)->failed = 1;
+// The peer a stuck request waits for: in its oldest step still in flight, the source of the
+// pending receive, else the destination of the pending send (the receiver has not taken it).
+static int comm_mpi_pending_peer(const comm_mpi_prog *pr) {
+    for (int f = 0; f < pr->inflight; f++)
+        for (int k = 0; k < 2; k++) {
+            MPI_Request r = pr->flight[f].mreq[k];
+            int flag = 1;
+            if (r != MPI_REQUEST_NULL) MPI_Request_get_status(r, &flag, MPI_STATUS_IGNORE);
+            if (!flag) return k == 0 ? pr->flight[f].cs.recv.peer : pr->flight[f].cs.send.peer;
+        }
+    return -1;
+}
+
+static void comm_mpi_step_text(char *out, size_t len) {
+    long step = comm_status_step();
+    if (step >= 0)
+        snprintf(out, len, "at step %ld", step);
+    else
+        snprintf(out, len, "before the first step");
+}
+
+static ts_status comm_mpi_expire(comm *c, comm_req *q) {
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    int peer = comm_mpi_pending_peer(q->backend);
+    impl->failed = 1;
+    char when[64];
+    comm_mpi_step_text(when, sizeof when);
+    const char *name = comm_op_name(q->op);
+    log_error("%s %s: waited %.1f s for rank %d, which did not answer: peer lost "
+              "(deadline comm.timeout_s = %g s)",
+              name, when, ts_now() - q->started, peer, c->timeout_s);
+    comm_status_write(c->rank, "peer_lost", name, peer, TS_EXIT_PEER_LOST);
     return TS_ERR_PEER;
 }
 
-// Poll one started request until it completes or `deadline` (ts_now() seconds) passes.
-// `op` names the collective for the error line; `started` is when the whole collective began.
-static ts_status comm_mpi_wait(comm *c, MPI_Request *req, const char *op, double started,
-                               double deadline) {
-    long sleep_ns = 1000;
-    for (;;) {
-        int done = 0;
-        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) return comm_mpi_fail(c, "MPI_Test", op, rc);
-        if (done) return TS_OK;
-        double now = ts_now();
-        if (now >= deadline) {
-            // A collective request cannot be cancelled; it stays pending until the process exits.
-            ((comm_mpi_impl *)c->impl)->failed = 1;
-            log_error("%s on rank %d of %d did not complete within the %.1f s deadline "
-                      "(waited %.1f s): a peer is lost or stalled (an MPI collective cannot tell "
-                      "which one)",
-                      op, c->rank, c->size, c->timeout_s, now - started);
-            return TS_ERR_PEER;
-        }
-        struct timespec ts = {0, sleep_ns};
-        nanosleep(&ts, NULL);
-        sleep_ns = sleep_ns < 500000 ? sleep_ns * 2 : 1000000; // back off to 1 ms
-    }
+// an MPI call failed on a message to or from `peer` (-1: the request's pending peer)
+static ts_status comm_mpi_fail(comm *c, comm_req *q, const char *call, int rc, int peer) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
+    if (peer < 0) peer = comm_mpi_pending_peer(q->backend);
+    comm_mpi_of(c)->failed = 1;
+    char when[64];
+    comm_mpi_step_text(when, sizeof when);
+    const char *name = comm_op_name(q->op);
+    log_error("%s %s: %s failed with rank %d: %s: peer lost", name, when, call, peer, msg);
+    comm_status_write(c->rank, "peer_lost", name, peer, TS_EXIT_PEER_LOST);
+    return TS_ERR_PEER;
+}
+
+static ts_status comm_mpi_refuse(comm *c) {
+    log_debug("rank %d: collective refused: this communicator already lost a peer", c->rank);
+    return TS_ERR_PEER;
 }
 
 // ---------------------------------------------------------------------------------------------
-// collectives
+// the state machine
 
-static ts_status comm_mpi_all_reduce(comm *c, void *buf, size_t n, size_t elem_bytes,
-                                     MPI_Datatype type, MPI_Op mpi_op, const char *op) {
-    if (((comm_mpi_impl *)c->impl)->failed) {
-        log_error("%s on rank %d: the communicator already lost a peer", op, c->rank);
-        return TS_ERR_PEER;
+// post the Irecv and Isend of schedule step pr->next_step as flight[pr->inflight]
+static ts_status comm_mpi_post(comm *c, comm_req *q, const comm_step *cs) {
+    comm_mpi_prog *pr = q->backend;
+    comm_mpi_flight *fl = &pr->flight[pr->inflight];
+    fl->cs = *cs;
+    fl->mreq[0] = fl->mreq[1] = MPI_REQUEST_NULL;
+    pr->inflight++; // counted now, so a failure below reports this step's peer
+    const comm_msg *msgs[2] = {&cs->recv, &cs->send};
+    for (int k = 0; k < 2; k++) {
+        const comm_msg *m = msgs[k];
+        if (m->peer < 0) continue;
+        TS_ASSERT(m->bytes <= INT_MAX);             // the schedules cut messages into segments
+        unsigned char *ptr = m->bytes == 0   ? NULL // a barrier's message: no buffer
+                             : m->to_scratch ? pr->scratch + m->scratch_off
+                                             : q->buf + m->off;
+        int rc = k == 0 ? MPI_Irecv(ptr, (int)m->bytes, MPI_BYTE, m->peer, pr->tag, MPI_COMM_WORLD,
+                                    &fl->mreq[k])
+                        : MPI_Isend(ptr, (int)m->bytes, MPI_BYTE, m->peer, pr->tag, MPI_COMM_WORLD,
+                                    &fl->mreq[k]);
+        if (rc != MPI_SUCCESS)
+            return comm_mpi_fail(c, q, k == 0 ? "MPI_Irecv" : "MPI_Isend", rc, m->peer);
     }
-    double started = ts_now();
-    double deadline = started + c->timeout_s;
-    size_t off = 0;
-    do { // at least once, so a zero-length reduce still meets the peers
-        size_t len = n - off < COMM_MPI_MAX_CHUNK ? n - off : COMM_MPI_MAX_CHUNK;
-        MPI_Request req;
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)buf + off * elem_bytes, (int)len, type,
-                                mpi_op, MPI_COMM_WORLD, &req);
-        if (rc != MPI_SUCCESS) return comm_mpi_fail(c, "MPI_Iallreduce", op, rc);
-        TS_CHECK(comm_mpi_wait(c, &req, op, started, deadline));
-        off += len;
-    } while (off < n);
     return TS_OK;
 }
 
-static ts_status comm_mpi_all_reduce_sum_f32(comm *c, float *buf, size_t n) {
-    return comm_mpi_all_reduce(c, buf, n, sizeof *buf, MPI_FLOAT, MPI_SUM, "all_reduce_sum_f32");
-}
-
-static ts_status comm_mpi_all_reduce_sum_f64(comm *c, double *buf, size_t n) {
-    return comm_mpi_all_reduce(c, buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM, "all_reduce_sum_f64");
-}
-
-static ts_status comm_mpi_all_reduce_max_i32(comm *c, int *buf, size_t n) {
-    return comm_mpi_all_reduce(c, buf, n, sizeof *buf, MPI_INT, MPI_MAX, "all_reduce_max_i32");
-}
-
-static ts_status comm_mpi_broadcast(comm *c, void *buf, size_t bytes, int root) {
-    if (root < 0 || root >= c->size) {
-        log_error("broadcast from root %d in a world of %d", root, c->size);
-        return TS_ERR_INTERNAL;
+// post steps until the schedule's window is full; steps without messages on this rank are
+// skipped (they have no reduction either)
+static ts_status comm_mpi_fill(comm *c, comm_req *q) {
+    comm_mpi_prog *pr = q->backend;
+    while (pr->inflight < pr->sched.window && pr->next_step < pr->sched.steps) {
+        comm_step cs;
+        comm_sched_step(&pr->sched, pr->next_step++, &cs);
+        if (cs.recv.peer < 0 && cs.send.peer < 0) continue;
+        TS_CHECK(comm_mpi_post(c, q, &cs));
     }
-    if (((comm_mpi_impl *)c->impl)->failed) {
-        log_error("broadcast on rank %d: the communicator already lost a peer", c->rank);
-        return TS_ERR_PEER;
-    }
-    double started = ts_now();
-    double deadline = started + c->timeout_s;
-    size_t off = 0;
-    do {
-        size_t len = bytes - off < COMM_MPI_MAX_CHUNK ? bytes - off : COMM_MPI_MAX_CHUNK;
-        MPI_Request req;
-        int rc = MPI_Ibcast((char *)buf + off, (int)len, MPI_BYTE, root, MPI_COMM_WORLD, &req);
-        if (rc != MPI_SUCCESS) return comm_mpi_fail(c, "MPI_Ibcast", "broadcast", rc);
-        TS_CHECK(comm_mpi_wait(c, &req, "broadcast", started, deadline));
-        off += len;
-    } while (off < bytes);
     return TS_OK;
 }
 
-static ts_status comm_mpi_barrier(comm *c) {
-    if (((comm_mpi_impl *)c->impl)->failed) {
-        log_error("barrier on rank %d: the communicator already lost a peer", c->rank);
-        return TS_ERR_PEER;
+// Advance one request as far as it goes without waiting: fill the window, complete the oldest
+// step in flight, apply its reduction, repeat. *progressed is set when a step completed.
+static ts_status comm_mpi_advance(comm *c, comm_req *q, int *progressed) {
+    comm_mpi_prog *pr = q->backend;
+    while (q->state == COMM_REQ_ACTIVE) {
+        TS_CHECK(comm_mpi_fill(c, q));
+        if (pr->inflight == 0) { // every step done
+            q->state = COMM_REQ_DONE;
+            c->stats.collectives++;
+            *progressed = 1;
+            break;
+        }
+        comm_mpi_flight *fl = &pr->flight[0];
+        int flag = 0;
+        int rc = MPI_Testall(2, fl->mreq, &flag, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) return comm_mpi_fail(c, q, "MPI_Testall", rc, -1);
+        if (!flag) return TS_OK;
+        *progressed = 1;
+        comm_step cs = fl->cs;
+        if (cs.recv.peer >= 0) c->stats.bytes_recv += cs.recv.bytes;
+        if (cs.send.peer >= 0) c->stats.bytes_sent += cs.send.bytes;
+        pr->flight[0] = pr->flight[1];
+        pr->inflight--;
+        // the step after still moves while this one is added in (window 2); the next step is
+        // posted only after the add, since with two segments it sends what the add writes
+        if (cs.reduce)
+            comm_reduce(q->buf + cs.red_off, pr->scratch + cs.recv.scratch_off,
+                        cs.recv.bytes / q->esize, q->dt, q->op == COMM_ALL_REDUCE_MAX,
+                        cs.scratch_first);
     }
-    double started = ts_now();
-    MPI_Request req;
-    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
-    if (rc != MPI_SUCCESS) return comm_mpi_fail(c, "MPI_Ibarrier", "barrier", rc);
-    return comm_mpi_wait(c, &req, "barrier", started, started + c->timeout_s);
+    return TS_OK;
+}
+
+static ts_status comm_mpi_advance_all(comm *c, int *progressed) {
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    for (int i = 0; i < COMM_MAX_INFLIGHT; i++)
+        if (impl->slots[i].state == COMM_REQ_ACTIVE)
+            TS_CHECK(comm_mpi_advance(c, &impl->slots[i], progressed));
+    return TS_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// start / test / wait
+
+static ts_status comm_mpi_start(comm *c, comm_op op, void *buf, size_t n, comm_dtype dt, int root,
+                                comm_req **req) {
+    *req = NULL;
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    if (impl->failed) return comm_mpi_refuse(c);
+    TS_CHECK(comm_check_start(c, op, buf, n, dt, root));
+    comm_req *q = comm_req_acquire(impl->slots, op, buf, n, dt, root, impl->seq, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    comm_mpi_prog *pr = &impl->prog[q - impl->slots];
+    q->backend = pr;
+    pr->tag = (int)(impl->seq % COMM_MPI_TAGS);
+    impl->seq++;
+    comm_sched_init(&pr->sched, op, n, comm_dtype_size(dt), c->size, c->rank, root);
+    size_t need = comm_sched_scratch_bytes(&pr->sched);
+    if (need > pr->scratch_cap) { // kept between requests: no page faults on every call
+        free(pr->scratch);
+        pr->scratch = ts_malloc(need, "collective scratch buffer");
+        pr->scratch_cap = need;
+    }
+    pr->next_step = 0;
+    pr->inflight = 0;
+    *req = q;
+    int progressed = 0;
+    return comm_mpi_advance(c, q, &progressed); // post the first step now
+}
+
+// one round of progress for every request; then report on req
+static ts_status comm_mpi_poll(comm *c, comm_req *req, int *done, int *progressed) {
+    *done = 0;
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    if (impl->failed) return comm_mpi_refuse(c);
+    TS_CHECK(comm_req_check(impl->slots, req));
+    TS_CHECK(comm_mpi_advance_all(c, progressed));
+    if (req->state == COMM_REQ_DONE) {
+        req->state = COMM_REQ_FREE;
+        *done = 1;
+        return TS_OK;
+    }
+    if (ts_now() >= req->deadline) return comm_mpi_expire(c, req);
+    return TS_OK;
+}
+
+static ts_status comm_mpi_test(comm *c, comm_req *req, int *done) {
+    int progressed = 0;
+    return comm_mpi_poll(c, req, done, &progressed);
+}
+
+// Poll until done. Spin while messages keep completing; when nothing moves, yield the core
+// (ranks may outnumber cores), and after a while sleep, so a rank that waits minutes for a slow
+// peer does not burn a core.
+static ts_status comm_mpi_wait(comm *c, comm_req *req) {
+    double t0 = ts_now(), last = t0;
+    ts_status st;
+    for (;;) {
+        int done = 0, progressed = 0;
+        st = comm_mpi_poll(c, req, &done, &progressed);
+        if (st != TS_OK || done) break;
+        if (progressed) {
+            last = ts_now();
+            continue;
+        }
+        double quiet = ts_now() - last;
+        if (quiet < COMM_MPI_SPIN_S) continue;
+        if (quiet < 0.01) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, quiet < 1.0 ? 100000 : 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    c->stats.wait_s += ts_now() - t0;
+    return st;
 }
 
 // ---------------------------------------------------------------------------------------------
 // lifetime
 
 static void comm_mpi_finalize(comm *c) {
-    comm_mpi_impl *impl = c->impl;
-    if (impl->initialized_here && !impl->failed) {
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    int active = 0;
+    for (int i = 0; i < COMM_MAX_INFLIGHT; i++)
+        active += impl->slots[i].state != COMM_REQ_FREE;
+    if (impl->failed) {
+        log_debug("skipping MPI_Finalize on rank %d: a peer is lost", c->rank);
+    } else if (impl->initialized_here) {
+        if (active) log_warn("finalize with %d collective(s) still in flight", active);
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Finalize();
-    } else if (impl->failed) {
-        log_debug("skipping MPI_Finalize on rank %d: a peer is lost", c->rank);
+        if (!finalized) {
+            // MPI_Finalize waits for every rank: a lost peer would hold it forever
+            comm_watchdog w;
+            int guarded = comm_watchdog_start(&w, "MPI_Finalize", c->timeout_s, c->rank) == TS_OK;
+            MPI_Finalize();
+            if (guarded) comm_watchdog_stop(&w);
+        }
     }
+    if (!impl->failed) // a failed request's buffers may still be written into by MPI
+        for (int i = 0; i < COMM_MAX_INFLIGHT; i++)
+            free(impl->prog[i].scratch);
     free(impl);
     free(c);
 }
 
-ts_status comm_mpi_create(comm **out, int *argc, char ***argv) {
+ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeout_s) {
     *out = NULL;
     int already = 0;
     MPI_Initialized(&already);
     if (!already) {
+        // before MPI_Init the rank is known only from the launcher's environment
+        const char *env_rank = env_get("PMIX_RANK");
+        int rank_hint = env_rank ? atoi(env_rank) : -1;
+        comm_watchdog w;
+        TS_CHECK(comm_watchdog_start(&w, "MPI_Init_thread", init_timeout_s, rank_hint));
         // only the main thread calls MPI; OpenMP worker threads never do
         int provided = MPI_THREAD_SINGLE;
         int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        comm_watchdog_stop(&w);
         if (rc != MPI_SUCCESS) {
             log_error("MPI_Init_thread failed (code %d): is this process started by mpirun?", rc);
             return TS_ERR_SYSTEM;
@@ -183,11 +349,10 @@ ts_status comm_mpi_create(comm **out, int *argc, char ***argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     c->name = "mpi";
     c->timeout_s = 300.0; // default deadline; the trainer sets it from the config
-    c->all_reduce_sum_f32 = comm_mpi_all_reduce_sum_f32;
-    c->all_reduce_sum_f64 = comm_mpi_all_reduce_sum_f64;
-    c->all_reduce_max_i32 = comm_mpi_all_reduce_max_i32;
-    c->broadcast = comm_mpi_broadcast;
-    c->barrier = comm_mpi_barrier;
+    c->start = comm_mpi_start;
+    c->test = comm_mpi_test;
+    c->wait = comm_mpi_wait;
+    comm_set_blocking_ops(c);
     c->finalize = comm_mpi_finalize;
     c->impl = impl;
     *out = c;

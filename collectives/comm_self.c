@@ -1,43 +1,49 @@
 // comm_self.c — the "self" communicator: a world of one rank.
 //
-// With one rank every collective is already complete: a sum or max over one contribution is the
-// contribution itself, and a broadcast from rank 0 leaves the buffer as it is. Nothing here can
-// wait, so the deadline never applies.
-#include "comm.h"
+// With one rank every collective is complete as soon as it starts: a sum or max over one
+// contribution is the contribution itself, rank 0's chunk of a reduce-scatter or all-gather is
+// the whole buffer, and a broadcast from rank 0 leaves the buffer as it is. Nothing moves and
+// nothing can wait, so the deadline never applies; the requests exist only so that callers use
+// one code path for every backend.
+#include "comm_internal.h"
 
 #include <stdlib.h>
 
-static ts_status comm_self_all_reduce_sum_f32(comm *c, float *buf, size_t n) {
-    (void)c, (void)buf, (void)n;
+typedef struct {
+    comm_req slots[COMM_MAX_INFLIGHT];
+    uint64_t seq;
+} comm_self_impl;
+
+static ts_status comm_self_start(comm *c, comm_op op, void *buf, size_t n, comm_dtype dt, int root,
+                                 comm_req **req) {
+    *req = NULL;
+    TS_CHECK(comm_check_start(c, op, buf, n, dt, root));
+    comm_self_impl *impl = c->impl;
+    comm_req *q = comm_req_acquire(impl->slots, op, buf, n, dt, root, impl->seq++, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    q->state = COMM_REQ_DONE;
+    c->stats.collectives++;
+    *req = q;
     return TS_OK;
 }
 
-static ts_status comm_self_all_reduce_sum_f64(comm *c, double *buf, size_t n) {
-    (void)c, (void)buf, (void)n;
+static ts_status comm_self_test(comm *c, comm_req *req, int *done) {
+    *done = 0;
+    TS_CHECK(comm_req_check(((comm_self_impl *)c->impl)->slots, req));
+    req->state = COMM_REQ_FREE;
+    *done = 1;
     return TS_OK;
 }
 
-static ts_status comm_self_all_reduce_max_i32(comm *c, int *buf, size_t n) {
-    (void)c, (void)buf, (void)n;
-    return TS_OK;
+static ts_status comm_self_wait(comm *c, comm_req *req) {
+    int done;
+    return comm_self_test(c, req, &done);
 }
 
-static ts_status comm_self_broadcast(comm *c, void *buf, size_t bytes, int root) {
-    (void)c, (void)buf, (void)bytes;
-    if (root != 0) {
-        // the only rank is 0: any other root is a caller bug, not a user error
-        log_error("broadcast from root %d in a world of 1 (only rank 0 exists)", root);
-        return TS_ERR_INTERNAL;
-    }
-    return TS_OK;
+static void comm_self_finalize(comm *c) {
+    free(c->impl);
+    free(c);
 }
-
-static ts_status comm_self_barrier(comm *c) {
-    (void)c;
-    return TS_OK;
-}
-
-static void comm_self_finalize(comm *c) { free(c); }
 
 comm *comm_self_create(void) {
     comm *c = ts_calloc(1, sizeof *c, "self communicator");
@@ -45,12 +51,11 @@ comm *comm_self_create(void) {
     c->rank = 0;
     c->size = 1;
     c->timeout_s = 300.0; // default deadline; the trainer sets it from the config
-    c->all_reduce_sum_f32 = comm_self_all_reduce_sum_f32;
-    c->all_reduce_sum_f64 = comm_self_all_reduce_sum_f64;
-    c->all_reduce_max_i32 = comm_self_all_reduce_max_i32;
-    c->broadcast = comm_self_broadcast;
-    c->barrier = comm_self_barrier;
+    c->start = comm_self_start;
+    c->test = comm_self_test;
+    c->wait = comm_self_wait;
+    comm_set_blocking_ops(c);
     c->finalize = comm_self_finalize;
-    c->impl = NULL;
+    c->impl = ts_calloc(1, sizeof(comm_self_impl), "self communicator state");
     return c;
 }

@@ -314,7 +314,16 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
 // ---------------------------------------------------------------------------------------------
 // backward (the reverse of forward; every op accumulates into its gradients)
 
-void TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
+// tell the hook (if any) that gradients from flat offset `from` on are final
+#define GRADS_READY(from)                                                                          \
+    do {                                                                                           \
+        if (m->grads_ready) {                                                                      \
+            ts_status hs_ = m->grads_ready(m->grads_ready_ctx, (from));                            \
+            if (hs_ != TS_OK) return hs_;                                                          \
+        }                                                                                          \
+    } while (0)
+
+ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
     const TS_REAL(backend) *be = m->be;
     const gpt2_config *c = &m->cfg;
     int B = m->B, T = m->T, C = c->width, NH = c->heads, L = c->layers, Vp = c->padded_vocab;
@@ -341,6 +350,7 @@ void TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
     void *dlast = at(d.residual3, (L - 1) * s.btc, e);
     be->layernorm_backward(dlast, dlnfw, dlnfb, d.lnf, last, lnfw, st.lnf_mean, st.lnf_rstd, BT,
                            C);
+    GRADS_READY(m->tensors[m->n_tensors - 2].offset);
 
     for (int l = L - 1; l >= 0; l--) {
         block_params p = block_at(m, m->params, pe, l);
@@ -372,6 +382,9 @@ void TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
         be->add_inplace(dresidual, dres2, (size_t)BT * C);
         be->layernorm_backward(dresidual, g.ln1w, g.ln1b, at(d.ln1, o, e), residual, p.ln1w,
                                st.ln1_mean + ob, st.ln1_rstd + ob, BT, C);
+        GRADS_READY(m->tensors[2 + 12 * l].offset);
     }
     be->embed_backward(dwte, dwpe, d.encoded, m->tokens, B, T, C);
+    GRADS_READY(0);
+    return TS_OK;
 }

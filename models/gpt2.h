@@ -65,6 +65,13 @@ typedef struct TS_REAL(gpt2) {
     int *targets;       // backend memory (max_B*maxT)
     real *losses_host;  // host copy of per-token losses (max_B*maxT)
     size_t bytes;       // backend memory this model holds
+
+    // Optional hook, called by backward each time the gradients at flat offsets >= ready_from
+    // have their final value (after the final LayerNorm, after each block, after the
+    // embeddings: ready_from decreases to 0). The reducer starts communication from it while
+    // backward goes on. A non-OK status stops backward and is returned by gpt2_backward.
+    ts_status (*grads_ready)(void *ctx, size_t ready_from);
+    void *grads_ready_ctx;
 } TS_REAL(gpt2);
 
 // Round the vocabulary up to a multiple of 128 (the padded LM head size).
@@ -100,8 +107,9 @@ const gpt2_tensor *gpt2_find_tensor(const gpt2_tensor *t, int n, const char *nam
 double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *targets, int B,
                              int T, real dloss);
 // Backward of the last forward (which must have been called with targets and dloss != 0).
-// Accumulates into m->grads; call gpt2_zero_grad at the start of an accumulation.
-void TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m);
+// Accumulates into m->grads; call gpt2_zero_grad at the start of an accumulation. Returns the
+// grads_ready hook's status (TS_OK without a hook).
+ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m);
 void TS_REAL(gpt2_zero_grad)(TS_REAL(gpt2) * m);
 // Pointer (backend memory, act_dtype) to logits of the last forward, (B,T,Vp).
 const void *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m);

@@ -79,6 +79,20 @@ const cfg_key cfg_keys[] = {
 
     KEY(comm, timeout_s, CFG_FLOAT, "300", 0.01, 86400, NULL,
         "deadline in seconds for any collective (then: peer lost)"),
+    KEY(comm, init_timeout_s, CFG_FLOAT, "600", 1, 86400, NULL,
+        "deadline in seconds for start-up and shut-down (MPI_Init, MPI_Finalize, first "
+        "collectives)"),
+    KEY(comm, bucket_mb, CFG_FLOAT, "4", 0.0009765625, 4096, NULL,
+        "gradient bucket size in MiB: each bucket is summed over ranks as soon as backward "
+        "has produced it"),
+    KEY(comm, overlap, CFG_BOOL, "true", 0, 0, NULL,
+        "start each bucket's reduction during backward (false: all after backward)"),
+    KEY(comm, trace, CFG_BOOL, "false", 0, 0, NULL,
+        "write comm_trace.jsonl: when each bucket's reduction started and ended, and when "
+        "backward ended, per step (rank 0)"),
+    KEY(comm, zero_stage, CFG_INT, "0", 0, 1, NULL,
+        "ZeRO stage: 0 = every rank holds the whole optimizer state; 1 = optimizer state "
+        "sharded over ranks (reduce-scatter gradients, all-gather weights)"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,

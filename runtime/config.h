@@ -62,7 +62,12 @@ typedef struct {
         int sample_tokens;  // tokens sampled at the end of a run (0 = none)
     } log;
     struct {
-        double timeout_s;   // deadline for any collective
+        double timeout_s;      // deadline for any collective
+        double init_timeout_s; // deadline for start-up and shut-down
+        double bucket_mb;      // gradient bucket size
+        int overlap;           // reduce buckets during backward
+        int zero_stage;        // 0 or 1
+        int trace;             // write comm_trace.jsonl
     } comm;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../collectives/comm.h"
+#include "../collectives/reducer.h"
 #ifdef TESSERA_HAVE_CUDA
 #include "../kernels/cuda/backend_cuda.h"
 #endif
@@ -43,7 +44,11 @@ typedef struct {
     FILE *metrics;
     FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
     tokenizer tok;  // rank 0: decodes the end-of-run sample
-    real *staging;  // host copy of the gradients when the backend's memory is a device's
+    real *staging;  // host copy of the weights for the first broadcast (device backends)
+    reducer red;    // bucketed gradient sums over ranks
+    // this step's time split: compute (forward, backward, optimizer), waiting on peers
+    double t_compute, t_wait;
+    FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -219,19 +224,6 @@ static ts_status train_pick_backend(trainer *tr) {
     return TS_OK;
 }
 
-// Sum the gradients over ranks. The communicator works on host memory: a device backend's
-// gradients go through a host copy allocated once at start-up.
-static ts_status train_reduce_grads(trainer *tr) {
-    comm *c = tr->comm;
-    gpt2 *m = &tr->model;
-    if (c->size == 1) return TS_OK;
-    if (!tr->staging) return c->all_reduce_sum_f32(c, m->grads, m->n_params);
-    m->be->to_host(tr->staging, m->grads, m->n_params * sizeof(real));
-    TS_CHECK(c->all_reduce_sum_f32(c, tr->staging, m->n_params));
-    m->be->to_device(m->grads, tr->staging, m->n_params * sizeof(real));
-    return TS_OK;
-}
-
 static ts_status train_setup(trainer *tr) {
     tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
@@ -244,6 +236,14 @@ static ts_status train_setup(trainer *tr) {
     tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
     TRAIN_AGREE_QUIET(c, train_open_run_dir(tr), st);
     TS_CHECK(st);
+    // every rank may leave a status file there (<run_dir>/rank-N.status) when it gives up
+    TS_CHECK(train_agree(c, c->rank != 0 ? mkdir_p(tr->run_dir) : TS_OK));
+    comm_status_set_dir(tr->run_dir);
+    if (cfg->comm.trace && c->rank == 0) {
+        char path[sizeof tr->run_dir + 32];
+        snprintf(path, sizeof path, "%s/comm_trace.jsonl", tr->run_dir);
+        tr->trace = fopen(path, "w");
+    }
     log_info("run directory: %s", tr->run_dir);
     if (tr->be->act_dtype == TS_F32 && strcmp(tr->be->name, "cpu") == 0)
         log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
@@ -275,6 +275,7 @@ static ts_status train_setup(trainer *tr) {
     size_t n_params;
     gpt2_param_table(&mc, NULL, 0, &n_params);
     size_t optim_bytes = 2 * n_params * sizeof(real); // AdamW moments, counted in the fit check
+    if (cfg->comm.zero_stage == 1) optim_bytes = 2 * ((n_params + c->size - 1) / c->size + 64) * sizeof(real);
     TS_CHECK(train_agree(c, gpt2_create_ex(&tr->model, &mc, tr->be, tr->micro, optim_bytes)));
     if (c->rank == 0) gpt2_init_weights(&tr->model, (uint64_t)cfg->run.seed);
     // rank 0's weights for everyone (the communicator works on host buffers)
@@ -288,7 +289,26 @@ static ts_status train_setup(trainer *tr) {
         if (tr->staging) tr->be->to_device(tr->model.master, w, n_params * sizeof(real));
         gpt2_sync_params(&tr->model);
     }
-    optim_create(&tr->opt, &tr->model);
+    free(tr->staging); // the reducer keeps its own
+    tr->staging = NULL;
+    TS_CHECK(reducer_create(&tr->red, c, tr->be, tr->model.grads, n_params, cfg->comm.bucket_mb,
+                            cfg->comm.zero_stage == 1, cfg->comm.overlap));
+    if (cfg->comm.zero_stage == 1) {
+        size_t *first = ts_calloc((size_t)tr->red.n_buckets, sizeof(size_t), "shard ranges");
+        size_t *count = ts_calloc((size_t)tr->red.n_buckets, sizeof(size_t), "shard ranges");
+        int n = reducer_owned(&tr->red, first, count);
+        optim_create_sharded(&tr->opt, &tr->model, first, count, n);
+        free(first);
+        free(count);
+    } else {
+        optim_create(&tr->opt, &tr->model);
+    }
+    log_info("optimizer: AdamW, %s, %d bucket%s of <= %.2f MiB%s; optimizer state %.2f MiB on "
+             "this rank",
+             cfg->comm.zero_stage == 1 ? "ZeRO-1 (state sharded over ranks)" : "state on every rank",
+             tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s", cfg->comm.bucket_mb,
+             cfg->comm.overlap ? ", reduced during backward" : "",
+             (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);
     log_info("model: GPT-2, %d layers, %d heads, width %d, context %d, vocabulary %d (padded "
              "%d): %zu parameters",
              mc.layers, mc.heads, mc.width, mc.seq_len, mc.vocab, tr->model.cfg.padded_vocab,
@@ -313,6 +333,8 @@ static void train_teardown(trainer *tr) {
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);
     free(tr->staging);
+    reducer_destroy(&tr->red);
+    if (tr->trace) fclose(tr->trace);
     free(tr->seq_buf);
     free(tr->inputs);
     free(tr->targets);
@@ -332,11 +354,19 @@ static void split_batch(trainer *tr, int B) {
 }
 
 // forward+backward over this rank's share of step `step`; returns the summed token loss
-static double train_accumulate(trainer *tr, int step) {
+static ts_status train_grads_ready(void *ctx, size_t ready_from) {
+    return reducer_grads_ready((reducer *)ctx, ready_from);
+}
+
+// forward+backward over this rank's share of step `step` (summed token loss into *loss_sum);
+// the last micro-step's backward hands each finished bucket to the reducer, which sums it over
+// ranks while backward goes on (only the last micro-step communicates)
+static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
     const tessera_config *cfg = &tr->cfg;
     int T = cfg->model.seq_len;
     real dloss = (real)(1.0 / ((double)cfg->train.global_batch * T));
-    double loss_sum = 0;
+    double t0 = ts_now();
+    *loss_sum = 0;
     gpt2_zero_grad(&tr->model);
     for (int done = 0; done < tr->share; done += tr->micro) {
         int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
@@ -345,10 +375,31 @@ static double train_accumulate(trainer *tr, int step) {
             dataset_sample(&tr->train, (uint64_t)cfg->run.seed, g, tr->seq_buf + b * (T + 1));
         }
         split_batch(tr, B);
-        loss_sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
-        gpt2_backward(&tr->model);
+        *loss_sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
+        int last = done + tr->micro >= tr->share;
+        if (last) {
+            reducer_begin(&tr->red);
+            tr->model.grads_ready = train_grads_ready;
+            tr->model.grads_ready_ctx = &tr->red;
+        }
+        ts_status st = gpt2_backward(&tr->model);
+        tr->model.grads_ready = NULL;
+        TS_CHECK(st);
     }
-    return loss_sum;
+    double t1 = ts_now();
+    TS_CHECK(reducer_finish(&tr->red));
+    double t2 = ts_now();
+    tr->t_compute += t1 - t0;
+    tr->t_wait += t2 - t1;
+    if (tr->trace) {
+        fprintf(tr->trace, "{\"step\": %d, \"backward_end\": %.6f, \"buckets\": [", step + 1,
+                tr->red.t_backward_end - t0);
+        for (int b = 0; b < tr->red.n_buckets; b++)
+            fprintf(tr->trace, "%s[%.6f, %.6f]", b ? ", " : "", tr->red.buckets[b].t_start - t0,
+                    tr->red.buckets[b].t_done - t0);
+        fprintf(tr->trace, "]}\n");
+    }
+    return TS_OK;
 }
 
 // mean validation loss (nats/token) over eval.batches global batches of the validation set
@@ -384,26 +435,53 @@ static void format_duration(double s, char *buf, size_t n) {
 static ts_status train_loop(trainer *tr) {
     const tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
-    int steps = cfg->train.steps;
+    int steps = cfg->train.steps, zero = cfg->comm.zero_stage == 1;
     double tokens_per_step = (double)cfg->train.global_batch * cfg->model.seq_len;
     double t_start = ts_now(), t_window = t_start, loss_window = 0;
     int window_steps = 0, skipped = 0;
     double val_loss = NAN;
+    // accounting over the log window
+    double w_comm = 0;
+    uint64_t sent0 = c->stats.bytes_sent, recv0 = c->stats.bytes_recv;
+    double wait0 = c->stats.wait_s;
+    tr->t_compute = tr->t_wait = 0;
 
     for (int step = 0; step < steps; step++) {
+        comm_status_set_step(step + 1);
         double lr = optim_lr_at(cfg, step);
-        double loss_sum = train_accumulate(tr, step);
-        TS_CHECK(train_reduce_grads(tr));
-        TS_CHECK(c->all_reduce_sum_f64(c, &loss_sum, 1));
-        double loss = loss_sum / tokens_per_step;
-        // every rank holds the same summed gradients, so every rank takes the same decision
-        double norm = optim_grad_norm(&tr->model);
+        double loss_sum;
+        TS_CHECK(train_accumulate(tr, step, &loss_sum));
+        if (tr->red.n_buckets > 0 && tr->red.buckets[0].started) {
+            double lo = tr->red.buckets[0].t_start, hi = tr->red.buckets[0].t_done;
+            for (int b = 1; b < tr->red.n_buckets; b++) {
+                if (tr->red.buckets[b].t_start < lo) lo = tr->red.buckets[b].t_start;
+                if (tr->red.buckets[b].t_done > hi) hi = tr->red.buckets[b].t_done;
+            }
+            w_comm += hi - lo;
+        }
+        // the loss and, with ZeRO-1, the shards' squared gradient norms, in one small sum
+        double t0 = ts_now();
+        double sums[2] = {loss_sum, zero ? optim_grad_sumsq(&tr->opt, &tr->model) : 0};
+        TS_CHECK(c->all_reduce_sum_f64(c, sums, 2));
+        double loss = sums[0] / tokens_per_step;
+        // every rank holds the same summed gradients (or the same summed norm): every rank
+        // takes the same decision
+        double norm = zero ? sqrt(sums[1]) : optim_grad_norm(&tr->model);
+        double t1 = ts_now();
+        tr->t_wait += t1 - t0;
         if (!isfinite(norm) || !isfinite(loss)) {
             skipped++;
             log_warn("step %d: non-finite loss or gradient (loss %g, norm %g): step skipped",
                      step + 1, loss, norm);
         } else {
             optim_step(&tr->opt, &tr->model, cfg, lr, norm);
+            double t2 = ts_now();
+            tr->t_compute += t2 - t1;
+            if (zero) {
+                TS_CHECK(reducer_gather_params(&tr->red, tr->model.master));
+                gpt2_sync_params(&tr->model);
+                tr->t_wait += ts_now() - t2;
+            }
         }
         loss_window += loss;
         window_steps++;
@@ -414,20 +492,30 @@ static ts_status train_loop(trainer *tr) {
         if (last || (step + 1) % cfg->log.every == 0 || do_eval) {
             double now = ts_now(), dt = (now - t_window) / window_steps;
             double eta = (now - t_start) / (step + 1) * (steps - step - 1);
-            char eta_s[32], val_s[48] = "";
+            double compute_ms = tr->t_compute * 1e3 / window_steps;
+            double comm_ms = w_comm * 1e3 / window_steps;
+            double wait_ms = (c->stats.wait_s - wait0) * 1e3 / window_steps;
+            double sent = (double)(c->stats.bytes_sent - sent0) / window_steps;
+            double recv = (double)(c->stats.bytes_recv - recv0) / window_steps;
+            char eta_s[32], val_s[48] = "", comm_s[48] = "";
             format_duration(eta, eta_s, sizeof eta_s);
             if (do_eval) snprintf(val_s, sizeof val_s, " | val %.4f", val_loss);
-            log_info("step %*d/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms/step "
-                     "| ETA %s",
+            if (c->size > 1)
+                snprintf(comm_s, sizeof comm_s, " | comm %.0f%% wait %.0f%%",
+                         100.0 * comm_ms / (dt * 1e3), 100.0 * wait_ms / (dt * 1e3));
+            log_info("step %*d/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms/step"
+                     "%s | ETA %s",
                      (int)snprintf(NULL, 0, "%d", steps), step + 1, steps,
                      loss_window / window_steps, val_s, lr, norm, tokens_per_step / dt, dt * 1e3,
-                     eta_s);
+                     comm_s, eta_s);
             if (tr->metrics) {
                 fprintf(tr->metrics,
                         "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
-                        "\"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"elapsed_s\": %.3f",
+                        "\"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"compute_ms\": %.3f, "
+                        "\"comm_ms\": %.3f, \"wait_ms\": %.3f, \"bytes_sent\": %.0f, "
+                        "\"bytes_recv\": %.0f, \"elapsed_s\": %.3f",
                         step + 1, loss_window / window_steps, lr, norm, tokens_per_step / dt,
-                        dt * 1e3, now - t_start);
+                        dt * 1e3, compute_ms, comm_ms, wait_ms, sent, recv, now - t_start);
                 if (do_eval) fprintf(tr->metrics, ", \"val_loss\": %.6f", val_loss);
                 fprintf(tr->metrics, "}\n");
                 fflush(tr->metrics);
@@ -435,6 +523,11 @@ static ts_status train_loop(trainer *tr) {
             t_window = now;
             loss_window = 0;
             window_steps = 0;
+            w_comm = 0;
+            tr->t_compute = tr->t_wait = 0;
+            sent0 = c->stats.bytes_sent;
+            recv0 = c->stats.bytes_recv;
+            wait0 = c->stats.wait_s;
         }
     }
     if (skipped) log_warn("%d of %d steps were skipped (non-finite gradients)", skipped, steps);
@@ -475,7 +568,9 @@ int cmd_train(int argc, char **argv) {
     trainer tr;
     memset(&tr, 0, sizeof tr);
     log_init(0, 1);
-    ts_status st = comm_init(&tr.comm, &argc, &argv);
+    // the config (with comm.init_timeout_s) is read only after MPI is up: start-up gets the
+    // key's default deadline
+    ts_status st = comm_init(&tr.comm, &argc, &argv, 600.0);
     if (st != TS_OK) return ts_exit_code(st);
     log_init(tr.comm->rank, tr.comm->size);
 

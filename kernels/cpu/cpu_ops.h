@@ -8,7 +8,8 @@
 // unspecified); `omp simd` reductions stay inside one thread and have a fixed order. Sums over
 // rows are done serially per output element or through fixed-size chunks whose partial sums are
 // combined in chunk order, so the kernels' own loops give the same bits at any thread count.
-// GEMMs are OpenBLAS's: deterministic for a given thread count and CPU kernel.
+// GEMMs are OpenBLAS's (deterministic for a given thread count and CPU kernel) or, without
+// OpenBLAS, cpu_gemm.h's loops (deterministic).
 #ifndef TESSERA_CPU_OPS_H
 #define TESSERA_CPU_OPS_H
 

@@ -14,6 +14,7 @@
 //
 // The workspace (32 MiB) is allocated once in cuda_matmul_init; nothing here allocates later.
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -32,17 +33,22 @@
 #define MM_CACHE_SIZE      256 // algorithms remembered (a GPT-2 step uses a few dozen shapes)
 
 static cublasLtHandle_t mm_handle;
-static void *mm_workspace;
+static cublasHandle_t mm_blas; // the fallback for plain GEMMs cuBLASLt has no algorithm for
+static void *mm_workspace;     // shared by both handles: all their work is on one stream
 
 void cuda_matmul_init(void) {
     if (mm_handle) return;
     CUBLAS_CHECK(cublasLtCreate(&mm_handle));
     CUDA_CHECK(cudaMalloc(&mm_workspace, MM_WORKSPACE_BYTES));
+    CUBLAS_CHECK(cublasCreate(&mm_blas));
+    CUBLAS_CHECK(cublasSetWorkspace(mm_blas, mm_workspace, MM_WORKSPACE_BYTES));
 }
 
 void cuda_matmul_free(void) {
+    if (mm_blas) CUBLAS_CHECK(cublasDestroy(mm_blas));
     if (mm_workspace) CUDA_CHECK(cudaFree(mm_workspace));
     if (mm_handle) CUBLAS_CHECK(cublasLtDestroy(mm_handle));
+    mm_blas = NULL;
     mm_workspace = NULL;
     mm_handle = NULL;
 }
@@ -110,7 +116,8 @@ static void mm_layout(cublasLtMatrixLayout_t *l, cudaDataType t, int rows, int c
 }
 
 // Run the GEMM. Returns false, having done nothing, when cuBLASLt has no algorithm for these
-// arguments and `required` is false; with `required` that is fatal.
+// arguments and `required` is false; with `required` (plain GEMMs only) the product then goes
+// through cublasGemmStridedBatchedEx, and only a failure there is fatal.
 static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
     if (g->m <= 0 || g->n <= 0 || g->batch <= 0) return true;
     const size_t esz_ab = mm_type_size(g->ab), esz_cd = mm_type_size(g->cd);
@@ -209,19 +216,50 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
         CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     }
 
-    const bool found = e->found;
+    bool found = e->found;
     if (found) {
-        CUBLAS_CHECK(cublasLtMatmul(mm_handle, desc, &g->alpha, g->a, la, g->b, lb, &g->beta, g->d,
-                                    ld, g->d, ld, &e->algo, mm_workspace, MM_WORKSPACE_BYTES, s));
-    } else if (required) {
-        log_error("cuBLASLt has no algorithm (%s) for a %s%s x %s%s -> %s GEMM m=%d n=%d k=%d "
-                  "batch=%d epilogue=%u lda=%lld ldb=%lld ldd=%lld alignment A=%u B=%u D=%u",
-                  cublasLtGetStatusName(e->status), g->ab == CUDA_R_16BF ? "bf16" : "fp32",
-                  g->ta ? "^T" : "", g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->tb ? "^T" : "",
-                  g->cd == CUDA_R_16BF ? "bf16" : "fp32", g->m, g->n, g->k, g->batch, epi,
-                  (long long)g->lda, (long long)g->ldb, (long long)g->ldd, key.align_a, key.align_b,
-                  key.align_d);
-        exit(TS_EXIT_INTERNAL);
+        // an algorithm the heuristic offered can still refuse the call (alignment of a pointer
+        // it did not judge): remembered as "none", so the caller's fallback runs instead
+        const cublasStatus_t st =
+            cublasLtMatmul(mm_handle, desc, &g->alpha, g->a, la, g->b, lb, &g->beta, g->d, ld, g->d,
+                           ld, &e->algo, mm_workspace, MM_WORKSPACE_BYTES, s);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            if (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE)
+                cuda_fail("cublasLtMatmul", cublasLtGetStatusName(st), __FILE__, __LINE__);
+            log_warn("cublasLtMatmul refused its heuristic's algorithm (%s) for m=%d n=%d k=%d "
+                     "batch=%d epilogue=%u; using the fallback for this shape",
+                     cublasLtGetStatusName(st), g->m, g->n, g->k, g->batch, epi);
+            e->found = found = false;
+            e->status = st;
+        }
+    }
+    if (!found && required) {
+        // plain GEMM without a cuBLASLt algorithm: the same product through cublasGemm*Ex, which
+        // takes any alignment (still fp32 compute, no TF32); anything else is fatal
+        const cublasStatus_t st =
+            g->epilogue != CUBLASLT_EPILOGUE_DEFAULT || g->lda > INT32_MAX || g->ldb > INT32_MAX ||
+                    g->ldd > INT32_MAX
+                ? CUBLAS_STATUS_NOT_SUPPORTED
+            : cublasSetStream(mm_blas, s) != CUBLAS_STATUS_SUCCESS
+                ? CUBLAS_STATUS_INTERNAL_ERROR
+                : cublasGemmStridedBatchedEx(
+                      mm_blas, g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, g->tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                      g->m, g->n, g->k, &g->alpha, g->a, g->ab, (int)g->lda, g->stride_a, g->b,
+                      g->ab, (int)g->ldb, g->stride_b, &g->beta, g->d, g->cd, (int)g->ldd,
+                      g->stride_d, g->batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            log_error("cuBLASLt has no algorithm (%s) and cublasGemmStridedBatchedEx fails (%s) "
+                      "for a %s%s x %s%s -> %s GEMM m=%d n=%d k=%d batch=%d epilogue=%u lda=%lld "
+                      "ldb=%lld ldd=%lld alignment A=%u B=%u D=%u",
+                      cublasLtGetStatusName(e->status), cublasLtGetStatusName(st),
+                      g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->ta ? "^T" : "",
+                      g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->tb ? "^T" : "",
+                      g->cd == CUDA_R_16BF ? "bf16" : "fp32", g->m, g->n, g->k, g->batch, epi,
+                      (long long)g->lda, (long long)g->ldb, (long long)g->ldd, key.align_a,
+                      key.align_b, key.align_d);
+            exit(TS_EXIT_INTERNAL);
+        }
+        found = true;
     }
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
@@ -346,6 +384,10 @@ static void mm_bias_grad(float *dbias, const T *dout, int N, int OC, cudaStream_
 static bool mm_forward_lt(ts_dtype dt, void *out, void *aux, const void *inp, const void *w,
                           const void *bias, int N, int C, int OC, cublasLtEpilogue_t epi,
                           cudaStream_t s) {
+    // The epilogues' vectors are not covered by the MIN_ALIGNMENT preferences, and an algorithm
+    // the heuristic accepts may still refuse a bias or aux pointer that is not 16-byte aligned
+    // when cublasLtMatmul runs (which is fatal here): leave such pointers to the fallback.
+    if (((uintptr_t)bias & 15) != 0 || ((uintptr_t)aux & 15) != 0) return false;
     lt_gemm_args g;
     memset(&g, 0, sizeof(g));
     g.ab = g.cd = mm_cuda_type(dt);
@@ -389,11 +431,13 @@ void cuda_matmul_forward(ts_dtype dt, void *out, const void *inp, const void *w,
 // The fused path needs what cuBLASLt documents for the GELU aux matrix: its leading dimension
 // (OC here) divisible by 8; the heuristic then judges the pointers. cuBLASLt's GELU is the tanh
 // approximation, the same function as cuda_gelu_forward (computed before rounding `pre`, so in
-// bf16 out may differ from gelu(pre) in the last bit).
+// bf16 out may differ from gelu(pre) in the last bit). Only bf16 takes the fused path: the
+// epilogue's tanh is not documented to be accurate to fp32 rounding, and fp32 mode exists to
+// match the CPU tightly, so it computes GELU with cuda_gelu_forward (the CPU's formula).
 void cuda_matmul_gelu_forward(ts_dtype dt, void *pre, void *out, const void *inp, const void *w,
                               const void *bias, int N, int C, int OC, cudaStream_t s) {
     if (N <= 0 || OC <= 0) return;
-    if (bias && OC % 8 == 0 &&
+    if (dt == TS_BF16 && bias && OC % 8 == 0 &&
         mm_forward_lt(dt, out, pre, inp, w, bias, N, C, OC, CUBLASLT_EPILOGUE_GELU_AUX_BIAS, s))
         return;
     cuda_matmul_forward(dt, pre, inp, w, bias, N, C, OC, s);

@@ -1,9 +1,11 @@
 # Communicator tests (collectives/comm*.c). One program, tests/mpi/test_comm.c, run in several
-# ways: alone (the "self" backend), under mpirun with 1, 2 and 3 ranks (3 oversubscribes a
-# 2-core machine), and as a 2-rank deadline test where one rank stalls.
+# ways: alone (the "self" backend), under mpirun with 1 to 4 ranks (3 and 4 oversubscribe a
+# 2-core machine), and as jobs in which a rank stops answering (deadline, start-up and shut-down
+# watchdogs). Also the all-reduce benchmark (bench/comm_bench.c), built here but run by hand.
 
 tessera_unit_test(test_comm SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_comm.c LIBS tessera_core)
 set(TESSERA_EXPECT_EXIT ${CMAKE_CURRENT_SOURCE_DIR}/mpi/expect_exit.sh)
+set(TESSERA_RUN_STALLED ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_stalled.sh)
 # a plain run must not look as if mpirun had started it
 set(TESSERA_COMM_PLAIN_ENV "OMPI_COMM_WORLD_SIZE=unset:;PMIX_RANK=unset:;TESSERA_COMM=unset:")
 
@@ -19,7 +21,7 @@ set_tests_properties(comm_bad_backend PROPERTIES LABELS unit TIMEOUT 30
                      ENVIRONMENT "TESSERA_COMM=carrier-pigeon")
 
 if(TESSERA_HAVE_MPI)
-  foreach(np 1 2 3)
+  foreach(np 1 2 3 4)
     add_test(NAME comm_mpi_np${np}
              COMMAND ${TESSERA_MPIRUN} -np ${np} $<TARGET_FILE:test_comm> collectives mpi ${np})
     set_tests_properties(comm_mpi_np${np} PROPERTIES LABELS mpi TIMEOUT 60
@@ -32,14 +34,47 @@ if(TESSERA_HAVE_MPI)
                    $<TARGET_FILE:test_comm> collectives self 1)
   set_tests_properties(comm_mpi_forced_self PROPERTIES LABELS mpi TIMEOUT 60)
 
-  # rank 1 stalls past a 1 s deadline: rank 0 gives up, names the collective and the deadline,
-  # and exits 75, which mpirun passes on
+  # rank 2 of 3 stops (SIGSTOP) at step 7; ranks 0 and 1 give up on their all-reduce after the
+  # 2 s deadline, each naming the collective and the peer it waited for (rank 0 waits on its
+  # left neighbour, rank 2; rank 1 on rank 0, which is itself stuck, or on rank 2), leave status
+  # files and exit 75, which mpirun passes on
   add_test(NAME comm_mpi_deadline
-           COMMAND ${TESSERA_EXPECT_EXIT} 75
-                   "tessera\\[0\\]: error: all_reduce_sum_f32 on rank 0 of 2 did not complete"
-                   "did not complete within the 1\\.0 s deadline \\(waited 1\\.[0-9] s\\)"
-                   "a peer is lost or stalled"
-                   -- ${TESSERA_MPIRUN} -np 2 $<TARGET_FILE:test_comm> deadline)
+           COMMAND ${TESSERA_RUN_STALLED} --exit 75 --within 20
+                   --match "tessera\\[0\\]: error: all-reduce \\(sum\\) at step 7: waited 2\\.[0-9] s for rank 2, which did not answer: peer lost"
+                   --match "tessera\\[1\\]: error: all-reduce \\(sum\\) at step 7: waited 2\\.[0-9] s for rank [02], which did not answer: peer lost"
+                   --status "rank-0.status=^reason peer_lost\\|step 7\\|collective all-reduce \\(sum\\)\\|peer 2\\|exit_code 75$"
+                   --status "rank-1.status=^reason peer_lost\\|step 7\\|collective all-reduce \\(sum\\)\\|peer [02]\\|exit_code 75$"
+                   --no-status rank-2.status
+                   -- ${TESSERA_MPIRUN} -np 3 $<TARGET_FILE:test_comm> deadline @DIR@)
   set_tests_properties(comm_mpi_deadline PROPERTIES LABELS mpi RUN_SERIAL TRUE TIMEOUT 60
                        ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
+
+  # MPI_Init_thread under a 1 ms watchdog: every rank is ended with 75 and a status file
+  add_test(NAME comm_mpi_init_watchdog
+           COMMAND ${TESSERA_RUN_STALLED} --exit 75 --within 20
+                   --match "error: MPI_Init_thread did not return within 0\\.001 s: a host of this job is unreachable or hung"
+                   --status "rank-0.status=^reason peer_lost\\|step -1\\|collective MPI_Init_thread\\|peer -1\\|exit_code 75$"
+                   --status "rank-1.status=^reason peer_lost\\|step -1\\|collective MPI_Init_thread\\|peer -1\\|exit_code 75$"
+                   -- ${TESSERA_MPIRUN} -np 2 $<TARGET_FILE:test_comm> init-watchdog @DIR@)
+  set_tests_properties(comm_mpi_init_watchdog PROPERTIES LABELS mpi RUN_SERIAL TRUE TIMEOUT 60
+                       ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
+
+  # MPI_Finalize waits for a stopped rank: the watchdog ends it after timeout_s (1 s)
+  add_test(NAME comm_mpi_finalize_watchdog
+           COMMAND ${TESSERA_RUN_STALLED} --exit 75 --within 15
+                   --match "tessera\\[0\\]: error: MPI_Finalize did not return within 1 s: a host"
+                   --status "rank-0.status=^reason peer_lost\\|step -1\\|collective MPI_Finalize\\|peer -1\\|exit_code 75$"
+                   -- ${TESSERA_MPIRUN} -np 2 $<TARGET_FILE:test_comm> finalize-watchdog @DIR@)
+  set_tests_properties(comm_mpi_finalize_watchdog PROPERTIES LABELS mpi RUN_SERIAL TRUE
+                       TIMEOUT 60 ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
+
+  # all-reduce bus bandwidth, ours beside MPI_Allreduce (run by hand; see docs/benchmarks.md)
+  add_executable(comm_bench ${CMAKE_SOURCE_DIR}/bench/comm_bench.c)
+  target_link_libraries(comm_bench PRIVATE tessera_core)
 endif()
+
+# the schedules alone, for 1 to 9 ranks on a simulated network (no MPI needed)
+tessera_unit_test(test_comm_sched SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_comm_sched.c
+                  LIBS tessera_core)
+add_test(NAME comm_sched COMMAND test_comm_sched)
+set_tests_properties(comm_sched PROPERTIES LABELS unit TIMEOUT 60)

@@ -1,0 +1,68 @@
+// comm_internal.h — what the communicator backends share and the trainer does not see: argument
+// checks, the blocking calls built on start + wait, and the watchdog that bounds MPI start-up
+// and shut-down.
+#ifndef TESSERA_COMM_INTERNAL_H
+#define TESSERA_COMM_INTERNAL_H
+
+#include <pthread.h>
+
+#include "comm.h"
+
+// A dtype the public header does not name: raw bytes, for broadcast(buf, bytes, root) and for
+// copies (all-gather, broadcast) of any buffer. Reductions refuse it.
+#define COMM_BYTES ((comm_dtype)(COMM_I32 + 1))
+
+// One collective in flight. Every backend keeps COMM_MAX_INFLIGHT of these slots; `backend`
+// points at the backend's own progress state for the slot (MPI requests, the current step).
+typedef enum { COMM_REQ_FREE = 0, COMM_REQ_ACTIVE, COMM_REQ_DONE } comm_req_state;
+
+struct comm_req {
+    comm_req_state state; // DONE: complete, not yet reported by test/wait
+    comm_op op;
+    comm_dtype dt;
+    unsigned char *buf;
+    size_t n, esize; // elements and bytes per element
+    int root;
+    uint64_t seq;             // start order: the same on every rank for the same collective
+    double started, deadline; // ts_now() seconds
+    void *backend;
+};
+
+// Take a free slot for a checked start() call; NULL (logged) when COMM_MAX_INFLIGHT are busy.
+comm_req *comm_req_acquire(comm_req *slots, comm_op op, void *buf, size_t n, comm_dtype dt,
+                           int root, uint64_t seq, double timeout_s);
+// Check that req is one of `slots` and not released; logs and returns TS_ERR_INTERNAL if not.
+ts_status comm_req_check(const comm_req *slots, const comm_req *req);
+
+// Check a start() call's arguments (op, dtype, buffer, root; BARRIER: NULL buffer and n 0).
+// A wrong combination is a bug in the caller: logged, TS_ERR_INTERNAL.
+ts_status comm_check_start(const comm *c, comm_op op, const void *buf, size_t n, comm_dtype dt,
+                           int root);
+
+// Fill c's blocking entry points (all_reduce_sum_f32 ... barrier) with start + wait.
+void comm_set_blocking_ops(comm *c);
+
+// The status file's step as last set (-1 before the trainer sets one).
+long comm_status_step(void);
+
+// ---- watchdog -------------------------------------------------------------------------------
+// A thread that ends the process with the peer-lost code if the main thread has not called
+// comm_watchdog_stop within timeout_s: MPI_Init_thread and MPI_Finalize have no timeout of
+// their own and can wait forever for an unreachable host. On expiry it logs one line, writes
+// the status file (collective = `what`, reason peer_lost) and calls _exit(75).
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int stopped, running;
+    double deadline; // ts_now() seconds
+    double timeout_s;
+    const char *what; // "MPI_Init_thread", "MPI_Finalize"
+    int rank;         // for the status file; -1 when not known yet
+} comm_watchdog;
+
+// timeout_s <= 0: no watchdog (the call may wait forever).
+ts_status comm_watchdog_start(comm_watchdog *w, const char *what, double timeout_s, int rank);
+void comm_watchdog_stop(comm_watchdog *w);
+
+#endif

@@ -1,0 +1,97 @@
+// comm_sched.h — the collectives as point-to-point schedules: for a rank and a step, which
+// message goes to which peer, where it lands and what gets reduced.
+//
+// A schedule is a pure function of (collective, n, element size, world size, rank, root, step):
+// there is no MPI in it, so the same schedule serves any transport that can send and receive,
+// and the bytes a rank moves are known in advance. Each step holds at most one send and one
+// receive, posted together; the step's reduction runs once both have completed.
+//
+// Algorithms (p ranks, r this rank, n elements, chunk k = comm_chunk(n, p, k)):
+//   ring                 all-reduce of >= COMM_SMALL_BYTES, reduce-scatter, all-gather.
+//                        Reduce-scatter: p - 1 rounds; in round k rank r sends chunk r-k-1 to
+//                        r+1 and adds chunk r-k-2 from r-1 into its own (indices mod p), so
+//                        chunk j is summed starting at rank j+1 and moving up the ring, ending
+//                        complete on rank j. All-gather: p - 1 rounds, round k sends chunk r-k,
+//                        receives chunk r-k-1. All-reduce is the two in a row. Each round is cut
+//                        into `segments` steps of at most COMM_RING_SEGMENT bytes, so a received
+//                        segment is added while it is still in cache, the scratch buffer stays
+//                        small, and two steps can be in flight (window 2: segment s+1 moves
+//                        while segment s is added; a step is posted once the step two before it
+//                        has been added in, and its send reads a segment finished `segments`
+//                        >= 2 steps earlier, its receive goes to the other half of the scratch).
+//   recursive doubling   all-reduce below COMM_SMALL_BYTES (or n < p): with q the largest power
+//                        of two <= p and e = p - q, ranks 2i < 2e first hand their vector to
+//                        2i+1; q ranks then exchange whole vectors with the partner at distance
+//                        1, 2, 4, ... (in the renumbered world); finally 2i+1 hands the result
+//                        back to 2i. Every sum puts the lower ranks' part first, so all ranks
+//                        evaluate the same expression and hold the same bits.
+//   binomial tree        broadcast below COMM_SMALL_BYTES: ceil(log2 p) rounds.
+//   chain                broadcast from COMM_SMALL_BYTES: root -> root+1 -> ... in segments of
+//                        COMM_CHAIN_SEGMENT bytes, each rank forwarding segment i-1 while it
+//                        receives segment i.
+//   dissemination        barrier: ceil(log2 p) rounds of zero-byte messages to r + 2^k, from
+//                        r - 2^k.
+// Messages of zero bytes are not sent (both sides know the lengths), except the barrier's. No
+// message is longer than max(COMM_RING_SEGMENT, COMM_CHAIN_SEGMENT, COMM_SMALL_BYTES), except
+// recursive doubling's when n < p: then n * esize is tiny anyway.
+#ifndef TESSERA_COMM_SCHED_H
+#define TESSERA_COMM_SCHED_H
+
+#include <stddef.h>
+
+#include "comm.h"
+
+#define COMM_SMALL_BYTES   ((size_t)64 << 10)  // latency algorithms below, bandwidth ones above
+#define COMM_CHAIN_SEGMENT ((size_t)256 << 10) // broadcast pipeline segment
+#define COMM_RING_SEGMENT  ((size_t)512 << 10) // ring step
+
+typedef enum {
+    COMM_ALGO_NONE = 0, // nothing to move: one rank, or no data
+    COMM_ALGO_RING,
+    COMM_ALGO_RECURSIVE_DOUBLING,
+    COMM_ALGO_BINOMIAL,
+    COMM_ALGO_CHAIN,
+    COMM_ALGO_DISSEMINATION,
+} comm_algo;
+
+typedef struct {
+    comm_op op;
+    comm_algo algo;
+    int rank, size, root;
+    size_t n, esize;  // elements, bytes per element
+    int steps;        // on this rank
+    int window;       // steps that may be in flight at once (1 or 2)
+    int segments;     // ring: steps per round
+    size_t seg_elems; // ring: elements per segment (the last of a chunk may be shorter)
+} comm_sched;
+
+typedef struct {
+    int peer;           // -1: no message this step
+    int to_scratch;     // a receive into the scratch buffer instead of buf
+    size_t off;         // byte offset into buf
+    size_t scratch_off; // byte offset into scratch, for a receive into scratch
+    size_t bytes;
+} comm_msg;
+
+typedef struct {
+    comm_msg send, recv;
+    // after both messages: buf[red_off, red_off + recv.bytes) = received OP buf when
+    // scratch_first, else buf OP received (the lower ranks' part comes first)
+    int reduce;
+    int scratch_first;
+    size_t red_off;
+} comm_step;
+
+void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size, int rank,
+                     int root);
+// Step `step` of this rank's schedule. With window 2, consecutive steps use alternate halves of
+// the scratch buffer.
+void comm_sched_step(const comm_sched *s, int step, comm_step *out);
+size_t comm_sched_scratch_bytes(const comm_sched *s);
+const char *comm_algo_name(comm_algo algo);
+
+// dst[i] = a OP b over n elements, (a, b) = (src[i], dst[i]) when src_first else (dst[i],
+// src[i]); OP is + or max.
+void comm_reduce(void *dst, const void *src, size_t n, comm_dtype dt, int max, int src_first);
+
+#endif

@@ -1,0 +1,156 @@
+// reducer.c — bucketed gradient reduction overlapped with backward (see reducer.h).
+#include "reducer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ts_status reducer_create(reducer *r, comm *c, const backend *be, real *grads, size_t n,
+                         double bucket_mb, int zero, int overlap) {
+    memset(r, 0, sizeof *r);
+    if (!(bucket_mb > 0)) {
+        log_error("[comm] bucket_mb: expected a bucket size > 0 MiB, got %g", bucket_mb);
+        return TS_ERR_INPUT;
+    }
+    r->comm = c;
+    r->be = be;
+    r->grads = grads;
+    r->n = n;
+    r->zero = zero;
+    r->overlap = overlap;
+    size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(real));
+    if (per < 1) per = 1;
+    r->n_buckets = (int)((n + per - 1) / per);
+    if (r->n_buckets < 1) r->n_buckets = 1;
+    if (r->n_buckets > COMM_MAX_INFLIGHT) {
+        // more buckets than requests in flight: grow the buckets instead
+        per = (n + COMM_MAX_INFLIGHT - 1) / COMM_MAX_INFLIGHT;
+        r->n_buckets = (int)((n + per - 1) / per);
+    }
+    r->buckets = ts_calloc((size_t)r->n_buckets, sizeof(reducer_bucket), "reducer buckets");
+    // from the end of the buffer backwards: bucket 0 is the last `per` elements
+    size_t end = n;
+    for (int b = 0; b < r->n_buckets; b++) {
+        size_t first = end > per ? end - per : 0;
+        r->buckets[b].first = first;
+        r->buckets[b].count = end - first;
+        end = first;
+    }
+    if (strcmp(be->name, "cpu") != 0 && c->size > 1)
+        r->staging = ts_malloc(n * sizeof(real), "gradient staging buffer");
+    return TS_OK;
+}
+
+void reducer_destroy(reducer *r) {
+    free(r->buckets);
+    free(r->staging);
+    memset(r, 0, sizeof *r);
+}
+
+void reducer_begin(reducer *r) {
+    r->active = 1;
+    for (int b = 0; b < r->n_buckets; b++) {
+        reducer_bucket *k = &r->buckets[b];
+        k->req = NULL;
+        k->started = k->done = 0;
+        k->t_start = k->t_done = 0;
+    }
+}
+
+static ts_status bucket_start(reducer *r, reducer_bucket *k) {
+    real *buf = r->grads + k->first;
+    if (r->staging) {
+        r->be->to_host(r->staging + k->first, buf, k->count * sizeof(real));
+        buf = r->staging + k->first;
+    }
+    k->started = 1;
+    k->t_start = ts_now();
+    comm_op op = r->zero ? COMM_REDUCE_SCATTER_SUM : COMM_ALL_REDUCE_SUM;
+    return r->comm->start(r->comm, op, buf, k->count, COMM_F32, 0, &k->req);
+}
+
+static void bucket_done(reducer *r, reducer_bucket *k) {
+    k->done = 1;
+    k->req = NULL;
+    k->t_done = ts_now();
+    if (!r->staging) return;
+    size_t first = k->first, count = k->count;
+    if (r->zero) { // only this rank's chunk holds the sum
+        size_t cf, cc;
+        comm_chunk(k->count, r->comm->size, r->comm->rank, &cf, &cc);
+        first += cf;
+        count = cc;
+    }
+    r->be->to_device(r->grads + first, r->staging + first, count * sizeof(real));
+}
+
+// advance what is in flight without blocking
+static ts_status reducer_poll(reducer *r) {
+    for (int b = 0; b < r->n_buckets; b++) {
+        reducer_bucket *k = &r->buckets[b];
+        if (!k->started || k->done) continue;
+        int done = 0;
+        TS_CHECK(r->comm->test(r->comm, k->req, &done));
+        if (done) bucket_done(r, k);
+    }
+    return TS_OK;
+}
+
+ts_status reducer_grads_ready(reducer *r, size_t ready_from) {
+    if (!r->active || r->comm->size == 1 || !r->overlap) return TS_OK;
+    for (int b = 0; b < r->n_buckets; b++) {
+        reducer_bucket *k = &r->buckets[b];
+        if (k->first < ready_from) break; // buckets further on are not complete yet
+        if (!k->started) TS_CHECK(bucket_start(r, k));
+    }
+    return reducer_poll(r);
+}
+
+ts_status reducer_finish(reducer *r) {
+    r->t_backward_end = ts_now();
+    if (!r->active) return TS_OK;
+    r->active = 0;
+    if (r->comm->size == 1) return TS_OK;
+    for (int b = 0; b < r->n_buckets; b++)
+        if (!r->buckets[b].started) TS_CHECK(bucket_start(r, &r->buckets[b]));
+    for (int b = 0; b < r->n_buckets; b++) {
+        reducer_bucket *k = &r->buckets[b];
+        if (k->done) continue;
+        TS_CHECK(r->comm->wait(r->comm, k->req));
+        bucket_done(r, k);
+    }
+    return TS_OK;
+}
+
+int reducer_owned(const reducer *r, size_t *first, size_t *count) {
+    for (int b = 0; b < r->n_buckets; b++) {
+        size_t cf, cc;
+        comm_chunk(r->buckets[b].count, r->comm->size, r->comm->rank, &cf, &cc);
+        first[b] = r->buckets[b].first + cf;
+        count[b] = cc;
+    }
+    return r->n_buckets;
+}
+
+ts_status reducer_gather_params(reducer *r, real *master) {
+    if (r->comm->size == 1) return TS_OK;
+    // start every bucket's all-gather, then wait for them in order
+    comm_req *reqs[COMM_MAX_INFLIGHT];
+    real *host = r->staging ? r->staging : master;
+    for (int b = 0; b < r->n_buckets; b++) {
+        reducer_bucket *k = &r->buckets[b];
+        if (r->staging) { // this rank's updated chunk goes down to the host copy
+            size_t cf, cc;
+            comm_chunk(k->count, r->comm->size, r->comm->rank, &cf, &cc);
+            r->be->to_host(host + k->first + cf, master + k->first + cf, cc * sizeof(real));
+        }
+        TS_CHECK(r->comm->start(r->comm, COMM_ALL_GATHER, host + k->first, k->count, COMM_F32, 0,
+                                &reqs[b]));
+    }
+    for (int b = 0; b < r->n_buckets; b++) {
+        TS_CHECK(r->comm->wait(r->comm, reqs[b]));
+        if (r->staging)
+            r->be->to_device(master + r->buckets[b].first, host + r->buckets[b].first,
+                             r->buckets[b].count * sizeof(real));
+    }
+    return TS_OK;
+}

@@ -1,0 +1,424 @@
+// test_comm_sched.c — the collectives' schedules (collectives/comm_sched.c) run for worlds of 1
+// to 9 ranks inside one process, on a simulated network, without MPI.
+//
+// mpirun on a small machine reaches 4 ranks; this reaches the shapes it cannot (5, 6, 7: not a
+// power of two, with several ranks handing in their vectors; 8; 9) and checks what a real
+// network would hide:
+//   - every send meets a receive of the same length, in order, and no rank waits forever
+//     (messages complete only when the receiver takes them, like MPI's rendezvous protocol);
+//   - a send's data does not change between posting and delivery, delivered as late as a legal
+//     MPI execution allows (the window of two ring steps is safe);
+//   - the results: exact sums, maxima, chunks, broadcasts, and random float sums bit for bit in
+//     the documented order;
+//   - the bytes each rank sends and receives, against the formulas of test_comm.c.
+// The simulated engine follows comm_mpi.c's: fill the window, complete the oldest step, reduce.
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/comm_sched.h"
+
+static int g_failures = 0;
+
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (g_failures++ < 20) {                                                               \
+                fprintf(stderr, "test_comm_sched: FAIL line %d: %s: ", __LINE__, #cond);           \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define MAX_P    9
+#define MAX_MSGS 8 // messages in flight between two ranks (at most 2 steps in flight per rank)
+
+static int mod(long a, int p) { return (int)(((a % p) + p) % p); }
+
+// ---------------------------------------------------------------------------------------------
+// the simulated world
+
+typedef struct {
+    comm_step cs;
+    int recv_done, send_done;
+} flight;
+
+typedef struct {
+    comm_sched s;
+    unsigned char *buf, *scratch;
+    int next_step, inflight;
+    flight fl[2];
+    uint64_t sent, recv;
+    int done;
+} rank_state;
+
+typedef struct { // a posted message: which rank, which flight entry, and for sends a snapshot
+    int rank, entry_step;
+    unsigned char *ptr;
+    size_t bytes;
+    unsigned char *snapshot;
+} posted;
+
+typedef struct {
+    posted sends[MAX_MSGS], recvs[MAX_MSGS];
+    int n_sends, n_recvs;
+} channel_queue;
+
+static rank_state g_ranks[MAX_P];
+static channel_queue *g_chan; // [src * MAX_P + dst]
+static comm_op g_op;
+static comm_dtype g_dt;
+
+// deliver the oldest send from src to dst into the oldest receive posted for it, if both exist
+static int match(int src, int dst) {
+    channel_queue *q = &g_chan[src * MAX_P + dst];
+    if (q->n_sends == 0 || q->n_recvs == 0) return 0;
+    {
+        posted s = q->sends[0], r = q->recvs[0];
+        memmove(q->sends, q->sends + 1, (size_t)--q->n_sends * sizeof(posted));
+        memmove(q->recvs, q->recvs + 1, (size_t)--q->n_recvs * sizeof(posted));
+        EXPECT(s.bytes == r.bytes, "rank %d sends %zu bytes, rank %d expects %zu", src, s.bytes,
+               dst, r.bytes);
+        EXPECT(s.bytes == 0 || memcmp(s.snapshot, s.ptr, s.bytes) == 0,
+               "rank %d's send buffer changed while the send was in flight", src);
+        if (s.bytes > 0 && r.bytes > 0)
+            memcpy(r.ptr, s.snapshot, s.bytes < r.bytes ? s.bytes : r.bytes);
+        free(s.snapshot);
+        // mark the flight entries done: the entries are found by their step number
+        rank_state *a = &g_ranks[src], *b = &g_ranks[dst];
+        for (int f = 0; f < a->inflight; f++)
+            if (a->fl[f].send_done == -1 - s.entry_step) a->fl[f].send_done = 1;
+        for (int f = 0; f < b->inflight; f++)
+            if (b->fl[f].recv_done == -1 - r.entry_step) b->fl[f].recv_done = 1;
+        a->sent += s.bytes;
+        b->recv += r.bytes;
+    }
+    return 1;
+}
+
+static void post(int r, int step) {
+    rank_state *rs = &g_ranks[r];
+    comm_step cs;
+    comm_sched_step(&rs->s, step, &cs);
+    if (cs.recv.peer < 0 && cs.send.peer < 0) return;
+    flight *f = &rs->fl[rs->inflight++];
+    f->cs = cs;
+    // pending entries hold -1 - step, so that a match can find them
+    f->recv_done = cs.recv.peer >= 0 ? -1 - step : 1;
+    f->send_done = cs.send.peer >= 0 ? -1 - step : 1;
+    if (cs.recv.peer >= 0) {
+        EXPECT(cs.recv.peer != r && cs.recv.peer < rs->s.size, "rank %d receives from %d", r,
+               cs.recv.peer);
+        channel_queue *q = &g_chan[cs.recv.peer * MAX_P + r];
+        unsigned char *ptr = !cs.recv.bytes       ? NULL
+                             : cs.recv.to_scratch ? rs->scratch + cs.recv.scratch_off
+                                                  : rs->buf + cs.recv.off;
+        EXPECT(q->n_recvs < MAX_MSGS, "receive queue full");
+        q->recvs[q->n_recvs++] = (posted){r, step, ptr, cs.recv.bytes, NULL};
+    }
+    if (cs.send.peer >= 0) {
+        EXPECT(cs.send.peer != r && cs.send.peer < rs->s.size, "rank %d sends to %d", r,
+               cs.send.peer);
+        channel_queue *q = &g_chan[r * MAX_P + cs.send.peer];
+        unsigned char *ptr = cs.send.bytes ? rs->buf + cs.send.off : NULL; // barrier: no buffer
+        unsigned char *snap = malloc(cs.send.bytes + 1);
+        if (cs.send.bytes) memcpy(snap, ptr, cs.send.bytes);
+        EXPECT(q->n_sends < MAX_MSGS, "send queue full");
+        q->sends[q->n_sends++] = (posted){r, step, ptr, cs.send.bytes, snap};
+    }
+}
+
+// one rank, as far as it goes: the loop of comm_mpi_advance
+static int advance(int r) {
+    rank_state *rs = &g_ranks[r];
+    int progressed = 0;
+    while (!rs->done) {
+        while (rs->inflight < rs->s.window && rs->next_step < rs->s.steps) {
+            post(r, rs->next_step++);
+            progressed = 1;
+        }
+        if (rs->inflight == 0) {
+            rs->done = 1;
+            progressed = 1;
+            break;
+        }
+        // messages are delivered as late as possible: when the receiver needs them (a send
+        // completes only then), so that a buffer reused too early shows
+        if (rs->fl[0].recv_done != 1) progressed |= match(rs->fl[0].cs.recv.peer, r);
+        flight f = rs->fl[0];
+        if (f.recv_done != 1 || f.send_done != 1) break;
+        progressed = 1;
+        rs->fl[0] = rs->fl[1];
+        rs->inflight--;
+        if (f.cs.reduce)
+            comm_reduce(rs->buf + f.cs.red_off, rs->scratch + f.cs.recv.scratch_off,
+                        f.cs.recv.bytes / rs->s.esize, g_dt, g_op == COMM_ALL_REDUCE_MAX,
+                        f.cs.scratch_first);
+    }
+    return progressed;
+}
+
+// run one collective on p simulated ranks; bufs[r] is rank r's buffer (in place)
+static void run(comm_op op, comm_dtype dt, size_t esize, int p, size_t n, int root,
+                unsigned char **bufs) {
+    g_op = op;
+    g_dt = dt;
+    memset(g_chan, 0, sizeof(channel_queue) * MAX_P * MAX_P);
+    for (int r = 0; r < p; r++) {
+        rank_state *rs = &g_ranks[r];
+        memset(rs, 0, sizeof *rs);
+        comm_sched_init(&rs->s, op, n, esize, p, r, root);
+        EXPECT(rs->s.window == 1 || rs->s.window == 2, "window %d", rs->s.window);
+        rs->buf = bufs[r];
+        rs->scratch = malloc(comm_sched_scratch_bytes(&rs->s) + 1);
+    }
+    for (;;) {
+        int all_done = 1, progressed = 0;
+        for (int r = 0; r < p; r++) {
+            progressed |= advance(r);
+            all_done &= g_ranks[r].done;
+        }
+        if (all_done) break;
+        if (!progressed) {
+            EXPECT(0, "%s p=%d n=%zu: deadlock (no rank can move)", comm_op_name(op), p, n);
+            break;
+        }
+    }
+    for (int i = 0; i < p * MAX_P; i++)
+        EXPECT(g_chan[i].n_sends == 0 && g_chan[i].n_recvs == 0,
+               "%s p=%d n=%zu: unmatched messages left", comm_op_name(op), p, n);
+    for (int r = 0; r < p; r++)
+        free(g_ranks[r].scratch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// expectations
+
+static size_t chunk_count(size_t n, int p, int r) {
+    size_t first, count;
+    comm_chunk(n, p, mod(r, p), &first, &count);
+    return count;
+}
+
+static int log2_floor(int p) {
+    int l = 0;
+    while ((2L << l) <= p)
+        l++;
+    return l;
+}
+
+static void want_all_reduce(int p, int r, size_t n, size_t s, uint64_t *sent, uint64_t *recv) {
+    *sent = *recv = 0;
+    if (p == 1 || n == 0) return;
+    if (n * s >= COMM_SMALL_BYTES && n >= (size_t)p) {
+        *sent = (2 * n - chunk_count(n, p, r) - chunk_count(n, p, r + 1)) * s;
+        *recv = (2 * n - chunk_count(n, p, r - 1) - chunk_count(n, p, r)) * s;
+        return;
+    }
+    int l = log2_floor(p), extra = p - (1 << l);
+    uint64_t v = n * s;
+    uint64_t k = r < 2 * extra ? (r % 2 == 0 ? 1 : (uint64_t)l + 1) : (uint64_t)l;
+    *sent = *recv = k * v;
+}
+
+static float random_float(int rank, size_t i) { // as test_comm.c's test_random
+    uint64_t z = ((uint64_t)rank << 40) ^ (uint64_t)i;
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    uint32_t sign = (uint32_t)(z >> 40) & 1, exponent = 127 - 8 + (uint32_t)((z >> 23) % 17);
+    uint32_t bits = sign << 31 | exponent << 23 | (uint32_t)(z & 0x7fffff);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+// the documented summation order (see test_comm.c), for all n elements at once
+static void order_sums(int p, size_t n, float *out) {
+    if (n * sizeof(float) >= COMM_SMALL_BYTES && n >= (size_t)p) {
+        for (int j = 0; j < p; j++) { // chunk j: from rank j+1 up the ring, ending at rank j
+            size_t first, count;
+            comm_chunk(n, p, j, &first, &count);
+            for (size_t i = first; i < first + count; i++) {
+                float acc = random_float(mod(j + 1, p), i);
+                for (int k = 2; k <= p; k++)
+                    acc = acc + random_float(mod(j + k, p), i);
+                out[i] = acc;
+            }
+        }
+        return;
+    }
+    int q = 1 << log2_floor(p), extra = p - q;
+    for (size_t i = 0; i < n; i++) {
+        float v[MAX_P] = {0};
+        for (int k = 0; k < q; k++)
+            v[k] = k < extra ? random_float(2 * k, i) + random_float(2 * k + 1, i)
+                             : random_float(k + extra, i);
+        for (int w = q; w > 1; w /= 2)
+            for (int k = 0; k < w / 2; k++)
+                v[k] = v[2 * k] + v[2 * k + 1];
+        out[i] = v[0];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the checks, for one world size and length
+
+static void check_all_reduce(int p, size_t n) {
+    float *b[MAX_P];
+    for (int r = 0; r < p; r++) {
+        b[r] = malloc(n * sizeof(float) + 1);
+        for (size_t i = 0; i < n; i++)
+            b[r][i] = random_float(r, i);
+    }
+    run(COMM_ALL_REDUCE_SUM, COMM_F32, 4, p, n, 0, (unsigned char **)b);
+    float *want = malloc(n * sizeof(float) + 1);
+    order_sums(p, n, want);
+    size_t bad = 0;
+    for (int r = 0; r < p; r++) {
+        uint64_t ws, wr;
+        want_all_reduce(p, r, n, 4, &ws, &wr);
+        EXPECT(g_ranks[r].sent == ws && g_ranks[r].recv == wr,
+               "all-reduce p=%d n=%zu rank %d: sent %llu received %llu, want %llu %llu", p, n, r,
+               (unsigned long long)g_ranks[r].sent, (unsigned long long)g_ranks[r].recv,
+               (unsigned long long)ws, (unsigned long long)wr);
+        bad += memcmp(b[r], want, n * sizeof(float)) != 0;
+    }
+    EXPECT(bad == 0, "all-reduce p=%d n=%zu: %zu ranks' sums differ from the documented order", p,
+           n, bad);
+    for (int r = 0; r < p; r++)
+        free(b[r]);
+    free(want);
+}
+
+static void check_max(int p, size_t n) {
+    int32_t *b[MAX_P];
+    for (int r = 0; r < p; r++) {
+        b[r] = malloc(n * sizeof(int32_t) + 1);
+        for (size_t i = 0; i < n; i++)
+            b[r][i] = (int32_t)((i * 7919u + (size_t)r * 104729u) % 2001u) - 1000;
+    }
+    run(COMM_ALL_REDUCE_MAX, COMM_I32, 4, p, n, 0, (unsigned char **)b);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t want = INT32_MIN;
+        for (int k = 0; k < p; k++) {
+            int32_t v = (int32_t)((i * 7919u + (size_t)k * 104729u) % 2001u) - 1000;
+            want = v > want ? v : want;
+        }
+        for (int r = 0; r < p; r++)
+            bad += b[r][i] != want;
+    }
+    EXPECT(bad == 0, "max p=%d n=%zu: %zu wrong elements", p, n, bad);
+    for (int r = 0; r < p; r++)
+        free(b[r]);
+}
+
+static void check_reduce_scatter_all_gather(int p, size_t n) {
+    float *b[MAX_P];
+    for (int r = 0; r < p; r++) {
+        b[r] = malloc(n * sizeof(float) + 1);
+        for (size_t i = 0; i < n; i++)
+            b[r][i] = (float)((r + 1) * (int)(i % 1000));
+    }
+    run(COMM_REDUCE_SCATTER_SUM, COMM_F32, 4, p, n, 0, (unsigned char **)b);
+    size_t bad = 0;
+    float tri = (float)(p * (p + 1) / 2);
+    for (int r = 0; r < p; r++) {
+        size_t first, count;
+        comm_chunk(n, p, r, &first, &count);
+        uint64_t ws = p > 1 ? (n - chunk_count(n, p, r)) * 4 : 0;
+        uint64_t wr = p > 1 ? (n - chunk_count(n, p, r - 1)) * 4 : 0;
+        EXPECT(g_ranks[r].sent == ws && g_ranks[r].recv == wr,
+               "reduce-scatter p=%d n=%zu rank %d: sent %llu received %llu, want %llu %llu", p, n,
+               r, (unsigned long long)g_ranks[r].sent, (unsigned long long)g_ranks[r].recv,
+               (unsigned long long)ws, (unsigned long long)wr);
+        for (size_t i = first; i < first + count; i++)
+            bad += b[r][i] != tri * (float)(i % 1000);
+        // then all-gather the chunks back: every rank ends with the whole sum
+        for (size_t i = 0; i < n; i++)
+            if (i < first || i >= first + count) b[r][i] = NAN;
+    }
+    EXPECT(bad == 0, "reduce-scatter p=%d n=%zu: %zu wrong elements", p, n, bad);
+    run(COMM_ALL_GATHER, COMM_F32, 4, p, n, 0, (unsigned char **)b);
+    bad = 0;
+    for (int r = 0; r < p; r++) {
+        uint64_t ws = p > 1 ? (n - chunk_count(n, p, r + 1)) * 4 : 0;
+        uint64_t wr = p > 1 ? (n - chunk_count(n, p, r)) * 4 : 0;
+        EXPECT(g_ranks[r].sent == ws && g_ranks[r].recv == wr,
+               "all-gather p=%d n=%zu rank %d: sent %llu received %llu, want %llu %llu", p, n, r,
+               (unsigned long long)g_ranks[r].sent, (unsigned long long)g_ranks[r].recv,
+               (unsigned long long)ws, (unsigned long long)wr);
+        for (size_t i = 0; i < n; i++)
+            bad += b[r][i] != tri * (float)(i % 1000);
+    }
+    EXPECT(bad == 0, "all-gather p=%d n=%zu: %zu wrong elements", p, n, bad);
+    for (int r = 0; r < p; r++)
+        free(b[r]);
+}
+
+static void check_broadcast(int p, size_t bytes) {
+    for (int root = 0; root < p; root++) {
+        unsigned char *b[MAX_P];
+        for (int r = 0; r < p; r++) {
+            b[r] = malloc(bytes + 1);
+            for (size_t j = 0; j < bytes; j++)
+                b[r][j] = r == root ? (unsigned char)(j * 31 + 7) : 0xEE;
+        }
+        run(COMM_BROADCAST, COMM_I32, 1, p, bytes, root, b);
+        size_t bad = 0;
+        uint64_t total_sent = 0;
+        for (int r = 0; r < p; r++) {
+            for (size_t j = 0; j < bytes; j++)
+                bad += b[r][j] != (unsigned char)(j * 31 + 7);
+            uint64_t wr = r == root || p == 1 ? 0 : bytes;
+            EXPECT(g_ranks[r].recv == wr, "broadcast p=%d %zu bytes root %d: rank %d received %llu",
+                   p, bytes, root, r, (unsigned long long)g_ranks[r].recv);
+            total_sent += g_ranks[r].sent;
+            free(b[r]);
+        }
+        EXPECT(bad == 0, "broadcast p=%d %zu bytes root %d: %zu wrong bytes", p, bytes, root, bad);
+        EXPECT(total_sent == (uint64_t)(p - 1) * (bytes > 0 ? bytes : 0),
+               "broadcast p=%d %zu bytes root %d: %llu bytes sent in all", p, bytes, root,
+               (unsigned long long)total_sent);
+    }
+}
+
+static void check_barrier(int p) {
+    unsigned char *b[MAX_P] = {0};
+    run(COMM_BARRIER, COMM_F32, 4, p, 0, 0, b);
+    int rounds = 0;
+    while ((1 << rounds) < p)
+        rounds++;
+    for (int r = 0; r < p; r++)
+        EXPECT(g_ranks[r].s.steps == rounds && g_ranks[r].sent == 0,
+               "barrier p=%d: rank %d takes %d rounds, sends %llu bytes", p, r, g_ranks[r].s.steps,
+               (unsigned long long)g_ranks[r].sent);
+}
+
+int main(void) {
+    g_chan = calloc((size_t)MAX_P * MAX_P, sizeof(channel_queue));
+    for (int p = 1; p <= MAX_P; p++) {
+        // around the world size, both sides of the 64 KiB switch, and several ring segments
+        // (the last: chunks of about 1.5 ring segments, so two ring steps are in flight)
+        size_t segmented = (size_t)p * (COMM_RING_SEGMENT / sizeof(float)) * 3 / 2 + 7;
+        const size_t lengths[] = {0, 1, (size_t)p - 1, (size_t)p + 1, 16381, 16411, segmented};
+        for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+            size_t n = lengths[k];
+            check_all_reduce(p, n);
+            check_max(p, n);
+            check_reduce_scatter_all_gather(p, n);
+            check_broadcast(p, n);
+        }
+        check_broadcast(p, 65537);
+        check_broadcast(p, 300007);
+        check_barrier(p);
+    }
+    if (g_failures) return 1;
+    printf("test_comm_sched: all schedules checked for 1 to %d ranks\n", MAX_P);
+    return 0;
+}
