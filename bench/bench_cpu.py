@@ -8,7 +8,9 @@ step also validates, so it is left out too); the table shows the median over the
 side and the median of the per-pair ratios tessera/PyTorch (tokens/s).
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment of every benchmarked
-command, on both sides: they pin OpenBLAS to older kernels (see docs/benchmarks.md).
+command, on both sides: they pin OpenBLAS to older kernels. Where OpenBLAS then does not
+recognise the CPU and falls back to its generic kernels, one explicit core type is set for both
+sides instead (pick_coretype; docs/benchmarks.md).
 
 Normally started by bench/run_cpu.sh, which builds tessera first. Standard library only.
 """
@@ -26,8 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The two shapes. "steps" is the length of one tessera run: `warmup` steps, then the timed ones,
-# then the last step (which validates). PyTorch runs warmup + timed steps.
+# The two shapes. A tessera run is `warmup` steps, then `timed` ones, then a last step (which
+# validates); a PyTorch run is warmup + timed steps.
 SHAPES = {
     "demo": dict(label="demo (L4 H4 C128 T128 V256, B8)", layers=4, heads=4, width=128,
                  seq_len=128, vocab=256, batch=8, warmup=3, timed=10),
@@ -162,6 +164,7 @@ def run_tessera(args, shape, threads, data_dir, run_name):
     if res.returncode != 0:
         sys.exit(f"tessera failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
     rows = [json.loads(line) for line in open(out_dir / run_name / "metrics.jsonl")]
+    (out_dir / run_name / "model.h5").unlink(missing_ok=True)  # 500 MB at 124M, not needed
     ms = [r["ms_per_step"] for r in rows]
     assert len(ms) == steps, f"expected {steps} metric rows, got {len(ms)}"
     params = re.search(r"(\d+) parameters", res.stderr + res.stdout)
@@ -306,21 +309,25 @@ def tune_torch(args, shape, threads):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tessera", type=Path, default=REPO / "build-bench/tessera")
+    p.add_argument("--tessera", type=Path, default=REPO / "build-bench/tessera",
+                   help="the tessera binary to measure")
     p.add_argument("--python", default="/usr/bin/python3", help="a python that imports torch")
-    p.add_argument("--work", type=Path, default=REPO / "build-bench/bench-work")
+    p.add_argument("--work", type=Path, default=REPO / "build-bench/bench-work",
+                   help="folder for the data shards and run directories")
     p.add_argument("--shapes", default="demo,gpt2", help="comma-separated: demo, gpt2")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts per process")
     p.add_argument("--reps", type=int, default=5, help="runs of each side (A B A B ...)")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                    help="before each run, wait up to this long for other processes to use less "
                         "than half a core (a shared machine)")
-    p.add_argument("--gpt2-batch", type=int, default=SHAPES["gpt2"]["batch"])
+    p.add_argument("--gpt2-batch", type=int, default=SHAPES["gpt2"]["batch"],
+                   help="sequences per step of the 124M shape")
     p.add_argument("--torch-config", default="torch,manual,1,default",
                    help="THREADS,ATTENTION,FOREACH,CAP for PyTorch (blas|torch, manual|sdpa, 1|0, "
                         "default|avx512), or 'tune' to try the candidates first and keep the "
                         "fastest for each shape and thread count")
-    p.add_argument("--tune-reps", type=int, default=2)
+    p.add_argument("--tune-reps", type=int, default=2,
+                   help="runs of each PyTorch candidate with --torch-config tune")
     p.add_argument("--openblas-coretype", default="auto",
                    help="OPENBLAS_CORETYPE for both sides: auto (see pick_coretype), none, or "
                         "a name such as SkylakeX")

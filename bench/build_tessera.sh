@@ -5,6 +5,7 @@
 # label (what was built, for the record; empty for the working tree); "$@" loses --commit REF.
 # With --commit, REF's tree is exported with `git archive` into $build/src-REV and built in
 # $build/commit-REV, so a benchmark measures committed code while others edit the checkout.
+# shellcheck shell=sh disable=SC2154,SC2034 # sourced: repo and build come from the caller, label goes back to it
 src=$repo
 tbuild=$build
 label=

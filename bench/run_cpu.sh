@@ -18,6 +18,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$repo/build-bench}
 python=${TORCH_PYTHON:-/usr/bin/python3}
 
+case "${1:-}" in
+-h | --help)
+    echo "usage: bench/run_cpu.sh [--commit REF] [options of bench_cpu.py, below]"
+    echo "  --commit REF: measure commit REF (git archive, built apart), not the working tree"
+    echo
+    exec "$python" "$repo/bench/bench_cpu.py" --help
+    ;;
+esac
 if ! "$python" -c 'import torch' 2>/dev/null; then
     echo "run_cpu.sh: $python cannot import torch (Debian: apt-get install python3-torch," \
          "or set TORCH_PYTHON to a python that has it)" >&2

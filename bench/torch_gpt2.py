@@ -47,7 +47,8 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--profile", action="store_true",
                    help="profile the last step with torch.autograd.profiler and print the ops "
-                        "by total self time (to compare with bench/profile_ops.sh)")
+                        "by total self time, then by op and input shapes (to compare with "
+                        "bench/profile_ops.sh)")
     return p.parse_args(argv)
 
 
@@ -140,7 +141,7 @@ def main(argv):
     prof = None
     for step in range(a.steps):
         if a.profile and step == a.steps - 1:
-            prof = torch.autograd.profiler.profile()
+            prof = torch.autograd.profiler.profile(record_shapes=True)
             prof.__enter__()
         t0 = time.perf_counter()
         idx, tgt = data[step, :, :-1].contiguous(), data[step, :, 1:].contiguous()
@@ -155,6 +156,8 @@ def main(argv):
         prof.__exit__(None, None, None)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30),
               file=sys.stderr)
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=20), file=sys.stderr)
 
     print(json.dumps({
         "peer": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),

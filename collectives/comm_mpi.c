@@ -6,11 +6,12 @@
 // which peer it was waiting for. MPI runs at MPI_THREAD_FUNNELED: only the main thread calls
 // it, and nothing here starts threads except the watchdog, which never calls MPI.
 //
-// A request is a state machine over its schedule's steps. Advancing it means: when the current
-// step's Isend/Irecv have completed (MPI_Testall), apply the step's reduction and post the next
-// step. Open MPI makes no progress on its own, so requests advance only inside start/test/wait;
-// every such call advances all requests in flight, not just the one asked about, so ranks that
-// wait for their requests in different orders cannot deadlock.
+// A request is a state machine over its schedule's steps. Advancing it means: when the oldest
+// posted step's Isend/Irecv have completed (MPI_Testall), apply the step's reduction and post
+// the next step (the ring keeps two steps in flight, see comm_sched.h). Open MPI makes no
+// progress on its own, so requests advance only inside start/test/wait; every such call
+// advances all requests in flight, not just the one asked about, so ranks that wait for their
+// requests in different orders cannot deadlock.
 //
 // Requests in flight at the same time are kept apart by their MPI tag, the request's sequence
 // number modulo COMM_MPI_TAGS: every rank starts collectives in the same order, so the numbers
@@ -103,9 +104,14 @@ static ts_status comm_mpi_expire(comm *c, comm_req *q) {
     char when[64];
     comm_mpi_step_text(when, sizeof when);
     const char *name = comm_op_name(q->op);
-    log_error("%s %s: waited %.1f s for rank %d, which did not answer: peer lost "
-              "(deadline comm.timeout_s = %g s)",
-              name, when, ts_now() - q->started, peer, c->timeout_s);
+    if (peer >= 0)
+        log_error("%s %s: waited %.1f s for rank %d, which did not answer: peer lost "
+                  "(deadline comm.timeout_s = %g s)",
+                  name, when, ts_now() - q->started, peer, c->timeout_s);
+    else // nothing pending on the network: this process itself was stopped past the deadline
+        log_error("%s %s: did not complete within %.1f s although no message was pending: "
+                  "this process was stopped or starved past the deadline (comm.timeout_s = %g s)",
+                  name, when, ts_now() - q->started, c->timeout_s);
     comm_status_write(c->rank, "peer_lost", name, peer, TS_EXIT_PEER_LOST);
     return TS_ERR_PEER;
 }

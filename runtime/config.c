@@ -80,8 +80,8 @@ const cfg_key cfg_keys[] = {
     KEY(comm, timeout_s, CFG_FLOAT, "300", 0.01, 86400, NULL,
         "deadline in seconds for any collective (then: peer lost)"),
     KEY(comm, init_timeout_s, CFG_FLOAT, "600", 1, 86400, NULL,
-        "deadline in seconds for start-up and shut-down (MPI_Init, MPI_Finalize, first "
-        "collectives)"),
+        "deadline in seconds for MPI start-up and shut-down (MPI_Init, MPI_Finalize; a watchdog "
+        "ends the process after it)"),
     KEY(comm, bucket_mb, CFG_FLOAT, "4", 0.0009765625, 4096, NULL,
         "gradient bucket size in MiB: each bucket is summed over ranks as soon as backward "
         "has produced it"),

@@ -44,7 +44,6 @@ typedef struct {
     FILE *metrics;
     FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
     tokenizer tok;  // rank 0: decodes the end-of-run sample
-    real *staging;  // host copy of the weights for the first broadcast (device backends)
     reducer red;    // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
@@ -274,23 +273,24 @@ static ts_status train_setup(trainer *tr) {
                       cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
     size_t n_params;
     gpt2_param_table(&mc, NULL, 0, &n_params);
-    size_t optim_bytes = 2 * n_params * sizeof(real); // AdamW moments, counted in the fit check
-    if (cfg->comm.zero_stage == 1) optim_bytes = 2 * ((n_params + c->size - 1) / c->size + 64) * sizeof(real);
+    // AdamW moments (a 1/size share of them with ZeRO-1), counted in the fit check
+    size_t owned = cfg->comm.zero_stage == 1 ? n_params / c->size + 64 : n_params;
+    size_t optim_bytes = 2 * owned * sizeof(real);
     TS_CHECK(train_agree(c, gpt2_create_ex(&tr->model, &mc, tr->be, tr->micro, optim_bytes)));
     if (c->rank == 0) gpt2_init_weights(&tr->model, (uint64_t)cfg->run.seed);
-    // rank 0's weights for everyone (the communicator works on host buffers)
-    int device_memory = strcmp(tr->be->name, "cpu") != 0;
-    if (device_memory && c->size > 1)
-        tr->staging = ts_malloc(n_params * sizeof(real), "gradient staging buffer");
+    // rank 0's weights for everyone (the communicator works on host buffers: a device backend's
+    // weights go through a host copy)
     if (c->size > 1) {
-        real *w = tr->staging ? tr->staging : tr->model.master;
-        if (tr->staging) tr->be->to_host(w, tr->model.master, n_params * sizeof(real));
-        TS_CHECK(c->broadcast(c, w, n_params * sizeof(real), 0));
-        if (tr->staging) tr->be->to_device(tr->model.master, w, n_params * sizeof(real));
+        int device_memory = strcmp(tr->be->name, "cpu") != 0;
+        real *w = device_memory ? ts_malloc(n_params * sizeof(real), "weights") : tr->model.master;
+        if (device_memory) tr->be->to_host(w, tr->model.master, n_params * sizeof(real));
+        st = c->broadcast(c, w, n_params * sizeof(real), 0);
+        if (device_memory && st == TS_OK)
+            tr->be->to_device(tr->model.master, w, n_params * sizeof(real));
+        if (device_memory) free(w);
+        TS_CHECK(st);
         gpt2_sync_params(&tr->model);
     }
-    free(tr->staging); // the reducer keeps its own
-    tr->staging = NULL;
     TS_CHECK(reducer_create(&tr->red, c, tr->be, tr->model.grads, n_params, cfg->comm.bucket_mb,
                             cfg->comm.zero_stage == 1, cfg->comm.overlap));
     if (cfg->comm.zero_stage == 1) {
@@ -332,7 +332,6 @@ static void train_teardown(trainer *tr) {
     dataset_close(&tr->train);
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);
-    free(tr->staging);
     reducer_destroy(&tr->red);
     if (tr->trace) fclose(tr->trace);
     free(tr->seq_buf);
@@ -582,6 +581,7 @@ int cmd_train(int argc, char **argv) {
     if (st == TS_OK) train_sample(&tr);
     train_teardown(&tr);
     if (st == TS_ERR_PEER) return ts_exit_code(st); // a lost peer would hang MPI_Finalize
-    tr.comm->finalize(tr.comm);
+    tr.comm->timeout_s = tr.cfg.comm.init_timeout_s > 0 ? tr.cfg.comm.init_timeout_s : 600;
+    tr.comm->finalize(tr.comm); // under a watchdog with this deadline
     return ts_exit_code(st);
 }
