@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <time.h>
 
-#define CHAIN 1000 // multiplies per asm block (the .rept count below)
-#define BLOCKS 100000
+#define CHAIN   1000 // multiplies per asm block (the .rept count below)
+#define BLOCKS  100000
 #define LATENCY 3.0 // cycles per dependent imul
-#define STR(x) STR_(x)
+#define STR(x)  STR_(x)
 #define STR_(x) #x
 
 int main(void) {

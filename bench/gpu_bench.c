@@ -103,8 +103,11 @@ int main(int argc, char **argv) {
     const backend *be;
     if (backend_cuda_create(&be, o.dtype, 0) != TS_OK) return TS_EXIT_INPUT;
 
-    gpt2_config cfg = {.layers = o.layers, .heads = o.heads, .width = o.width,
-                       .seq_len = o.seq_len, .vocab = o.vocab,
+    gpt2_config cfg = {.layers = o.layers,
+                       .heads = o.heads,
+                       .width = o.width,
+                       .seq_len = o.seq_len,
+                       .vocab = o.vocab,
                        .padded_vocab = gpt2_padded_vocab(o.vocab)};
     size_t n_params = 0;
     gpt2_param_table(&cfg, NULL, 0, &n_params);
@@ -124,8 +127,10 @@ int main(int argc, char **argv) {
     }
 
     const int total = o.warmup + o.steps;
-    double *step_ms = calloc((size_t)total, sizeof(double)), *fwd_ms = calloc((size_t)total, sizeof(double)),
-           *bwd_ms = calloc((size_t)total, sizeof(double)), *opt_ms = calloc((size_t)total, sizeof(double));
+    double *step_ms = calloc((size_t)total, sizeof(double)),
+           *fwd_ms = calloc((size_t)total, sizeof(double)),
+           *bwd_ms = calloc((size_t)total, sizeof(double)),
+           *opt_ms = calloc((size_t)total, sizeof(double));
     double loss_first = 0, loss_last = 0;
     const real dloss = (real)(1.0 / BT);
     fprintf(stderr,
@@ -149,9 +154,9 @@ int main(int argc, char **argv) {
         if (norm > 1.0) be->scale(m.grads, (real)(1.0 / norm), n_params);
         for (int i = 0; i < m.n_tensors; i++) {
             const gpt2_tensor *t = &m.tensors[i];
-            be->adamw(m.master + t->offset, (char *)m.params + t->offset * psz,
-                      m.grads + t->offset, adam_m + t->offset, adam_v + t->offset, t->numel,
-                      6e-4f, 0.9f, 0.95f, 1e-8f, t->decay ? 0.1f : 0.0f, step + 1);
+            be->adamw(m.master + t->offset, (char *)m.params + t->offset * psz, m.grads + t->offset,
+                      adam_m + t->offset, adam_v + t->offset, t->numel, 6e-4f, 0.9f, 0.95f, 1e-8f,
+                      t->decay ? 0.1f : 0.0f, step + 1);
         }
         be->synchronize();
         double t3 = ts_now();
@@ -166,7 +171,8 @@ int main(int argc, char **argv) {
         }
         if (step == 0) loss_first = loss;
         loss_last = loss;
-        fprintf(stderr, "  step %3d%s  loss %.4f  norm %.3f  %.1f ms (fwd %.1f, bwd %.1f, opt %.1f)\n",
+        fprintf(stderr,
+                "  step %3d%s  loss %.4f  norm %.3f  %.1f ms (fwd %.1f, bwd %.1f, opt %.1f)\n",
                 step + 1, step < o.warmup ? " (warm-up)" : "", loss, norm, step_ms[step],
                 fwd_ms[step], bwd_ms[step], opt_ms[step]);
     }
@@ -204,7 +210,8 @@ int main(int argc, char **argv) {
            median(bwd_ms + W, N), median(opt_ms + W, N), tok_s, achieved / 1e12,
            achieved / PEAK_DATASHEET, achieved / PEAK_MEASURED, PEAK_DATASHEET, PEAK_MEASURED,
            loss_first, loss_last, (double)(m.bytes + moments) / (1 << 30));
-    for (int i = W; i < total; i++) printf("%s%.3f", i > W ? ", " : "", step_ms[i]);
+    for (int i = W; i < total; i++)
+        printf("%s%.3f", i > W ? ", " : "", step_ms[i]);
     printf("]}\n");
 
     be->free(adam_m);

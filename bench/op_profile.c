@@ -88,8 +88,8 @@ static void w_ln_backward(void *dinp, real *dw, real *db, const void *dout, cons
     site_add("layernorm_backward", t0, 0);
 }
 
-static void w_mm_forward(void *out, const void *inp, const void *w, const void *bias, int N,
-                         int C, int OC) {
+static void w_mm_forward(void *out, const void *inp, const void *w, const void *bias, int N, int C,
+                         int OC) {
     char name[64];
     snprintf(name, sizeof name, "matmul_forward %dx%d->%d", N, C, OC);
     double t0 = ts_now();
@@ -118,15 +118,15 @@ static void w_mm_backward(void *dinp, real *dw, real *dbias, const void *dout, c
 // causal attention: Q K^T and A V over the lower triangle, 2 products of T*T/2 * hs MACs each
 static double attention_flops(int B, int T, int C) { return 2.0 * 2.0 * B * (T * T / 2.0) * C; }
 
-static void w_att_forward(void *out, void *preatt, void *att, const void *qkv, int B, int T,
-                          int C, int NH) {
+static void w_att_forward(void *out, void *preatt, void *att, const void *qkv, int B, int T, int C,
+                          int NH) {
     double t0 = ts_now();
     inner->attention_forward(out, preatt, att, qkv, B, T, C, NH);
     site_add("attention_forward", t0, attention_flops(B, T, C));
 }
 
-static void w_att_backward(void *dqkv, void *dpreatt, void *datt, const void *dout,
-                           const void *qkv, const void *att, int B, int T, int C, int NH) {
+static void w_att_backward(void *dqkv, void *dpreatt, void *datt, const void *dout, const void *qkv,
+                           const void *att, int B, int T, int C, int NH) {
     double t0 = ts_now();
     inner->attention_backward(dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH);
     site_add("attention_backward", t0, 2 * attention_flops(B, T, C));
@@ -163,8 +163,8 @@ static void w_classifier(void *logits, real *losses, const int *targets, int N, 
     site_add("classifier (softmax+xent)", t0, 0);
 }
 
-static void w_adamw(real *master, void *param, const real *g, real *m, real *v, size_t n,
-                    float lr, float b1, float b2, float eps, float wd, int t) {
+static void w_adamw(real *master, void *param, const real *g, real *m, real *v, size_t n, float lr,
+                    float b1, float b2, float eps, float wd, int t) {
     double t0 = ts_now();
     inner->adamw(master, param, g, m, v, n, lr, b1, b2, eps, wd, t);
     site_add("adamw", t0, 0);
@@ -203,7 +203,8 @@ int main(int argc, char **argv) {
                 argv[0]);
         return 2;
     }
-    for (int i = 1; i < argc; i++) a[i - 1] = atoi(argv[i]);
+    for (int i = 1; i < argc; i++)
+        a[i - 1] = atoi(argv[i]);
     const int L = a[0], NH = a[1], C = a[2], T = a[3], V = a[4], B = a[5], threads = a[6];
     const int steps = a[7] > 0 ? a[7] : 1, warmup = 1;
     log_init(0, 1);
@@ -266,7 +267,8 @@ int main(int argc, char **argv) {
 
     qsort(sites, (size_t)n_sites, sizeof sites[0], cmp_site);
     double total = 0;
-    for (int i = 0; i < n_sites; i++) total += sites[i].seconds;
+    for (int i = 0; i < n_sites; i++)
+        total += sites[i].seconds;
     printf("GPT-2 L%d H%d C%d T%d V%d (padded %d), B=%d, %d thread%s, %zu parameters: "
            "%.1f ms/step (mean of %d step%s after %d warm-up)\n",
            L, NH, C, T, V, model.cfg.padded_vocab, B, threads, threads == 1 ? "" : "s",

@@ -37,10 +37,10 @@ static inline const char *ts_dtype_name(ts_dtype t) {
 }
 
 typedef struct TS_REAL(backend) {
-    const char *name;      // "cpu", "cuda"
-    const char *device;    // what runs the ops, for the log ("CPU, 2 threads", "NVIDIA H200")
-    ts_dtype act_dtype;    // activations (void* buffers of ops)
-    ts_dtype param_dtype;  // parameters as the ops read them
+    const char *name;     // "cpu", "cuda"
+    const char *device;   // what runs the ops, for the log ("CPU, 2 threads", "NVIDIA H200")
+    ts_dtype act_dtype;   // activations (void* buffers of ops)
+    ts_dtype param_dtype; // parameters as the ops read them
 
     // ---- memory ------------------------------------------------------------------------
     void *(*alloc)(size_t bytes); // zeroed; never returns NULL (fatal, with the size)
@@ -114,8 +114,8 @@ typedef struct TS_REAL(backend) {
     // AdamW with bias correction on n elements; t is the 1-based step.
     // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w -= lr (mhat / (sqrt(vhat) + eps) + wd w)
     // on the master weights, then param = w in param_dtype (param == master: nothing to write)
-    void (*adamw)(real *master, void *param, const real *grad, real *m, real *v, size_t n,
-                  float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+    void (*adamw)(real *master, void *param, const real *grad, real *m, real *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int t);
 
     double (*sum_squares)(const real *x, size_t n); // sum x^2, accumulated in double
     void (*scale)(real *x, real s, size_t n);       // x *= s

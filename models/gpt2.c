@@ -14,17 +14,17 @@
 // micro-batch or sequence just uses a prefix of each.
 
 typedef struct {
-    void *encoded;                   // (B,T,C)
-    void *ln1;                       // (L,B,T,C)
-    void *qkv;                       // (L,B,T,3C)
-    void *atty;                      // (L,B,T,C)
-    void *preatt, *att;              // (L,B,NH,T,T)
-    void *attproj, *residual2;       // (L,B,T,C)
-    void *ln2;                       // (L,B,T,C)
-    void *fch, *fch_gelu;            // (L,B,T,4C)
-    void *fcproj, *residual3;        // (L,B,T,C)
-    void *lnf;                       // (B,T,C)
-    void *logits;                    // (B,T,Vp)
+    void *encoded;             // (B,T,C)
+    void *ln1;                 // (L,B,T,C)
+    void *qkv;                 // (L,B,T,3C)
+    void *atty;                // (L,B,T,C)
+    void *preatt, *att;        // (L,B,NH,T,T)
+    void *attproj, *residual2; // (L,B,T,C)
+    void *ln2;                 // (L,B,T,C)
+    void *fch, *fch_gelu;      // (L,B,T,4C)
+    void *fcproj, *residual3;  // (L,B,T,C)
+    void *lnf;                 // (B,T,C)
+    void *logits;              // (B,T,Vp)
 } acts_view;
 
 typedef struct {
@@ -109,7 +109,8 @@ static block_params block_at(const TS_REAL(gpt2) * m, void *flat, size_t esz, in
     const gpt2_tensor *t = &m->tensors[2 + 12 * l];
     block_params p;
     void **f = &p.ln1w;
-    for (int i = 0; i < 12; i++) f[i] = at(flat, t[i].offset, esz);
+    for (int i = 0; i < 12; i++)
+        f[i] = at(flat, t[i].offset, esz);
     return p;
 }
 
@@ -119,8 +120,8 @@ static block_params block_at(const TS_REAL(gpt2) * m, void *flat, size_t esz, in
 ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
                                   const TS_REAL(backend) * be, int max_B, size_t extra_bytes) {
     memset(m, 0, sizeof *m);
-    if (cfg->layers < 1 || cfg->heads < 1 || cfg->width < 1 || cfg->seq_len < 1 ||
-        cfg->vocab < 2 || max_B < 1) {
+    if (cfg->layers < 1 || cfg->heads < 1 || cfg->width < 1 || cfg->seq_len < 1 || cfg->vocab < 2 ||
+        max_B < 1) {
         log_error("model: layers, heads, width, seq_len and micro-batch must be >= 1 and vocab "
                   ">= 2 (got %d, %d, %d, %d, %d, vocab %d)",
                   cfg->layers, cfg->heads, cfg->width, cfg->seq_len, max_B, cfg->vocab);
@@ -219,14 +220,16 @@ void TS_REAL(gpt2_init_weights)(TS_REAL(gpt2) * m, uint64_t seed) {
         const char *suffix = strrchr(t->name, '.');
         int is_ln_weight = strstr(t->name, "ln") != NULL && suffix && strcmp(suffix, ".w") == 0;
         if (t->ndim == 1) {
-            for (size_t j = 0; j < t->numel; j++) p[j] = is_ln_weight ? 1 : 0;
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = is_ln_weight ? 1 : 0;
             continue;
         }
         int resid = strstr(t->name, "attn.proj.w") || strstr(t->name, "mlp.proj.w");
         double std = resid ? resid_std : 0.02;
         size_t n = t->numel;
         if (strcmp(t->name, "wte") == 0) n = (size_t)m->cfg.vocab * m->cfg.width; // pad rows 0
-        for (size_t j = 0; j < n; j++) p[j] = (real)(std * normal01(&s));
+        for (size_t j = 0; j < n; j++)
+            p[j] = (real)(std * normal01(&s));
     }
     m->be->to_device(m->master, host, m->n_params * sizeof(real));
     free(host);
@@ -246,8 +249,8 @@ const void *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m) {
 // ---------------------------------------------------------------------------------------------
 // forward
 
-double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *targets, int B,
-                             int T, real dloss) {
+double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *targets, int B, int T,
+                             real dloss) {
     const TS_REAL(backend) *be = m->be;
     const gpt2_config *c = &m->cfg;
     TS_ASSERT(B >= 1 && B <= m->max_B && T >= 1 && T <= c->seq_len);
@@ -286,16 +289,15 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
         be->matmul_forward(qkv, ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
         be->attention_forward(atty, preatt, att, qkv, B, T, C, NH);
         be->matmul_forward(attproj, atty, p.projw, p.projb, BT, C, C);
-        be->residual_layernorm_forward(residual2, ln2, st.ln2_mean + ob, st.ln2_rstd + ob,
-                                       residual, attproj, p.ln2w, p.ln2b, BT, C);
+        be->residual_layernorm_forward(residual2, ln2, st.ln2_mean + ob, st.ln2_rstd + ob, residual,
+                                       attproj, p.ln2w, p.ln2b, BT, C);
         be->matmul_gelu_forward(fch, fch_gelu, ln2, p.fcw, p.fcb, BT, C, 4 * C);
         be->matmul_forward(fcproj, fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
         if (l + 1 < L) {
             block_params pn = block_at(m, m->params, pe, l + 1);
-            be->residual_layernorm_forward(residual3, at(a.ln1, (l + 1) * s.btc, e),
-                                           st.ln1_mean + (l + 1) * s.bt,
-                                           st.ln1_rstd + (l + 1) * s.bt, residual2, fcproj,
-                                           pn.ln1w, pn.ln1b, BT, C);
+            be->residual_layernorm_forward(
+                residual3, at(a.ln1, (l + 1) * s.btc, e), st.ln1_mean + (l + 1) * s.bt,
+                st.ln1_rstd + (l + 1) * s.bt, residual2, fcproj, pn.ln1w, pn.ln1b, BT, C);
         } else {
             be->residual_layernorm_forward(residual3, a.lnf, st.lnf_mean, st.lnf_rstd, residual2,
                                            fcproj, lnfw, lnfb, BT, C);
@@ -307,7 +309,8 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
     be->classifier(a.logits, st.losses, m->targets, BT, c->vocab, Vp, dloss);
     be->to_host(m->losses_host, st.losses, (size_t)BT * sizeof(real));
     double sum = 0.0;
-    for (int i = 0; i < BT; i++) sum += m->losses_host[i];
+    for (int i = 0; i < BT; i++)
+        sum += m->losses_host[i];
     return sum;
 }
 
@@ -348,8 +351,7 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
     be->matmul_backward(d.lnf, dwte, NULL, a.logits, a.lnf, wte, BT, C, Vp);
     const void *last = at(a.residual3, (L - 1) * s.btc, e);
     void *dlast = at(d.residual3, (L - 1) * s.btc, e);
-    be->layernorm_backward(dlast, dlnfw, dlnfb, d.lnf, last, lnfw, st.lnf_mean, st.lnf_rstd, BT,
-                           C);
+    be->layernorm_backward(dlast, dlnfw, dlnfb, d.lnf, last, lnfw, st.lnf_mean, st.lnf_rstd, BT, C);
     GRADS_READY(m->tensors[m->n_tensors - 2].offset);
 
     for (int l = L - 1; l >= 0; l--) {
@@ -357,8 +359,7 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
         block_params g = block_at(m, m->grads, sizeof(real), l);
         const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
         void *dresidual = l == 0 ? d.encoded : at(d.residual3, (l - 1) * s.btc, e);
-        size_t o = l * s.btc, o4 = l * 4 * s.btc, o3 = l * 3 * s.btc, ob = l * s.bt,
-               oa = l * s.att;
+        size_t o = l * s.btc, o4 = l * 4 * s.btc, o3 = l * 3 * s.btc, ob = l * s.bt, oa = l * s.att;
 
         // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
         void *dres3 = at(d.residual3, o, e), *dres2 = at(d.residual2, o, e);

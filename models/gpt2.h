@@ -39,8 +39,8 @@ typedef struct {
     int shape[2];
     size_t offset; // in elements, into the flat buffer
     size_t numel;
-    int layer;     // block index, -1 for embeddings and final LayerNorm
-    int decay;     // 1: AdamW weight decay applies (matrices)
+    int layer; // block index, -1 for embeddings and final LayerNorm
+    int decay; // 1: AdamW weight decay applies (matrices)
 } gpt2_tensor;
 
 typedef struct TS_REAL(gpt2) {
@@ -54,17 +54,17 @@ typedef struct TS_REAL(gpt2) {
                   // (== master when param_dtype is real's type)
     real *grads;  // backend memory, n_params (accumulated by backward)
 
-    int max_B;          // activations are sized for (max_B, maxT)
-    int B, T;           // shape of the last forward
-    size_t n_acts;      // elements of act_dtype in acts (and in grad_acts)
-    size_t n_stats;     // `real` elements in stats
-    void *acts;         // backend memory: all forward activations
-    void *grad_acts;    // backend memory: activation gradients (same layout)
-    real *stats;        // backend memory: LayerNorm means and rstds, per-token losses
-    int *tokens;        // backend memory (max_B*maxT)
-    int *targets;       // backend memory (max_B*maxT)
-    real *losses_host;  // host copy of per-token losses (max_B*maxT)
-    size_t bytes;       // backend memory this model holds
+    int max_B;         // activations are sized for (max_B, maxT)
+    int B, T;          // shape of the last forward
+    size_t n_acts;     // elements of act_dtype in acts (and in grad_acts)
+    size_t n_stats;    // `real` elements in stats
+    void *acts;        // backend memory: all forward activations
+    void *grad_acts;   // backend memory: activation gradients (same layout)
+    real *stats;       // backend memory: LayerNorm means and rstds, per-token losses
+    int *tokens;       // backend memory (max_B*maxT)
+    int *targets;      // backend memory (max_B*maxT)
+    real *losses_host; // host copy of per-token losses (max_B*maxT)
+    size_t bytes;      // backend memory this model holds
 
     // Optional hook, called by backward each time the gradients at flat offsets >= ready_from
     // have their final value (after the final LayerNorm, after each block, after the
@@ -104,8 +104,8 @@ const gpt2_tensor *gpt2_find_tensor(const gpt2_tensor *t, int n, const char *nam
 // losses and returns their SUM (in double); if dloss != 0 the logits are replaced by their
 // gradient (scaled by dloss per token) ready for gpt2_backward. Without targets returns 0 and
 // keeps the logits, (B,T,Vp), readable through gpt2_logits.
-double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *targets, int B,
-                             int T, real dloss);
+double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *targets, int B, int T,
+                             real dloss);
 // Backward of the last forward (which must have been called with targets and dloss != 0).
 // Accumulates into m->grads; call gpt2_zero_grad at the start of an accumulation. Returns the
 // grads_ready hook's status (TS_OK without a hook).

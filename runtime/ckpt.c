@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CKPT_FORMAT "tessera-weights"
+#define CKPT_FORMAT  "tessera-weights"
 #define CKPT_VERSION 1
 
 static const char *const ckpt_int_attrs[] = {"version", "layers", "heads",        "width",
@@ -62,10 +62,11 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
     }
     ts_status st = TS_OK;
     const gpt2_config *c = &m->cfg;
-    int values[CKPT_N_INT_ATTRS] = {CKPT_VERSION, c->layers,       c->heads, c->width,
-                                    c->seq_len,   c->vocab,        c->padded_vocab, step};
+    int values[CKPT_N_INT_ATTRS] = {CKPT_VERSION, c->layers, c->heads,        c->width,
+                                    c->seq_len,   c->vocab,  c->padded_vocab, step};
     int ok = write_str_attr(file, "format", CKPT_FORMAT);
-    for (int i = 0; i < CKPT_N_INT_ATTRS; i++) ok = ok && write_int_attr(file, ckpt_int_attrs[i], values[i]);
+    for (int i = 0; i < CKPT_N_INT_ATTRS; i++)
+        ok = ok && write_int_attr(file, ckpt_int_attrs[i], values[i]);
     hid_t group = H5Gcreate2(file, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     float *host = ts_malloc(m->n_params * sizeof(float), "weights for saving");
     m->be->to_host(host, m->master, m->n_params * sizeof(float));
@@ -75,8 +76,8 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
         hid_t space = H5Screate_simple(t->ndim, dims, NULL);
         hid_t ds = H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
                               H5P_DEFAULT);
-        ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                 host + t->offset) >= 0;
+        ok = ds >= 0 &&
+             H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host + t->offset) >= 0;
         if (ds >= 0) H5Dclose(ds);
         H5Sclose(space);
     }
@@ -113,8 +114,8 @@ static ts_status read_int_attr(hid_t file, const char *path, const char *name, i
     hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
     hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
     // one integer, nothing else (an array attribute would overrun *out)
-    herr_t r = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
-                       type >= 0 && H5Tget_class(type) == H5T_INTEGER
+    herr_t r = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 && type >= 0 &&
+                       H5Tget_class(type) == H5T_INTEGER
                    ? H5Aread(attr, H5T_NATIVE_INT, out)
                    : -1;
     if (type >= 0) H5Tclose(type);
@@ -188,7 +189,8 @@ ts_status ckpt_read_weights(const char *path, gpt2 *m) {
         const gpt2_tensor *t = &m->tensors[i];
         char name[GPT2_MAX_NAME + 16];
         snprintf(name, sizeof name, "params/%s", t->name);
-        if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+        if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 ||
+            H5Lexists(file, name, H5P_DEFAULT) <= 0) {
             log_error("%s: dataset '/%s' is missing", path, name);
             st = TS_ERR_INPUT;
             break;
@@ -203,8 +205,8 @@ ts_status ckpt_read_weights(const char *path, gpt2 *m) {
             log_error("%s: dataset '/%s' has the wrong shape (expected %d x %d)", path, name,
                       t->shape[0], t->shape[1]);
             st = TS_ERR_INPUT;
-        } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                           host + t->offset) < 0) {
+        } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host + t->offset) <
+                   0) {
             log_error("%s: reading dataset '/%s' failed (file damaged?)", path, name);
             st = TS_ERR_INPUT;
         }

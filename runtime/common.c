@@ -99,7 +99,8 @@ void log_replay_last_error(void) {
 
 TS_NORETURN void ts_panic(const char *file, int line, const char *msg) {
     fprintf(stderr, "tessera[%d]: internal error at %s:%d: %s\n", g_log.rank, file, line, msg);
-    fprintf(stderr, "---> HINT: this is a bug in tessera; please report it with the command line\n");
+    fprintf(stderr,
+            "---> HINT: this is a bug in tessera; please report it with the command line\n");
     fflush(stderr);
     abort();
 }

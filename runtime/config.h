@@ -14,7 +14,7 @@
 
 #include "common.h"
 
-#define CFG_STR 512
+#define CFG_STR      512
 #define CFG_MAX_KEYS 48 // room in the per-key tables (cfg_n_keys is checked against it)
 
 // Where a key's value came from, recorded by the file parser and the override parser; error
@@ -30,12 +30,12 @@ typedef struct {
 
 typedef struct {
     struct {
-        char name[128];         // run name: the run directory is <out_dir>/<name>
-        char out_dir[CFG_STR];  // where run directories are created
-        int64_t seed;           // data order and initialisation
-        char backend[16];       // auto | cpu | cuda
-        char precision[8];      // bf16 | fp32 (CUDA only)
-        int threads;            // compute threads per rank (0 = cores / ranks on this host)
+        char name[128];        // run name: the run directory is <out_dir>/<name>
+        char out_dir[CFG_STR]; // where run directories are created
+        int64_t seed;          // data order and initialisation
+        char backend[16];      // auto | cpu | cuda
+        char precision[8];     // bf16 | fp32 (CUDA only)
+        int threads;           // compute threads per rank (0 = cores / ranks on this host)
     } run;
     struct {
         int layers, heads, width, seq_len, vocab;
@@ -47,8 +47,8 @@ typedef struct {
     } data;
     struct {
         int steps;
-        int global_batch;   // sequences per optimizer step, over all ranks
-        int micro_batch;    // upper bound on sequences per forward/backward on one rank
+        int global_batch; // sequences per optimizer step, over all ranks
+        int micro_batch;  // upper bound on sequences per forward/backward on one rank
         double lr, lr_min_ratio;
         int warmup_steps;
         double weight_decay, beta1, beta2, eps, grad_clip;
@@ -58,8 +58,8 @@ typedef struct {
         int batches; // validation micro-batches per rank-share (each global_batch sequences)
     } eval;
     struct {
-        int every;          // progress line and metrics every N steps
-        int sample_tokens;  // tokens sampled at the end of a run (0 = none)
+        int every;         // progress line and metrics every N steps
+        int sample_tokens; // tokens sampled at the end of a run (0 = none)
     } log;
     struct {
         double timeout_s;      // deadline for any collective
@@ -77,10 +77,10 @@ typedef enum { CFG_INT, CFG_INT64, CFG_FLOAT, CFG_BOOL, CFG_STRING, CFG_ENUM } c
 typedef struct {
     const char *section, *name;
     cfg_type type;
-    size_t offset, size;      // where the value lives in tessera_config (size: for strings)
-    const char *def;          // default, as text
-    double min, max;          // bounds for numbers (inclusive)
-    const char *choices;      // for CFG_ENUM: "a|b|c"
+    size_t offset, size; // where the value lives in tessera_config (size: for strings)
+    const char *def;     // default, as text
+    double min, max;     // bounds for numbers (inclusive)
+    const char *choices; // for CFG_ENUM: "a|b|c"
     const char *help;
 } cfg_key;
 

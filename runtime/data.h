@@ -17,26 +17,26 @@
 #include "common.h"
 
 #define SHARD_HEADER_INTS 256
-#define SHARD_MAGIC_U16 20240520
+#define SHARD_MAGIC_U16   20240520
 #define SHARD_VERSION_U16 1
-#define SHARD_MAGIC_U32 20240801
+#define SHARD_MAGIC_U32   20240801
 #define SHARD_VERSION_U32 7
 
 typedef struct {
     char *path;
-    int token_bytes;      // 2 or 4
+    int token_bytes; // 2 or 4
     uint64_t n_tokens;
-    const uint8_t *map;   // mmap of the whole file
+    const uint8_t *map; // mmap of the whole file
     size_t map_bytes;
-    uint64_t n_seq;       // sequences of T+1 tokens this shard provides
+    uint64_t n_seq; // sequences of T+1 tokens this shard provides
 } data_shard;
 
 typedef struct {
     int T;
     int n_shards;
     data_shard *shards;
-    uint64_t *seq_start;  // prefix sums of n_seq (n_shards + 1)
-    uint64_t n_seq;       // total sequences
+    uint64_t *seq_start; // prefix sums of n_seq (n_shards + 1)
+    uint64_t n_seq;      // total sequences
 } dataset;
 
 // Open every shard matching pattern (sorted by name), check header, size and that every token is

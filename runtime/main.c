@@ -43,7 +43,8 @@ int main(int argc, char **argv) {
         print_usage(stdout);
         return TS_EXIT_OK;
     }
-    fprintf(stderr, "tessera: error: unknown command '%s' (expected train, prepare, sample or help)\n",
+    fprintf(stderr,
+            "tessera: error: unknown command '%s' (expected train, prepare, sample or help)\n",
             cmd);
     return TS_EXIT_INPUT;
 }

@@ -11,9 +11,9 @@
 double optim_lr_at(const tessera_config *cfg, int step);
 
 typedef struct {
-    real *m, *v;      // first and second moments (backend memory), for the owned elements only
-    int t;            // updates applied so far
-    int n_ranges;     // owned ranges of the flat buffer (1 range [0, n_params) when not sharded)
+    real *m, *v;  // first and second moments (backend memory), for the owned elements only
+    int t;        // updates applied so far
+    int n_ranges; // owned ranges of the flat buffer (1 range [0, n_params) when not sharded)
     size_t *first, *count;
     size_t *moment_at; // where each range's moments start in m and v
     size_t n_owned;    // elements this rank optimises

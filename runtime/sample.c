@@ -79,7 +79,8 @@ ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab) {
 }
 
 void tokenizer_free(tokenizer *tok) {
-    for (int i = 0; tok->piece && i < tok->n; i++) free(tok->piece[i]);
+    for (int i = 0; tok->piece && i < tok->n; i++)
+        free(tok->piece[i]);
     free(tok->piece);
     free(tok->piece_len);
     memset(tok, 0, sizeof *tok);
@@ -122,7 +123,8 @@ static int sample_token(const float *logits, int V, float temperature, int top_k
         threshold = scratch[top_k - 1];
     }
     float maxv = -INFINITY;
-    for (int i = 0; i < V; i++) maxv = logits[i] > maxv ? logits[i] : maxv;
+    for (int i = 0; i < V; i++)
+        maxv = logits[i] > maxv ? logits[i] : maxv;
     double sum = 0;
     for (int i = 0; i < V; i++) {
         scratch[i] = logits[i] >= threshold ? expf((logits[i] - maxv) / temperature) : 0.0f;
@@ -146,14 +148,15 @@ ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int 
     float *row = ts_malloc((size_t)Vp * sizeof(float), "logits row");
     float *scratch = ts_malloc((size_t)Vp * sizeof(float), "sampling scratch");
     memcpy(seq, prompt, (size_t)n_prompt * sizeof(int));
-    for (int i = 0; i < n_prompt; i++) tokenizer_write(tok, prompt[i], out);
+    for (int i = 0; i < n_prompt; i++)
+        tokenizer_write(tok, prompt[i], out);
     uint64_t rng = opt->seed ? opt->seed : 0x853c49e6748fea9bull;
     for (int n = n_prompt; n < total; n++) {
         // the model sees at most maxT tokens: slide the window over the sequence
         int start = n > maxT ? n - maxT : 0, T = n - start;
         gpt2_forward(m, seq + start, NULL, 1, T, 0);
-        const char *logits = (const char *)gpt2_logits(m) +
-                             (size_t)(T - 1) * Vp * ts_dtype_size(m->be->act_dtype);
+        const char *logits =
+            (const char *)gpt2_logits(m) + (size_t)(T - 1) * Vp * ts_dtype_size(m->be->act_dtype);
         m->be->act_to_host(row, logits, (size_t)Vp);
         seq[n] = sample_token(row, V, opt->temperature, opt->top_k, scratch, &rng);
         if (seq[n] == tok->eot) break;
@@ -189,7 +192,8 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, int 
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi) || (integer && v != (double)(long long)v)) {
+    if (errno || end == s || *end || !(v >= lo && v <= hi) ||
+        (integer && v != (double)(long long)v)) {
         log_error("sample: %s: expected %s in [%g, %g], got \"%s\"", flag,
                   integer ? "an integer" : "a number", lo, hi, s);
         return 0;
@@ -214,14 +218,22 @@ int cmd_sample(int argc, char **argv) {
         }
         const char *v = argv[++i];
         int ok = 1;
-        if (strcmp(a, "--model") == 0) model_path = v;
-        else if (strcmp(a, "--prompt") == 0) prompt = v;
-        else if (strcmp(a, "--prompt-ids") == 0) prompt_ids = v;
-        else if (strcmp(a, "--tokenizer") == 0) tok_spec = v;
-        else if (strcmp(a, "--length") == 0) ok = parse_num(a, v, 1, 1e6, 1, &length);
-        else if (strcmp(a, "--temperature") == 0) ok = parse_num(a, v, 1e-3, 100, 0, &temperature);
-        else if (strcmp(a, "--top-k") == 0) ok = parse_num(a, v, 0, 1e7, 1, &top_k);
-        else if (strcmp(a, "--seed") == 0) ok = parse_num(a, v, 0, 9007199254740991.0, 1, &seed);
+        if (strcmp(a, "--model") == 0)
+            model_path = v;
+        else if (strcmp(a, "--prompt") == 0)
+            prompt = v;
+        else if (strcmp(a, "--prompt-ids") == 0)
+            prompt_ids = v;
+        else if (strcmp(a, "--tokenizer") == 0)
+            tok_spec = v;
+        else if (strcmp(a, "--length") == 0)
+            ok = parse_num(a, v, 1, 1e6, 1, &length);
+        else if (strcmp(a, "--temperature") == 0)
+            ok = parse_num(a, v, 1e-3, 100, 0, &temperature);
+        else if (strcmp(a, "--top-k") == 0)
+            ok = parse_num(a, v, 0, 1e7, 1, &top_k);
+        else if (strcmp(a, "--seed") == 0)
+            ok = parse_num(a, v, 0, 9007199254740991.0, 1, &seed);
         else {
             log_error("sample: unknown option %s (see tessera sample --help)", a);
             return TS_EXIT_INPUT;
@@ -263,7 +275,8 @@ int cmd_sample(int argc, char **argv) {
             p = end + 1;
         }
     } else if (prompt && tok.byte_level) {
-        for (const char *p = prompt; *p; p++) ids[n_prompt++] = (unsigned char)*p;
+        for (const char *p = prompt; *p; p++)
+            ids[n_prompt++] = (unsigned char)*p;
     } else if (prompt) {
         log_error("sample: --prompt needs the byte-level tokenizer; for GPT-2 tokens use "
                   "--prompt-ids");

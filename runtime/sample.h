@@ -18,10 +18,10 @@ typedef struct {
 // Decoder for generated tokens: bytes for the byte-level tokenizer, llm.c's tokenizer file
 // (magic 20240328) for GPT-2 tokens, or token ids when neither is available.
 typedef struct {
-    int n;             // entries (0: print ids)
+    int n; // entries (0: print ids)
     char **piece;
     int *piece_len;
-    int eot;           // end-of-text token or -1
+    int eot; // end-of-text token or -1
     int byte_level;
 } tokenizer;
 

@@ -24,8 +24,8 @@
 #include "ckpt.h"
 #include "config.h"
 #include "data.h"
-#include "optim.h"
 #include "env.h"
+#include "optim.h"
 #include "sample.h"
 
 typedef struct {
@@ -47,7 +47,7 @@ typedef struct {
     reducer red;    // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
-    FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
+    FILE *trace; // comm.trace: per-step bucket timestamps (JSON lines), or NULL
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -248,9 +248,8 @@ static ts_status train_setup(trainer *tr) {
         log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
                  tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s", c->name);
     else
-        log_info("backend: %s (%s, %s), %d rank%s (%s communicator)", tr->be->name,
-                 tr->be->device, ts_dtype_name(tr->be->act_dtype), c->size,
-                 c->size == 1 ? "" : "s", c->name);
+        log_info("backend: %s (%s, %s), %d rank%s (%s communicator)", tr->be->name, tr->be->device,
+                 ts_dtype_name(tr->be->act_dtype), c->size, c->size == 1 ? "" : "s", c->name);
 
     // data: every rank checks its own copy of the shards; all agree before going on
     int T = cfg->model.seq_len;
@@ -269,8 +268,8 @@ static ts_status train_setup(trainer *tr) {
     }
     TS_CHECK(train_agree(c, cfg->log.sample_tokens > 0 && c->rank == 0 ? st : TS_OK));
 
-    gpt2_config mc = {cfg->model.layers, cfg->model.heads, cfg->model.width, cfg->model.seq_len,
-                      cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
+    gpt2_config mc = {cfg->model.layers,  cfg->model.heads, cfg->model.width,
+                      cfg->model.seq_len, cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
     size_t n_params;
     gpt2_param_table(&mc, NULL, 0, &n_params);
     // AdamW moments (a 1/size share of them with ZeRO-1), counted in the fit check
@@ -305,7 +304,8 @@ static ts_status train_setup(trainer *tr) {
     }
     log_info("optimizer: AdamW, %s, %d bucket%s of <= %.2f MiB%s; optimizer state %.2f MiB on "
              "this rank",
-             cfg->comm.zero_stage == 1 ? "ZeRO-1 (state sharded over ranks)" : "state on every rank",
+             cfg->comm.zero_stage == 1 ? "ZeRO-1 (state sharded over ranks)"
+                                       : "state on every rank",
              tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s", cfg->comm.bucket_mb,
              cfg->comm.overlap ? ", reduced during backward" : "",
              (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);

@@ -48,8 +48,8 @@ static void cpu_embed_fwd(void *out, const int *tokens, const void *wte, const v
                           int T, int C) {
     TS_REAL(cpu_embed_forward)(out, tokens, wte, wpe, B, T, C);
 }
-static void cpu_embed_bwd(real *dwte, real *dwpe, const void *dout, const int *tokens, int B,
-                          int T, int C) {
+static void cpu_embed_bwd(real *dwte, real *dwpe, const void *dout, const int *tokens, int B, int T,
+                          int C) {
     TS_REAL(cpu_embed_backward)(dwte, dwpe, dout, tokens, B, T, C);
 }
 static void cpu_ln_fwd(void *out, real *mean, real *rstd, const void *inp, const void *w,
@@ -69,8 +69,8 @@ static void cpu_mm_fwd(void *out, const void *inp, const void *w, const void *bi
                        int OC) {
     TS_REAL(cpu_matmul_forward)(out, inp, w, bias, N, C, OC);
 }
-static void cpu_mm_gelu_fwd(void *pre, void *out, const void *inp, const void *w,
-                            const void *bias, int N, int C, int OC) {
+static void cpu_mm_gelu_fwd(void *pre, void *out, const void *inp, const void *w, const void *bias,
+                            int N, int C, int OC) {
     TS_REAL(cpu_matmul_forward)(pre, inp, w, bias, N, C, OC);
     TS_REAL(cpu_gelu_forward)(out, pre, (size_t)N * OC);
 }
@@ -98,8 +98,8 @@ static void cpu_add_op(void *out, const void *a, const void *b, size_t n) {
 static void cpu_add_inplace_op(void *y, const void *x, size_t n) {
     TS_REAL(cpu_add_inplace)(y, x, n);
 }
-static void cpu_classifier_op(void *logits, real *losses, const int *targets, int N, int V,
-                              int Vp, real dloss) {
+static void cpu_classifier_op(void *logits, real *losses, const int *targets, int N, int V, int Vp,
+                              real dloss) {
     TS_REAL(cpu_classifier)(logits, losses, targets, N, V, Vp, dloss);
 }
 // the master weights are the parameters; a separate param buffer gets a copy

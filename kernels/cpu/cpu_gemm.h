@@ -43,23 +43,24 @@ enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112, CblasConjTrans = 11
 #define CPU_GEMM_PARALLEL_MIN 65536
 
 static inline void cpu_gemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
-                            enum CBLAS_TRANSPOSE tb, int M, int N, int K, real alpha,
-                            const real *A, int lda, const real *B, int ldb, real beta, real *C,
-                            int ldc) {
+                            enum CBLAS_TRANSPOSE tb, int M, int N, int K, real alpha, const real *A,
+                            int lda, const real *B, int ldb, real beta, real *C, int ldc) {
     TS_ASSERT(order == CblasRowMajor);
     if (M <= 0 || N <= 0) return;
     const int at = ta != CblasNoTrans, bt = tb != CblasNoTrans;
     // element (i,k) of op(A)
-#define GA(i, k) (at ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
+#define GA(i, k)              (at ? A[(size_t)(k)*lda + (i)] : A[(size_t)(i)*lda + (k)])
     const double work = (double)M * N * (K > 0 ? K : 1);
 #pragma omp parallel for schedule(static) if (work >= CPU_GEMM_PARALLEL_MIN)
     for (int i = 0; i < M; i++) {
         real *c = C + (size_t)i * ldc;
         // scale (or clear) the row first, then accumulate alpha * sum_k into it
         if (beta == 0) {
-            for (int j = 0; j < N; j++) c[j] = 0;
+            for (int j = 0; j < N; j++)
+                c[j] = 0;
         } else if (beta != 1) {
-            for (int j = 0; j < N; j++) c[j] *= beta;
+            for (int j = 0; j < N; j++)
+                c[j] *= beta;
         }
         if (K <= 0 || alpha == 0) continue;
         if (bt) {
@@ -71,9 +72,11 @@ static inline void cpu_gemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
                 if (!at) {
                     const real *a = A + (size_t)i * lda;
 #pragma omp simd reduction(+ : s)
-                    for (int k = 0; k < K; k++) s += a[k] * b[k];
+                    for (int k = 0; k < K; k++)
+                        s += a[k] * b[k];
                 } else {
-                    for (int k = 0; k < K; k++) s += A[(size_t)k * lda + i] * b[k];
+                    for (int k = 0; k < K; k++)
+                        s += A[(size_t)k * lda + i] * b[k];
                 }
                 c[j] += alpha * s;
             }
@@ -83,7 +86,8 @@ static inline void cpu_gemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
                 const real aik = alpha * GA(i, k);
                 const real *b = B + (size_t)k * ldb;
 #pragma omp simd
-                for (int j = 0; j < N; j++) c[j] += aik * b[j];
+                for (int j = 0; j < N; j++)
+                    c[j] += aik * b[j];
             }
         }
     }

@@ -20,7 +20,7 @@
 
 #define CLS_THREADS 512
 
-template <typename T, int P> struct alignas(sizeof(T) * P) cls_pack { T v[P]; };
+template <typename T, int P> using cls_pack = cuda_pack<T, P>;
 
 // The running pair (m, s): m the max of the logits seen (-inf before any finite one), s the sum
 // of exp(x - m). While m is -inf every x seen was -inf or NaN, so s is 0 or NaN and is kept as it

@@ -4,6 +4,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,6 +40,12 @@ static inline void cuda_fail(const char *what, const char *why, const char *file
 }
 
 static inline unsigned cuda_ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+// P elements of T moved as one aligned vector (16 bytes for P = 16 / sizeof(T)); use only on
+// pointers that pass cuda_aligned16 and counts divisible by P
+template <typename T, int P> struct alignas(sizeof(T) * P) cuda_pack { T v[P]; };
+
+static inline bool cuda_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // ---- element access for the two activation types --------------------------------------------
 typedef __nv_bfloat16 bf16;

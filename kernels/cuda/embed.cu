@@ -20,9 +20,7 @@
 // scratch regions start on this boundary (what CUB and vector loads want)
 #define EMB_ALIGN 256
 
-template <typename T, int P> struct alignas(sizeof(T) * P) emb_pack { T v[P]; };
-
-static bool emb_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+template <typename T, int P> using emb_pack = cuda_pack<T, P>;
 
 static unsigned emb_grid(size_t work) {
     size_t g = (work + EMB_THREADS - 1) / EMB_THREADS;
@@ -61,7 +59,7 @@ static void embed_forward(T *out, const int *tokens, const T *wte, const T *wpe,
     const size_t n = (size_t)B * T_ * C;
     if (n == 0) return;
     constexpr int P = 16 / sizeof(T);
-    if (C % P == 0 && emb_aligned16(out) && emb_aligned16(wte) && emb_aligned16(wpe)) {
+    if (C % P == 0 && cuda_aligned16(out) && cuda_aligned16(wte) && cuda_aligned16(wpe)) {
         embed_forward_kernel<T, P>
             <<<emb_grid(n / P), EMB_THREADS, 0, s>>>(out, tokens, wte, wpe, T_, C, n / P);
     } else {

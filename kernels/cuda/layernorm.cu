@@ -22,7 +22,7 @@
 #define LN_MAX_CHUNKS  64  // row chunks for dw/db partial sums
 #define LN_MIN_ROWS    32  // rows per chunk at least
 
-template <typename T, int P> struct alignas(sizeof(T) * P) ln_pack { T v[P]; };
+template <typename T, int P> using ln_pack = cuda_pack<T, P>;
 
 template <typename T, int P> __device__ __forceinline__ ln_pack<T, P> ln_load(const T *p, int i) {
     return reinterpret_cast<const ln_pack<T, P> *>(p)[i];
@@ -31,8 +31,6 @@ template <typename T, int P>
 __device__ __forceinline__ void ln_store(T *p, int i, ln_pack<T, P> x) {
     reinterpret_cast<ln_pack<T, P> *>(p)[i] = x;
 }
-
-static bool ln_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 __device__ __forceinline__ float ln_warp_sum(float v) {
 #pragma unroll
@@ -112,8 +110,9 @@ static void layernorm_forward(T *out, float *mean, float *rstd, T *residual, con
                               const T *b_in, const T *w, const T *b, int N, int C, cudaStream_t s) {
     if (N <= 0 || C <= 0) return;
     constexpr int P = 16 / sizeof(T);
-    const bool vec = C % P == 0 && ln_aligned16(out) && ln_aligned16(a) && ln_aligned16(w) &&
-                     ln_aligned16(b) && (!RESID || (ln_aligned16(residual) && ln_aligned16(b_in)));
+    const bool vec = C % P == 0 && cuda_aligned16(out) && cuda_aligned16(a) && cuda_aligned16(w) &&
+                     cuda_aligned16(b) &&
+                     (!RESID || (cuda_aligned16(residual) && cuda_aligned16(b_in)));
     if (vec) {
         layernorm_forward_kernel<T, P, RESID><<<ln_row_grid(N), 32 * LN_WARPS, 0, s>>>(
             out, mean, rstd, residual, a, b_in, w, b, N, C);
@@ -211,8 +210,8 @@ static void layernorm_backward(T *dinp, float *dw, float *db, const T *dout, con
                                cudaStream_t s) {
     if (N <= 0 || C <= 0) return;
     constexpr int P = 16 / sizeof(T);
-    const bool vec = C % P == 0 && ln_aligned16(dinp) && ln_aligned16(dout) && ln_aligned16(inp) &&
-                     ln_aligned16(w);
+    const bool vec = C % P == 0 && cuda_aligned16(dinp) && cuda_aligned16(dout) &&
+                     cuda_aligned16(inp) && cuda_aligned16(w);
     if (vec) {
         layernorm_backward_inp_kernel<T, P>
             <<<ln_row_grid(N), 32 * LN_WARPS, 0, s>>>(dinp, dout, inp, w, mean, rstd, N, C);

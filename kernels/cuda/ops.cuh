@@ -32,21 +32,21 @@ void cuda_matmul_gelu_forward(ts_dtype dt, void *pre, void *out, const void *inp
                               const void *bias, int N, int C, int OC, cudaStream_t s);
 void cuda_matmul_backward(ts_dtype dt, void *dinp, float *dw, float *dbias, const void *dout,
                           const void *inp, const void *w, int N, int C, int OC, cudaStream_t s);
-void cuda_matmul_init(void);  // create the cuBLASLt handle and workspace (called once)
+void cuda_matmul_init(void); // create the cuBLASLt handle and workspace (called once)
 void cuda_matmul_free(void);
 
 // ---- attention.cu (batched matmuls + fused causal softmax) ----------------------------------
-void cuda_attention_forward(ts_dtype dt, void *out, void *preatt, void *att, const void *qkv,
-                            int B, int T, int C, int NH, cudaStream_t s);
+void cuda_attention_forward(ts_dtype dt, void *out, void *preatt, void *att, const void *qkv, int B,
+                            int T, int C, int NH, cudaStream_t s);
 void cuda_attention_backward(ts_dtype dt, void *dqkv, void *dpreatt, void *datt, const void *dout,
                              const void *qkv, const void *att, int B, int T, int C, int NH,
                              cudaStream_t s);
 
 // ---- embed.cu --------------------------------------------------------------------------------
-void cuda_embed_forward(ts_dtype dt, void *out, const int *tokens, const void *wte,
-                        const void *wpe, int B, int T, int C, cudaStream_t s);
-void cuda_embed_backward(ts_dtype dt, float *dwte, float *dwpe, const void *dout,
-                         const int *tokens, int B, int T, int C, cudaStream_t s);
+void cuda_embed_forward(ts_dtype dt, void *out, const int *tokens, const void *wte, const void *wpe,
+                        int B, int T, int C, cudaStream_t s);
+void cuda_embed_backward(ts_dtype dt, float *dwte, float *dwpe, const void *dout, const int *tokens,
+                         int B, int T, int C, cudaStream_t s);
 
 // ---- layernorm.cu ----------------------------------------------------------------------------
 void cuda_layernorm_forward(ts_dtype dt, void *out, float *mean, float *rstd, const void *inp,

@@ -18,9 +18,7 @@
 #define GELU_K1 0.044715f
 
 // P elements of T moved by one aligned access
-template <typename T, int P> struct alignas(sizeof(T) * P) pw_pack { T v[P]; };
-
-static bool pw_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+template <typename T, int P> using pw_pack = cuda_pack<T, P>;
 
 static unsigned pw_grid(size_t work) {
     size_t g = (work + PW_THREADS - 1) / PW_THREADS;
@@ -108,7 +106,7 @@ static void pw_map(TO *out, const TA *a, const TB *b, size_t n, Op op, cudaStrea
                                 ? (sizeof(TO) > sizeof(TB) ? sizeof(TO) : sizeof(TB))
                                 : (sizeof(TA) > sizeof(TB) ? sizeof(TA) : sizeof(TB));
     constexpr int P = (int)(16 / wmax);
-    const bool vec = pw_aligned16(out) && pw_aligned16(a) && (!b || pw_aligned16(b));
+    const bool vec = cuda_aligned16(out) && cuda_aligned16(a) && (!b || cuda_aligned16(b));
     if (vec) {
         pw_map_kernel<P><<<pw_grid(n / P + 1), PW_THREADS, 0, s>>>(out, a, b, n, op);
     } else {

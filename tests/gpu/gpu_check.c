@@ -38,8 +38,8 @@ int gpu_check_start(gpu_ctx *g, int argc, char **argv, const char *usage) {
 
 int gpu_check_finish(const gpu_ctx *g, const char *test) {
     if (g->failures)
-        printf("FAIL: %s (%s): %d of %d checks failed\n", test, ts_dtype_name(g->mode),
-               g->failures, g->checks);
+        printf("FAIL: %s (%s): %d of %d checks failed\n", test, ts_dtype_name(g->mode), g->failures,
+               g->checks);
     else
         printf("PASS: %s (%s): %d checks\n", test, ts_dtype_name(g->mode), g->checks);
     return g->failures ? 1 : 0;

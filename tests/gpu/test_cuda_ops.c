@@ -69,7 +69,8 @@ static pair pair_alloc(size_t n, int act) {
 
 // both copies = host (activations rounded to the device type first)
 static void pair_set(pair *p, const float *host) {
-    for (size_t i = 0; i < p->n; i++) p->ref[i] = p->act ? gpu_round_act(&G, host[i]) : host[i];
+    for (size_t i = 0; i < p->n; i++)
+        p->ref[i] = p->act ? gpu_round_act(&G, host[i]) : host[i];
     if (p->act)
         G.gpu->act_to_device(p->dev, p->ref, p->n);
     else
@@ -79,7 +80,8 @@ static void pair_set(pair *p, const float *host) {
 static pair pair_rand(size_t n, int act, float lo, float hi) {
     pair p = pair_alloc(n, act);
     float *h = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) h[i] = gpu_rng_uniform(&RNG, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        h[i] = gpu_rng_uniform(&RNG, lo, hi);
     pair_set(&p, h);
     free(h);
     return p;
@@ -166,38 +168,44 @@ static void check_memory(void) {
     const backend *be = G.gpu;
     const size_t n = 12345; // bytes; odd on purpose
     unsigned char *h = malloc(n), *back = malloc(n);
-    for (size_t i = 0; i < n; i++) h[i] = (unsigned char)gpu_rng_next(&RNG);
+    for (size_t i = 0; i < n; i++)
+        h[i] = (unsigned char)gpu_rng_next(&RNG);
 
     void *d = be->alloc(n);
     be->to_host(back, d, n);
     size_t nonzero = 0;
-    for (size_t i = 0; i < n; i++) nonzero += back[i] != 0;
+    for (size_t i = 0; i < n; i++)
+        nonzero += back[i] != 0;
     gpu_check_err(&G, "alloc: non-zero bytes", (double)nonzero, 0);
 
     be->to_device(d, h, n);
     be->to_host(back, d, n);
     size_t diff = 0;
-    for (size_t i = 0; i < n; i++) diff += back[i] != h[i];
+    for (size_t i = 0; i < n; i++)
+        diff += back[i] != h[i];
     gpu_check_err(&G, "to_device/to_host: differing bytes", (double)diff, 0);
 
     be->zero((char *)d + 8, 1000);
     be->synchronize();
     be->to_host(back, d, n);
     diff = 0;
-    for (size_t i = 0; i < n; i++) diff += back[i] != (i >= 8 && i < 1008 ? 0 : h[i]);
+    for (size_t i = 0; i < n; i++)
+        diff += back[i] != (i >= 8 && i < 1008 ? 0 : h[i]);
     gpu_check_err(&G, "zero (bytes 8..1007): wrong bytes", (double)diff, 0);
     be->free(d);
 
     // activations: the device keeps each float rounded to its type (bf16: to nearest, ties even)
     const size_t m = 10007;
     float *x = malloc(m * sizeof(float)), *y = malloc(m * sizeof(float));
-    for (size_t i = 0; i < m; i++) x[i] = gpu_rng_uniform(&RNG, -300, 300);
+    for (size_t i = 0; i < m; i++)
+        x[i] = gpu_rng_uniform(&RNG, -300, 300);
     x[0] = 1.00390625f; // halfway between two bf16 values: rounds to even (1.0)
     void *a = be->alloc(m * ts_dtype_size(G.mode));
     be->act_to_device(a, x, m);
     be->act_to_host(y, a, m);
     diff = 0;
-    for (size_t i = 0; i < m; i++) diff += y[i] != gpu_round_act(&G, x[i]);
+    for (size_t i = 0; i < m; i++)
+        diff += y[i] != gpu_round_act(&G, x[i]);
     gpu_check_err(&G, "act_to_device/act_to_host: not rounded", (double)diff, 0);
 
     // params_from_master: param (param_dtype) = master (fp32)
@@ -206,7 +214,8 @@ static void check_memory(void) {
     be->params_from_master(a, master, m);
     be->act_to_host(y, a, m);
     diff = 0;
-    for (size_t i = 0; i < m; i++) diff += y[i] != gpu_round_act(&G, x[i]);
+    for (size_t i = 0; i < m; i++)
+        diff += y[i] != gpu_round_act(&G, x[i]);
     gpu_check_err(&G, "params_from_master: not rounded", (double)diff, 0);
     be->free(master);
     be->free(a);
@@ -227,15 +236,18 @@ static void check_embed(const shape *s) {
     const int B = s->B, T = s->T, C = s->C, BT = B * T;
     int *tok = malloc(BT * sizeof(int));
     // every fifth position is token 7, so rows of dwte receive several contributions
-    for (int i = 0; i < BT; i++) tok[i] = i % 5 == 0 ? 7 : gpu_rng_int(&RNG, s->V);
+    for (int i = 0; i < BT; i++)
+        tok[i] = i % 5 == 0 ? 7 : gpu_rng_int(&RNG, s->V);
     ipair tokens = ipair_new(tok, BT);
-    pair wte = pair_rand((size_t)s->Vp * C, 1, -1, 1), wpe = pair_rand((size_t)s->maxT * C, 1, -1, 1);
+    pair wte = pair_rand((size_t)s->Vp * C, 1, -1, 1),
+         wpe = pair_rand((size_t)s->maxT * C, 1, -1, 1);
     pair out = pair_alloc((size_t)BT * C, 1);
     G.cpu->embed_forward(out.ref, tokens.ref, wte.ref, wpe.ref, B, T, C);
     G.gpu->embed_forward(out.dev, tokens.dev, wte.dev, wpe.dev, B, T, C);
     pair_check("embed_forward.out", &out, tol_act());
 
-    pair dwte = pair_rand((size_t)s->Vp * C, 0, -1, 1), dwpe = pair_rand((size_t)s->maxT * C, 0, -1, 1);
+    pair dwte = pair_rand((size_t)s->Vp * C, 0, -1, 1),
+         dwpe = pair_rand((size_t)s->maxT * C, 0, -1, 1);
     float *dwte0 = copy_of(dwte.ref, dwte.n), *dwpe0 = copy_of(dwpe.ref, dwpe.n);
     pair dout = pair_rand((size_t)BT * C, 1, -1, 1);
     G.cpu->embed_backward(dwte.ref, dwpe.ref, dout.ref, tokens.ref, B, T, C);
@@ -250,7 +262,8 @@ static void check_embed(const shape *s) {
     check_same_bits("embed_backward.dwpe", &dwpe, b2);
     free(b1), free(b2), free(dwte0), free(dwpe0), free(tok);
     pair *all[] = {&wte, &wpe, &out, &dwte, &dwpe, &dout};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pair_free(all[i]);
     ipair_free(&tokens);
 }
 
@@ -261,7 +274,8 @@ static void check_layernorm(const shape *s) {
     pair inp = pair_rand(NC, 1, -1, 1);
     {
         float *h = malloc(NC * sizeof(float));
-        for (size_t i = 0; i < NC; i++) h[i] = inp.ref[i] + 3.0f;
+        for (size_t i = 0; i < NC; i++)
+            h[i] = inp.ref[i] + 3.0f;
         pair_set(&inp, h);
         free(h);
     }
@@ -311,9 +325,10 @@ static void check_layernorm(const shape *s) {
     check_same_bits("layernorm_backward.dw", &dw, b2);
     check_same_bits("layernorm_backward.db", &db, b3);
     free(b1), free(b2), free(b3), free(dinp0), free(dw0), free(db0);
-    pair *all[] = {&inp, &w, &b, &out, &mean, &rstd, &a, &b_in, &res, &out2, &mean2, &rstd2,
-                   &m_in, &r_in, &dout, &dinp, &dw, &db};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    pair *all[] = {&inp,  &w,     &b,     &out,  &mean, &rstd, &a,    &b_in, &res,
+                   &out2, &mean2, &rstd2, &m_in, &r_in, &dout, &dinp, &dw,   &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pair_free(all[i]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,9 +336,10 @@ static void check_layernorm(const shape *s) {
 
 static void check_matmul_one(const char *tag, int N, int C, int OC, int with_bias) {
     char what[96];
-#define NAME(s) (snprintf(what, sizeof what, "matmul[%s %dx%dx%d%s] %s", tag, N, C, OC,           \
-                          with_bias ? "" : " no bias", s),                                       \
-                 what)
+#define NAME(s)                                                                                    \
+    (snprintf(what, sizeof what, "matmul[%s %dx%dx%d%s] %s", tag, N, C, OC,                        \
+              with_bias ? "" : " no bias", s),                                                     \
+     what)
     pair inp = pair_rand((size_t)N * C, 1, -1, 1), w = pair_rand((size_t)OC * C, 1, -0.2f, 0.2f);
     pair bias = pair_rand(OC, 1, -0.5f, 0.5f);
     void *bias_ref = with_bias ? bias.ref : NULL, *bias_dev = with_bias ? bias.dev : NULL;
@@ -366,7 +382,8 @@ static void check_matmul_one(const char *tag, int N, int C, int OC, int with_bia
     pair_check(NAME("backward (dw only).dw (+=)"), &dw, tol_acc());
     free(dinp0), free(dw0), free(dbias0);
     pair *all[] = {&inp, &w, &bias, &out, &pre, &act, &dout, &dinp, &dw, &dbias};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pair_free(all[i]);
 #undef NAME
 }
 
@@ -387,7 +404,8 @@ static float *lower(const float *x, int BNH, int T, size_t *n) {
     size_t k = 0;
     for (int bh = 0; bh < BNH; bh++)
         for (int t = 0; t < T; t++)
-            for (int u = 0; u <= t; u++) o[k++] = x[((size_t)bh * T + t) * T + u];
+            for (int u = 0; u <= t; u++)
+                o[k++] = x[((size_t)bh * T + t) * T + u];
     *n = k;
     return o;
 }
@@ -404,8 +422,8 @@ static void check_attention_at(int B, int T, int C, int NH) {
     const int BNH = B * NH;
     const size_t att_n = (size_t)BNH * T * T;
     char what[96];
-#define NAME(s) (snprintf(what, sizeof what, "attention[B=%d T=%d C=%d NH=%d] %s", B, T, C, NH, s), \
-                 what)
+#define NAME(s)                                                                                    \
+    (snprintf(what, sizeof what, "attention[B=%d T=%d C=%d NH=%d] %s", B, T, C, NH, s), what)
     pair qkv = pair_rand((size_t)B * T * 3 * C, 1, -2, 2);
     pair out = pair_alloc((size_t)B * T * C, 1), preatt = pair_alloc(att_n, 1),
          att = pair_alloc(att_n, 1);
@@ -423,19 +441,20 @@ static void check_attention_at(int B, int T, int C, int NH) {
     pair dqkv = pair_rand((size_t)B * T * 3 * C, 1, -1, 1);
     pair dpreatt = pair_rand(att_n, 1, -9, 9), datt = pair_rand(att_n, 1, -9, 9);
     float *dqkv0 = copy_of(dqkv.ref, dqkv.n);
-    G.cpu->attention_backward(dqkv.ref, dpreatt.ref, datt.ref, dout.ref, qkv.ref, att_in.ref, B,
-                              T, C, NH);
-    G.gpu->attention_backward(dqkv.dev, dpreatt.dev, datt.dev, dout.dev, qkv.dev, att_in.dev, B,
-                              T, C, NH);
+    G.cpu->attention_backward(dqkv.ref, dpreatt.ref, datt.ref, dout.ref, qkv.ref, att_in.ref, B, T,
+                              C, NH);
+    G.gpu->attention_backward(dqkv.dev, dpreatt.dev, datt.dev, dout.dev, qkv.dev, att_in.dev, B, T,
+                              C, NH);
     pair_check(NAME("backward.dqkv (+=)"), &dqkv, tol_act());
     void *b1 = pair_bytes(&dqkv);
     pair_reset(&dqkv, dqkv0);
-    G.gpu->attention_backward(dqkv.dev, dpreatt.dev, datt.dev, dout.dev, qkv.dev, att_in.dev, B,
-                              T, C, NH);
+    G.gpu->attention_backward(dqkv.dev, dpreatt.dev, datt.dev, dout.dev, qkv.dev, att_in.dev, B, T,
+                              C, NH);
     check_same_bits(NAME("backward.dqkv"), &dqkv, b1);
     free(b1), free(dqkv0);
     pair *all[] = {&qkv, &out, &preatt, &att, &att_in, &dout, &dqkv, &dpreatt, &datt};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pair_free(all[i]);
 #undef NAME
 }
 
@@ -467,7 +486,8 @@ static void check_pointwise(size_t n) {
     G.gpu->add_inplace(a.dev, b.dev, n);
     pair_check(NAME("add_inplace.y"), &a, tol_act());
     pair *all[] = {&inp, &out, &dout, &dinp, &a, &b, &sum};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pair_free(all[i]);
 #undef NAME
 }
 
@@ -476,13 +496,15 @@ static void check_classifier(const shape *s) {
     char what[96];
 #define NAME(x) (snprintf(what, sizeof what, "classifier[N=%d V=%d Vp=%d] %s", N, V, Vp, x), what)
     int *tg = malloc(N * sizeof(int));
-    for (int i = 0; i < N; i++) tg[i] = gpu_rng_int(&RNG, V);
+    for (int i = 0; i < N; i++)
+        tg[i] = gpu_rng_int(&RNG, V);
     tg[0] = V - 1; // the last real class
     ipair targets = ipair_new(tg, N);
     // the padding columns hold large values: counting them in the softmax would show
     float *h = malloc((size_t)N * Vp * sizeof(float));
     for (int n = 0; n < N; n++)
-        for (int v = 0; v < Vp; v++) h[(size_t)n * Vp + v] = v < V ? gpu_rng_uniform(&RNG, -4, 4) : 50;
+        for (int v = 0; v < Vp; v++)
+            h[(size_t)n * Vp + v] = v < V ? gpu_rng_uniform(&RNG, -4, 4) : 50;
     pair logits = pair_alloc((size_t)N * Vp, 1);
     pair_set(&logits, h);
     pair losses = pair_alloc(N, 0);
@@ -502,7 +524,8 @@ static void check_classifier(const shape *s) {
     float *d = pair_fetch(&logits);
     size_t pad_nonzero = 0;
     for (int n = 0; n < N; n++)
-        for (int v = V; v < Vp; v++) pad_nonzero += d[(size_t)n * Vp + v] != 0;
+        for (int v = V; v < Vp; v++)
+            pad_nonzero += d[(size_t)n * Vp + v] != 0;
     gpu_check_err(&G, NAME("dlogits padding: non-zero entries"), (double)pad_nonzero, 0);
     free(d), free(h), free(tg);
     pair_free(&logits);
@@ -519,7 +542,7 @@ static void check_adamw(size_t n) {
 #define NAME(s) (snprintf(what, sizeof what, "adamw[n=%zu] %s", n, s), what)
     pair master = pair_rand(n, 0, -1, 1), grad = pair_rand(n, 0, -0.1f, 0.1f);
     pair m = pair_rand(n, 0, -0.01f, 0.01f), v = pair_rand(n, 0, 0, 1e-3f);
-    pair param = pair_alloc(n, 1); // the compute copy, in the activation/parameter type
+    pair param = pair_alloc(n, 1);          // the compute copy, in the activation/parameter type
     for (int step = 3; step <= 4; step++) { // twice: the second reads the first's moments
         G.cpu->adamw(master.ref, master.ref, grad.ref, m.ref, v.ref, n, 1e-3f, 0.9f, 0.95f, 1e-8f,
                      0.1f, step);
@@ -531,7 +554,8 @@ static void check_adamw(size_t n) {
     pair_check(NAME("v"), &v, TOL_F32);
     // the compute copy is the master rounded to param_dtype; a master within 1e-7 of the CPU's
     // may round the other way at a tie, so this is not bit-exact
-    for (size_t i = 0; i < n; i++) param.ref[i] = gpu_round_act(&G, master.ref[i]);
+    for (size_t i = 0; i < n; i++)
+        param.ref[i] = gpu_round_act(&G, master.ref[i]);
     pair_check(NAME("param copy (param_dtype)"), &param, G.mode == TS_BF16 ? TOL_ACC : TOL_F32);
 
     // param == master: the single-buffer form the fp32 mode uses
@@ -543,7 +567,8 @@ static void check_adamw(size_t n) {
         pair_check(NAME("master (param == master, no decay)"), &master, TOL_F32);
     }
     pair *all[] = {&master, &grad, &m, &v, &param};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pair_free(all[i]);
 #undef NAME
 }
 
@@ -567,8 +592,8 @@ static void check_norm_ops(size_t n) {
 
 static void run_shape(const shape *s) {
     static char prefix[64];
-    printf("[%s] shape %s: B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d maxT=%d\n",
-           ts_dtype_name(G.mode), s->name, s->B, s->T, s->C, s->NH, s->OC, s->V, s->Vp, s->maxT);
+    printf("[%s] shape %s: B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d maxT=%d\n", ts_dtype_name(G.mode),
+           s->name, s->B, s->T, s->C, s->NH, s->OC, s->V, s->Vp, s->maxT);
     snprintf(prefix, sizeof prefix, "%s: ", s->name);
     SHAPE = prefix;
     check_embed(s);
@@ -598,6 +623,7 @@ int main(int argc, char **argv) {
     check_norm_ops(1000003);
     check_norm_ops(7);
     int nshapes = quick ? 1 : (int)(sizeof shapes / sizeof *shapes);
-    for (int i = 0; i < nshapes; i++) run_shape(&shapes[i]);
+    for (int i = 0; i < nshapes; i++)
+        run_shape(&shapes[i]);
     return gpu_check_finish(&G, "test_cuda_ops");
 }

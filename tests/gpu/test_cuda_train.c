@@ -47,7 +47,11 @@ static const tolerances TOL_F32_MODE = {1e-5, 1e-5, 5e-5, 1e-4, 1e-3};
 static const tolerances TOL_BF16_MODE = {2e-2, 5e-3, 5e-2, 1e-2, 1e-1};
 
 static gpt2_config tiny_config(void) {
-    gpt2_config cfg = {.layers = L, .heads = NH, .width = C, .seq_len = T, .vocab = V,
+    gpt2_config cfg = {.layers = L,
+                       .heads = NH,
+                       .width = C,
+                       .seq_len = T,
+                       .vocab = V,
                        .padded_vocab = gpt2_padded_vocab(V)};
     return cfg;
 }
@@ -113,7 +117,8 @@ static void make_batch(int *tokens, int *targets) {
     uint64_t s = 42;
     int seq[B][T + 1];
     for (int b = 0; b < B; b++)
-        for (int t = 0; t <= T; t++) seq[b][t] = gpu_rng_int(&s, V);
+        for (int t = 0; t <= T; t++)
+            seq[b][t] = gpu_rng_int(&s, V);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             tokens[b * T + t] = seq[b][t];
@@ -236,7 +241,8 @@ static void check_determinism(const int *tokens, const int *targets) {
     size_t n;
     gpt2_param_table(&cfg, NULL, 0, &n);
     int loss_diff = 0;
-    for (int i = 0; i < DET_STEPS; i++) loss_diff += memcmp(&l1[i], &l2[i], sizeof l1[i]) != 0;
+    for (int i = 0; i < DET_STEPS; i++)
+        loss_diff += memcmp(&l1[i], &l2[i], sizeof l1[i]) != 0;
     size_t master_diff = 0, grad_diff = 0;
     for (size_t i = 0; i < n; i++) {
         master_diff += memcmp(&m1[i], &m2[i], sizeof *m1) != 0;
@@ -245,8 +251,7 @@ static void check_determinism(const int *tokens, const int *targets) {
     printf("  losses run 1: %.9f ... %.9f\n", l1[0], l1[DET_STEPS - 1]);
     gpu_check_err(&G, "losses: steps with different bits", loss_diff, 0);
     gpu_check_err(&G, "last gradients: elements with different bits", (double)grad_diff, 0);
-    gpu_check_err(&G, "final master weights: elements with different bits", (double)master_diff,
-                  0);
+    gpu_check_err(&G, "final master weights: elements with different bits", (double)master_diff, 0);
     free(m1), free(m2), free(g1), free(g2);
 }
 

@@ -10,9 +10,9 @@
 
 #include "models/gpt2.h"
 
-#define TOL 1e-6
+#define TOL    1e-6
 #define PROBES 6
-#define EPS 1e-5
+#define EPS    1e-5
 
 static double loss_at(gpt2_f64 *m, const int *tok, const int *tgt, int B, int T) {
     return gpt2_forward_f64(m, tok, tgt, B, T, 0) / (B * T);
@@ -32,7 +32,8 @@ int main(void) {
             for (size_t j = 0; j < m.tensors[i].numel; j++)
                 m.master[m.tensors[i].offset + j] += 0.1 * ((double)rand() / RAND_MAX - 0.5);
     // larger weights than at initialisation so attention is not uniform
-    for (size_t j = 0; j < m.n_params; j++) m.master[j] *= 3.0;
+    for (size_t j = 0; j < m.n_params; j++)
+        m.master[j] *= 3.0;
     int tok[10], tgt[10];
     for (int i = 0; i < B * T; i++) {
         tok[i] = rand() % cfg.vocab;

@@ -341,10 +341,10 @@ static int run_reference(const fixture *fx) {
         TS_REAL(gpt2_backward)(&m);
         for (int i = 0; i < m.n_tensors; i++) {
             const gpt2_tensor *t = &m.tensors[i];
-            be->adamw(m.master + t->offset, m.master + t->offset, m.grads + t->offset, adam_m + t->offset,
-                      adam_v + t->offset, t->numel, (float)fx->lr, (float)fx->beta1,
-                      (float)fx->beta2, (float)fx->eps, t->decay ? (float)fx->weight_decay : 0.0f,
-                      step);
+            be->adamw(m.master + t->offset, m.master + t->offset, m.grads + t->offset,
+                      adam_m + t->offset, adam_v + t->offset, t->numel, (float)fx->lr,
+                      (float)fx->beta1, (float)fx->beta2, (float)fx->eps,
+                      t->decay ? (float)fx->weight_decay : 0.0f, step);
         }
     }
     compare("adam_losses", losses, 1, (size_t)fx->steps, (size_t)fx->steps, ref_losses->data,

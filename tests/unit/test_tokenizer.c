@@ -37,7 +37,8 @@ static void write_tokenizer(const char *path, uint32_t magic, uint32_t version, 
 static char *decode(const tokenizer *tok, const int *ids, int n) {
     static char buf[256];
     FILE *f = fmemopen(buf, sizeof buf, "w");
-    for (int i = 0; i < n; i++) tokenizer_write(tok, ids[i], f);
+    for (int i = 0; i < n; i++)
+        tokenizer_write(tok, ids[i], f);
     fclose(f);
     return buf;
 }

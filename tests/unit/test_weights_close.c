@@ -13,16 +13,19 @@ int main(int argc, char **argv) {
     }
     double tol = atof(argv[3]);
     gpt2_config ca, cb;
-    if (ckpt_read_config(argv[1], &ca, NULL) != TS_OK || ckpt_read_config(argv[2], &cb, NULL) != TS_OK)
+    if (ckpt_read_config(argv[1], &ca, NULL) != TS_OK ||
+        ckpt_read_config(argv[2], &cb, NULL) != TS_OK)
         return 2;
     gpt2 a, b;
-    if (gpt2_create(&a, &ca, backend_cpu(), 1) != TS_OK || gpt2_create(&b, &cb, backend_cpu(), 1) != TS_OK)
+    if (gpt2_create(&a, &ca, backend_cpu(), 1) != TS_OK ||
+        gpt2_create(&b, &cb, backend_cpu(), 1) != TS_OK)
         return 2;
     if (a.n_params != b.n_params) {
         fprintf(stderr, "different models: %zu vs %zu parameters\n", a.n_params, b.n_params);
         return 1;
     }
-    if (ckpt_read_weights(argv[1], &a) != TS_OK || ckpt_read_weights(argv[2], &b) != TS_OK) return 2;
+    if (ckpt_read_weights(argv[1], &a) != TS_OK || ckpt_read_weights(argv[2], &b) != TS_OK)
+        return 2;
     int bad = 0;
     double worst = 0;
     for (int i = 0; i < a.n_tensors; i++) {
