@@ -1,0 +1,29 @@
+// h5zstd.h — the zstd HDF5 filter (registered filter id 32015) that compresses checkpoint chunks.
+//
+// The same source is built twice: into tessera (register the filter in-process, then add it to a
+// dataset creation property list) and as a loadable HDF5 plugin (libh5zstd.so in
+// <build>/hdf5-plugins) so that h5dump, h5py and any HDF5 reader given HDF5_PLUGIN_PATH can read
+// the data. The stored format is the one other zstd filters for id 32015 use: each chunk is one or
+// more zstd frames, and the filter's only client value cd_values[0] is the compression level
+// (optional; readers ignore it). Format notes for users: docs/checkpoint-format.md.
+#ifndef TESSERA_H5ZSTD_H
+#define TESSERA_H5ZSTD_H
+
+#include <hdf5.h>
+
+#include "runtime/common.h"
+
+#define H5ZSTD_FILTER_ID     32015
+#define H5ZSTD_LEVEL_DEFAULT 3
+
+// Register the filter with the HDF5 library of this process. Idempotent; call it before opening
+// a file whose datasets use the filter (h5zstd_set calls it too).
+ts_status h5zstd_register(void);
+
+// Add the zstd filter, at `level` (1..22 as zstd defines them, negative for its fast modes,
+// 0 for zstd's default), to a dataset creation property list. Chunking must already be set on
+// `dcpl` by the caller. Returns 0, or -1 (with one error line logged) if the filter could not be
+// registered or added.
+int h5zstd_set(hid_t dcpl, int level);
+
+#endif
