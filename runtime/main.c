@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ckpt_tool.h"
 #include "common.h"
 #include "prepare.h"
 #include "sample.h"
@@ -23,6 +24,8 @@ static void print_usage(FILE *out) {
             "  prepare [--out DIR] [INPUT ...]           turn text files into token shards "
             "(default: the fortunes corpus)\n"
             "  sample --model FILE [--prompt TEXT] ...   generate text from saved weights\n"
+            "  ckpt verify DIR | ckpt info PATH          check a checkpoint against its manifest; "
+            "describe a checkpoint or weights file\n"
             "  help                                      this message\n"
             "\n"
             "`tessera COMMAND --help` describes each command's options. Exit codes: 0 done, "
@@ -39,12 +42,14 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
+    if (strcmp(cmd, "ckpt") == 0) return cmd_ckpt(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         print_usage(stdout);
         return TS_EXIT_OK;
     }
-    fprintf(stderr,
-            "tessera: error: unknown command '%s' (expected train, prepare, sample or help)\n",
-            cmd);
+    fprintf(
+        stderr,
+        "tessera: error: unknown command '%s' (expected train, prepare, sample, ckpt or help)\n",
+        cmd);
     return TS_EXIT_INPUT;
 }

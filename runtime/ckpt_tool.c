@@ -1,0 +1,183 @@
+// ckpt_tool.c — `tessera ckpt verify|info` (see ckpt_tool.h).
+//
+// verify runs the same check a resume uses (manifest_verify) and says in one line why a copy is
+// not whole. info only describes: for a directory it prints what the manifest lists without
+// hashing anything; for a weights file it prints the model shape, the step and every tensor with
+// its shape as stored in the file.
+#include "ckpt_tool.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../models/gpt2.h"
+#include "ckpt.h"
+#include "common.h"
+#include "manifest.h"
+
+static void ckpt_usage(FILE *out) {
+    fprintf(out,
+            "usage: tessera ckpt verify DIR\n"
+            "       tessera ckpt info PATH\n"
+            "\n"
+            "  verify DIR   check a checkpoint directory against its MANIFEST: every listed file\n"
+            "               present with its size and XXH64 hash, no other file, the manifest's\n"
+            "               own checksum intact. Exit 0 intact, 1 damaged (one line says what),\n"
+            "               2 DIR is not a readable directory.\n"
+            "  info PATH    for a checkpoint directory: the files its MANIFEST lists, with sizes\n"
+            "               (nothing is hashed: use verify); for a weights file written by\n"
+            "               `tessera train` (model.h5): model shape, step, tensors and sizes.\n"
+            "               Exit 0, or 2 when PATH cannot be read.\n");
+}
+
+// PATH must be a directory we can list and enter; else one error line and exit 2
+static int check_readable_dir(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        log_error("%s: cannot read checkpoint directory: %s", path, strerror(errno));
+        return 0;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        log_error("%s: not a directory (expected a checkpoint directory holding a MANIFEST)", path);
+        return 0;
+    }
+    if (access(path, R_OK | X_OK) != 0) {
+        log_error("%s: cannot read checkpoint directory: %s", path, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+static int ckpt_verify_cmd(const char *path) {
+    if (!check_readable_dir(path)) return TS_EXIT_INPUT;
+    manifest m;
+    char why[1024];
+    ts_status st = manifest_verify_into(path, &m, why, sizeof why);
+    if (st != TS_OK) {
+        log_error("%s: not intact: %s", path, why);
+        return 1;
+    }
+    printf("%s: intact (%d files, %" PRIu64 " bytes)\n", path, m.n_files, m.total_bytes);
+    manifest_free(&m);
+    return TS_EXIT_OK;
+}
+
+static int ckpt_info_dir(const char *path) {
+    if (!check_readable_dir(path)) return TS_EXIT_INPUT;
+    manifest m;
+    char why[1024];
+    if (manifest_load(path, &m, why, sizeof why) != TS_OK) {
+        log_error("%s: %s", path, why);
+        return TS_EXIT_INPUT;
+    }
+    printf("%s: checkpoint directory, MANIFEST lists %d files, %" PRIu64
+           " bytes (not verified: see tessera ckpt verify)\n",
+           path, m.n_files, m.total_bytes);
+    for (int i = 0; i < m.n_files; i++)
+        printf("  %14" PRIu64 "  %016" PRIx64 "  %s\n", m.files[i].size, m.files[i].xxh64,
+               m.files[i].name);
+    manifest_free(&m);
+    return TS_EXIT_OK;
+}
+
+// the shape of /params/NAME as stored; 0 when the dataset is missing or not 1-D/2-D
+static int dataset_shape(hid_t file, const char *name, int *ndim, hsize_t dims[2]) {
+    char full[GPT2_MAX_NAME + 16];
+    snprintf(full, sizeof full, "params/%s", name);
+    if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 || H5Lexists(file, full, H5P_DEFAULT) <= 0)
+        return 0;
+    hid_t ds = H5Dopen2(file, full, H5P_DEFAULT);
+    if (ds < 0) return 0;
+    hid_t space = H5Dget_space(ds);
+    int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    dims[1] = 1;
+    int ok = nd >= 1 && nd <= 2 && H5Sget_simple_extent_dims(space, dims, NULL) == nd;
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    *ndim = nd;
+    return ok;
+}
+
+static int ckpt_info_weights(const char *path) {
+    gpt2_config cfg;
+    int step;
+    if (ckpt_read_config(path, &cfg, &step) != TS_OK) return TS_EXIT_INPUT; // logged
+    size_t n_params = 0;
+    int n = gpt2_param_table(&cfg, NULL, 0, &n_params);
+    gpt2_tensor *t = ts_malloc((size_t)n * sizeof *t, "tensor table");
+    gpt2_param_table(&cfg, t, n, &n_params);
+
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) {
+        log_error("%s: cannot open HDF5 file", path);
+        free(t);
+        return TS_EXIT_INPUT;
+    }
+    struct stat sb;
+    long long file_bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+    printf("%s: tessera weights, step %d\n", path, step);
+    printf("model: layers %d, heads %d, width %d, seq_len %d, vocab %d (padded %d)\n", cfg.layers,
+           cfg.heads, cfg.width, cfg.seq_len, cfg.vocab, cfg.padded_vocab);
+    printf("tensors: %d, %zu parameters, %zu bytes as float32; file %lld bytes\n", n, n_params,
+           n_params * sizeof(float), file_bytes);
+    int rc = TS_EXIT_OK;
+    for (int i = 0; i < n; i++) {
+        int nd;
+        hsize_t dims[2];
+        if (!dataset_shape(file, t[i].name, &nd, dims)) {
+            log_error("%s: dataset '/params/%s' is missing or not 1-D/2-D", path, t[i].name);
+            rc = TS_EXIT_INPUT;
+            break;
+        }
+        char shape[64];
+        if (nd == 1)
+            snprintf(shape, sizeof shape, "(%llu)", (unsigned long long)dims[0]);
+        else
+            snprintf(shape, sizeof shape, "(%llu, %llu)", (unsigned long long)dims[0],
+                     (unsigned long long)dims[1]);
+        printf("  %-24s %s\n", t[i].name, shape);
+    }
+    H5Fclose(file);
+    free(t);
+    return rc;
+}
+
+static int ckpt_info_cmd(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        log_error("%s: cannot read: %s", path, strerror(errno));
+        return TS_EXIT_INPUT;
+    }
+    if (S_ISDIR(sb.st_mode)) return ckpt_info_dir(path);
+    return ckpt_info_weights(path);
+}
+
+int cmd_ckpt(int argc, char **argv) {
+    log_init(0, 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+                      strcmp(argv[1], "help") == 0)) {
+        ckpt_usage(stdout);
+        return TS_EXIT_OK;
+    }
+    if (argc < 2) {
+        log_error("ckpt: expected a subcommand, verify or info (see tessera ckpt --help)");
+        return TS_EXIT_INPUT;
+    }
+    const char *sub = argv[1];
+    int is_verify = strcmp(sub, "verify") == 0, is_info = strcmp(sub, "info") == 0;
+    if (!is_verify && !is_info) {
+        log_error("ckpt: unknown subcommand '%s' (expected verify or info)", sub);
+        return TS_EXIT_INPUT;
+    }
+    if (argc != 3 || argv[2][0] == '-') {
+        log_error("ckpt %s: expected exactly one PATH (see tessera ckpt --help)", sub);
+        return TS_EXIT_INPUT;
+    }
+    return is_verify ? ckpt_verify_cmd(argv[2]) : ckpt_info_cmd(argv[2]);
+}
