@@ -37,6 +37,9 @@ const cfg_key cfg_keys[] = {
         "for checking); the CPU computes in fp32 either way"),
     KEY(run, threads, CFG_INT, "0", 0, 1024, NULL,
         "compute threads per rank (0: the host's cores divided by its ranks)"),
+    KEY(run, resume, CFG_STRING, "", 0, 0, NULL,
+        "resume from a checkpoint: empty = start fresh; \"auto\" = the newest intact one in "
+        "<run_dir>/ckpt (none: start fresh); or the path of a step-NNNNNNNN directory"),
 
     KEY(model, layers, CFG_INT, "4", 1, 4096, NULL, "transformer blocks"),
     KEY(model, heads, CFG_INT, "4", 1, 65536, NULL, "attention heads (must divide width)"),
@@ -93,6 +96,10 @@ const cfg_key cfg_keys[] = {
     KEY(comm, zero_stage, CFG_INT, "0", 0, 1, NULL,
         "ZeRO stage: 0 = every rank holds the whole optimizer state; 1 = optimizer state "
         "sharded over ranks (reduce-scatter gradients, all-gather weights)"),
+    KEY(ckpt, every, CFG_INT, "0", 0, 1e9, NULL,
+        "write a checkpoint to <run_dir>/ckpt every N steps (0: only at the end of the run)"),
+    KEY(ckpt, keep, CFG_INT, "2", 1, 1000000, NULL,
+        "newest checkpoints kept; older ones are deleted after a successful save"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,
@@ -619,8 +626,11 @@ ts_status config_validate(const tessera_config *cfg, int world) {
                           "\"..\"), got %s",
                           shown);
     }
+    // run.resume is the one string whose empty value means something (start fresh)
+    int resume_key = cfg_key_index("run", "resume");
     for (int k = 0; k < cfg_n_keys; k++)
-        if (cfg_keys[k].type == CFG_STRING && ((const char *)cfg + cfg_keys[k].offset)[0] == '\0')
+        if (cfg_keys[k].type == CFG_STRING && k != resume_key &&
+            ((const char *)cfg + cfg_keys[k].offset)[0] == '\0')
             return cfg_reject(ck, k, "expected a non-empty string, got \"\"");
     return TS_OK;
 }

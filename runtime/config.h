@@ -36,6 +36,7 @@ typedef struct {
         char backend[16];      // auto | cpu | cuda
         char precision[8];     // bf16 | fp32 (CUDA only)
         int threads;           // compute threads per rank (0 = cores / ranks on this host)
+        char resume[CFG_STR];  // "" fresh, "auto" newest intact checkpoint, or a step directory
     } run;
     struct {
         int layers, heads, width, seq_len, vocab;
@@ -69,6 +70,10 @@ typedef struct {
         int zero_stage;        // 0 or 1
         int trace;             // write comm_trace.jsonl
     } comm;
+    struct {
+        int every; // checkpoint every N steps (0 = only at the end of the run)
+        int keep;  // newest checkpoints kept in <run_dir>/ckpt
+    } ckpt;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;
 

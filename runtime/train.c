@@ -22,6 +22,7 @@
 #include "../kernels/cuda/backend_cuda.h"
 #endif
 #include "ckpt.h"
+#include "ckpt_state.h"
 #include "config.h"
 #include "data.h"
 #include "env.h"
@@ -48,6 +49,7 @@ typedef struct {
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
     FILE *trace; // comm.trace: per-step bucket timestamps (JSON lines), or NULL
+    int start_step; // first step the loop runs: 0, or the step a resumed checkpoint completed
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -223,6 +225,130 @@ static ts_status train_pick_backend(trainer *tr) {
     return TS_OK;
 }
 
+// ---------------------------------------------------------------------------------------------
+// checkpoints (design: "Checkpoints", invariant 3). Rank 0 writes <run_dir>/ckpt/step-N; the
+// ZeRO-1 moments are gathered to it first: every rank fills its owned ranges of a zeroed
+// full-size buffer and a sum over ranks assembles them (exact: the other ranks add zeros).
+
+// this rank's moments into whole zeroed host buffers m, v (n_params each), at their offsets
+static void train_moments_to_host(trainer *tr, float *m, float *v) {
+    const optim_state *o = &tr->opt;
+    for (int i = 0; i < o->n_ranges; i++) {
+        if (!o->count[i]) continue;
+        tr->be->to_host(m + o->first[i], o->m + o->moment_at[i], o->count[i] * sizeof(real));
+        tr->be->to_host(v + o->first[i], o->v + o->moment_at[i], o->count[i] * sizeof(real));
+    }
+}
+
+// save the state after `step` completed steps. A communication failure ends the run; a failed
+// write (rank 0) is logged and training goes on, the previous checkpoint untouched.
+static ts_status train_save_checkpoint(trainer *tr, int step) {
+    comm *c = tr->comm;
+    size_t n = tr->model.n_params;
+    // decided by the config, the same on every rank (a rank's own share may happen to be all)
+    int sharded = tr->cfg.comm.zero_stage == 1 && c->size > 1;
+    if (!sharded && c->rank != 0) return TS_OK;
+    float *m = ts_calloc(n, sizeof(float), "moments for saving");
+    float *v = ts_calloc(n, sizeof(float), "moments for saving");
+    train_moments_to_host(tr, m, v);
+    ts_status st = TS_OK;
+    if (sharded) {
+        st = c->all_reduce_sum_f32(c, m, n);
+        if (st == TS_OK) st = c->all_reduce_sum_f32(c, v, n);
+    }
+    if (st == TS_OK && c->rank == 0) {
+        double t0 = ts_now();
+        float *w = ts_malloc(n * sizeof(float), "weights for saving");
+        tr->be->to_host(w, tr->model.master, n * sizeof(real));
+        const tessera_config *cfg = &tr->cfg;
+        ckpt_state_meta meta = {step, c->size, cfg->train.global_batch, tr->opt.t, cfg->run.seed,
+                                (uint64_t)step * (uint64_t)cfg->train.global_batch};
+        char dir[sizeof tr->run_dir + 16];
+        snprintf(dir, sizeof dir, "%s/ckpt", tr->run_dir);
+        if (ckpt_state_save(dir, &tr->model, cfg, &meta, w, m, v, cfg->ckpt.keep) == TS_OK)
+            log_info("checkpoint: step %d written to %s/step-%08d (%.2f s)", step, dir, step,
+                     ts_now() - t0);
+        else
+            log_warn("checkpoint at step %d not written; training goes on (the previous "
+                     "checkpoint is untouched)",
+                     step);
+        free(w);
+    }
+    free(m);
+    free(v);
+    return st;
+}
+
+// rank 0: pick and read the checkpoint to resume from into whole host buffers; *found = 0 when
+// run.resume is "auto" and no intact checkpoint exists
+static ts_status train_resume_read(trainer *tr, int *found, ckpt_state_meta *meta, float *w,
+                                   float *m, float *v, char *dir, size_t dir_len) {
+    char ckpt_dir[sizeof tr->run_dir + 16];
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", tr->run_dir);
+    TS_CHECK(ckpt_state_pick(ckpt_dir, tr->cfg.run.resume, dir, dir_len));
+    *found = dir[0] != '\0';
+    if (!*found) {
+        log_warn("run.resume = \"auto\": no intact checkpoint in %s; starting fresh", ckpt_dir);
+        return TS_OK;
+    }
+    TS_CHECK(ckpt_state_load(dir, &tr->model, &tr->cfg, meta, w, m, v));
+    if (meta->step > tr->cfg.train.steps) {
+        log_error("%s: checkpoint at step %d is past [train] steps = %d (expected steps >= %d "
+                  "to resume it)",
+                  dir, meta->step, tr->cfg.train.steps, meta->step);
+        return TS_ERR_INPUT;
+    }
+    if (meta->global_batch != tr->cfg.train.global_batch || meta->seed != tr->cfg.run.seed)
+        log_warn("%s: saved with global_batch %d and seed %lld; continuing with %d and %lld "
+                 "changes the data order",
+                 dir, meta->global_batch, (long long)meta->seed, tr->cfg.train.global_batch,
+                 (long long)tr->cfg.run.seed);
+    return TS_OK;
+}
+
+// run.resume: rank 0 reads the checkpoint, all ranks agree on the outcome, rank 0 broadcasts
+// weights and whole moments, each rank keeps the moments of the ranges it owns
+static ts_status train_resume(trainer *tr) {
+    if (!tr->cfg.run.resume[0]) return TS_OK;
+    comm *c = tr->comm;
+    size_t n = tr->model.n_params;
+    float *w = ts_calloc(n, sizeof(float), "resumed weights");
+    float *m = ts_calloc(n, sizeof(float), "resumed moments");
+    float *v = ts_calloc(n, sizeof(float), "resumed moments");
+    ckpt_state_meta meta;
+    memset(&meta, 0, sizeof meta);
+    char dir[CFG_STR + 200] = "";
+    int found = 0;
+    ts_status mine = c->rank == 0
+                         ? train_resume_read(tr, &found, &meta, w, m, v, dir, sizeof dir)
+                         : TS_OK;
+    ts_status st = train_agree(c, mine); // only rank 0 can fail: it has said why
+    int head[3] = {found, meta.step, meta.opt_t};
+    if (st == TS_OK) st = c->broadcast(c, head, sizeof head, 0);
+    if (st == TS_OK && head[0]) {
+        st = c->broadcast(c, w, n * sizeof(float), 0);
+        if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), 0);
+        if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), 0);
+    }
+    if (st == TS_OK && head[0]) {
+        tr->be->to_device(tr->model.master, w, n * sizeof(real));
+        gpt2_sync_params(&tr->model);
+        const optim_state *o = &tr->opt;
+        for (int i = 0; i < o->n_ranges; i++) {
+            if (!o->count[i]) continue;
+            tr->be->to_device(o->m + o->moment_at[i], m + o->first[i], o->count[i] * sizeof(real));
+            tr->be->to_device(o->v + o->moment_at[i], v + o->first[i], o->count[i] * sizeof(real));
+        }
+        tr->opt.t = head[2];
+        tr->start_step = head[1];
+        log_info("resumed from step %d (%s)", head[1], dir);
+    }
+    free(w);
+    free(m);
+    free(v);
+    return st;
+}
+
 static ts_status train_setup(trainer *tr) {
     tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
@@ -315,6 +441,8 @@ static ts_status train_setup(trainer *tr) {
              tr->model.n_params);
     log_info("batch: %d sequences per step = %d on this rank (rank 0) in micro-batches of %d",
              cfg->train.global_batch, tr->share, tr->micro);
+
+    TS_CHECK(train_resume(tr));
 
     tr->seq_buf = ts_malloc((size_t)tr->micro * (T + 1) * sizeof(int32_t), "token buffer");
     tr->inputs = ts_malloc((size_t)tr->micro * T * sizeof(int), "inputs");
@@ -445,7 +573,7 @@ static ts_status train_loop(trainer *tr) {
     double wait0 = c->stats.wait_s;
     tr->t_compute = tr->t_wait = 0;
 
-    for (int step = 0; step < steps; step++) {
+    for (int step = tr->start_step; step < steps; step++) {
         comm_status_set_step(step + 1);
         double lr = optim_lr_at(cfg, step);
         double loss_sum;
@@ -490,7 +618,7 @@ static ts_status train_loop(trainer *tr) {
         if (do_eval) TS_CHECK(train_validate(tr, &val_loss));
         if (last || (step + 1) % cfg->log.every == 0 || do_eval) {
             double now = ts_now(), dt = (now - t_window) / window_steps;
-            double eta = (now - t_start) / (step + 1) * (steps - step - 1);
+            double eta = (now - t_start) / (step + 1 - tr->start_step) * (steps - step - 1);
             double compute_ms = tr->t_compute * 1e3 / window_steps;
             double comm_ms = w_comm * 1e3 / window_steps;
             double wait_ms = (c->stats.wait_s - wait0) * 1e3 / window_steps;
@@ -528,7 +656,11 @@ static ts_status train_loop(trainer *tr) {
             recv0 = c->stats.bytes_recv;
             wait0 = c->stats.wait_s;
         }
+        if (last || (cfg->ckpt.every > 0 && (step + 1) % cfg->ckpt.every == 0))
+            TS_CHECK(train_save_checkpoint(tr, step + 1));
     }
+    // resumed at the last step: nothing left to train, the final report still needs its loss
+    if (tr->start_step >= steps) TS_CHECK(train_validate(tr, &val_loss));
     if (skipped) log_warn("%d of %d steps were skipped (non-finite gradients)", skipped, steps);
 
     // final report: validation loss beside the corpus' unigram entropy (same units)

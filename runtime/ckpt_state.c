@@ -1,0 +1,408 @@
+// ckpt_state.c — training checkpoints: atomic save, pruning, choice of the newest intact step
+// directory, load (see ckpt_state.h and docs/checkpoint-format.md).
+#define _GNU_SOURCE // open_memstream
+#include "ckpt_state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "h5zstd.h"
+#include "manifest.h"
+
+#define CKPT_STATE_FORMAT  "tessera-checkpoint"
+#define CKPT_STATE_VERSION 1
+#define CKPT_CHUNK_ELEMS   65536 // elements per chunk (256 KiB of fp32)
+
+_Static_assert(sizeof(real) == sizeof(float), "checkpoints hold fp32 master weights and moments");
+
+static const char *const ckpt_groups[3] = {"params", "adam_m", "adam_v"};
+
+// ---------------------------------------------------------------------------------------------
+// small file-system helpers
+
+static ts_status fsync_dir_or_file(const char *path, int directory) {
+    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        log_error("%s: fsync failed: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return TS_ERR_SYSTEM;
+    }
+    close(fd);
+    return TS_OK;
+}
+
+// remove a step directory: it holds plain files only
+static void remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+// step numbers of ckpt_dir's "step-NNNNNNNN" directories, newest first; *n = how many
+static int *list_steps(const char *ckpt_dir, int *n) {
+    *n = 0;
+    DIR *d = opendir(ckpt_dir);
+    if (!d) return NULL;
+    int cap = 16, *steps = ts_malloc(cap * sizeof(int), "checkpoint list");
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int step, len = 0;
+        if (strlen(e->d_name) != 13 || sscanf(e->d_name, "step-%8d%n", &step, &len) != 1 ||
+            len != 13 || step < 0)
+            continue;
+        if (*n == cap) {
+            cap *= 2;
+            int *grown = realloc(steps, cap * sizeof(int));
+            if (!grown) ts_panic(__FILE__, __LINE__, "out of memory listing checkpoints");
+            steps = grown;
+        }
+        steps[(*n)++] = step;
+    }
+    closedir(d);
+    qsort(steps, (size_t)*n, sizeof(int), cmp_desc);
+    return steps;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HDF5 attributes
+
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static int write_attr(hid_t loc, const char *name, hid_t type, const void *value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = attr >= 0 && H5Awrite(attr, type, value) >= 0;
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(space);
+    return ok;
+}
+
+static int write_str_attr(hid_t loc, const char *name, const char *value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) + 1);
+    int ok = write_attr(loc, name, type, value);
+    H5Tclose(type);
+    return ok;
+}
+
+// one integer attribute read as `mem` (NATIVE_INT, NATIVE_INT64, NATIVE_UINT64)
+static ts_status read_num_attr(hid_t file, const char *path, const char *name, hid_t mem,
+                               void *out) {
+    if (H5Aexists(file, name) <= 0) {
+        log_error("%s: not a tessera checkpoint: attribute '%s' is missing", path, name);
+        return TS_ERR_INPUT;
+    }
+    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+    herr_t r = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 && type >= 0 &&
+                       H5Tget_class(type) == H5T_INTEGER
+                   ? H5Aread(attr, mem, out)
+                   : -1;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (attr >= 0) H5Aclose(attr);
+    if (r < 0) {
+        log_error("%s: attribute '%s' is not a single integer", path, name);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+// a string attribute, malloc'ed (NULL with one error line when missing or not a string)
+static char *read_str_attr(hid_t file, const char *path, const char *name) {
+    char *out = NULL;
+    hid_t attr = H5Aexists(file, name) > 0 ? H5Aopen(file, name, H5P_DEFAULT) : -1;
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+    if (type >= 0 && H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
+        size_t n = H5Tget_size(type);
+        out = ts_calloc(n + 1, 1, "checkpoint attribute");
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mem, n);
+        if (H5Aread(attr, mem, out) < 0) {
+            free(out);
+            out = NULL;
+        }
+        H5Tclose(mem);
+    }
+    if (type >= 0) H5Tclose(type);
+    if (attr >= 0) H5Aclose(attr);
+    if (!out) log_error("%s: attribute '%s' is missing or not a string", path, name);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// save
+
+static int write_tensor(hid_t group, const gpt2_tensor *t, const float *data) {
+    hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)(t->ndim == 2 ? t->shape[1] : 1)};
+    hsize_t chunk[2];
+    if (t->ndim == 2) {
+        hsize_t rows = CKPT_CHUNK_ELEMS / dims[1];
+        chunk[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
+        chunk[1] = dims[1];
+    } else {
+        chunk[0] = dims[0] < CKPT_CHUNK_ELEMS ? dims[0] : CKPT_CHUNK_ELEMS;
+    }
+    hid_t space = H5Screate_simple(t->ndim, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, t->ndim, chunk) >= 0 &&
+             h5zstd_set(dcpl, H5ZSTD_LEVEL_DEFAULT) == 0;
+    hid_t ds = ok ? H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
+                               H5P_DEFAULT)
+                  : -1;
+    ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (ds >= 0) H5Dclose(ds);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (space >= 0) H5Sclose(space);
+    return ok;
+}
+
+static ts_status write_state_file(const char *path, const gpt2 *m, const tessera_config *cfg,
+                                  const ckpt_state_meta *meta, const float *const bufs[3]) {
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *mem = open_memstream(&text, &text_len);
+    if (!mem) ts_panic(__FILE__, __LINE__, "open_memstream failed");
+    config_write(cfg, mem);
+    fclose(mem);
+
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) {
+        free(text);
+        log_error("%s: cannot create HDF5 file", path);
+        return TS_ERR_SYSTEM;
+    }
+    int version = CKPT_STATE_VERSION;
+    int ok = write_str_attr(file, "format", CKPT_STATE_FORMAT) &&
+             write_attr(file, "version", H5T_NATIVE_INT, &version) &&
+             write_attr(file, "step", H5T_NATIVE_INT, &meta->step) &&
+             write_attr(file, "world_size", H5T_NATIVE_INT, &meta->world) &&
+             write_attr(file, "global_batch", H5T_NATIVE_INT, &meta->global_batch) &&
+             write_attr(file, "seed", H5T_NATIVE_INT64, &meta->seed) &&
+             write_attr(file, "optimizer_t", H5T_NATIVE_INT, &meta->opt_t) &&
+             write_attr(file, "next_sample", H5T_NATIVE_UINT64, &meta->next_sample) &&
+             write_str_attr(file, "config", text);
+    free(text);
+    for (int g = 0; ok && g < 3; g++) {
+        hid_t group = H5Gcreate2(file, ckpt_groups[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ok = group >= 0;
+        for (int i = 0; ok && i < m->n_tensors; i++)
+            ok = write_tensor(group, &m->tensors[i], bufs[g] + m->tensors[i].offset);
+        if (group >= 0) H5Gclose(group);
+    }
+    ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
+    if (H5Fclose(file) < 0) ok = 0;
+    if (!ok) {
+        log_error("%s: writing the checkpoint failed (disk full?)", path);
+        return TS_ERR_SYSTEM;
+    }
+    return fsync_dir_or_file(path, 0);
+}
+
+static void prune(const char *ckpt_dir, int keep) {
+    int n, *steps = list_steps(ckpt_dir, &n);
+    char dir[4096];
+    for (int i = keep; i < n; i++) {
+        snprintf(dir, sizeof dir, "%s/step-%08d", ckpt_dir, steps[i]);
+        remove_flat_dir(dir);
+    }
+    free(steps);
+}
+
+ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_config *cfg,
+                          const ckpt_state_meta *meta, const float *master, const float *adam_m,
+                          const float *adam_v, int keep) {
+    quiet_hdf5();
+    if (mkdir(ckpt_dir, 0755) != 0 && errno != EEXIST) {
+        log_error("%s: cannot create the checkpoint directory: %s", ckpt_dir, strerror(errno));
+        return TS_ERR_SYSTEM;
+    }
+    char final[4096], tmp[4104], old[4104], file[4200];
+    snprintf(final, sizeof final, "%s/step-%08d", ckpt_dir, meta->step);
+    snprintf(tmp, sizeof tmp, "%.4090s.tmp", final);
+    snprintf(old, sizeof old, "%.4090s.old", final);
+    remove_flat_dir(tmp); // left by an interrupted save
+    if (mkdir(tmp, 0755) != 0) {
+        log_error("%s: cannot create directory: %s", tmp, strerror(errno));
+        return TS_ERR_SYSTEM;
+    }
+    snprintf(file, sizeof file, "%s/%s", tmp, CKPT_STATE_FILE);
+    const float *bufs[3] = {master, adam_m, adam_v};
+    ts_status st = write_state_file(file, m, cfg, meta, bufs);
+    if (st == TS_OK) st = manifest_write(tmp);
+    if (st != TS_OK) {
+        remove_flat_dir(tmp);
+        return st;
+    }
+    // a directory of the same step (a resumed run redoing steps) is replaced; rename cannot
+    // replace a non-empty directory, so it steps aside first
+    struct stat sb;
+    int had_old = stat(final, &sb) == 0;
+    if (had_old) {
+        remove_flat_dir(old);
+        if (rename(final, old) != 0) had_old = 0;
+    }
+    if (rename(tmp, final) != 0) {
+        log_error("%s: rename to %s failed: %s", tmp, final, strerror(errno));
+        remove_flat_dir(tmp);
+        if (had_old) rename(old, final);
+        return TS_ERR_SYSTEM;
+    }
+    st = fsync_dir_or_file(ckpt_dir, 1);
+    if (had_old) remove_flat_dir(old);
+    if (st == TS_OK) prune(ckpt_dir, keep);
+    return st;
+}
+
+// ---------------------------------------------------------------------------------------------
+// resume
+
+ts_status ckpt_state_pick(const char *ckpt_dir, const char *spec, char *out, size_t out_len) {
+    char why[512];
+    out[0] = '\0';
+    if (strcmp(spec, "auto") != 0) {
+        if (manifest_verify(spec, why, sizeof why) != TS_OK) {
+            log_error("[run] resume: %s is not an intact checkpoint: %s", spec, why);
+            return TS_ERR_INPUT;
+        }
+        snprintf(out, out_len, "%s", spec);
+        return TS_OK;
+    }
+    int n, *steps = list_steps(ckpt_dir, &n);
+    char dir[4096];
+    for (int i = 0; i < n && !out[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/step-%08d", ckpt_dir, steps[i]);
+        if (manifest_verify(dir, why, sizeof why) == TS_OK)
+            snprintf(out, out_len, "%s", dir);
+        else
+            log_warn("skipping step-%08d: %s", steps[i], why);
+    }
+    free(steps);
+    return TS_OK;
+}
+
+static ts_status read_group(hid_t file, const char *path, const gpt2 *m, const char *group,
+                            float *buf) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        char name[GPT2_MAX_NAME + 16];
+        snprintf(name, sizeof name, "%s/%s", group, t->name);
+        if (H5Lexists(file, group, H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+            log_error("%s: dataset '/%s' is missing", path, name);
+            return TS_ERR_INPUT;
+        }
+        hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+        hid_t space = H5Dget_space(ds);
+        hsize_t dims[2] = {0, 1};
+        int nd = H5Sget_simple_extent_ndims(space);
+        if (nd == t->ndim) H5Sget_simple_extent_dims(space, dims, NULL);
+        ts_status st = TS_OK;
+        if (nd != t->ndim || dims[0] != (hsize_t)t->shape[0] ||
+            (t->ndim == 2 && dims[1] != (hsize_t)t->shape[1])) {
+            log_error("%s: dataset '/%s' has the wrong shape (expected %d x %d)", path, name,
+                      t->shape[0], t->ndim == 2 ? t->shape[1] : 1);
+            st = TS_ERR_INPUT;
+        } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf + t->offset) <
+                   0) {
+            log_error("%s: reading dataset '/%s' failed (file damaged?)", path, name);
+            st = TS_ERR_INPUT;
+        }
+        H5Sclose(space);
+        H5Dclose(ds);
+        if (st != TS_OK) return st;
+    }
+    return TS_OK;
+}
+
+// the checkpoint's resolved config must describe the same model as the current one
+static ts_status check_shape(const char *path, const char *text, const tessera_config *cfg) {
+    tessera_config saved;
+    config_defaults(&saved);
+    if (config_parse_text(&saved, text, strlen(text), path) != TS_OK) return TS_ERR_INPUT;
+    const int a_v[5] = {saved.model.layers, saved.model.heads, saved.model.width,
+                        saved.model.seq_len, saved.model.vocab};
+    const int b_v[5] = {cfg->model.layers, cfg->model.heads, cfg->model.width,
+                        cfg->model.seq_len, cfg->model.vocab};
+    if (memcmp(a_v, b_v, sizeof a_v) != 0) {
+        log_error("%s: the checkpoint's model (layers %d heads %d width %d seq_len %d vocab %d) "
+                  "differs from the config's (layers %d heads %d width %d seq_len %d vocab %d); "
+                  "resume needs the same [model]",
+                  path, a_v[0], a_v[1], a_v[2], a_v[3], a_v[4], b_v[0], b_v[1], b_v[2], b_v[3],
+                  b_v[4]);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
+                          ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v) {
+    quiet_hdf5();
+    TS_CHECK(h5zstd_register());
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", step_dir, CKPT_STATE_FILE);
+    hid_t file = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (file < 0) {
+        log_error("%s: cannot open the checkpoint (not an HDF5 file?)", path);
+        return TS_ERR_INPUT;
+    }
+    ts_status st = TS_OK;
+    char *format = read_str_attr(file, path, "format");
+    if (!format) st = TS_ERR_INPUT;
+    else if (strcmp(format, CKPT_STATE_FORMAT) != 0) {
+        log_error("%s: attribute 'format' is \"%s\", expected \"%s\"", path, format,
+                  CKPT_STATE_FORMAT);
+        st = TS_ERR_INPUT;
+    }
+    free(format);
+    int version = 0;
+    if (st == TS_OK) st = read_num_attr(file, path, "version", H5T_NATIVE_INT, &version);
+    if (st == TS_OK && version != CKPT_STATE_VERSION) {
+        log_error("%s: checkpoint format version %d, expected %d", path, version,
+                  CKPT_STATE_VERSION);
+        st = TS_ERR_INPUT;
+    }
+    if (st == TS_OK) st = read_num_attr(file, path, "step", H5T_NATIVE_INT, &meta->step);
+    if (st == TS_OK) st = read_num_attr(file, path, "world_size", H5T_NATIVE_INT, &meta->world);
+    if (st == TS_OK)
+        st = read_num_attr(file, path, "global_batch", H5T_NATIVE_INT, &meta->global_batch);
+    if (st == TS_OK) st = read_num_attr(file, path, "seed", H5T_NATIVE_INT64, &meta->seed);
+    if (st == TS_OK) st = read_num_attr(file, path, "optimizer_t", H5T_NATIVE_INT, &meta->opt_t);
+    if (st == TS_OK)
+        st = read_num_attr(file, path, "next_sample", H5T_NATIVE_UINT64, &meta->next_sample);
+    if (st == TS_OK) {
+        char *text = read_str_attr(file, path, "config");
+        st = text ? check_shape(path, text, cfg) : TS_ERR_INPUT;
+        free(text);
+    }
+    if (st == TS_OK && (meta->step < 0 || meta->opt_t < 0 || meta->opt_t > meta->step)) {
+        log_error("%s: inconsistent attributes (step %d, optimizer_t %d)", path, meta->step,
+                  meta->opt_t);
+        st = TS_ERR_INPUT;
+    }
+    float *bufs[3] = {master, adam_m, adam_v};
+    for (int g = 0; g < 3 && st == TS_OK; g++)
+        st = read_group(file, path, m, ckpt_groups[g], bufs[g]);
+    H5Fclose(file);
+    return st;
+}
