@@ -1,12 +1,14 @@
 // ckpt_state.h — training checkpoints: everything a run needs to continue, in
-// <run_dir>/ckpt/step-NNNNNNNN/ (state.h5 + MANIFEST; layout in docs/checkpoint-format.md).
+// <run_dir>/ckpt/<host>/step-NNNNNNNN/ (state.h5 + MANIFEST; layout in
+// docs/checkpoint-format.md). ckpt_dir below is one host's checkpoint root.
 //
 // state.h5: attributes on "/" (format "tessera-checkpoint", version, step, world_size,
 // global_batch, seed, optimizer_t, next_sample, config = the resolved config text) and, per
 // parameter tensor of the model's table, /params/<name> (fp32 master weights), /adam_m/<name> and
 // /adam_v/<name> (AdamW moments, whole: a ZeRO-1 run gathers its shards before saving), chunked
 // and zstd-compressed. These functions work on whole host buffers (n_params floats each) and are
-// called on the writing rank only; gathering and broadcasting is the trainer's business.
+// called on the writing ranks (one per replica host) and the reading rank only; choosing them,
+// gathering and broadcasting is the trainer's business.
 #ifndef TESSERA_CKPT_STATE_H
 #define TESSERA_CKPT_STATE_H
 

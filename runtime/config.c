@@ -39,7 +39,8 @@ const cfg_key cfg_keys[] = {
         "compute threads per rank (0: the host's cores divided by its ranks)"),
     KEY(run, resume, CFG_STRING, "", 0, 0, NULL,
         "resume from a checkpoint: empty = start fresh; \"auto\" = the newest intact one in "
-        "<run_dir>/ckpt (none: start fresh); or the path of a step-NNNNNNNN directory"),
+        "<run_dir>/ckpt/<host> of any rank (none: start fresh); or the path of a step-NNNNNNNN "
+        "directory"),
 
     KEY(model, layers, CFG_INT, "4", 1, 4096, NULL, "transformer blocks"),
     KEY(model, heads, CFG_INT, "4", 1, 65536, NULL, "attention heads (must divide width)"),
@@ -97,9 +98,13 @@ const cfg_key cfg_keys[] = {
         "ZeRO stage: 0 = every rank holds the whole optimizer state; 1 = optimizer state "
         "sharded over ranks (reduce-scatter gradients, all-gather weights)"),
     KEY(ckpt, every, CFG_INT, "0", 0, 1e9, NULL,
-        "write a checkpoint to <run_dir>/ckpt every N steps (0: only at the end of the run)"),
+        "write a checkpoint to <run_dir>/ckpt/<host> every N steps (0: only at the end of the "
+        "run)"),
     KEY(ckpt, keep, CFG_INT, "2", 1, 1000000, NULL,
         "newest checkpoints kept; older ones are deleted after a successful save"),
+    KEY(ckpt, replicas, CFG_INT, "2", 1, 1000000, NULL,
+        "full copies of each checkpoint: the first N ranks (in rank order) on distinct hosts "
+        "each write one to their own disk"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,

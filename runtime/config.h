@@ -71,8 +71,9 @@ typedef struct {
         int trace;             // write comm_trace.jsonl
     } comm;
     struct {
-        int every; // checkpoint every N steps (0 = only at the end of the run)
-        int keep;  // newest checkpoints kept in <run_dir>/ckpt
+        int every;    // checkpoint every N steps (0 = only at the end of the run)
+        int keep;     // newest checkpoints kept in <run_dir>/ckpt/<host>
+        int replicas; // ranks on distinct hosts that each write a full copy
     } ckpt;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;

@@ -9,6 +9,9 @@
 const env_knob env_knobs[] = {
     {"TESSERA_LOG", "log level: error, warn, info (default) or debug (adds a trace line per "
                     "frame when an error propagates)"},
+    {"TESSERA_HOST", "this rank's host name for checkpoints (<run_dir>/ckpt/<host>, which ranks "
+                     "write replicas); default: gethostname(). Lets one machine play several "
+                     "hosts"},
     {"TESSERA_COMM", "communicator: mpi or self; default: mpi when started by mpirun"},
     {"OMPI_COMM_WORLD_SIZE", "set by Open MPI's mpirun: tells tessera it runs under mpirun"},
     {"PMIX_RANK", "set by PMIx launchers: tells tessera it runs under a launcher"},

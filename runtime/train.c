@@ -48,8 +48,11 @@ typedef struct {
     reducer red;    // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
-    FILE *trace; // comm.trace: per-step bucket timestamps (JSON lines), or NULL
+    FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
     int start_step; // first step the loop runs: 0, or the step a resumed checkpoint completed
+    char *hosts;    // every rank's host name, (size, TRAIN_HOST_MAX) bytes
+    char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints
+    int ckpt_writer;               // this rank writes a replica
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -226,9 +229,77 @@ static ts_status train_pick_backend(trainer *tr) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// checkpoints (design: "Checkpoints", invariant 3). Rank 0 writes <run_dir>/ckpt/step-N; the
-// ZeRO-1 moments are gathered to it first: every rank fills its owned ranges of a zeroed
-// full-size buffer and a sum over ranks assembles them (exact: the other ranks add zeros).
+// checkpoints (design: "Checkpoints", invariants 3 and 5). Nodes share no disk: the checkpoint
+// root of a rank is <run_dir>/ckpt/<host>/ on its own host, and the first ckpt.replicas ranks (in
+// rank order) on distinct hosts each write a full copy there. The ZeRO-1 moments are gathered to
+// every rank first: each rank fills its owned ranges of a zeroed full-size buffer and a sum over
+// ranks assembles them (exact: the other ranks add zeros). On resume the ranks agree on the
+// newest intact step any of them holds; the lowest rank holding it reads it and broadcasts it.
+
+#define TRAIN_HOST_MAX 64 // bytes of a host name, NUL included (longer names are cut)
+
+// this rank's host: TESSERA_HOST, else gethostname(); bytes other than [A-Za-z0-9._-] become
+// '_' (the name is a directory name)
+static void train_host_name(char out[TRAIN_HOST_MAX]) {
+    const char *env = env_get("TESSERA_HOST");
+    if (env && env[0])
+        snprintf(out, TRAIN_HOST_MAX, "%s", env);
+    else if (gethostname(out, TRAIN_HOST_MAX) != 0 || !out[0])
+        snprintf(out, TRAIN_HOST_MAX, "localhost");
+    out[TRAIN_HOST_MAX - 1] = '\0';
+    for (char *p = out; *p; p++) {
+        int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 *p == '.' || *p == '_' || *p == '-';
+        if (!ok) *p = '_';
+    }
+    if (strcmp(out, ".") == 0 || strcmp(out, "..") == 0) out[0] = '_';
+}
+
+// every rank's host name (a size x TRAIN_HOST_MAX table: each rank writes its row of a zeroed
+// table, one element per byte, and a max over ranks fills in the rest), this rank's checkpoint
+// root, and whether this rank writes a replica
+static ts_status train_ckpt_setup(trainer *tr) {
+    comm *c = tr->comm;
+    char host[TRAIN_HOST_MAX];
+    train_host_name(host);
+    size_t n = (size_t)c->size * TRAIN_HOST_MAX;
+    int *table = ts_calloc(n, sizeof(int), "host names");
+    for (int i = 0; i < TRAIN_HOST_MAX; i++)
+        table[(size_t)c->rank * TRAIN_HOST_MAX + i] = (unsigned char)host[i];
+    ts_status st = c->all_reduce_max_i32(c, table, n);
+    if (st != TS_OK) {
+        free(table);
+        return st;
+    }
+    tr->hosts = ts_calloc(n, 1, "host names");
+    for (size_t i = 0; i < n; i++)
+        tr->hosts[i] = (char)table[i];
+    free(table);
+    snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s/ckpt/%s", tr->run_dir, host);
+
+    char writers[256] = "";
+    int n_writers = 0;
+    for (int r = 0; r < c->size && n_writers < tr->cfg.ckpt.replicas; r++) {
+        const char *h = tr->hosts + (size_t)r * TRAIN_HOST_MAX;
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++)
+            seen = strcmp(h, tr->hosts + (size_t)q * TRAIN_HOST_MAX) == 0;
+        if (seen) continue;
+        if (r == c->rank) tr->ckpt_writer = 1;
+        n_writers++;
+        size_t len = strlen(writers);
+        snprintf(writers + len, sizeof writers - len, "%s%d (%s)", len ? ", " : "", r, h);
+    }
+    log_info("checkpoints: %d cop%s (ckpt.replicas = %d), written by rank%s %s to "
+             "%s/ckpt/<host>",
+             n_writers, n_writers == 1 ? "y" : "ies", tr->cfg.ckpt.replicas,
+             n_writers == 1 ? "" : "s", writers, tr->run_dir);
+    return TS_OK;
+}
+
+static const char *train_host_of(const trainer *tr, int rank) {
+    return tr->hosts + (size_t)rank * TRAIN_HOST_MAX;
+}
 
 // this rank's moments into whole zeroed host buffers m, v (n_params each), at their offsets
 static void train_moments_to_host(trainer *tr, float *m, float *v) {
@@ -241,13 +312,13 @@ static void train_moments_to_host(trainer *tr, float *m, float *v) {
 }
 
 // save the state after `step` completed steps. A communication failure ends the run; a failed
-// write (rank 0) is logged and training goes on, the previous checkpoint untouched.
+// write (on a writer) is logged and training goes on, that copy's previous checkpoint untouched.
 static ts_status train_save_checkpoint(trainer *tr, int step) {
     comm *c = tr->comm;
     size_t n = tr->model.n_params;
     // decided by the config, the same on every rank (a rank's own share may happen to be all)
     int sharded = tr->cfg.comm.zero_stage == 1 && c->size > 1;
-    if (!sharded && c->rank != 0) return TS_OK;
+    if (!sharded && !tr->ckpt_writer) return TS_OK;
     float *m = ts_calloc(n, sizeof(float), "moments for saving");
     float *v = ts_calloc(n, sizeof(float), "moments for saving");
     train_moments_to_host(tr, m, v);
@@ -256,22 +327,25 @@ static ts_status train_save_checkpoint(trainer *tr, int step) {
         st = c->all_reduce_sum_f32(c, m, n);
         if (st == TS_OK) st = c->all_reduce_sum_f32(c, v, n);
     }
-    if (st == TS_OK && c->rank == 0) {
+    if (st == TS_OK && tr->ckpt_writer) {
         double t0 = ts_now();
         float *w = ts_malloc(n * sizeof(float), "weights for saving");
         tr->be->to_host(w, tr->model.master, n * sizeof(real));
         const tessera_config *cfg = &tr->cfg;
         ckpt_state_meta meta = {step, c->size, cfg->train.global_batch, tr->opt.t, cfg->run.seed,
                                 (uint64_t)step * (uint64_t)cfg->train.global_batch};
-        char dir[sizeof tr->run_dir + 16];
-        snprintf(dir, sizeof dir, "%s/ckpt", tr->run_dir);
-        if (ckpt_state_save(dir, &tr->model, cfg, &meta, w, m, v, cfg->ckpt.keep) == TS_OK)
-            log_info("checkpoint: step %d written to %s/step-%08d (%.2f s)", step, dir, step,
-                     ts_now() - t0);
+        char parent[sizeof tr->run_dir + 16];
+        snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
+        if (mkdir(parent, 0755) != 0 && errno != EEXIST)
+            log_warn("%s: cannot create the checkpoint directory: %s", parent, strerror(errno));
+        if (ckpt_state_save(tr->ckpt_root, &tr->model, cfg, &meta, w, m, v, cfg->ckpt.keep) ==
+            TS_OK)
+            log_all("checkpoint: step %d written to %s/step-%08d (%.2f s)", step, tr->ckpt_root,
+                    step, ts_now() - t0);
         else
-            log_warn("checkpoint at step %d not written; training goes on (the previous "
+            log_warn("checkpoint at step %d not written to %s; training goes on (the previous "
                      "checkpoint is untouched)",
-                     step);
+                     step, tr->ckpt_root);
         free(w);
     }
     free(m);
@@ -279,18 +353,9 @@ static ts_status train_save_checkpoint(trainer *tr, int step) {
     return st;
 }
 
-// rank 0: pick and read the checkpoint to resume from into whole host buffers; *found = 0 when
-// run.resume is "auto" and no intact checkpoint exists
-static ts_status train_resume_read(trainer *tr, int *found, ckpt_state_meta *meta, float *w,
-                                   float *m, float *v, char *dir, size_t dir_len) {
-    char ckpt_dir[sizeof tr->run_dir + 16];
-    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", tr->run_dir);
-    TS_CHECK(ckpt_state_pick(ckpt_dir, tr->cfg.run.resume, dir, dir_len));
-    *found = dir[0] != '\0';
-    if (!*found) {
-        log_warn("run.resume = \"auto\": no intact checkpoint in %s; starting fresh", ckpt_dir);
-        return TS_OK;
-    }
+// the holder: read the chosen step directory into whole host buffers and check it fits the run
+static ts_status train_resume_read(trainer *tr, const char *dir, ckpt_state_meta *meta, float *w,
+                                   float *m, float *v) {
     TS_CHECK(ckpt_state_load(dir, &tr->model, &tr->cfg, meta, w, m, v));
     if (meta->step > tr->cfg.train.steps) {
         log_error("%s: checkpoint at step %d is past [train] steps = %d (expected steps >= %d "
@@ -306,31 +371,59 @@ static ts_status train_resume_read(trainer *tr, int *found, ckpt_state_meta *met
     return TS_OK;
 }
 
-// run.resume: rank 0 reads the checkpoint, all ranks agree on the outcome, rank 0 broadcasts
-// weights and whole moments, each rank keeps the moments of the ranges it owns
+// step number of a ".../step-NNNNNNNN" directory, or -1
+static int train_step_of_dir(const char *dir) {
+    const char *base = strrchr(dir, '/');
+    int step = -1;
+    if (sscanf(base ? base + 1 : dir, "step-%d", &step) != 1) step = -1;
+    return step;
+}
+
+// run.resume. "auto": every rank looks in its own checkpoint root for the newest intact step,
+// the ranks agree on the newest step anyone holds, and the lowest rank holding it reads it. A
+// path: rank 0 reads it. The reader broadcasts weights and whole moments (whatever the world
+// size that wrote them), each rank keeps the moments of the ranges it owns.
 static ts_status train_resume(trainer *tr) {
-    if (!tr->cfg.run.resume[0]) return TS_OK;
+    const char *spec = tr->cfg.run.resume;
+    if (!spec[0]) return TS_OK;
     comm *c = tr->comm;
+    int by_path = strcmp(spec, "auto") != 0;
+    char dir[CFG_STR + 200] = "";
+    ts_status mine = TS_OK;
+    if (!by_path || c->rank == 0) mine = ckpt_state_pick(tr->ckpt_root, spec, dir, sizeof dir);
+    TS_CHECK(train_agree(c, mine)); // only a path can fail (rank 0): it has said why
+
+    int holder = 0;
+    if (!by_path) {
+        int newest = dir[0] ? train_step_of_dir(dir) : -1;
+        int mine_step = newest;
+        TS_CHECK(c->all_reduce_max_i32(c, &newest, 1));
+        if (newest < 0) {
+            log_warn("run.resume = \"auto\": no intact checkpoint in %s/ckpt/<host> of any rank; "
+                     "starting fresh",
+                     tr->run_dir);
+            return TS_OK;
+        }
+        int who = mine_step == newest ? -c->rank : -c->size;
+        TS_CHECK(c->all_reduce_max_i32(c, &who, 1));
+        holder = -who;
+    }
+
     size_t n = tr->model.n_params;
     float *w = ts_calloc(n, sizeof(float), "resumed weights");
     float *m = ts_calloc(n, sizeof(float), "resumed moments");
     float *v = ts_calloc(n, sizeof(float), "resumed moments");
     ckpt_state_meta meta;
     memset(&meta, 0, sizeof meta);
-    char dir[CFG_STR + 200] = "";
-    int found = 0;
-    ts_status mine = c->rank == 0
-                         ? train_resume_read(tr, &found, &meta, w, m, v, dir, sizeof dir)
-                         : TS_OK;
-    ts_status st = train_agree(c, mine); // only rank 0 can fail: it has said why
-    int head[3] = {found, meta.step, meta.opt_t};
-    if (st == TS_OK) st = c->broadcast(c, head, sizeof head, 0);
-    if (st == TS_OK && head[0]) {
-        st = c->broadcast(c, w, n * sizeof(float), 0);
-        if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), 0);
-        if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), 0);
-    }
-    if (st == TS_OK && head[0]) {
+    mine = c->rank == holder ? train_resume_read(tr, dir, &meta, w, m, v) : TS_OK;
+    ts_status st = train_agree(c, mine); // only the holder can fail: it has said why
+    int head[2] = {meta.step, meta.opt_t};
+    if (st == TS_OK) st = c->broadcast(c, head, sizeof head, holder);
+    if (st == TS_OK) st = c->broadcast(c, dir, sizeof dir, holder);
+    if (st == TS_OK) st = c->broadcast(c, w, n * sizeof(float), holder);
+    if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), holder);
+    if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), holder);
+    if (st == TS_OK) {
         tr->be->to_device(tr->model.master, w, n * sizeof(real));
         gpt2_sync_params(&tr->model);
         const optim_state *o = &tr->opt;
@@ -339,9 +432,13 @@ static ts_status train_resume(trainer *tr) {
             tr->be->to_device(o->m + o->moment_at[i], m + o->first[i], o->count[i] * sizeof(real));
             tr->be->to_device(o->v + o->moment_at[i], v + o->first[i], o->count[i] * sizeof(real));
         }
-        tr->opt.t = head[2];
-        tr->start_step = head[1];
-        log_info("resumed from step %d (%s)", head[1], dir);
+        tr->opt.t = head[1];
+        tr->start_step = head[0];
+        if (by_path)
+            log_info("resumed from step %d (%s, read by rank 0)", head[0], dir);
+        else
+            log_info("resumed from step %d (held by rank %d on host %s: %s)", head[0], holder,
+                     train_host_of(tr, holder), dir);
     }
     free(w);
     free(m);
@@ -442,6 +539,7 @@ static ts_status train_setup(trainer *tr) {
     log_info("batch: %d sequences per step = %d on this rank (rank 0) in micro-batches of %d",
              cfg->train.global_batch, tr->share, tr->micro);
 
+    TS_CHECK(train_ckpt_setup(tr));
     TS_CHECK(train_resume(tr));
 
     tr->seq_buf = ts_malloc((size_t)tr->micro * (T + 1) * sizeof(int32_t), "token buffer");
@@ -465,6 +563,7 @@ static void train_teardown(trainer *tr) {
     free(tr->seq_buf);
     free(tr->inputs);
     free(tr->targets);
+    free(tr->hosts);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-# Checkpoint tests: real `tessera train` runs that save <run_dir>/ckpt/step-N and resume from it.
+# Checkpoint tests: real `tessera train` runs that save <run_dir>/ckpt/<host>/step-N and resume
+# from it. TESSERA_HOST names the host (h, unless a test plays several hosts).
 #
 # Each scenario first trains 40 steps with a checkpoint every 20 (the uninterrupted run: its
 # metrics.jsonl and model.h5 are copied aside), then drops the step-40 checkpoint (as if the run
@@ -7,6 +8,7 @@
 # invariant 3). The schedule keeps its cosine decay over train.steps = 40 in both runs. Then: a
 # corrupted newest checkpoint is skipped for the previous one; a different model shape is refused
 # with exit 2; old checkpoints are pruned to ckpt.keep. A tiny run takes well under a second.
+# Further down: elastic resume (4 -> 3 -> 2 ranks) and replicas on two played hosts.
 set(CKPT_DIR ${TESSERA_TEST_DATA}/ckpt)
 # the shards of the train_corpus fixture (train.cmake, which is included after this file)
 set(CKPT_CORPUS ${TESSERA_TEST_DATA}/train/corpus)
@@ -48,8 +50,29 @@ set -eu
 b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
 printf "\\$(printf %o $((255 - b)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 ]=])
+# close_losses.sh A B FROM TO TOL: like same_losses.sh, but each pair within TOL (absolute)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/ckpt_close_losses.sh [=[
+#!/bin/sh
+set -u
+pick() {
+    awk -v from="$2" -v to="$3" '{
+        s = $0; sub(/.*"step": /, "", s); sub(/[,}].*/, "", s)
+        l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l)
+        if (s + 0 >= from + 0 && s + 0 <= to + 0) print s, l
+    }' "$1"
+}
+pick "$1" "$3" "$4" > "$2.a"
+pick "$2" "$3" "$4" > "$2.b"
+awk -v n="$(($4 - $3 + 1))" -v tol="$5" 'NR == FNR { a[$1] = $2; next }
+    { if (!($1 in a)) { print "close_losses: step " $1 " missing in the reference"; bad = 1; next }
+      d = a[$1] - $2; if (d < 0) d = -d; seen++
+      if (d > tol) { print "close_losses: step " $1 ": " a[$1] " vs " $2; bad = 1 } }
+    END { if (seen != n) { print "close_losses: " seen " steps compared, expected " n; bad = 1 }
+          if (bad) exit 1; print "close_losses: " seen " steps within " tol }' "$2.a" "$2.b"
+]=])
 # (strings, not lists: they go into `sh -c` command lines)
 set(CKPT_SAME_LOSSES "sh ${CMAKE_CURRENT_BINARY_DIR}/ckpt_same_losses.sh")
+set(CKPT_CLOSE_LOSSES "sh ${CMAKE_CURRENT_BINARY_DIR}/ckpt_close_losses.sh")
 set(CKPT_FLIP_BYTE "sh ${CMAKE_CURRENT_BINARY_DIR}/ckpt_flip_byte.sh")
 string(REPLACE ";" " " CKPT_ARGS_SH "${CKPT_ARGS}")
 
@@ -78,18 +101,18 @@ foreach(name ${CKPT_SCENARIOS})
   # the uninterrupted run, with checkpoints at steps 20 and 40
   add_test(NAME ckpt_${name}_straight
            COMMAND sh -c "rm -rf ${run_dir} && ${train} && \
-[ -f ${run_dir}/ckpt/step-00000020/state.h5 ] && [ -f ${run_dir}/ckpt/step-00000040/MANIFEST ] && \
+[ -f ${run_dir}/ckpt/h/step-00000020/state.h5 ] && [ -f ${run_dir}/ckpt/h/step-00000040/MANIFEST ] && \
 cp ${run_dir}/metrics.jsonl ${straight}.jsonl && cp ${run_dir}/model.h5 ${straight}.h5")
   # the run died after step 20: resume, continue to 40, same weights and losses
   add_test(NAME ckpt_${name}_resume
-           COMMAND sh -c "rm -rf ${run_dir}/ckpt/step-00000040 && \
+           COMMAND sh -c "rm -rf ${run_dir}/ckpt/h/step-00000040 && \
 ${train} --run.resume=auto > ${run_dir}.out 2>&1; rc=$?; cat ${run_dir}.out; [ $rc -eq 0 ] && \
 grep -q 'resumed from step 20 (.*step-00000020)' ${run_dir}.out && \
 $<TARGET_FILE:test_weights_close> ${straight}.h5 ${run_dir}/model.h5 0 && \
 ${CKPT_SAME_LOSSES} ${straight}.jsonl ${run_dir}/metrics.jsonl 21 40")
   # the newest checkpoint is damaged: skipped, the previous one resumes (to the same end)
   add_test(NAME ckpt_${name}_corrupt_newest
-           COMMAND sh -c "${CKPT_FLIP_BYTE} ${run_dir}/ckpt/step-00000040/state.h5 5000 && \
+           COMMAND sh -c "${CKPT_FLIP_BYTE} ${run_dir}/ckpt/h/step-00000040/state.h5 5000 && \
 ${train} --run.resume=auto > ${run_dir}.out 2>&1; rc=$?; cat ${run_dir}.out; [ $rc -eq 0 ] && \
 grep -q 'skipping step-00000040: .*state.h5' ${run_dir}.out && \
 grep -q 'resumed from step 20 (.*step-00000020)' ${run_dir}.out && \
@@ -97,7 +120,7 @@ $<TARGET_FILE:test_weights_close> ${straight}.h5 ${run_dir}/model.h5 0 && \
 ${CKPT_SAME_LOSSES} ${straight}.jsonl ${run_dir}/metrics.jsonl 21 40")
   set_tests_properties(ckpt_${name}_straight ckpt_${name}_resume ckpt_${name}_corrupt_newest
                        PROPERTIES LABELS "${label}" PROCESSORS ${procs}
-                       ENVIRONMENT OMP_NUM_THREADS=1)
+                       ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")
   set_tests_properties(ckpt_${name}_straight PROPERTIES FIXTURES_REQUIRED train_corpus
                        FIXTURES_SETUP ckpt_${name}_a)
   set_tests_properties(ckpt_${name}_resume PROPERTIES FIXTURES_REQUIRED "train_corpus;ckpt_${name}_a"
@@ -112,22 +135,23 @@ add_test(NAME ckpt_resume_other_width
          COMMAND ${CKPT_EXPECT_ERROR} 2 "state\\.h5: the checkpoint's model .*width 32.* differs from the config's .*width 64"
                  -- ${TESSERA_BIN} train ${CKPT_ARGS} --run.name=np1 --model.width=64
                     --run.resume=auto)
-set_tests_properties(ckpt_resume_other_width PROPERTIES LABELS unit
+set_tests_properties(ckpt_resume_other_width PROPERTIES LABELS unit ENVIRONMENT TESSERA_HOST=h
                      FIXTURES_REQUIRED "train_corpus;ckpt_np1_a;ckpt_np1_b;ckpt_np1_c")
 # an explicit resume path that is not an intact checkpoint: exit 2
 add_test(NAME ckpt_resume_bad_path
          COMMAND ${CKPT_EXPECT_ERROR} 2 "resume: .*nonexistent is not an intact checkpoint"
                  -- ${TESSERA_BIN} train ${CKPT_ARGS} --run.name=bad_path
                     --run.resume=${CKPT_DIR}/nonexistent)
-set_tests_properties(ckpt_resume_bad_path PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus)
+set_tests_properties(ckpt_resume_bad_path PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
+                     ENVIRONMENT TESSERA_HOST=h)
 
 # ckpt.keep: a checkpoint every 2 steps of 10, keep 3: steps 6, 8, 10 remain, nothing else
 add_test(NAME ckpt_keep_prunes
          COMMAND sh -c "rm -rf ${CKPT_DIR}/runs/keep && ${TESSERA_BIN} train ${CKPT_ARGS_SH} \
 --run.name=keep --train.steps=10 --ckpt.every=2 --ckpt.keep=3 && \
-[ \"$(ls ${CKPT_DIR}/runs/keep/ckpt | tr '\\n' ' ')\" = 'step-00000006 step-00000008 step-00000010 ' ]")
+[ \"$(ls ${CKPT_DIR}/runs/keep/ckpt/h | tr '\\n' ' ')\" = 'step-00000006 step-00000008 step-00000010 ' ]")
 set_tests_properties(ckpt_keep_prunes PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
-                     ENVIRONMENT OMP_NUM_THREADS=1)
+                     ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")
 
 # run.resume=auto without any checkpoint: a warning, then a fresh run
 add_test(NAME ckpt_auto_without_checkpoint
@@ -136,3 +160,72 @@ add_test(NAME ckpt_auto_without_checkpoint
 grep -q 'no intact checkpoint.*starting fresh' ${CKPT_DIR}/none.out")
 set_tests_properties(ckpt_auto_without_checkpoint PROPERTIES LABELS unit
                      FIXTURES_REQUIRED train_corpus ENVIRONMENT OMP_NUM_THREADS=1)
+
+if(TESSERA_HAVE_MPI)
+  string(REPLACE ";" " " CKPT_MPIRUN "${TESSERA_MPIRUN}")
+
+  # Elastic resume: 4 ranks train 40 steps (ZeRO-1, a checkpoint every 10); the run "died" after
+  # step 20 (steps 30 and 40 dropped) and resumes on 3 ranks; that run "died" after step 30 and
+  # resumes on 2 ranks. Other world sizes sum in another order, so the comparison with the straight
+  # 1-rank run (ckpt_np1_straight) has tolerances: 1e-5 relative per tensor for the final weights,
+  # 1e-4 absolute for the losses of steps 21..40 (AdamW eps 1e-6, see train.cmake).
+  set(el_dir ${CKPT_DIR}/runs/elastic)
+  set(el_train "${TESSERA_BIN} train ${CKPT_ARGS_SH} --run.name=elastic --ckpt.every=10 \
+--ckpt.keep=4 --comm.zero_stage=1")
+  add_test(NAME ckpt_elastic_4_3_2
+           COMMAND sh -c "rm -rf ${el_dir} && ${CKPT_MPIRUN} -np 4 ${el_train} && \
+rm -rf ${el_dir}/ckpt/h/step-00000030 ${el_dir}/ckpt/h/step-00000040 && \
+${CKPT_MPIRUN} -np 3 ${el_train} --run.resume=auto > ${el_dir}.out3 2>&1; rc=$?; \
+cat ${el_dir}.out3; [ $rc -eq 0 ] && grep -q 'resumed from step 20 (held by rank 0 on host h' ${el_dir}.out3 && \
+${CKPT_CLOSE_LOSSES} ${CKPT_DIR}/np1_straight.jsonl ${el_dir}/metrics.jsonl 21 40 1e-4 && \
+rm -rf ${el_dir}/ckpt/h/step-00000040 && \
+${CKPT_MPIRUN} -np 2 ${el_train} --run.resume=auto > ${el_dir}.out2 2>&1; rc=$?; \
+cat ${el_dir}.out2; [ $rc -eq 0 ] && grep -q 'resumed from step 30 (held by rank 0 on host h' ${el_dir}.out2 && \
+${CKPT_CLOSE_LOSSES} ${CKPT_DIR}/np1_straight.jsonl ${el_dir}/metrics.jsonl 31 40 1e-4 && \
+$<TARGET_FILE:test_weights_close> ${CKPT_DIR}/np1_straight.h5 ${el_dir}/model.h5 1e-5")
+  set_tests_properties(ckpt_elastic_4_3_2 PROPERTIES LABELS mpi PROCESSORS 2
+                       FIXTURES_REQUIRED "train_corpus;ckpt_np1_a"
+                       ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")
+
+  # Replicas without a shared disk: two ranks play hosts a and b (mpirun's MPMD syntax gives each
+  # its own TESSERA_HOST); with ckpt.replicas = 2 both write a full copy (ZeRO-1: the moments are
+  # gathered to both). 20 steps, checkpoints at 10 and 20; the untouched tree is kept aside.
+  # Then a's root is lost (and b's step 20, as if the run died after step 10): the resume reads
+  # b's copy on rank 1 and ends bit-identical to the uninterrupted run; the same with b lost.
+  set(rep_dir ${CKPT_DIR}/runs/replicas)
+  set(rep_one "${TESSERA_BIN} train ${CKPT_ARGS_SH} --run.name=replicas --train.steps=20 \
+--ckpt.every=10 --ckpt.replicas=2 --comm.zero_stage=1")
+  set(rep_train "${CKPT_MPIRUN} -np 1 -x TESSERA_HOST=a ${rep_one} : -np 1 -x TESSERA_HOST=b ${rep_one}")
+  set(rep_resume "${CKPT_MPIRUN} -np 1 -x TESSERA_HOST=a ${rep_one} --run.resume=auto : \
+-np 1 -x TESSERA_HOST=b ${rep_one} --run.resume=auto")
+  add_test(NAME ckpt_replicas_straight
+           COMMAND sh -c "rm -rf ${rep_dir} ${rep_dir}.orig && ${rep_train} && \
+[ -f ${rep_dir}/ckpt/a/step-00000010/MANIFEST ] && [ -f ${rep_dir}/ckpt/b/step-00000010/MANIFEST ] && \
+[ -f ${rep_dir}/ckpt/a/step-00000020/MANIFEST ] && [ -f ${rep_dir}/ckpt/b/step-00000020/MANIFEST ] && \
+cmp ${rep_dir}/ckpt/a/step-00000010/state.h5 ${rep_dir}/ckpt/b/step-00000010/state.h5 && \
+cp -r ${rep_dir}/ckpt ${rep_dir}.orig && \
+cp ${rep_dir}/metrics.jsonl ${rep_dir}_straight.jsonl && cp ${rep_dir}/model.h5 ${rep_dir}_straight.h5")
+  foreach(lost a b)
+    if(lost STREQUAL "a")
+      set(kept b)
+      set(holder 1)
+    else()
+      set(kept a)
+      set(holder 0)
+    endif()
+    add_test(NAME ckpt_replicas_lose_${lost}
+             COMMAND sh -c "rm -rf ${rep_dir}/ckpt && cp -r ${rep_dir}.orig ${rep_dir}/ckpt && \
+rm -rf ${rep_dir}/ckpt/${lost} ${rep_dir}/ckpt/${kept}/step-00000020 && \
+${rep_resume} > ${rep_dir}.out 2>&1; rc=$?; cat ${rep_dir}.out; [ $rc -eq 0 ] && \
+grep -q 'resumed from step 10 (held by rank ${holder} on host ${kept}: .*ckpt/${kept}/step-00000010)' ${rep_dir}.out && \
+$<TARGET_FILE:test_weights_close> ${rep_dir}_straight.h5 ${rep_dir}/model.h5 0 && \
+${CKPT_SAME_LOSSES} ${rep_dir}_straight.jsonl ${rep_dir}/metrics.jsonl 11 20")
+    set_tests_properties(ckpt_replicas_lose_${lost} PROPERTIES
+                         FIXTURES_REQUIRED "train_corpus;ckpt_replicas"
+                         RESOURCE_LOCK ckpt_replicas)
+  endforeach()
+  set_tests_properties(ckpt_replicas_straight PROPERTIES FIXTURES_REQUIRED train_corpus
+                       FIXTURES_SETUP ckpt_replicas)
+  set_tests_properties(ckpt_replicas_straight ckpt_replicas_lose_a ckpt_replicas_lose_b PROPERTIES
+                       LABELS mpi PROCESSORS 2 ENVIRONMENT OMP_NUM_THREADS=1)
+endif()
