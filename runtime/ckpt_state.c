@@ -53,6 +53,51 @@ static void remove_flat_dir(const char *dir) {
     rmdir(dir);
 }
 
+// remove the step-*.tmp, step-*.old and step-*.del directories of ckpt_dir: left by a save (or
+// a pruning) that was interrupted (process killed), never part of a checkpoint (only a renamed step directory with a
+// verifying manifest is one). Only the writer of ckpt_dir calls this, between saves.
+static void remove_stale(const char *ckpt_dir) {
+    DIR *d = opendir(ckpt_dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "step-", 5) != 0 || len < 9 ||
+            (strcmp(e->d_name + len - 4, ".tmp") != 0 && strcmp(e->d_name + len - 4, ".old") != 0 &&
+             strcmp(e->d_name + len - 4, ".del") != 0))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", ckpt_dir, e->d_name);
+        log_warn("%s: removing the leftover of an interrupted save", path);
+        remove_flat_dir(path);
+    }
+    closedir(d);
+}
+
+// write len bytes to a new file at path and fsync it; one error line on failure
+static ts_status write_whole_file(const char *path, const char *data, size_t len) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    size_t done = 0;
+    while (fd >= 0 && done < len) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    int ok = fd >= 0 && done == len && fsync(fd) == 0;
+    int err = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        log_error("%s: writing the checkpoint failed after %zu of %zu bytes: %s", path, done, len,
+                  strerror(err ? err : EIO));
+        return TS_ERR_SYSTEM;
+    }
+    return TS_OK;
+}
+
 static int cmp_desc(const void *a, const void *b) {
     int x = *(const int *)a, y = *(const int *)b;
     return x < y ? 1 : x > y ? -1 : 0;
@@ -187,7 +232,14 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
     config_write(cfg, mem);
     fclose(mem);
 
-    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // built in memory (core driver, no backing store), then written with plain write(2): an I/O
+    // error (disk full, EFBIG) inside HDF5 leaves a file it cannot close, and the library's exit
+    // handler crashes on it; outside HDF5 it is an ordinary failed write
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t file = fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)16 << 20, 0) >= 0
+                     ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
+                     : -1;
+    if (fapl >= 0) H5Pclose(fapl);
     if (file < 0) {
         free(text);
         log_error("%s: cannot create HDF5 file", path);
@@ -212,20 +264,31 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
         if (group >= 0) H5Gclose(group);
     }
     ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
+    ssize_t size = ok ? H5Fget_file_image(file, NULL, 0) : -1;
+    char *image = size > 0 ? malloc((size_t)size) : NULL;
+    ok = image && H5Fget_file_image(file, image, (size_t)size) == size;
     if (H5Fclose(file) < 0) ok = 0;
     if (!ok) {
-        log_error("%s: writing the checkpoint failed (disk full?)", path);
+        free(image);
+        log_error("%s: building the checkpoint in memory failed (out of memory?)", path);
         return TS_ERR_SYSTEM;
     }
-    return fsync_dir_or_file(path, 0);
+    ts_status st = write_whole_file(path, image, (size_t)size);
+    free(image);
+    return st;
 }
 
 static void prune(const char *ckpt_dir, int keep) {
     int n, *steps = list_steps(ckpt_dir, &n);
     char dir[4096];
     for (int i = keep; i < n; i++) {
+        // renamed first: a process killed while deleting leaves a .del directory (removed by the
+        // next save), never a step directory with part of its files
+        char del[4104];
         snprintf(dir, sizeof dir, "%s/step-%08d", ckpt_dir, steps[i]);
-        remove_flat_dir(dir);
+        snprintf(del, sizeof del, "%.4090s.del", dir);
+        remove_flat_dir(del);
+        remove_flat_dir(rename(dir, del) == 0 ? del : dir);
     }
     free(steps);
 }
@@ -242,7 +305,7 @@ ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_con
     snprintf(final, sizeof final, "%s/step-%08d", ckpt_dir, meta->step);
     snprintf(tmp, sizeof tmp, "%.4090s.tmp", final);
     snprintf(old, sizeof old, "%.4090s.old", final);
-    remove_flat_dir(tmp); // left by an interrupted save
+    remove_stale(ckpt_dir); // left by an interrupted save
     if (mkdir(tmp, 0755) != 0) {
         log_error("%s: cannot create directory: %s", tmp, strerror(errno));
         return TS_ERR_SYSTEM;

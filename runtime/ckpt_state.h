@@ -31,7 +31,8 @@ typedef struct {
 } ckpt_state_meta;
 
 // Write ckpt_dir/step-NNNNNNNN atomically (a .tmp directory, state.h5 fsynced, MANIFEST, rename,
-// fsync of ckpt_dir), then delete all but the newest `keep` step directories. ckpt_dir is created
+// fsync of ckpt_dir), then delete all but the newest `keep` step directories. Leftover
+// step-*.tmp/.old/.del directories of an interrupted save are removed first. ckpt_dir is created
 // if missing. On failure nothing but the .tmp directory is touched (removed when possible) and
 // one error line is logged.
 ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_config *cfg,

@@ -67,6 +67,80 @@ static int ckpt_verify_cmd(const char *path) {
     return TS_EXIT_OK;
 }
 
+// sums over the datasets of one group: logical bytes and bytes stored (compressed)
+typedef struct {
+    int datasets;
+    unsigned long long logical, stored;
+} ckpt_sizes;
+
+static herr_t ckpt_size_visit(hid_t obj, const char *name, const H5O_info_t *info, void *ctx) {
+    ckpt_sizes *z = ctx;
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    hid_t ds = H5Dopen2(obj, name, H5P_DEFAULT);
+    if (ds < 0) return 0;
+    hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : 0;
+    size_t es = type >= 0 ? H5Tget_size(type) : 0;
+    z->datasets++;
+    z->logical += (unsigned long long)(n > 0 ? n : 0) * es;
+    z->stored += (unsigned long long)H5Dget_storage_size(ds);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    return 0;
+}
+
+static void ckpt_print_int_attr(hid_t file, const char *name) {
+    long long v = 0;
+    if (H5Aexists(file, name) <= 0) return;
+    hid_t a = H5Aopen(file, name, H5P_DEFAULT);
+    if (a >= 0 && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0) printf("  %-14s %lld\n", name, v);
+    if (a >= 0) H5Aclose(a);
+}
+
+// what a checkpoint's state.h5 holds: step and run attributes, datasets, compression ratio
+static void ckpt_info_state(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.h5", dir);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (access(path, R_OK) != 0 || H5Fis_hdf5(path) <= 0) return;
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return;
+    printf("state.h5:\n");
+    static const char *attrs[] = {"version", "step", "world_size", "global_batch", "seed",
+                                  "optimizer_t", "next_sample"};
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) ckpt_print_int_attr(file, attrs[i]);
+    static const char *groups[] = {"params", "adam_m", "adam_v"};
+    ckpt_sizes all = {0, 0, 0};
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        if (H5Lexists(file, groups[g], H5P_DEFAULT) <= 0) continue;
+        hid_t grp = H5Gopen2(file, groups[g], H5P_DEFAULT);
+        ckpt_sizes z = {0, 0, 0};
+        if (grp >= 0) H5Ovisit(grp, H5_INDEX_NAME, H5_ITER_NATIVE, ckpt_size_visit, &z);
+        if (grp >= 0) H5Gclose(grp);
+        printf("  /%-13s %d datasets, %llu bytes, stored in %llu (compression %.2fx)\n",
+               groups[g], z.datasets, z.logical, z.stored,
+               z.stored ? (double)z.logical / (double)z.stored : 0.0);
+        all.datasets += z.datasets;
+        all.logical += z.logical;
+        all.stored += z.stored;
+    }
+    printf("  total          %d datasets, %llu bytes, stored in %llu (compression %.2fx)\n",
+           all.datasets, all.logical, all.stored,
+           all.stored ? (double)all.logical / (double)all.stored : 0.0);
+    if (H5Aexists(file, "config") > 0) { // the resolved config, as saved
+        hid_t a = H5Aopen(file, "config", H5P_DEFAULT);
+        hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+        size_t len = t >= 0 ? H5Tget_size(t) : 0;
+        char *text = len ? ts_calloc(len + 1, 1, "config text") : NULL;
+        if (text && H5Aread(a, t, text) >= 0) printf("config:\n%s", text);
+        free(text);
+        if (t >= 0) H5Tclose(t);
+        if (a >= 0) H5Aclose(a);
+    }
+    H5Fclose(file);
+}
+
 static int ckpt_info_dir(const char *path) {
     if (!check_readable_dir(path)) return TS_EXIT_INPUT;
     manifest m;
@@ -82,6 +156,7 @@ static int ckpt_info_dir(const char *path) {
         printf("  %14" PRIu64 "  %016" PRIx64 "  %s\n", m.files[i].size, m.files[i].xxh64,
                m.files[i].name);
     manifest_free(&m);
+    ckpt_info_state(path);
     return TS_EXIT_OK;
 }
 

@@ -105,6 +105,9 @@ const cfg_key cfg_keys[] = {
     KEY(ckpt, replicas, CFG_INT, "2", 1, 1000000, NULL,
         "full copies of each checkpoint: the first N ranks (in rank order) on distinct hosts "
         "each write one to their own disk"),
+    KEY(ckpt, max_failures, CFG_INT, "3", 1, 1000000, NULL,
+        "consecutive failed checkpoint writes (disk full, I/O error) after which the run stops "
+        "(exit 1); a failed write is logged and retried at the next interval"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,

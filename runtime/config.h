@@ -74,6 +74,7 @@ typedef struct {
         int every;    // checkpoint every N steps (0 = only at the end of the run)
         int keep;     // newest checkpoints kept in <run_dir>/ckpt/<host>
         int replicas; // ranks on distinct hosts that each write a full copy
+        int max_failures; // consecutive failed saves after which the run stops
     } ckpt;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #endif
 #include "ckpt.h"
 #include "ckpt_state.h"
+#include "ckpt_writer.h"
 #include "config.h"
 #include "data.h"
 #include "env.h"
@@ -53,6 +55,8 @@ typedef struct {
     char *hosts;    // every rank's host name, (size, TRAIN_HOST_MAX) bytes
     char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints
     int ckpt_writer;               // this rank writes a replica
+    ckpt_writer writer;            // the host snapshot and its background writer
+    int snapshot;                  // writer.m/v (and .w on a writer) are allocated
 } trainer;
 
 // ---------------------------------------------------------------------------------------------
@@ -311,46 +315,67 @@ static void train_moments_to_host(trainer *tr, float *m, float *v) {
     }
 }
 
-// save the state after `step` completed steps. A communication failure ends the run; a failed
-// write (on a writer) is logged and training goes on, that copy's previous checkpoint untouched.
-static ts_status train_save_checkpoint(trainer *tr, int step) {
+// Save the state after `step` completed steps, asynchronously: wait for the previous save (its
+// outcome decides whether the run goes on), copy weights and moments into the preallocated host
+// snapshot, hand it to the background writer. *stall_ms: what this cost the loop (wait + copy).
+// A failed write is logged by the writer and training goes on, that copy's previous checkpoint
+// untouched; ckpt.max_failures consecutive failures on any writer end the run (agreed by all
+// ranks, exit 1). A communication failure ends the run.
+static ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *stall_ms) {
     comm *c = tr->comm;
+    const tessera_config *cfg = &tr->cfg;
     size_t n = tr->model.n_params;
+    double t0 = ts_now();
+    *stall_ms = 0;
+    double waited = tr->ckpt_writer ? ckpt_writer_wait(&tr->writer) : 0;
+    ts_status mine = TS_OK;
+    if (tr->ckpt_writer && tr->writer.failures >= cfg->ckpt.max_failures) {
+        log_error("checkpoint: %d consecutive saves to %s failed (ckpt.max_failures = %d); "
+                  "stopping the run (the newest intact checkpoint there is kept)",
+                  tr->writer.failures, tr->ckpt_root, cfg->ckpt.max_failures);
+        mine = TS_ERR_SYSTEM;
+    }
+    TS_CHECK(train_agree(c, mine));
+    if (!tr->snapshot) return TS_OK;
     // decided by the config, the same on every rank (a rank's own share may happen to be all)
-    int sharded = tr->cfg.comm.zero_stage == 1 && c->size > 1;
-    if (!sharded && !tr->ckpt_writer) return TS_OK;
-    float *m = ts_calloc(n, sizeof(float), "moments for saving");
-    float *v = ts_calloc(n, sizeof(float), "moments for saving");
-    train_moments_to_host(tr, m, v);
-    ts_status st = TS_OK;
+    int sharded = cfg->comm.zero_stage == 1 && c->size > 1;
+    float *m = tr->writer.m, *v = tr->writer.v;
     if (sharded) {
-        st = c->all_reduce_sum_f32(c, m, n);
-        if (st == TS_OK) st = c->all_reduce_sum_f32(c, v, n);
+        memset(m, 0, n * sizeof(float));
+        memset(v, 0, n * sizeof(float));
     }
-    if (st == TS_OK && tr->ckpt_writer) {
-        double t0 = ts_now();
-        float *w = ts_malloc(n * sizeof(float), "weights for saving");
-        tr->be->to_host(w, tr->model.master, n * sizeof(real));
-        const tessera_config *cfg = &tr->cfg;
-        ckpt_state_meta meta = {step, c->size, cfg->train.global_batch, tr->opt.t, cfg->run.seed,
-                                (uint64_t)step * (uint64_t)cfg->train.global_batch};
-        char parent[sizeof tr->run_dir + 16];
-        snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
-        if (mkdir(parent, 0755) != 0 && errno != EEXIST)
-            log_warn("%s: cannot create the checkpoint directory: %s", parent, strerror(errno));
-        if (ckpt_state_save(tr->ckpt_root, &tr->model, cfg, &meta, w, m, v, cfg->ckpt.keep) ==
-            TS_OK)
-            log_all("checkpoint: step %d written to %s/step-%08d (%.2f s)", step, tr->ckpt_root,
-                    step, ts_now() - t0);
-        else
-            log_warn("checkpoint at step %d not written to %s; training goes on (the previous "
-                     "checkpoint is untouched)",
-                     step, tr->ckpt_root);
-        free(w);
+    train_moments_to_host(tr, m, v);
+    if (sharded) {
+        TS_CHECK(c->all_reduce_sum_f32(c, m, n));
+        TS_CHECK(c->all_reduce_sum_f32(c, v, n));
     }
-    free(m);
-    free(v);
-    return st;
+    if (!tr->ckpt_writer) return TS_OK;
+    tr->be->to_host(tr->writer.w, tr->model.master, n * sizeof(real));
+    char parent[sizeof tr->run_dir + 16];
+    snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
+    if (mkdir(parent, 0755) != 0 && errno != EEXIST)
+        log_warn("%s: cannot create the checkpoint directory: %s", parent, strerror(errno));
+    ckpt_state_meta meta = {step, c->size, cfg->train.global_batch, tr->opt.t, cfg->run.seed,
+                            (uint64_t)step * (uint64_t)cfg->train.global_batch};
+    *stall_ms = (ts_now() - t0) * 1e3;
+    return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, *stall_ms,
+                             waited * 1e3, step_ms);
+}
+
+// the end of the run: the last save must be committed (and HDF5 free) before model.h5 is
+// written; its failure counts like any other
+static ts_status train_ckpt_finish(trainer *tr) {
+    ts_status mine = TS_OK;
+    if (tr->ckpt_writer) {
+        ckpt_writer_wait(&tr->writer);
+        if (tr->writer.failures >= tr->cfg.ckpt.max_failures) {
+            log_error("checkpoint: %d consecutive saves to %s failed (ckpt.max_failures = %d); "
+                      "the run ends without its final checkpoint",
+                      tr->writer.failures, tr->ckpt_root, tr->cfg.ckpt.max_failures);
+            mine = TS_ERR_SYSTEM;
+        }
+    }
+    return train_agree(tr->comm, mine);
 }
 
 // the holder: read the chosen step directory into whole host buffers and check it fits the run
@@ -541,6 +566,13 @@ static ts_status train_setup(trainer *tr) {
 
     TS_CHECK(train_ckpt_setup(tr));
     TS_CHECK(train_resume(tr));
+    // the checkpoint snapshot, once (after the resume, which uses HDF5 itself): writers hold
+    // weights and moments; with ZeRO-1 every rank joins the gather of the moments
+    int sharded = cfg->comm.zero_stage == 1 && c->size > 1;
+    if (tr->ckpt_writer || sharded) {
+        ckpt_writer_create(&tr->writer, n_params, tr->ckpt_writer);
+        tr->snapshot = 1;
+    }
 
     tr->seq_buf = ts_malloc((size_t)tr->micro * (T + 1) * sizeof(int32_t), "token buffer");
     tr->inputs = ts_malloc((size_t)tr->micro * T * sizeof(int), "inputs");
@@ -550,6 +582,7 @@ static ts_status train_setup(trainer *tr) {
 }
 
 static void train_teardown(trainer *tr) {
+    ckpt_writer_destroy(&tr->writer); // a pending save is committed before anything goes away
     if (tr->metrics) fclose(tr->metrics);
     log_set_file(NULL);
     if (tr->log_file) fclose(tr->log_file);
@@ -674,6 +707,7 @@ static ts_status train_loop(trainer *tr) {
 
     for (int step = tr->start_step; step < steps; step++) {
         comm_status_set_step(step + 1);
+        double t_step = ts_now();
         double lr = optim_lr_at(cfg, step);
         double loss_sum;
         TS_CHECK(train_accumulate(tr, step, &loss_sum));
@@ -715,6 +749,11 @@ static ts_status train_loop(trainer *tr) {
         int last = step + 1 == steps;
         int do_eval = last || (cfg->eval.every > 0 && (step + 1) % cfg->eval.every == 0);
         if (do_eval) TS_CHECK(train_validate(tr, &val_loss));
+        // the save's stall is part of this step's time and goes into its metrics line
+        int saved = last || (cfg->ckpt.every > 0 && (step + 1) % cfg->ckpt.every == 0);
+        double stall_ms = 0;
+        if (saved) TS_CHECK(train_save_checkpoint(tr, step + 1, (ts_now() - t_step) * 1e3,
+                                                  &stall_ms));
         if (last || (step + 1) % cfg->log.every == 0 || do_eval) {
             double now = ts_now(), dt = (now - t_window) / window_steps;
             double eta = (now - t_start) / (step + 1 - tr->start_step) * (steps - step - 1);
@@ -743,6 +782,7 @@ static ts_status train_loop(trainer *tr) {
                         step + 1, loss_window / window_steps, lr, norm, tokens_per_step / dt,
                         dt * 1e3, compute_ms, comm_ms, wait_ms, sent, recv, now - t_start);
                 if (do_eval) fprintf(tr->metrics, ", \"val_loss\": %.6f", val_loss);
+                if (saved) fprintf(tr->metrics, ", \"ckpt_stall_ms\": %.3f", stall_ms);
                 fprintf(tr->metrics, "}\n");
                 fflush(tr->metrics);
             }
@@ -755,11 +795,10 @@ static ts_status train_loop(trainer *tr) {
             recv0 = c->stats.bytes_recv;
             wait0 = c->stats.wait_s;
         }
-        if (last || (cfg->ckpt.every > 0 && (step + 1) % cfg->ckpt.every == 0))
-            TS_CHECK(train_save_checkpoint(tr, step + 1));
     }
     // resumed at the last step: nothing left to train, the final report still needs its loss
     if (tr->start_step >= steps) TS_CHECK(train_validate(tr, &val_loss));
+    TS_CHECK(train_ckpt_finish(tr));
     if (skipped) log_warn("%d of %d steps were skipped (non-finite gradients)", skipped, steps);
 
     // final report: validation loss beside the corpus' unigram entropy (same units)
@@ -795,6 +834,9 @@ int cmd_train(int argc, char **argv) {
             train_usage(stdout);
             return TS_EXIT_OK;
         }
+    // a file-size limit (ulimit -f) must fail a write with EFBIG, not kill the process: a
+    // checkpoint that does not fit is then an ordinary failed save
+    signal(SIGXFSZ, SIG_IGN);
     trainer tr;
     memset(&tr, 0, sizeof tr);
     log_init(0, 1);

@@ -229,3 +229,51 @@ ${CKPT_SAME_LOSSES} ${rep_dir}_straight.jsonl ${rep_dir}/metrics.jsonl 11 20")
   set_tests_properties(ckpt_replicas_straight ckpt_replicas_lose_a ckpt_replicas_lose_b PROPERTIES
                        LABELS mpi PROCESSORS 2 ENVIRONMENT OMP_NUM_THREADS=1)
 endif()
+
+# Fault tests of the background writer (scripts in tests/ckpt/, real processes and files).
+# A newest checkpoint whose state.h5 is truncated, or whose MANIFEST is deleted, is skipped for
+# the previous one (a flipped byte: ckpt_*_corrupt_newest above). 10 steps, saves at 5 and 10.
+foreach(damage truncated no_manifest)
+  set(dmg_dir ${CKPT_DIR}/runs/dmg_${damage})
+  if(damage STREQUAL "truncated")
+    set(do_damage "truncate -s 100000 ${dmg_dir}/ckpt/h/step-00000010/state.h5")
+    set(why "state.h5")
+  else()
+    set(do_damage "rm ${dmg_dir}/ckpt/h/step-00000010/MANIFEST")
+    set(why "MANIFEST")
+  endif()
+  add_test(NAME ckpt_newest_${damage}
+           COMMAND sh -c "rm -rf ${dmg_dir} && ${TESSERA_BIN} train ${CKPT_ARGS_SH} \
+--run.name=dmg_${damage} --train.steps=10 --ckpt.every=5 > ${dmg_dir}.out1 2>&1 && \
+${do_damage} && ${TESSERA_BIN} train ${CKPT_ARGS_SH} --run.name=dmg_${damage} --train.steps=10 \
+--ckpt.every=5 --run.resume=auto > ${dmg_dir}.out 2>&1; rc=$?; cat ${dmg_dir}.out; [ $rc -eq 0 ] && \
+grep -q 'skipping step-00000010: .*${why}' ${dmg_dir}.out && \
+grep -q 'resumed from step 5 (.*step-00000005)' ${dmg_dir}.out")
+  set_tests_properties(ckpt_newest_${damage} PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
+                       ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")
+endforeach()
+
+# A process SIGKILLed while its writer is in the middle of a save (a save after every step keeps
+# the writer busy nearly all the time), at three delays: the resume uses the newest step directory
+# whose manifest verifies, and the interrupted save's .tmp directory is removed.
+set(kill_delays 0.05 0.13 0.29)
+foreach(i 1 2 3)
+  math(EXPR idx "${i} - 1")
+  list(GET kill_delays ${idx} delay)
+  add_test(NAME ckpt_kill_writer_${i}
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/ckpt/kill_resume.sh ${TESSERA_BIN}
+                   ${CKPT_DIR}/runs kill_${i} ${delay} ${CMAKE_SOURCE_DIR}/configs/tiny.ini
+                   "--data.train=${CKPT_CORPUS}/train_*.bin" "--data.val=${CKPT_CORPUS}/val_*.bin")
+  set_tests_properties(ckpt_kill_writer_${i} PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
+                       ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h" TIMEOUT 60)
+endforeach()
+
+# Checkpoints that cannot be written (a file-size limit stands in for a full disk): the failures
+# are logged and training goes on; ckpt.max_failures consecutive ones stop the run (exit 1, one
+# error line); with a high limit the run finishes (exit 0); the previous checkpoint stays intact.
+add_test(NAME ckpt_disk_full
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tests/ckpt/disk_full.sh ${TESSERA_BIN} ${CKPT_DIR}/runs
+                 disk_full ${CMAKE_SOURCE_DIR}/configs/tiny.ini
+                 "--data.train=${CKPT_CORPUS}/train_*.bin" "--data.val=${CKPT_CORPUS}/val_*.bin")
+set_tests_properties(ckpt_disk_full PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
+                     ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")

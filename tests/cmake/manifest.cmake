@@ -67,3 +67,19 @@ for want in "model\.h5: tessera weights, step 10$" \
 done
 ]=] ckpt_info_weights ${TESSERA_BIN} ${TESSERA_TEST_DATA}/train/runs/np1/model.h5)
 set_tests_properties(ckpt_info_weights PROPERTIES LABELS unit FIXTURES_REQUIRED train_np1)
+
+# `tessera ckpt info` on a checkpoint a real run wrote: the run's attributes, the datasets with
+# their compression ratio, the resolved config
+set(INFO_CORPUS ${TESSERA_TEST_DATA}/train/corpus)
+add_test(NAME ckpt_info_checkpoint
+         COMMAND sh -c "${TESSERA_BIN} train ${CMAKE_SOURCE_DIR}/configs/tiny.ini \
+'--data.train=${INFO_CORPUS}/train_*.bin' '--data.val=${INFO_CORPUS}/val_*.bin' \
+--run.out_dir=${TESSERA_TEST_DATA}/ckpt_info --run.name=info --train.steps=4 >/dev/null && \
+${TESSERA_BIN} ckpt info ${TESSERA_TEST_DATA}/ckpt_info/info/ckpt/x/step-00000004 > \
+${TESSERA_TEST_DATA}/ckpt_info/out.txt && cat ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
+grep -Eq '^  step +4$' ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
+grep -Eq '^  /adam_v +28 datasets, 138752 bytes, stored in [0-9]+ \\(compression [0-9.]+x\\)$' \
+${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
+grep -q '^name = \"info\"$' ${TESSERA_TEST_DATA}/ckpt_info/out.txt")
+set_tests_properties(ckpt_info_checkpoint PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
+                     ENVIRONMENT "TESSERA_HOST=x;OMP_NUM_THREADS=1")

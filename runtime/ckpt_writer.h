@@ -1,0 +1,51 @@
+// ckpt_writer.h — asynchronous checkpoint saves: the training loop copies the state into a host
+// snapshot (allocated once, fp32 weights and both AdamW moments) and a background thread
+// compresses and writes it with ckpt_state_save (atomic step directory + MANIFEST). One save at a
+// time: the next one waits for the previous to finish. HDF5 (a serial build) is not thread-safe:
+// while a save is in flight nothing else in the process may call HDF5 — call ckpt_writer_wait
+// before any other HDF5 work (the final model.h5, a resume).
+#ifndef TESSERA_CKPT_WRITER_H
+#define TESSERA_CKPT_WRITER_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "../models/gpt2.h"
+#include "ckpt_state.h"
+#include "common.h"
+#include "config.h"
+
+typedef struct {
+    size_t n;       // floats in each snapshot buffer (the model's n_params)
+    float *w, *m, *v; // the snapshot: master weights, AdamW moments (NULL where not allocated)
+    // the save in flight (valid while running)
+    pthread_t thread;
+    int running; // a thread was started and not yet joined
+    char dir[4096];
+    const gpt2 *model;
+    const tessera_config *cfg;
+    ckpt_state_meta meta;
+    double stall_ms, wait_ms, step_ms; // what the loop paid for this save, and a step's time
+    // outcome of the saves joined so far
+    ts_status result;  // of the last one
+    double write_ms;   // its time in the background
+    int failures;      // consecutive failed saves (0 after a success)
+} ckpt_writer;
+
+// Allocate the snapshot: weights when with_weights, moments always (n floats each, zeroed).
+void ckpt_writer_create(ckpt_writer *wr, size_t n, int with_weights);
+
+// Wait for the save in flight, if any, and account its outcome (failures). Returns the seconds
+// waited.
+double ckpt_writer_wait(ckpt_writer *wr);
+
+// Start writing the snapshot (already filled) as dir/step-<meta->step> on a background thread.
+// stall_ms/wait_ms/step_ms only go into its log line. Must not be called while a save runs.
+ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
+                            const tessera_config *cfg, const ckpt_state_meta *meta,
+                            double stall_ms, double wait_ms, double step_ms);
+
+// Wait for a pending save, then free the snapshot. Safe on a zeroed struct.
+void ckpt_writer_destroy(ckpt_writer *wr);
+
+#endif
