@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "h5zstd.h"
 #include "manifest.h"
@@ -54,8 +55,9 @@ static void remove_flat_dir(const char *dir) {
 }
 
 // remove the step-*.tmp, step-*.old and step-*.del directories of ckpt_dir: left by a save (or
-// a pruning) that was interrupted (process killed), never part of a checkpoint (only a renamed step directory with a
-// verifying manifest is one). Only the writer of ckpt_dir calls this, between saves.
+// a pruning) that was interrupted (process killed), never part of a checkpoint (only a renamed step
+// directory with a verifying manifest is one). Only the writer of ckpt_dir calls this, between
+// saves.
 static void remove_stale(const char *ckpt_dir) {
     DIR *d = opendir(ckpt_dir);
     if (!d) return;
@@ -213,10 +215,15 @@ static int write_tensor(hid_t group, const gpt2_tensor *t, const float *data) {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     int ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, t->ndim, chunk) >= 0 &&
              h5zstd_set(dcpl, H5ZSTD_LEVEL_DEFAULT) == 0;
-    hid_t ds = ok ? H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
-                               H5P_DEFAULT)
-                  : -1;
+    hid_t ds =
+        ok ? H5Dcreate2(group, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
     ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    // each dataset carries the checksum of its values (what a reader must get back after
+    // decompression) and its element type; bf16 tensors, once saved, are 16-bit integers
+    // with dtype "bf16"
+    uint64_t sum = XXH64(data, t->numel * sizeof(float), 0);
+    ok = ok && write_attr(ds, "xxh64", H5T_NATIVE_UINT64, &sum) &&
+         write_str_attr(ds, "dtype", "float32");
     if (ds >= 0) H5Dclose(ds);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
@@ -261,6 +268,14 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
         ok = group >= 0;
         for (int i = 0; ok && i < m->n_tensors; i++)
             ok = write_tensor(group, &m->tensors[i], bufs[g] + m->tensors[i].offset);
+        if (group >= 0) H5Gclose(group);
+    }
+    // room for state later versions add: gradient codecs' error feedback, the outer optimizer
+    // (empty groups now, so readers can rely on where it will be)
+    static const char *const reserved[2] = {"codec", "outer"};
+    for (int g = 0; ok && g < 2; g++) {
+        hid_t group = H5Gcreate2(file, reserved[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ok = group >= 0 && write_str_attr(group, "status", "empty: no codec or outer optimizer");
         if (group >= 0) H5Gclose(group);
     }
     ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
@@ -390,6 +405,16 @@ static ts_status read_group(hid_t file, const char *path, const gpt2 *m, const c
                    0) {
             log_error("%s: reading dataset '/%s' failed (file damaged?)", path, name);
             st = TS_ERR_INPUT;
+        } else if (H5Aexists(ds, "xxh64") > 0) {
+            uint64_t want = 0, got = XXH64(buf + t->offset, t->numel * sizeof(float), 0);
+            hid_t a = H5Aopen(ds, "xxh64", H5P_DEFAULT);
+            if (a < 0 || H5Aread(a, H5T_NATIVE_UINT64, &want) < 0 || want != got) {
+                log_error("%s: dataset '/%s': values hash to %016llx, the dataset's xxh64 "
+                          "attribute says %016llx (damaged)",
+                          path, name, (unsigned long long)got, (unsigned long long)want);
+                st = TS_ERR_INPUT;
+            }
+            if (a >= 0) H5Aclose(a);
         }
         H5Sclose(space);
         H5Dclose(ds);
@@ -405,8 +430,8 @@ static ts_status check_shape(const char *path, const char *text, const tessera_c
     if (config_parse_text(&saved, text, strlen(text), path) != TS_OK) return TS_ERR_INPUT;
     const int a_v[5] = {saved.model.layers, saved.model.heads, saved.model.width,
                         saved.model.seq_len, saved.model.vocab};
-    const int b_v[5] = {cfg->model.layers, cfg->model.heads, cfg->model.width,
-                        cfg->model.seq_len, cfg->model.vocab};
+    const int b_v[5] = {cfg->model.layers, cfg->model.heads, cfg->model.width, cfg->model.seq_len,
+                        cfg->model.vocab};
     if (memcmp(a_v, b_v, sizeof a_v) != 0) {
         log_error("%s: the checkpoint's model (layers %d heads %d width %d seq_len %d vocab %d) "
                   "differs from the config's (layers %d heads %d width %d seq_len %d vocab %d); "
@@ -431,7 +456,8 @@ ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_con
     }
     ts_status st = TS_OK;
     char *format = read_str_attr(file, path, "format");
-    if (!format) st = TS_ERR_INPUT;
+    if (!format)
+        st = TS_ERR_INPUT;
     else if (strcmp(format, CKPT_STATE_FORMAT) != 0) {
         log_error("%s: attribute 'format' is \"%s\", expected \"%s\"", path, format,
                   CKPT_STATE_FORMAT);

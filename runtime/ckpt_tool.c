@@ -107,9 +107,10 @@ static void ckpt_info_state(const char *dir) {
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return;
     printf("state.h5:\n");
-    static const char *attrs[] = {"version", "step", "world_size", "global_batch", "seed",
-                                  "optimizer_t", "next_sample"};
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) ckpt_print_int_attr(file, attrs[i]);
+    static const char *attrs[] = {"version", "step",        "world_size", "global_batch",
+                                  "seed",    "optimizer_t", "next_sample"};
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        ckpt_print_int_attr(file, attrs[i]);
     static const char *groups[] = {"params", "adam_m", "adam_v"};
     ckpt_sizes all = {0, 0, 0};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
@@ -118,8 +119,8 @@ static void ckpt_info_state(const char *dir) {
         ckpt_sizes z = {0, 0, 0};
         if (grp >= 0) H5Ovisit(grp, H5_INDEX_NAME, H5_ITER_NATIVE, ckpt_size_visit, &z);
         if (grp >= 0) H5Gclose(grp);
-        printf("  /%-13s %d datasets, %llu bytes, stored in %llu (compression %.2fx)\n",
-               groups[g], z.datasets, z.logical, z.stored,
+        printf("  /%-13s %d datasets, %llu bytes, stored in %llu (compression %.2fx)\n", groups[g],
+               z.datasets, z.logical, z.stored,
                z.stored ? (double)z.logical / (double)z.stored : 0.0);
         all.datasets += z.datasets;
         all.logical += z.logical;

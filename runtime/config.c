@@ -56,6 +56,9 @@ const cfg_key cfg_keys[] = {
         "glob pattern of the validation token shards"),
     KEY(data, tokenizer, CFG_STRING, "byte", 0, 0, NULL,
         "\"byte\" or a GPT-2 tokenizer file, to decode samples"),
+    KEY(data, log_samples, CFG_BOOL, "false", 0, 0, NULL,
+        "append the global index of every sample each rank trains on to "
+        "<run_dir>/samples.rank-R.txt (to audit the data order)"),
 
     KEY(train, steps, CFG_INT, "1000", 1, 1e9, NULL, "optimizer steps"),
     KEY(train, global_batch, CFG_INT, "32", 1, 16777216, NULL,

@@ -45,6 +45,7 @@ typedef struct {
         char train[CFG_STR];     // glob pattern of training shards
         char val[CFG_STR];       // glob pattern of validation shards
         char tokenizer[CFG_STR]; // "byte" or an llm.c tokenizer file (for sample)
+        int log_samples;         // write samples.rank-R.txt
     } data;
     struct {
         int steps;

@@ -51,6 +51,7 @@ typedef struct {
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
     FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
+    FILE *samples;  // data.log_samples: the global sample indices this rank trained on
     int start_step; // first step the loop runs: 0, or the step a resumed checkpoint completed
     char *hosts;    // every rank's host name, (size, TRAIN_HOST_MAX) bytes
     char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints
@@ -65,7 +66,7 @@ typedef struct {
 
 static void train_usage(FILE *out) {
     fprintf(out,
-            "usage: tessera train CONFIG [--section.key=value ...]\n"
+            "usage: tessera train CONFIG [--section.key=value ...] [--resume auto|PATH]\n"
             "       mpirun -np N tessera train CONFIG [...]\n"
             "\n"
             "Trains a GPT-2 model as described by the config file; every key can be overridden on\n"
@@ -78,6 +79,10 @@ static ts_status train_load_config(trainer *tr, int argc, char **argv) {
     comm *c = tr->comm;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
+            i++; // `--resume auto|PATH`, the short form of --run.resume=...
+            continue;
+        }
         if (strncmp(argv[i], "--", 2) == 0) continue;
         if (path) {
             log_error("train: unexpected argument \"%s\" (one CONFIG file, then "
@@ -105,8 +110,18 @@ static ts_status train_load_config(trainer *tr, int argc, char **argv) {
         st = config_parse_text(&tr->cfg, text, (size_t)wire_len, path);
     }
     free(text);
-    for (int i = 1; st == TS_OK && i < argc; i++)
-        if (strncmp(argv[i], "--", 2) == 0) st = config_apply_override(&tr->cfg, argv[i]);
+    for (int i = 1; st == TS_OK && i < argc; i++) {
+        char alias[CFG_STR + 32];
+        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
+            snprintf(alias, sizeof alias, "--run.resume=%s", argv[++i]);
+            st = config_apply_override(&tr->cfg, alias);
+        } else if (strncmp(argv[i], "--resume=", 9) == 0) {
+            snprintf(alias, sizeof alias, "--run.resume=%s", argv[i] + 9);
+            st = config_apply_override(&tr->cfg, alias);
+        } else if (strncmp(argv[i], "--", 2) == 0) {
+            st = config_apply_override(&tr->cfg, argv[i]);
+        }
+    }
     if (st == TS_OK) st = config_validate(&tr->cfg, c->size);
     return st;
 }
@@ -355,8 +370,9 @@ static ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, do
     snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
     if (mkdir(parent, 0755) != 0 && errno != EEXIST)
         log_warn("%s: cannot create the checkpoint directory: %s", parent, strerror(errno));
-    ckpt_state_meta meta = {step, c->size, cfg->train.global_batch, tr->opt.t, cfg->run.seed,
-                            (uint64_t)step * (uint64_t)cfg->train.global_batch};
+    ckpt_state_meta meta = {
+        step,      c->size,       cfg->train.global_batch,
+        tr->opt.t, cfg->run.seed, (uint64_t)step * (uint64_t)cfg->train.global_batch};
     *stall_ms = (ts_now() - t0) * 1e3;
     return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, *stall_ms,
                              waited * 1e3, step_ms);
@@ -593,6 +609,7 @@ static void train_teardown(trainer *tr) {
     tokenizer_free(&tr->tok);
     reducer_destroy(&tr->red);
     if (tr->trace) fclose(tr->trace);
+    if (tr->samples) fclose(tr->samples);
     free(tr->seq_buf);
     free(tr->inputs);
     free(tr->targets);
@@ -626,12 +643,25 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
     real dloss = (real)(1.0 / ((double)cfg->train.global_batch * T));
     double t0 = ts_now();
     *loss_sum = 0;
+    if (cfg->data.log_samples && !tr->samples) {
+        // appended to by every run of this run directory (resumes included); each run starts
+        // with "run <first step> <world size>" so the committed lineage can be told apart
+        char path[sizeof tr->run_dir + 48];
+        snprintf(path, sizeof path, "%s/samples.rank-%d.txt", tr->run_dir, tr->comm->rank);
+        tr->samples = fopen(path, "a");
+        if (!tr->samples) {
+            log_error("%s: cannot write: %s", path, strerror(errno));
+            return TS_ERR_SYSTEM;
+        }
+        fprintf(tr->samples, "run %d %d\n", tr->start_step, tr->comm->size);
+    }
     gpt2_zero_grad(&tr->model);
     for (int done = 0; done < tr->share; done += tr->micro) {
         int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
         for (int b = 0; b < B; b++) {
             uint64_t g = (uint64_t)step * cfg->train.global_batch + tr->offset + done + b;
             dataset_sample(&tr->train, (uint64_t)cfg->run.seed, g, tr->seq_buf + b * (T + 1));
+            if (tr->samples) fprintf(tr->samples, "%d %llu\n", step + 1, (unsigned long long)g);
         }
         split_batch(tr, B);
         *loss_sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
@@ -752,8 +782,8 @@ static ts_status train_loop(trainer *tr) {
         // the save's stall is part of this step's time and goes into its metrics line
         int saved = last || (cfg->ckpt.every > 0 && (step + 1) % cfg->ckpt.every == 0);
         double stall_ms = 0;
-        if (saved) TS_CHECK(train_save_checkpoint(tr, step + 1, (ts_now() - t_step) * 1e3,
-                                                  &stall_ms));
+        if (saved)
+            TS_CHECK(train_save_checkpoint(tr, step + 1, (ts_now() - t_step) * 1e3, &stall_ms));
         if (last || (step + 1) % cfg->log.every == 0 || do_eval) {
             double now = ts_now(), dt = (now - t_window) / window_steps;
             double eta = (now - t_start) / (step + 1 - tr->start_step) * (steps - step - 1);

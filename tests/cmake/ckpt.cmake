@@ -106,7 +106,7 @@ cp ${run_dir}/metrics.jsonl ${straight}.jsonl && cp ${run_dir}/model.h5 ${straig
   # the run died after step 20: resume, continue to 40, same weights and losses
   add_test(NAME ckpt_${name}_resume
            COMMAND sh -c "rm -rf ${run_dir}/ckpt/h/step-00000040 && \
-${train} --run.resume=auto > ${run_dir}.out 2>&1; rc=$?; cat ${run_dir}.out; [ $rc -eq 0 ] && \
+${train} --resume auto > ${run_dir}.out 2>&1; rc=$?; cat ${run_dir}.out; [ $rc -eq 0 ] && \
 grep -q 'resumed from step 20 (.*step-00000020)' ${run_dir}.out && \
 $<TARGET_FILE:test_weights_close> ${straight}.h5 ${run_dir}/model.h5 0 && \
 ${CKPT_SAME_LOSSES} ${straight}.jsonl ${run_dir}/metrics.jsonl 21 40")
@@ -171,7 +171,7 @@ if(TESSERA_HAVE_MPI)
   # 1e-4 absolute for the losses of steps 21..40 (AdamW eps 1e-6, see train.cmake).
   set(el_dir ${CKPT_DIR}/runs/elastic)
   set(el_train "${TESSERA_BIN} train ${CKPT_ARGS_SH} --run.name=elastic --ckpt.every=10 \
---ckpt.keep=4 --comm.zero_stage=1")
+--ckpt.keep=4 --comm.zero_stage=1 --data.log_samples=true")
   add_test(NAME ckpt_elastic_4_3_2
            COMMAND sh -c "rm -rf ${el_dir} && ${CKPT_MPIRUN} -np 4 ${el_train} && \
 rm -rf ${el_dir}/ckpt/h/step-00000030 ${el_dir}/ckpt/h/step-00000040 && \
@@ -182,7 +182,8 @@ rm -rf ${el_dir}/ckpt/h/step-00000040 && \
 ${CKPT_MPIRUN} -np 2 ${el_train} --run.resume=auto > ${el_dir}.out2 2>&1; rc=$?; \
 cat ${el_dir}.out2; [ $rc -eq 0 ] && grep -q 'resumed from step 30 (held by rank 0 on host h' ${el_dir}.out2 && \
 ${CKPT_CLOSE_LOSSES} ${CKPT_DIR}/np1_straight.jsonl ${el_dir}/metrics.jsonl 31 40 1e-4 && \
-$<TARGET_FILE:test_weights_close> ${CKPT_DIR}/np1_straight.h5 ${el_dir}/model.h5 1e-5")
+$<TARGET_FILE:test_weights_close> ${CKPT_DIR}/np1_straight.h5 ${el_dir}/model.h5 1e-5 && \
+${CMAKE_SOURCE_DIR}/tests/ckpt/check_lineage.sh ${el_dir} 40 6")
   set_tests_properties(ckpt_elastic_4_3_2 PROPERTIES LABELS mpi PROCESSORS 2
                        FIXTURES_REQUIRED "train_corpus;ckpt_np1_a"
                        ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")

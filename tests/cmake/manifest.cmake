@@ -82,4 +82,26 @@ grep -Eq '^  /adam_v +28 datasets, 138752 bytes, stored in [0-9]+ \\(compression
 ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
 grep -q '^name = \"info\"$' ${TESSERA_TEST_DATA}/ckpt_info/out.txt")
 set_tests_properties(ckpt_info_checkpoint PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
-                     ENVIRONMENT "TESSERA_HOST=x;OMP_NUM_THREADS=1")
+                     FIXTURES_SETUP ckpt_info ENVIRONMENT "TESSERA_HOST=x;OMP_NUM_THREADS=1")
+
+# other tools read a real checkpoint through the zstd plugin: h5dump, and Debian's h5py
+add_test(NAME ckpt_state_h5dump
+         COMMAND sh -c "HDF5_PLUGIN_PATH=${CMAKE_BINARY_DIR}/hdf5-plugins h5dump -d /params/lnf.w \
+-A 0 ${TESSERA_TEST_DATA}/ckpt_info/info/ckpt/x/step-00000004/state.h5 | tee /dev/stderr | \
+grep -Eq '^ *\\(0\\): [0-9.-]+, [0-9.-]+'")
+set_tests_properties(ckpt_state_h5dump PROPERTIES LABELS unit FIXTURES_REQUIRED ckpt_info)
+add_test(NAME ckpt_state_h5py
+         COMMAND sh -c "HDF5_PLUGIN_PATH=${CMAKE_BINARY_DIR}/hdf5-plugins /usr/bin/python3 -c \"
+import sys
+try:
+    import h5py
+except ImportError:
+    sys.exit(77)
+f = h5py.File('${TESSERA_TEST_DATA}/ckpt_info/info/ckpt/x/step-00000004/state.h5', 'r')
+w = f['params/h.0.attn.qkv.w'][...]
+assert w.shape == (96, 32) and abs(w).sum() > 0, w.shape
+assert f.attrs['step'] == 4
+print('h5py read', w.shape, 'sum of |w|', abs(w).sum())
+\"")
+set_tests_properties(ckpt_state_h5py PROPERTIES LABELS unit FIXTURES_REQUIRED ckpt_info
+                     SKIP_RETURN_CODE 77)
