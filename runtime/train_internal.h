@@ -1,0 +1,71 @@
+// train_internal.h — what the trainer's files share: the trainer's state and the agreement
+// helpers (internal to runtime/train*.c).
+#ifndef TESSERA_TRAIN_INTERNAL_H
+#define TESSERA_TRAIN_INTERNAL_H
+
+#include <stdio.h>
+
+#include "../collectives/comm.h"
+#include "../collectives/reducer.h"
+#include "ckpt_writer.h"
+#include "config.h"
+#include "data.h"
+#include "optim.h"
+#include "sample.h"
+
+#define TRAIN_HOST_MAX 64 // bytes of a host name, NUL included (longer names are cut)
+
+typedef struct {
+    tessera_config cfg;
+    comm *comm;
+    const backend *be;
+    int threads;
+    gpt2 model;
+    optim_state opt;
+    dataset train, val;
+    int share, offset; // this rank's sequences of each global batch, and where they start
+    int micro;         // micro-batch size used on this rank
+    int32_t *seq_buf;  // (micro, T+1) host tokens
+    int *inputs, *targets;
+    char run_dir[CFG_STR + 160];
+    FILE *metrics;
+    FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
+    tokenizer tok;  // rank 0: decodes the end-of-run sample
+    reducer red;    // bucketed gradient sums over ranks
+    // this step's time split: compute (forward, backward, optimizer), waiting on peers
+    double t_compute, t_wait;
+    FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
+    FILE *samples;  // data.log_samples: the global sample indices this rank trained on
+    int start_step; // first step the loop runs: 0, or the step a resumed checkpoint completed
+    char *hosts;    // every rank's host name, (size, TRAIN_HOST_MAX) bytes
+    char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints
+    int ckpt_writer;               // this rank writes a replica
+    ckpt_writer writer;            // the host snapshot and its background writer
+    int snapshot;                  // writer.m/v (and .w on a writer) are allocated
+} trainer;
+
+// one status for all ranks: the worst (design invariant 5: shared decisions are agreed)
+ts_status train_agree(comm *c, ts_status mine);
+
+// run a step every rank takes on its own input (its copy of the shards) with errors held
+// back; if any rank failed, the lowest failing rank prints its error line, once for the job
+#define TRAIN_AGREE_QUIET(c, call, res)                                                            \
+    do {                                                                                           \
+        log_set_quiet_errors(1);                                                                   \
+        ts_status mine_ = (call);                                                                  \
+        log_set_quiet_errors(0);                                                                   \
+        int who_[2] = {mine_ != TS_OK ? -(c)->rank : -(c)->size, (int)mine_};                      \
+        (res) = (c)->all_reduce_max_i32((c), who_, 2);                                             \
+        if ((res) == TS_OK && who_[1] != TS_OK) {                                                  \
+            if (-who_[0] == (c)->rank) log_replay_last_error();                                    \
+            (res) = (ts_status)who_[1];                                                            \
+        }                                                                                          \
+    } while (0)
+
+// train_ckpt.c: checkpoints and resume
+ts_status train_ckpt_setup(trainer *tr);
+ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *stall_ms);
+ts_status train_ckpt_finish(trainer *tr);
+ts_status train_resume(trainer *tr);
+
+#endif
