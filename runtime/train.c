@@ -438,6 +438,24 @@ static void format_duration(double s, char *buf, size_t n) {
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
+// Planned stops. mpirun forwards SIGUSR1 and SIGUSR2 to the ranks without escalating (SIGTERM to
+// mpirun kills them within about two seconds), and a file <run_dir>/STOP is read by every rank
+// each step. Either raises this rank's request; the step's loss sum spreads it to all ranks, which
+// finish the step, checkpoint, and exit 0.
+static volatile sig_atomic_t g_stop_signal;
+
+static void train_on_stop_signal(int sig) {
+    (void)sig;
+    g_stop_signal = 1;
+}
+
+static int train_stop_requested(const trainer *tr) {
+    if (g_stop_signal) return 1;
+    char path[sizeof tr->run_dir + 16];
+    snprintf(path, sizeof path, "%s/STOP", tr->run_dir);
+    return access(path, F_OK) == 0;
+}
+
 static ts_status train_loop(trainer *tr) {
     const tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
@@ -452,6 +470,7 @@ static ts_status train_loop(trainer *tr) {
     double wait0 = c->stats.wait_s;
     tr->t_compute = tr->t_wait = 0;
 
+    int done_steps = tr->start_step; // the last completed step (a stop may end the loop early)
     for (int step = tr->start_step; step < steps; step++) {
         comm_status_set_step(step + 1);
         double t_step = ts_now();
@@ -468,8 +487,10 @@ static ts_status train_loop(trainer *tr) {
         }
         // the loss and, with ZeRO-1, the shards' squared gradient norms, in one small sum
         double t0 = ts_now();
-        double sums[2] = {loss_sum, zero ? optim_grad_sumsq(&tr->opt, &tr->model) : 0};
-        TS_CHECK(c->all_reduce_sum_f64(c, sums, 2));
+        // ... and whether a rank was asked to stop: the request spreads with this collective
+        double sums[3] = {loss_sum, zero ? optim_grad_sumsq(&tr->opt, &tr->model) : 0,
+                          train_stop_requested(tr) ? 1.0 : 0.0};
+        TS_CHECK(c->all_reduce_sum_f64(c, sums, 3));
         double loss = sums[0] / tokens_per_step;
         // every rank holds the same summed gradients (or the same summed norm): every rank
         // takes the same decision
@@ -493,7 +514,18 @@ static ts_status train_loop(trainer *tr) {
         loss_window += loss;
         window_steps++;
 
-        int last = step + 1 == steps;
+        int stopping = sums[2] > 0 && step + 1 < steps;
+        if (stopping) {
+            log_info("stop requested (%s on %d rank%s): stopping after step %d with a checkpoint; "
+                     "continue with --resume auto",
+                     g_stop_signal ? "signal" : "stop file", (int)sums[2], sums[2] > 1 ? "s" : "",
+                     step + 1);
+            char path[sizeof tr->run_dir + 16];
+            snprintf(path, sizeof path, "%s/STOP", tr->run_dir);
+            unlink(path); // served: a resumed run must not stop again at once
+        }
+        int last = step + 1 == steps || stopping;
+        done_steps = step + 1;
         int do_eval = last || (cfg->eval.every > 0 && (step + 1) % cfg->eval.every == 0);
         if (do_eval) TS_CHECK(train_validate(tr, &val_loss));
         // the save's stall is part of this step's time and goes into its metrics line
@@ -542,6 +574,7 @@ static ts_status train_loop(trainer *tr) {
             recv0 = c->stats.bytes_recv;
             wait0 = c->stats.wait_s;
         }
+        if (stopping) break;
     }
     // resumed at the last step: nothing left to train, the final report still needs its loss
     if (tr->start_step >= steps) TS_CHECK(train_validate(tr, &val_loss));
@@ -557,7 +590,7 @@ static ts_status train_loop(trainer *tr) {
                  val_loss, unit, h, unit, 100.0 * val_loss / h);
         char path[sizeof tr->run_dir + 32];
         snprintf(path, sizeof path, "%s/model.h5", tr->run_dir);
-        TS_CHECK(ckpt_write_weights(path, &tr->model, steps));
+        TS_CHECK(ckpt_write_weights(path, &tr->model, done_steps));
         log_info("weights written to %s", path);
     }
     return TS_OK;
@@ -584,6 +617,12 @@ int cmd_train(int argc, char **argv) {
     // a file-size limit (ulimit -f) must fail a write with EFBIG, not kill the process: a
     // checkpoint that does not fit is then an ordinary failed save
     signal(SIGXFSZ, SIG_IGN);
+    struct sigaction stop = {0};
+    stop.sa_handler = train_on_stop_signal;
+    sigemptyset(&stop.sa_mask);
+    stop.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &stop, NULL);
+    sigaction(SIGUSR2, &stop, NULL);
     trainer tr;
     memset(&tr, 0, sizeof tr);
     log_init(0, 1);

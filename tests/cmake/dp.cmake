@@ -78,3 +78,13 @@ add_test(NAME dp_peer_stopped
                  ${DP_CORPUS} ${TESSERA_MPIRUN})
 set_tests_properties(dp_peer_stopped PROPERTIES LABELS mpi FIXTURES_REQUIRED train_corpus
                      PROCESSORS 3 RUN_SERIAL TRUE TIMEOUT 120)
+
+# planned stops: SIGUSR1 to mpirun (forwarded to the ranks) or a STOP file: every rank finishes
+# the step, checkpoints, exits 0; --resume auto continues from that step
+foreach(mode signal file)
+  add_test(NAME dp_planned_stop_${mode}
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/mpi/train_stop.sh ${mode} ${TESSERA_BIN} ${DP_DIR}/runs
+                   ${DP_CORPUS} ${TESSERA_MPIRUN})
+  set_tests_properties(dp_planned_stop_${mode} PROPERTIES LABELS mpi FIXTURES_REQUIRED train_corpus
+                       PROCESSORS 2 RUN_SERIAL TRUE TIMEOUT 120 ENVIRONMENT TESSERA_HOST=h)
+endforeach()
