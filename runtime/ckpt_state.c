@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "fault.h"
 #include "h5zstd.h"
 #include "manifest.h"
 
@@ -328,6 +329,7 @@ ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_con
     snprintf(file, sizeof file, "%s/%s", tmp, CKPT_STATE_FILE);
     const float *bufs[3] = {master, adam_m, adam_v};
     ts_status st = write_state_file(file, m, cfg, meta, bufs);
+    if (st == TS_OK) fault_point("ckpt", meta->step); // tests: die between state and manifest
     if (st == TS_OK) st = manifest_write(tmp);
     if (st != TS_OK) {
         remove_flat_dir(tmp);

@@ -12,6 +12,8 @@ const env_knob env_knobs[] = {
     {"TESSERA_HOST", "this rank's host name for checkpoints (<run_dir>/ckpt/<host>, which ranks "
                      "write replicas); default: gethostname(). Lets one machine play several "
                      "hosts"},
+    {"TESSERA_FAULT", "fault injection for tests: RANK:STEP:MOMENT:ACTION makes that rank "
+                      "SIGKILL or SIGSTOP itself (see runtime/fault.h)"},
     {"TESSERA_COMM", "communicator: mpi or self; default: mpi when started by mpirun"},
     {"OMPI_COMM_WORLD_SIZE", "set by Open MPI's mpirun: tells tessera it runs under mpirun"},
     {"PMIX_RANK", "set by PMIx launchers: tells tessera it runs under a launcher"},

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "data.h"
 #include "env.h"
+#include "fault.h"
 #include "optim.h"
 #include "sample.h"
 #include "train_internal.h"
@@ -347,7 +348,10 @@ static void split_batch(trainer *tr, int B) {
 }
 
 // forward+backward over this rank's share of step `step`; returns the summed token loss
+static int g_fault_step; // the step in progress, for the "inside the reduction" fault point
+
 static ts_status train_grads_ready(void *ctx, size_t ready_from) {
+    fault_point("inside", g_fault_step);
     return reducer_grads_ready((reducer *)ctx, ready_from);
 }
 
@@ -476,6 +480,8 @@ static ts_status train_loop(trainer *tr) {
         double t_step = ts_now();
         double lr = optim_lr_at(cfg, step);
         double loss_sum;
+        fault_point("before", step + 1);
+        g_fault_step = step + 1;
         TS_CHECK(train_accumulate(tr, step, &loss_sum));
         if (tr->red.n_buckets > 0 && tr->red.buckets[0].started) {
             double lo = tr->red.buckets[0].t_start, hi = tr->red.buckets[0].t_done;
@@ -491,6 +497,7 @@ static ts_status train_loop(trainer *tr) {
         double sums[3] = {loss_sum, zero ? optim_grad_sumsq(&tr->opt, &tr->model) : 0,
                           train_stop_requested(tr) ? 1.0 : 0.0};
         TS_CHECK(c->all_reduce_sum_f64(c, sums, 3));
+        fault_point("after", step + 1);
         double loss = sums[0] / tokens_per_step;
         // every rank holds the same summed gradients (or the same summed norm): every rank
         // takes the same decision
@@ -634,6 +641,7 @@ int cmd_train(int argc, char **argv) {
 
     log_set_quiet_errors(tr.comm->rank != 0); // every rank parses; one tells the user
     st = train_load_config(&tr, argc, argv);
+    if (st == TS_OK) st = fault_init(tr.comm->rank); // the same knob everywhere: same verdict
     log_set_quiet_errors(0);
     if (st == TS_OK) st = train_setup(&tr);
     if (st == TS_OK) st = train_loop(&tr);
