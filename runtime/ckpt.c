@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5attr.h"
+
 #define CKPT_FORMAT  "tessera-weights"
 #define CKPT_VERSION 1
 
@@ -16,43 +18,8 @@ static const char *const ckpt_int_attrs[] = {"version", "layers", "heads",      
                                              "seq_len", "vocab",  "padded_vocab", "step"};
 #define CKPT_N_INT_ATTRS 8
 
-// silence HDF5's own error stack printing: we report one line per failure ourselves
-static void ckpt_quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-static int write_int_attr(hid_t loc, const char *name, int value) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(loc, name, H5T_NATIVE_INT, space, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT, &value) >= 0;
-    if (attr >= 0) H5Aclose(attr);
-    H5Sclose(space);
-    return ok;
-}
-
-static int write_str_attr(hid_t loc, const char *name, const char *value) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, strlen(value) + 1);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Awrite(attr, type, value) >= 0;
-    if (attr >= 0) H5Aclose(attr);
-    H5Sclose(space);
-    H5Tclose(type);
-    return ok;
-}
-
-static ts_status fsync_path(const char *path, int directory) {
-    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        log_error("%s: fsync failed: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return TS_ERR_SYSTEM;
-    }
-    close(fd);
-    return TS_OK;
-}
-
 ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
-    ckpt_quiet_hdf5();
+    h5attr_quiet();
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -64,9 +31,9 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
     const gpt2_config *c = &m->cfg;
     int values[CKPT_N_INT_ATTRS] = {CKPT_VERSION, c->layers, c->heads,        c->width,
                                     c->seq_len,   c->vocab,  c->padded_vocab, step};
-    int ok = write_str_attr(file, "format", CKPT_FORMAT);
+    int ok = h5attr_write_str(file, "format", CKPT_FORMAT);
     for (int i = 0; i < CKPT_N_INT_ATTRS; i++)
-        ok = ok && write_int_attr(file, ckpt_int_attrs[i], values[i]);
+        ok = ok && h5attr_write(file, ckpt_int_attrs[i], H5T_NATIVE_INT, &values[i]);
     hid_t group = H5Gcreate2(file, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     float *host = ts_malloc(m->n_params * sizeof(float), "weights for saving");
     m->be->to_host(host, m->master, m->n_params * sizeof(float));
@@ -90,7 +57,7 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
         unlink(tmp);
         return TS_ERR_SYSTEM;
     }
-    if (fsync_path(tmp, 0) != TS_OK) {
+    if (ts_fsync_path(tmp, 0) != TS_OK) {
         unlink(tmp);
         return TS_ERR_SYSTEM;
     }
@@ -101,35 +68,12 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
-    st = fsync_path(dirname(dir), 1);
+    st = ts_fsync_path(dirname(dir), 1);
     return st;
 }
 
-static ts_status read_int_attr(hid_t file, const char *path, const char *name, int *out) {
-    if (H5Aexists(file, name) <= 0) {
-        log_error("%s: not a tessera weights file: attribute '%s' is missing", path, name);
-        return TS_ERR_INPUT;
-    }
-    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
-    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
-    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
-    // one integer, nothing else (an array attribute would overrun *out)
-    herr_t r = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 && type >= 0 &&
-                       H5Tget_class(type) == H5T_INTEGER
-                   ? H5Aread(attr, H5T_NATIVE_INT, out)
-                   : -1;
-    if (type >= 0) H5Tclose(type);
-    if (space >= 0) H5Sclose(space);
-    if (attr >= 0) H5Aclose(attr);
-    if (r < 0) {
-        log_error("%s: attribute '%s' is not a single integer", path, name);
-        return TS_ERR_INPUT;
-    }
-    return TS_OK;
-}
-
 static ts_status open_weights(const char *path, hid_t *file) {
-    ckpt_quiet_hdf5();
+    h5attr_quiet();
     if (access(path, R_OK) != 0) {
         log_error("%s: cannot read weights file: %s", path, strerror(errno));
         return TS_ERR_INPUT;
@@ -153,7 +97,8 @@ ts_status ckpt_read_config(const char *path, gpt2_config *cfg, int *step) {
     int v[CKPT_N_INT_ATTRS];
     ts_status st = TS_OK;
     for (int i = 0; i < CKPT_N_INT_ATTRS && st == TS_OK; i++)
-        st = read_int_attr(file, path, ckpt_int_attrs[i], &v[i]);
+        st = h5attr_read_int(file, path, "tessera weights file", ckpt_int_attrs[i], H5T_NATIVE_INT,
+                             &v[i]);
     H5Fclose(file);
     if (st != TS_OK) return st;
     if (v[0] != CKPT_VERSION) {

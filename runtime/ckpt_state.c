@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "fault.h"
+#include "h5attr.h"
 #include "h5zstd.h"
 #include "manifest.h"
 
@@ -28,17 +29,6 @@ static const char *const ckpt_groups[3] = {"params", "adam_m", "adam_v"};
 
 // ---------------------------------------------------------------------------------------------
 // small file-system helpers
-
-static ts_status fsync_dir_or_file(const char *path, int directory) {
-    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        log_error("%s: fsync failed: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return TS_ERR_SYSTEM;
-    }
-    close(fd);
-    return TS_OK;
-}
 
 // remove a step directory: it holds plain files only
 static void remove_flat_dir(const char *dir) {
@@ -134,49 +124,6 @@ static int *list_steps(const char *ckpt_dir, int *n) {
 // ---------------------------------------------------------------------------------------------
 // HDF5 attributes
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-static int write_attr(hid_t loc, const char *name, hid_t type, const void *value) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Awrite(attr, type, value) >= 0;
-    if (attr >= 0) H5Aclose(attr);
-    H5Sclose(space);
-    return ok;
-}
-
-static int write_str_attr(hid_t loc, const char *name, const char *value) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, strlen(value) + 1);
-    int ok = write_attr(loc, name, type, value);
-    H5Tclose(type);
-    return ok;
-}
-
-// one integer attribute read as `mem` (NATIVE_INT, NATIVE_INT64, NATIVE_UINT64)
-static ts_status read_num_attr(hid_t file, const char *path, const char *name, hid_t mem,
-                               void *out) {
-    if (H5Aexists(file, name) <= 0) {
-        log_error("%s: not a tessera checkpoint: attribute '%s' is missing", path, name);
-        return TS_ERR_INPUT;
-    }
-    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
-    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
-    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
-    herr_t r = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 && type >= 0 &&
-                       H5Tget_class(type) == H5T_INTEGER
-                   ? H5Aread(attr, mem, out)
-                   : -1;
-    if (type >= 0) H5Tclose(type);
-    if (space >= 0) H5Sclose(space);
-    if (attr >= 0) H5Aclose(attr);
-    if (r < 0) {
-        log_error("%s: attribute '%s' is not a single integer", path, name);
-        return TS_ERR_INPUT;
-    }
-    return TS_OK;
-}
-
 // a string attribute, malloc'ed (NULL with one error line when missing or not a string)
 static char *read_str_attr(hid_t file, const char *path, const char *name) {
     char *out = NULL;
@@ -223,8 +170,8 @@ static int write_tensor(hid_t group, const gpt2_tensor *t, const float *data) {
     // decompression) and its element type; bf16 tensors, once saved, are 16-bit integers
     // with dtype "bf16"
     uint64_t sum = XXH64(data, t->numel * sizeof(float), 0);
-    ok = ok && write_attr(ds, "xxh64", H5T_NATIVE_UINT64, &sum) &&
-         write_str_attr(ds, "dtype", "float32");
+    ok = ok && h5attr_write(ds, "xxh64", H5T_NATIVE_UINT64, &sum) &&
+         h5attr_write_str(ds, "dtype", "float32");
     if (ds >= 0) H5Dclose(ds);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
@@ -254,15 +201,15 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
         return TS_ERR_SYSTEM;
     }
     int version = CKPT_STATE_VERSION;
-    int ok = write_str_attr(file, "format", CKPT_STATE_FORMAT) &&
-             write_attr(file, "version", H5T_NATIVE_INT, &version) &&
-             write_attr(file, "step", H5T_NATIVE_INT, &meta->step) &&
-             write_attr(file, "world_size", H5T_NATIVE_INT, &meta->world) &&
-             write_attr(file, "global_batch", H5T_NATIVE_INT, &meta->global_batch) &&
-             write_attr(file, "seed", H5T_NATIVE_INT64, &meta->seed) &&
-             write_attr(file, "optimizer_t", H5T_NATIVE_INT, &meta->opt_t) &&
-             write_attr(file, "next_sample", H5T_NATIVE_UINT64, &meta->next_sample) &&
-             write_str_attr(file, "config", text);
+    int ok = h5attr_write_str(file, "format", CKPT_STATE_FORMAT) &&
+             h5attr_write(file, "version", H5T_NATIVE_INT, &version) &&
+             h5attr_write(file, "step", H5T_NATIVE_INT, &meta->step) &&
+             h5attr_write(file, "world_size", H5T_NATIVE_INT, &meta->world) &&
+             h5attr_write(file, "global_batch", H5T_NATIVE_INT, &meta->global_batch) &&
+             h5attr_write(file, "seed", H5T_NATIVE_INT64, &meta->seed) &&
+             h5attr_write(file, "optimizer_t", H5T_NATIVE_INT, &meta->opt_t) &&
+             h5attr_write(file, "next_sample", H5T_NATIVE_UINT64, &meta->next_sample) &&
+             h5attr_write_str(file, "config", text);
     free(text);
     for (int g = 0; ok && g < 3; g++) {
         hid_t group = H5Gcreate2(file, ckpt_groups[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -276,7 +223,7 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
     static const char *const reserved[2] = {"codec", "outer"};
     for (int g = 0; ok && g < 2; g++) {
         hid_t group = H5Gcreate2(file, reserved[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = group >= 0 && write_str_attr(group, "status", "empty: no codec or outer optimizer");
+        ok = group >= 0 && h5attr_write_str(group, "status", "empty: no codec or outer optimizer");
         if (group >= 0) H5Gclose(group);
     }
     ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
@@ -312,7 +259,7 @@ static void prune(const char *ckpt_dir, int keep) {
 ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_config *cfg,
                           const ckpt_state_meta *meta, const float *master, const float *adam_m,
                           const float *adam_v, int keep) {
-    quiet_hdf5();
+    h5attr_quiet();
     if (mkdir(ckpt_dir, 0755) != 0 && errno != EEXIST) {
         log_error("%s: cannot create the checkpoint directory: %s", ckpt_dir, strerror(errno));
         return TS_ERR_SYSTEM;
@@ -349,7 +296,7 @@ ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_con
         if (had_old) rename(old, final);
         return TS_ERR_SYSTEM;
     }
-    st = fsync_dir_or_file(ckpt_dir, 1);
+    st = ts_fsync_path(ckpt_dir, 1);
     if (had_old) remove_flat_dir(old);
     if (st == TS_OK) prune(ckpt_dir, keep);
     return st;
@@ -447,7 +394,7 @@ static ts_status check_shape(const char *path, const char *text, const tessera_c
 
 ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v) {
-    quiet_hdf5();
+    h5attr_quiet();
     TS_CHECK(h5zstd_register());
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", step_dir, CKPT_STATE_FILE);
@@ -467,20 +414,30 @@ ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_con
     }
     free(format);
     int version = 0;
-    if (st == TS_OK) st = read_num_attr(file, path, "version", H5T_NATIVE_INT, &version);
+    if (st == TS_OK)
+        st = h5attr_read_int(file, path, "tessera checkpoint", "version", H5T_NATIVE_INT, &version);
     if (st == TS_OK && version != CKPT_STATE_VERSION) {
         log_error("%s: checkpoint format version %d, expected %d", path, version,
                   CKPT_STATE_VERSION);
         st = TS_ERR_INPUT;
     }
-    if (st == TS_OK) st = read_num_attr(file, path, "step", H5T_NATIVE_INT, &meta->step);
-    if (st == TS_OK) st = read_num_attr(file, path, "world_size", H5T_NATIVE_INT, &meta->world);
     if (st == TS_OK)
-        st = read_num_attr(file, path, "global_batch", H5T_NATIVE_INT, &meta->global_batch);
-    if (st == TS_OK) st = read_num_attr(file, path, "seed", H5T_NATIVE_INT64, &meta->seed);
-    if (st == TS_OK) st = read_num_attr(file, path, "optimizer_t", H5T_NATIVE_INT, &meta->opt_t);
+        st = h5attr_read_int(file, path, "tessera checkpoint", "step", H5T_NATIVE_INT, &meta->step);
     if (st == TS_OK)
-        st = read_num_attr(file, path, "next_sample", H5T_NATIVE_UINT64, &meta->next_sample);
+        st = h5attr_read_int(file, path, "tessera checkpoint", "world_size", H5T_NATIVE_INT,
+                             &meta->world);
+    if (st == TS_OK)
+        st = h5attr_read_int(file, path, "tessera checkpoint", "global_batch", H5T_NATIVE_INT,
+                             &meta->global_batch);
+    if (st == TS_OK)
+        st = h5attr_read_int(file, path, "tessera checkpoint", "seed", H5T_NATIVE_INT64,
+                             &meta->seed);
+    if (st == TS_OK)
+        st = h5attr_read_int(file, path, "tessera checkpoint", "optimizer_t", H5T_NATIVE_INT,
+                             &meta->opt_t);
+    if (st == TS_OK)
+        st = h5attr_read_int(file, path, "tessera checkpoint", "next_sample", H5T_NATIVE_UINT64,
+                             &meta->next_sample);
     if (st == TS_OK) {
         char *text = read_str_attr(file, path, "config");
         st = text ? check_shape(path, text, cfg) : TS_ERR_INPUT;

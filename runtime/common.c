@@ -2,6 +2,8 @@
 #include "common.h"
 #include "env.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,17 @@ void *ts_aligned_alloc(size_t bytes, const char *what) {
     }
     memset(p, 0, rounded ? rounded : 64);
     return p;
+}
+
+ts_status ts_fsync_path(const char *path, int directory) {
+    int fd = open(path, (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        log_error("%s: fsync failed: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return TS_ERR_SYSTEM;
+    }
+    close(fd);
+    return TS_OK;
 }
 
 double ts_now(void) {

@@ -97,6 +97,10 @@ void *ts_aligned_alloc(size_t bytes, const char *what); // 64-byte aligned, zero
 
 double ts_now(void); // monotonic seconds
 
+// fsync a file (directory = 0) or a directory (directory = 1), the durable half of
+// write-to-temporary-and-rename; a failure is logged with the path (TS_ERR_SYSTEM)
+ts_status ts_fsync_path(const char *path, int directory);
+
 #ifdef __cplusplus
 }
 #endif

@@ -308,14 +308,7 @@ static ts_status fsync_parent_dir(const char *path) {
         strcpy(dir, "/");
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0 || fsync(fd) != 0) {
-        log_error("%s: cannot fsync directory after writing %s: %s", dir, path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return TS_ERR_SYSTEM;
-    }
-    close(fd);
-    return TS_OK;
+    return ts_fsync_path(dir, 1);
 }
 
 ts_status shard_write(const char *path, const uint32_t *tokens, size_t n, int vocab) {

@@ -146,17 +146,6 @@ static ts_status hash_file(const char *dir, const char *name, uint64_t *size, ui
     return st;
 }
 
-static ts_status fsync_fd_path(const char *path, int flags) {
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
-        log_error("%s: fsync failed: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return TS_ERR_SYSTEM;
-    }
-    close(fd);
-    return TS_OK;
-}
-
 static ts_status write_all(int fd, const char *path, const char *p, size_t n) {
     while (n > 0) {
         ssize_t put = write(fd, p, n);
@@ -245,7 +234,7 @@ ts_status manifest_write(const char *dir) {
         st = TS_ERR_SYSTEM;
     }
     if (st != TS_OK) unlink(tmp);
-    if (st == TS_OK) st = fsync_fd_path(dir, O_RDONLY | O_DIRECTORY);
+    if (st == TS_OK) st = ts_fsync_path(dir, 1);
     free(tmp);
     free(final);
     free(text);
