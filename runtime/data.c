@@ -153,20 +153,39 @@ fail:
 // ---------------------------------------------------------------------------------------------
 // dataset open/close
 
+// the directory glob could not read, and why (for the error line)
+static char g_glob_path[512];
+static int g_glob_errno;
+
+static int data_glob_error(const char *path, int err) {
+    snprintf(g_glob_path, sizeof g_glob_path, "%s", path);
+    g_glob_errno = err;
+    return 1; // stop: GLOB_ABORTED
+}
+
 ts_status dataset_open(dataset *ds, const char *pattern, int T, int vocab) {
     memset(ds, 0, sizeof *ds);
     TS_ASSERT(T >= 1 && vocab >= 1);
     glob_t g;
-    int rc = glob(pattern, GLOB_ERR, NULL, &g); // sorted by name
+    g_glob_errno = 0;
+    int rc = glob(pattern, GLOB_ERR, data_glob_error, &g); // sorted by name
     if (rc == GLOB_NOMATCH) {
-        log_error("%s: no file matches this pattern; expected token shards (see `tessera "
-                  "prepare`)",
+        log_error("%s: no file matches this pattern; expected token shards (make them with "
+                  "`tessera prepare`, or point [data] train/val at yours)",
                   pattern);
         return TS_ERR_INPUT;
     }
+    if (rc == GLOB_ABORTED && g_glob_errno == ENOENT) {
+        log_error("%s: no file matches this pattern: directory %s does not exist; expected token "
+                  "shards (make them with `tessera prepare`, or point [data] train/val at yours)",
+                  pattern, g_glob_path);
+        return TS_ERR_INPUT;
+    }
     if (rc != 0) {
-        log_error("%s: cannot list files for this pattern (%s)", pattern,
-                  rc == GLOB_NOSPACE ? "out of memory" : "read error");
+        log_error("%s: cannot list files for this pattern (%s%s%s)", pattern,
+                  rc == GLOB_NOSPACE ? "out of memory" : g_glob_path,
+                  rc == GLOB_NOSPACE ? "" : ": ",
+                  rc == GLOB_NOSPACE ? "" : strerror(g_glob_errno ? g_glob_errno : EIO));
         return rc == GLOB_NOSPACE ? TS_ERR_SYSTEM : TS_ERR_INPUT;
     }
 

@@ -126,3 +126,10 @@ endforeach()
 add_test(NAME sample_prompt_ids
          COMMAND sh -c "${TESSERA_BIN} sample --model ${SAMPLE_MODEL} --prompt-ids 72,101 --length 5 | grep -q '^He'")
 set_tests_properties(sample_prompt_ids PROPERTIES LABELS unit FIXTURES_REQUIRED train_np1)
+
+# shards asked for in a directory that does not exist (the first run before `tessera prepare`):
+# the line says so and what to do
+add_test(NAME train_no_shard_directory
+         COMMAND ${EXPECT_ERROR} 2 "no_such_dir/train_\\*\\.bin: no file matches this pattern: directory .*no_such_dir does not exist.*tessera prepare"
+                 -- ${TESSERA_BIN} train ${TRAIN_ARGS} "--data.train=${TRAIN_DIR}/no_such_dir/train_*.bin")
+set_tests_properties(train_no_shard_directory PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus)
