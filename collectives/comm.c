@@ -217,12 +217,17 @@ void comm_set_blocking_ops(comm *c) {
 
 static char g_status_dir[PATH_MAX];
 static long g_status_step = -1;
+static char g_status_host[128];
 
 void comm_status_set_dir(const char *dir) {
     snprintf(g_status_dir, sizeof g_status_dir, "%s", dir ? dir : "");
 }
 
 void comm_status_set_step(long step) { g_status_step = step; }
+
+void comm_status_set_host(const char *host) {
+    snprintf(g_status_host, sizeof g_status_host, "%s", host ? host : "");
+}
 
 long comm_status_step(void) { return g_status_step; }
 
@@ -239,8 +244,10 @@ void comm_status_write(int rank, const char *reason, const char *collective, int
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     char text[512];
     int len =
-        snprintf(text, sizeof text, "reason %s\nstep %ld\ncollective %s\npeer %d\nexit_code %d\n",
-                 reason, g_status_step, collective ? collective : "none", peer, exit_code);
+        snprintf(text, sizeof text,
+                 "reason %s\nstep %ld\ncollective %s\npeer %d\nexit_code %d\nhost %s\npid %ld\n",
+                 reason, g_status_step, collective ? collective : "none", peer, exit_code,
+                 g_status_host[0] ? g_status_host : "unknown", (long)getpid());
     if (len < 0 || (size_t)len >= sizeof text) len = (int)strlen(text);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {

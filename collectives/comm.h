@@ -100,11 +100,14 @@ ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeo
 #endif
 
 // What a rank that gives up leaves behind for the launcher: written (atomically) to
-// <dir>/rank-<R>.status as `key value` lines: reason, step, collective, peer, exit_code.
-// The trainer sets the directory and the step as it goes; a communicator that hits a deadline
-// calls comm_status_write itself.
+// <dir>/rank-<R>.status as `key value` lines: reason, step, collective, peer, exit_code, host,
+// pid. The trainer sets the directory, host and step as it goes and writes the file on every
+// exit (reason finished, stopped, bad_input, system or internal); a communicator that hits a
+// deadline writes it itself (reason peer_lost). Format: docs/fault-tolerance.md.
 void comm_status_set_dir(const char *dir);
 void comm_status_set_step(long step);
+long comm_status_step(void); // the step in progress (-1 before the first)
+void comm_status_set_host(const char *host);
 void comm_status_write(int rank, const char *reason, const char *collective, int peer,
                        int exit_code);
 

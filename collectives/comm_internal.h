@@ -43,7 +43,6 @@ ts_status comm_check_start(const comm *c, comm_op op, const void *buf, size_t n,
 void comm_set_blocking_ops(comm *c);
 
 // The status file's step as last set (-1 before the trainer sets one).
-long comm_status_step(void);
 
 // ---- watchdog -------------------------------------------------------------------------------
 // A thread that ends the process with the peer-lost code if the main thread has not called

@@ -72,9 +72,9 @@ typedef struct {
         int trace;             // write comm_trace.jsonl
     } comm;
     struct {
-        int every;    // checkpoint every N steps (0 = only at the end of the run)
-        int keep;     // newest checkpoints kept in <run_dir>/ckpt/<host>
-        int replicas; // ranks on distinct hosts that each write a full copy
+        int every;        // checkpoint every N steps (0 = only at the end of the run)
+        int keep;         // newest checkpoints kept in <run_dir>/ckpt/<host>
+        int replicas;     // ranks on distinct hosts that each write a full copy
         int max_failures; // consecutive failed saves after which the run stops
     } ckpt;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
@@ -111,6 +111,14 @@ ts_status config_parse_text(tessera_config *cfg, const char *text, size_t len,
 // argument as the key's origin.
 ts_status config_apply_override(tessera_config *cfg, const char *arg);
 
+// The CONFIG argument of `tessera CMD CONFIG [--section.key=value ...] [--resume auto|PATH]`
+// (exactly one argument that is not an option; errors name CMD).
+ts_status config_find_path(int argc, char **argv, const char *cmd, const char **path);
+
+// Apply every --section.key=value of argv[1..] in order, and the --resume alias; arguments that
+// start with skip_prefix (NULL: none) belong to the command and are left alone.
+ts_status config_apply_args(tessera_config *cfg, int argc, char **argv, const char *skip_prefix);
+
 // Checks across keys (heads divide width, batch settings possible, ...); world = ranks. Also
 // re-checks every value against its key's rules (a program may have set fields directly).
 // Errors: one line that starts with where the offending key was set —
@@ -123,6 +131,9 @@ void config_print_help(FILE *out);
 
 // The resolved config in the same file format (parses back to the same values).
 void config_write(const tessera_config *cfg, FILE *out);
+
+// `tessera config CONFIG [overrides] [--world=N]`: check and print the resolved config.
+int cmd_config(int argc, char **argv);
 
 // Split of the global batch across ranks (design invariant 2): rank r takes share[r] sequences,
 // starting at offset[r] within the step's global batch; shares differ by at most one.

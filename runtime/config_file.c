@@ -264,3 +264,55 @@ ts_status config_read_file(const char *path, char **text, size_t *len) {
     *len = n;
     return TS_OK;
 }
+
+// ---------------------------------------------------------------------------------------------
+// command lines: CONFIG [--section.key=value ...] [--resume auto|PATH]
+
+// `--resume X` and `--resume=X` are short for --run.resume=X
+static int config_is_resume_pair(int argc, char **argv, int i) {
+    return strcmp(argv[i], "--resume") == 0 && i + 1 < argc;
+}
+
+ts_status config_find_path(int argc, char **argv, const char *cmd, const char **path) {
+    *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (config_is_resume_pair(argc, argv, i)) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--", 2) == 0) continue;
+        if (*path) {
+            log_error("%s: unexpected argument \"%s\" (one CONFIG file, then "
+                      "--section.key=value overrides)",
+                      cmd, argv[i]);
+            return TS_ERR_INPUT;
+        }
+        *path = argv[i];
+    }
+    if (!*path) {
+        log_error("%s: missing CONFIG file (usage: tessera %s CONFIG [--section.key=value ...])",
+                  cmd, cmd);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+ts_status config_apply_args(tessera_config *cfg, int argc, char **argv, const char *skip_prefix) {
+    for (int i = 1; i < argc; i++) {
+        char alias[CFG_STR + 32];
+        ts_status st = TS_OK;
+        if (config_is_resume_pair(argc, argv, i)) {
+            snprintf(alias, sizeof alias, "--run.resume=%s", argv[++i]);
+            st = config_apply_override(cfg, alias);
+        } else if (strncmp(argv[i], "--resume=", 9) == 0) {
+            snprintf(alias, sizeof alias, "--run.resume=%s", argv[i] + 9);
+            st = config_apply_override(cfg, alias);
+        } else if (skip_prefix && strncmp(argv[i], skip_prefix, strlen(skip_prefix)) == 0) {
+            continue; // an option of the command itself, not a key
+        } else if (strncmp(argv[i], "--", 2) == 0) {
+            st = config_apply_override(cfg, argv[i]);
+        }
+        if (st != TS_OK) return st;
+    }
+    return TS_OK;
+}

@@ -4,6 +4,7 @@
 
 #include "ckpt_tool.h"
 #include "common.h"
+#include "config.h"
 #include "prepare.h"
 #include "sample.h"
 #include "train.h"
@@ -21,6 +22,7 @@ static void print_usage(FILE *out) {
             "commands:\n"
             "  train CONFIG [--section.key=value ...]   train a model (under mpirun: one rank per "
             "process)\n"
+            "  config CONFIG [--section.key=value ...]  check a config and print it resolved\n"
             "  prepare [--out DIR] [INPUT ...]           turn text files into token shards "
             "(default: the fortunes corpus)\n"
             "  sample --model FILE [--prompt TEXT] ...   generate text from saved weights\n"
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "config") == 0) return cmd_config(argc - 1, argv + 1);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
     if (strcmp(cmd, "ckpt") == 0) return cmd_ckpt(argc - 1, argv + 1);
@@ -47,9 +50,9 @@ int main(int argc, char **argv) {
         print_usage(stdout);
         return TS_EXIT_OK;
     }
-    fprintf(
-        stderr,
-        "tessera: error: unknown command '%s' (expected train, prepare, sample, ckpt or help)\n",
-        cmd);
+    fprintf(stderr,
+            "tessera: error: unknown command '%s' (expected train, config, prepare, sample, ckpt "
+            "or help)\n",
+            cmd);
     return TS_EXIT_INPUT;
 }

@@ -51,25 +51,7 @@ static void train_usage(FILE *out) {
 static ts_status train_load_config(trainer *tr, int argc, char **argv) {
     comm *c = tr->comm;
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
-            i++; // `--resume auto|PATH`, the short form of --run.resume=...
-            continue;
-        }
-        if (strncmp(argv[i], "--", 2) == 0) continue;
-        if (path) {
-            log_error("train: unexpected argument \"%s\" (one CONFIG file, then "
-                      "--section.key=value overrides)",
-                      argv[i]);
-            return TS_ERR_INPUT;
-        }
-        path = argv[i];
-    }
-    if (!path) {
-        log_error("train: missing CONFIG file (usage: tessera train CONFIG "
-                  "[--section.key=value ...])");
-        return TS_ERR_INPUT;
-    }
+    TS_CHECK(config_find_path(argc, argv, "train", &path));
     char *text = NULL;
     size_t len = 0;
     int64_t wire_len = -1;
@@ -83,18 +65,7 @@ static ts_status train_load_config(trainer *tr, int argc, char **argv) {
         st = config_parse_text(&tr->cfg, text, (size_t)wire_len, path);
     }
     free(text);
-    for (int i = 1; st == TS_OK && i < argc; i++) {
-        char alias[CFG_STR + 32];
-        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
-            snprintf(alias, sizeof alias, "--run.resume=%s", argv[++i]);
-            st = config_apply_override(&tr->cfg, alias);
-        } else if (strncmp(argv[i], "--resume=", 9) == 0) {
-            snprintf(alias, sizeof alias, "--run.resume=%s", argv[i] + 9);
-            st = config_apply_override(&tr->cfg, alias);
-        } else if (strncmp(argv[i], "--", 2) == 0) {
-            st = config_apply_override(&tr->cfg, argv[i]);
-        }
-    }
+    if (st == TS_OK) st = config_apply_args(&tr->cfg, argc, argv, NULL);
     if (st == TS_OK) st = config_validate(&tr->cfg, c->size);
     return st;
 }
@@ -151,13 +122,15 @@ static ts_status train_open_run_dir(trainer *tr) {
         config_write(cfg, f);
         if (fclose(f) != 0) f = NULL;
     }
+    // a resumed run appends: the metrics and log of the steps before its checkpoint stay
+    const char *mode = cfg->run.resume[0] ? "a" : "w";
     if (f) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
-        tr->metrics = fopen(path, "w");
+        tr->metrics = fopen(path, mode);
     }
     if (tr->metrics) {
         snprintf(path, sizeof path, "%s/train.log", tr->run_dir);
-        tr->log_file = fopen(path, "w");
+        tr->log_file = fopen(path, mode);
     }
     if (!tr->log_file) {
         log_error("%s: cannot write: %s", path, strerror(errno));
@@ -220,6 +193,9 @@ static ts_status train_setup(trainer *tr) {
     // every rank may leave a status file there (<run_dir>/rank-N.status) when it gives up
     TS_CHECK(train_agree(c, c->rank != 0 ? mkdir_p(tr->run_dir) : TS_OK));
     comm_status_set_dir(tr->run_dir);
+    char host[TRAIN_HOST_MAX]; // named in the status file
+    train_host_name(host);
+    comm_status_set_host(host);
     if (cfg->comm.trace && c->rank == 0) {
         char path[sizeof tr->run_dir + 32];
         snprintf(path, sizeof path, "%s/comm_trace.jsonl", tr->run_dir);
@@ -396,6 +372,7 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
         tr->model.grads_ready = NULL;
         TS_CHECK(st);
     }
+    if (tr->samples) fflush(tr->samples); // the audit must outlive a crash (killed ranks too)
     double t1 = ts_now();
     TS_CHECK(reducer_finish(&tr->red));
     double t2 = ts_now();
@@ -530,6 +507,7 @@ static ts_status train_loop(trainer *tr) {
             char path[sizeof tr->run_dir + 16];
             snprintf(path, sizeof path, "%s/STOP", tr->run_dir);
             unlink(path); // served: a resumed run must not stop again at once
+            tr->stopped = 1;
         }
         int last = step + 1 == steps || stopping;
         done_steps = step + 1;
@@ -615,6 +593,28 @@ static void train_sample(trainer *tr) {
     printf("--------------------------------------------\n");
 }
 
+static const char *train_exit_reason(const trainer *tr, ts_status st) {
+    switch (st) {
+    case TS_OK: return tr->stopped ? "stopped" : "finished";
+    case TS_ERR_INPUT: return "bad_input";
+    case TS_ERR_PEER: return "peer_lost";
+    case TS_ERR_SYSTEM: return "system";
+    case TS_ERR_INTERNAL: break;
+    }
+    return "internal";
+}
+
+// The launcher reads why each rank ended from <run_dir>/rank-R.status (a lost peer's file was
+// written where the deadline expired) and, while mpirun still runs, from this line.
+static void train_leave_status(const trainer *tr, ts_status st) {
+    int rank = tr->comm ? tr->comm->rank : -1;
+    if (st != TS_OK)
+        log_all("exit %d (%s) at step %ld", ts_exit_code(st), train_exit_reason(tr, st),
+                comm_status_step());
+    if (st == TS_ERR_PEER) return;
+    comm_status_write(rank, train_exit_reason(tr, st), NULL, -1, ts_exit_code(st));
+}
+
 int cmd_train(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -647,6 +647,7 @@ int cmd_train(int argc, char **argv) {
     if (st == TS_OK) st = train_loop(&tr);
     if (st == TS_OK) train_sample(&tr);
     train_teardown(&tr);
+    train_leave_status(&tr, st);
     if (st == TS_ERR_PEER) return ts_exit_code(st); // a lost peer would hang MPI_Finalize
     tr.comm->timeout_s = tr.cfg.comm.init_timeout_s > 0 ? tr.cfg.comm.init_timeout_s : 600;
     tr.comm->finalize(tr.comm); // under a watchdog with this deadline

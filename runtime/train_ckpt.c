@@ -19,7 +19,7 @@
 
 // this rank's host: TESSERA_HOST, else gethostname(); bytes other than [A-Za-z0-9._-] become
 // '_' (the name is a directory name)
-static void train_host_name(char out[TRAIN_HOST_MAX]) {
+void train_host_name(char out[TRAIN_HOST_MAX]) {
     const char *env = env_get("TESSERA_HOST");
     if (env && env[0])
         snprintf(out, TRAIN_HOST_MAX, "%s", env);

@@ -15,6 +15,9 @@
 
 #define TRAIN_HOST_MAX 64 // bytes of a host name, NUL included (longer names are cut)
 
+// this rank's host: TESSERA_HOST, else gethostname(), made safe as a directory name
+void train_host_name(char out[TRAIN_HOST_MAX]);
+
 typedef struct {
     tessera_config cfg;
     comm *comm;
@@ -36,6 +39,7 @@ typedef struct {
     double t_compute, t_wait;
     FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
     FILE *samples;  // data.log_samples: the global sample indices this rank trained on
+    int stopped;    // the loop ended early on a planned stop (signal or STOP file)
     int start_step; // first step the loop runs: 0, or the step a resumed checkpoint completed
     char *hosts;    // every rank's host name, (size, TRAIN_HOST_MAX) bytes
     char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints

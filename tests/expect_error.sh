@@ -5,7 +5,8 @@
 #
 # Passes when COMMAND exits with EXPECTED_CODE, exactly one line of its stderr matches the
 # extended REGEX (and none of its stdout), and its output holds exactly one tessera error line
-# ("tessera: error: ..." or, under mpirun, "tessera[R]: error: ..."): one rank reports, once.
+# ("tessera: error: ...", under mpirun "tessera[R]: error: ...", or the launcher's
+# "launch: error: ..."): one rank reports, once.
 # The output is echoed so ctest -V shows it.
 set -u
 if [ $# -lt 4 ] || [ "$3" != "--" ]; then
@@ -36,7 +37,7 @@ if [ "$n_err" -ne 1 ] || [ "$n_out" -ne 0 ]; then
     echo "expect_error: $n_err stderr and $n_out stdout lines match, want 1 and 0: $re" >&2
     fail=1
 fi
-n_tagged=$(cat "$out" "$err" | grep -Ec '^tessera(\[[0-9]+\])?: error: ')
+n_tagged=$(cat "$out" "$err" | grep -Ec '^(tessera(\[[0-9]+\])?|launch): error: ')
 if [ "$n_tagged" -ne 1 ]; then
     echo "expect_error: $n_tagged tessera error lines, want exactly 1" >&2
     fail=1

@@ -18,7 +18,7 @@ set(CKPT_ARGS ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${CKPT_CORPUS}/
     --train.steps=40 --ckpt.every=20 --log.every=1)
 
 # same_losses.sh A B FROM TO: metrics files A and B hold the same loss (as printed) for each step
-# FROM..TO, one line per step
+# FROM..TO (a resumed run appends to its metrics file: the last line of a step is the committed one)
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/ckpt_same_losses.sh [=[
 #!/bin/sh
 set -u
@@ -26,8 +26,8 @@ pick() {
     awk -v from="$2" -v to="$3" '{
         s = $0; sub(/.*"step": /, "", s); sub(/[,}].*/, "", s)
         l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l)
-        if (s + 0 >= from + 0 && s + 0 <= to + 0) print s, l
-    }' "$1"
+        if (s + 0 >= from + 0 && s + 0 <= to + 0) last[s + 0] = l
+    } END { for (i = from + 0; i <= to + 0; i++) if (i in last) print i, last[i] }' "$1"
 }
 a=$(pick "$1" "$3" "$4") b=$(pick "$2" "$3" "$4")
 n=$(printf '%s\n' "$a" | grep -c .)
@@ -58,8 +58,8 @@ pick() {
     awk -v from="$2" -v to="$3" '{
         s = $0; sub(/.*"step": /, "", s); sub(/[,}].*/, "", s)
         l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l)
-        if (s + 0 >= from + 0 && s + 0 <= to + 0) print s, l
-    }' "$1"
+        if (s + 0 >= from + 0 && s + 0 <= to + 0) last[s + 0] = l
+    } END { for (i = from + 0; i <= to + 0; i++) if (i in last) print i, last[i] }' "$1"
 }
 pick "$1" "$3" "$4" > "$2.a"
 pick "$2" "$3" "$4" > "$2.b"

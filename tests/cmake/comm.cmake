@@ -42,8 +42,8 @@ if(TESSERA_HAVE_MPI)
            COMMAND ${TESSERA_RUN_STALLED} --exit 75 --within 20
                    --match "tessera\\[0\\]: error: all-reduce \\(sum\\) at step 7: waited 2\\.[0-9] s for rank 2, which did not answer: peer lost"
                    --match "tessera\\[1\\]: error: all-reduce \\(sum\\) at step 7: waited 2\\.[0-9] s for rank [02], which did not answer: peer lost"
-                   --status "rank-0.status=^reason peer_lost\\|step 7\\|collective all-reduce \\(sum\\)\\|peer 2\\|exit_code 75$"
-                   --status "rank-1.status=^reason peer_lost\\|step 7\\|collective all-reduce \\(sum\\)\\|peer [02]\\|exit_code 75$"
+                   --status "rank-0.status=^reason peer_lost\\|step 7\\|collective all-reduce \\(sum\\)\\|peer 2\\|exit_code 75\\|host [^|]+\\|pid [0-9]+$"
+                   --status "rank-1.status=^reason peer_lost\\|step 7\\|collective all-reduce \\(sum\\)\\|peer [02]\\|exit_code 75\\|host [^|]+\\|pid [0-9]+$"
                    --no-status rank-2.status
                    -- ${TESSERA_MPIRUN} -np 3 $<TARGET_FILE:test_comm> deadline @DIR@)
   set_tests_properties(comm_mpi_deadline PROPERTIES LABELS mpi RUN_SERIAL TRUE TIMEOUT 60
@@ -66,7 +66,7 @@ echo \"exit $rc (want 75), message and status file: $st (want 0)\"; [ $rc -eq 75
   add_test(NAME comm_mpi_finalize_watchdog
            COMMAND ${TESSERA_RUN_STALLED} --exit 75 --within 15
                    --match "tessera\\[0\\]: error: MPI_Finalize did not return within 1 s: a host"
-                   --status "rank-0.status=^reason peer_lost\\|step -1\\|collective MPI_Finalize\\|peer -1\\|exit_code 75$"
+                   --status "rank-0.status=^reason peer_lost\\|step -1\\|collective MPI_Finalize\\|peer -1\\|exit_code 75\\|host [^|]+\\|pid [0-9]+$"
                    -- ${TESSERA_MPIRUN} -np 2 $<TARGET_FILE:test_comm> finalize-watchdog @DIR@)
   set_tests_properties(comm_mpi_finalize_watchdog PROPERTIES LABELS mpi RUN_SERIAL TRUE
                        TIMEOUT 60 ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")

@@ -89,20 +89,7 @@ foreach(mode signal file)
                        PROCESSORS 2 RUN_SERIAL TRUE TIMEOUT 120 ENVIRONMENT TESSERA_HOST=h)
 endforeach()
 
-# a rank dies for real (SIGKILL, fault injection) before, inside and after the gradient reduction
-# and while a checkpoint is written; the restart resumes from the newest committed checkpoint and
-# ends bit-identical to the uninterrupted run
-foreach(case "1:12:before:kill;10" "1:12:inside:kill;10" "1:12:after:kill;10" "0:10:ckpt:kill;5")
-  list(GET case 0 spec)
-  list(GET case 1 want)
-  string(REPLACE ":" "_" tag "${spec}")
-  add_test(NAME dp_crash_${tag}
-           COMMAND ${CMAKE_SOURCE_DIR}/tests/mpi/train_crash.sh ${spec} ${want} ${TESSERA_BIN}
-                   ${DP_DIR}/runs ${DP_CORPUS} ${TESSERA_MPIRUN})
-  set_tests_properties(dp_crash_${tag} PROPERTIES LABELS mpi FIXTURES_REQUIRED train_corpus
-                       PROCESSORS 2 RUN_SERIAL TRUE TIMEOUT 300
-                       ENVIRONMENT "TESSERA_HOST=h;WEIGHTS_CLOSE=$<TARGET_FILE:test_weights_close>")
-endforeach()
+# (a rank that dies for real at each moment and the restart: tests/cmake/launch.cmake)
 add_test(NAME dp_fault_knob_malformed
          COMMAND ${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2
                  "TESSERA_FAULT=\"1:x:inside:kill\": expected RANK:STEP:MOMENT:ACTION"

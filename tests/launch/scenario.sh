@@ -1,0 +1,230 @@
+#!/bin/bash
+# scenario.sh NAME [ARGS] — the launcher (scripts/launch run --local) through one real failure or
+# request, with real mpirun, real ranks and real signals. Several "hosts" share this machine:
+# each rank runs with TESSERA_HOST=<host of the hostfile>, and the probe is a command this script
+# controls. Environment: TESSERA (binary), CORPUS (shards), RUNS (parent of run directories),
+# WEIGHTS_CLOSE, CHECK_LINEAGE; the uninterrupted 2-rank reference is $RUNS/launch_ref.
+#
+#   ref                     the reference run (plain mpirun, 2 ranks) — a CTest fixture
+#   crash SPEC STEP [KEY]   TESSERA_FAULT=SPEC kills a rank; one restart, resumed from STEP,
+#                           weights bit-identical to the reference, losses equal (KEY: one more
+#                           override)
+#   hung                    a rank SIGSTOPs itself; detected by the deadline, restarted, identical
+#   host_lost               3 hosts; host c's rank dies and the probe declares c dead: the run ends
+#                           on 2 ranks and the committed lineage uses every sequence once
+#   stop                    SIGTERM to the launcher: exit 0, a checkpoint at the stopping step; a
+#                           new launcher continues and ends identical to the reference
+#   interrupt               SIGINT twice: the job is gone at once, committed checkpoints verify
+#   drain                   3 hosts; `launch drain b` mid-run: b leaves at a planned stop, the run
+#                           resumes from that very step and finishes; lineage intact
+#   join                    2 hosts; c is added to the hostfile mid-run: it joins at a planned stop
+#                           and receives the checkpoint from a holder; lineage intact
+#   bad_input               a missing data path: exit 2 after one attempt, no retry
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+launch="$root/scripts/launch"
+scenario=$1
+shift
+STEPS=300
+name=launch_$scenario${1:+_$(printf '%s' "$1" | tr ':' '_')}
+dir="$RUNS/$name"
+ref="$RUNS/launch_ref"
+work="$RUNS/$name.work"
+out="$work/out"
+job=""
+cleanup() {
+    if [ -n "$job" ] && kill -0 "$job" 2>/dev/null; then
+        kill -KILL "$job" 2>/dev/null
+        # the job's ranks carry the launch id: nothing may outlive a failed test
+        pkill -KILL -f -- "--run.name=$name( |$)" 2>/dev/null
+    fi
+}
+trap cleanup EXIT
+fail() {
+    echo "--- launcher output (tail) ---"
+    tail -n 40 "$out" 2>/dev/null
+    echo "scenario $scenario: FAIL: $*"
+    exit 1
+}
+train_args() {
+    printf '%s\n' "$root/configs/tiny.ini" "--data.train=$CORPUS/train_*.bin" \
+        "--data.val=$CORPUS/val_*.bin" "--run.out_dir=$RUNS" "--run.name=$1" \
+        "--train.steps=$STEPS" --train.global_batch=12 --train.micro_batch=2 --ckpt.every=5 \
+        --log.every=1 --eval.every=0 --log.sample_tokens=0 --train.eps=1e-6 \
+        --comm.timeout_s=3 --data.log_samples=true
+}
+mapfile -t ARGS < <(train_args "$name")
+
+# the launcher in the background; its output in $out
+start_launcher() {
+    setsid "$launch" run --local --hostfile "$work/hosts" --grace 3 --probe-timeout 5 "$@" \
+        -- "${ARGS[@]}" >"$out" 2>&1 &
+    job=$!
+}
+wait_launcher() { # SECONDS: the launcher's exit code in $rc
+    local i
+    for i in $(seq 1 $(($1 * 10))); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$job" 2>/dev/null && fail "the launcher still runs after $1 s"
+    wait "$job"
+    rc=$?
+    job=""
+}
+wait_step() { # N: until the run's metrics reach step N
+    local i last
+    for i in $(seq 1 600); do
+        last=$(tail -n 1 "$dir/metrics.jsonl" 2>/dev/null | sed -n 's/.*"step": \([0-9]*\),.*/\1/p')
+        [ -n "$last" ] && [ "$last" -ge "$1" ] && return 0
+        kill -0 "$job" 2>/dev/null || fail "the launcher ended before step $1"
+        sleep 0.1
+    done
+    fail "step $1 not reached in 60 s"
+}
+same_as_ref() {
+    "$WEIGHTS_CLOSE" "$ref/model.h5" "$dir/model.h5" 0 || fail "weights differ from the reference"
+    local s a b
+    for s in $(seq 1 $STEPS); do
+        a=$(grep "\"step\": $s," "$ref/metrics.jsonl" | tail -n 1 | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+        b=$(grep "\"step\": $s," "$dir/metrics.jsonl" | tail -n 1 | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+        [ "$a" = "$b" ] || fail "step $s: loss $b, reference $a"
+    done
+}
+expect() { grep -q -- "$1" "$out" || fail "$2"; } # REGEX WHY: the launcher's output has REGEX
+stop_step() { sed -n 's/.*stopping after step \([0-9]*\) with a checkpoint.*/\1/p' "$out" | head -1; }
+attempts() { grep -c '"event": "start"' "$dir/launch/events.jsonl"; }
+lineage() { sh "$CHECK_LINEAGE" "$dir" $STEPS 12 || fail "committed lineage"; }
+finished_ok() {
+    [ "$rc" -eq 0 ] || fail "launcher exit $rc, want 0"
+    expect "the run finished" "no 'the run finished'"
+    [ "$(tail -n 1 "$dir/metrics.jsonl" | sed -n 's/.*"step": \([0-9]*\),.*/\1/p')" = $STEPS ] ||
+        fail "the metrics do not end at step $STEPS"
+}
+
+rm -rf "$dir" "$work"
+mkdir -p "$work"
+printf 'a\nb\n' >"$work/hosts"
+
+case $scenario in
+ref)
+    mapfile -t ARGS < <(train_args launch_ref)
+    rm -rf "$ref"
+    TESSERA_HOST=a $TESSERA_MPIRUN -np 2 "$TESSERA" train "${ARGS[@]}" >"$out" 2>&1 ||
+        fail "reference run"
+    echo "scenario ref: $STEPS steps on 2 ranks"
+    ;;
+crash | hung)
+    spec=${1:-1:12:inside:stop}
+    want=${2:-10}
+    [ $# -ge 3 ] && ARGS+=("$3")
+    TESSERA_FAULT=$spec start_launcher
+    wait_launcher 120
+    finished_ok
+    expect "fault injection: rank" "the fault did not fire"
+    expect "failure detected" "no 'failure detected'"
+    [ "$(attempts)" -eq 2 ] || fail "$(attempts) attempts, want 2"
+    expect "attempt 2: training (step $((want + 1)), resumed from step $want)" "attempt 2 did not resume from step $want"
+    same_as_ref
+    lineage
+    echo "scenario $scenario $spec: restarted once, resumed from step $want, identical to the reference"
+    ;;
+host_lost)
+    printf 'a\nb\nc\n' >"$work/hosts"
+    # c answers until the first attempt has ended (its statuses archived), then never again
+    TESSERA_FAULT=2:12:after:kill start_launcher \
+        --probe "[ {host} != c ] || [ ! -d '$dir/launch/attempt-1' ]"
+    wait_launcher 120
+    finished_ok
+    expect "host c: does not answer the probe: dropped" "c was not dropped"
+    expect "attempt 2: mpirun .* on 2 hosts (a, b), 2 ranks" "no restart on a, b"
+    expect "attempt 2: training (step 11, resumed from step 10)" "resume step"
+    lineage
+    echo "scenario host_lost: c dropped, finished on 2 ranks, every sequence once"
+    ;;
+stop)
+    start_launcher
+    wait_step 20
+    kill -TERM "$job"
+    wait_launcher 60
+    [ "$rc" -eq 0 ] || fail "exit $rc after SIGTERM, want 0"
+    step=$(stop_step)
+    [ -n "$step" ] || fail "no 'stopping after step N'"
+    [ "$step" -lt $STEPS ] || fail "stopped only at the end"
+    expect "stopped on request" "no 'stopped on request'"
+    for h in a b; do
+        "$TESSERA" ckpt verify "$(printf '%s/ckpt/%s/step-%08d' "$dir" $h "$step")" >/dev/null ||
+            fail "no intact checkpoint of step $step on $h"
+    done
+    [ "$(attempts)" -eq 1 ] || fail "the launcher restarted after a planned stop"
+    # the same command continues from exactly that step
+    start_launcher
+    wait_launcher 120
+    finished_ok
+    expect "resumed from step $step " "the second launcher did not resume from $step"
+    same_as_ref
+    echo "scenario stop: stopped after step $step with a checkpoint, continued, identical to the reference"
+    ;;
+interrupt)
+    start_launcher
+    wait_step 20
+    kill -INT "$job"
+    sleep 0.05
+    kill -INT "$job"
+    wait_launcher 30
+    [ "$rc" -ne 0 ] || fail "exit 0 after a double interrupt"
+    expect "stopping at once" "no 'stopping at once'"
+    sleep 0.5
+    pgrep -f -- "--run.name=$name( |$)" >/dev/null && fail "processes of the job survive"
+    n=0
+    for ck in "$dir"/ckpt/*/step-*; do
+        case $ck in *.tmp) continue ;; esac
+        "$TESSERA" ckpt verify "$ck" >/dev/null || fail "$ck does not verify"
+        n=$((n + 1))
+    done
+    [ "$n" -gt 0 ] || fail "no committed checkpoint to check"
+    echo "scenario interrupt: exit $rc at once, $n committed checkpoints verify"
+    ;;
+drain)
+    printf 'a\nb\nc\n' >"$work/hosts"
+    start_launcher
+    wait_step 20
+    "$launch" drain b "$dir" || fail "launch drain"
+    wait_launcher 120
+    finished_ok
+    step=$(stop_step)
+    [ -n "$step" ] || fail "no planned stop"
+    expect "host b: drained" "b was not drained"
+    expect "attempt 2: mpirun .* on 2 hosts (a, c), 2 ranks" "no restart on a, c"
+    expect "attempt 2: training (step $((step + 1)), resumed from step $step)" "attempt 2 did not resume from the stop (step $step)"
+    lineage
+    echo "scenario drain: b left after step $step; resumed there on a, c; every sequence once"
+    ;;
+join)
+    start_launcher --join-interval 0 --probe-interval 0
+    wait_step 20
+    printf 'c slots=1\n' >>"$work/hosts"
+    wait_launcher 120
+    finished_ok
+    step=$(stop_step)
+    [ -n "$step" ] || fail "no planned stop for the join"
+    expect "hostfile changed: added \['c'\]" "the new host was not noticed"
+    expect "attempt 2: mpirun .* on 3 hosts (a, b, c), 3 ranks" "c did not join"
+    expect "resumed from step $step (held by rank" "no resume from $step by a holder"
+    lineage
+    echo "scenario join: c joined after step $step and received the checkpoint; every sequence once"
+    ;;
+bad_input)
+    mapfile -t ARGS < <(train_args "$name" | sed "s|^--data.train=.*|--data.train=$work/none/train_*.bin|")
+    start_launcher
+    wait_launcher 60
+    [ "$rc" -eq 2 ] || fail "exit $rc, want 2"
+    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts: bad input was retried"
+    expect "giving up: bad_input is not retried" "no 'not retried'"
+    expect "none/train_\*.bin: no file matches" "the data error is not shown"
+    echo "scenario bad_input: exit 2 after one attempt"
+    ;;
+*)
+    echo "scenario.sh: unknown scenario '$scenario'" >&2
+    exit 2
+    ;;
+esac
+rm -rf "$work"
