@@ -47,11 +47,17 @@ foreach(case "1:12:before:kill;10" "1:12:inside:kill;10" "1:12:after:kill;10"
 endforeach()
 launch_test(launch_hung ARGS hung 1:12:inside:stop 10 PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_host_lost ARGS host_lost PROCESSORS 3)
+launch_test(launch_host_back ARGS host_back PROCESSORS 3)
 launch_test(launch_stop ARGS stop PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_interrupt ARGS interrupt PROCESSORS 2)
 launch_test(launch_drain ARGS drain PROCESSORS 3)
 launch_test(launch_join ARGS join PROCESSORS 3)
 launch_test(launch_bad_input ARGS bad_input PROCESSORS 2)
+launch_test(launch_remote ARGS remote PROCESSORS 2 FIXTURES launch_ref)
+launch_test(launch_node_sigterm ARGS node_sigterm PROCESSORS 2 FIXTURES launch_ref)
+launch_test(launch_host_frozen ARGS host_frozen PROCESSORS 2)
+set_tests_properties(launch_remote launch_node_sigterm launch_host_frozen PROPERTIES
+                     SKIP_RETURN_CODE 77)
 
 # the launcher's own input: one error line naming the file and line, exit 2, nothing started
 add_test(NAME launch_bad_hostfile

@@ -12,6 +12,7 @@
 #   hung                    a rank SIGSTOPs itself; detected by the deadline, restarted, identical
 #   host_lost               3 hosts; host c's rank dies and the probe declares c dead: the run ends
 #                           on 2 ranks and the committed lineage uses every sequence once
+#   host_back               as host_lost, then c answers again: re-admitted at a planned stop
 #   stop                    SIGTERM to the launcher: exit 0, a checkpoint at the stopping step; a
 #                           new launcher continues and ends identical to the reference
 #   interrupt               SIGINT twice: the job is gone at once, committed checkpoints verify
@@ -20,6 +21,14 @@
 #   join                    2 hosts; c is added to the hostfile mid-run: it joins at a planned stop
 #                           and receives the checkpoint from a holder; lineage intact
 #   bad_input               a missing data path: exit 2 after one attempt, no retry
+#   remote                  not --local: mpirun starts each host's daemon through an rsh agent
+#                           (uts_rsh.sh: this machine in a UTS namespace named after the host), the
+#                           cleanup runs through --remote; a rank killed, restart, identical
+#                           (skipped where UTS namespaces cannot be made)
+#   node_sigterm            as remote; every process of host b gets SIGTERM (a node shut down
+#                           without a drain): a node loss, restarted, identical to the reference
+#   host_frozen             as remote; every process of host b is SIGSTOPped and b never answers
+#                           again: found by the deadline, mpirun ended, finished on host a alone
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -59,6 +68,26 @@ mapfile -t ARGS < <(train_args "$name")
 # the launcher in the background; its output in $out
 start_launcher() {
     setsid "$launch" run --local --hostfile "$work/hosts" --grace 3 --probe-timeout 5 "$@" \
+        -- "${ARGS[@]}" >"$out" 2>&1 &
+    job=$!
+}
+host_processes() { # HOST: pids of every process in the UTS namespace of HOST's rank
+    local rank ns p
+    rank=$(for p in $(pgrep -f -- "--run.name=$name( |$)"); do
+        tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "TESSERA_HOST=$1" && echo $p
+    done | head -1)
+    [ -n "$rank" ] || fail "the rank of host $1 was not found"
+    ns=$(readlink /proc/$rank/ns/uts)
+    for p in $(ls /proc | grep -E '^[0-9]+$'); do
+        [ "$(readlink /proc/$p/ns/uts 2>/dev/null)" = "$ns" ] && echo $p
+    done
+}
+# not --local: each host's daemon through the rsh agent, in a UTS namespace of its own
+start_remote_launcher() {
+    unshare --uts true 2>/dev/null || { echo "scenario $scenario: SKIP: unshare --uts fails here"; exit 77; }
+    setsid "$launch" run --hostfile "$work/hosts" --grace 3 --probe true "$@" \
+        --remote "$here/uts_rsh.sh {host}" \
+        --mpirun-args "--mca plm_rsh_agent $here/uts_rsh.sh --mca btl self,tcp" \
         -- "${ARGS[@]}" >"$out" 2>&1 &
     job=$!
 }
@@ -139,6 +168,22 @@ host_lost)
     expect "attempt 2: training (step 11, resumed from step 10)" "resume step"
     lineage
     echo "scenario host_lost: c dropped, finished on 2 ranks, every sequence once"
+    ;;
+host_back)
+    # c is lost (its rank killed, the probe failing) and comes back while the run goes on on a, b:
+    # it is re-admitted and joins at a planned stop
+    printf 'a\nb\nc\n' >"$work/hosts"
+    TESSERA_FAULT=2:12:after:kill start_launcher --join-interval 0 --probe-interval 0 \
+        --probe "[ {host} != c ] || [ ! -d '$dir/launch/attempt-1' ] || [ -e '$work/c-back' ]"
+    for _ in $(seq 1 600); do grep -q "attempt 2: training" "$out" && break; sleep 0.1; done
+    expect "attempt 2: mpirun .* on 2 hosts (a, b), 2 ranks" "no restart on a, b"
+    touch "$work/c-back"
+    wait_launcher 120
+    finished_ok
+    expect "host c: answers again: re-admitted" "c was not re-admitted"
+    expect "attempt 3: mpirun .* on 3 hosts (a, b, c), 3 ranks" "c did not join again"
+    lineage
+    echo "scenario host_back: c lost, back, re-admitted at a planned stop; every sequence once"
     ;;
 stop)
     start_launcher
@@ -221,6 +266,55 @@ bad_input)
     expect "giving up: bad_input is not retried" "no 'not retried'"
     expect "none/train_\*.bin: no file matches" "the data error is not shown"
     echo "scenario bad_input: exit 2 after one attempt"
+    ;;
+remote)
+    TESSERA_FAULT=1:12:inside:kill start_remote_launcher
+    wait_launcher 120
+    finished_ok
+    grep -q -- "--host a:1 env TESSERA_HOST=a" "$dir/launch/attempt-1.cmd" || fail "no --host a:1"
+    expect "attempt 2: training (step 11, resumed from step 10)" "attempt 2 did not resume from 10"
+    [ -f "$dir/launch/attempt-2/rank-1.status" ] || fail "the remote cleanup did not collect statuses"
+    same_as_ref
+    lineage
+    echo "scenario remote: hosts through an rsh agent, restarted once, identical to the reference"
+    ;;
+node_sigterm)
+    # a node shut down without a drain: every process of host b (its Open MPI daemon and its
+    # rank) gets SIGTERM; a node loss: restart from the last checkpoint
+    start_remote_launcher
+    wait_step 20
+    victims=$(host_processes b)
+    echo "SIGTERM to host b: $(echo $victims | wc -w) processes"
+    kill -TERM $victims
+    wait_launcher 120
+    finished_ok
+    expect "failure detected" "the node loss was not detected"
+    expect "restarting (peer_lost)" "no restart after the node loss"
+    [ "$(attempts)" -eq 2 ] || fail "$(attempts) attempts, want 2"
+    same_as_ref
+    lineage
+    echo "scenario node_sigterm: host b's processes got SIGTERM; restarted, identical to the reference"
+    ;;
+host_frozen)
+    # host b freezes (every process of it SIGSTOPped: its daemon too) and never answers again:
+    # rank 0 gives up at the deadline; mpirun, unable to reach b's daemon, is SIGKILLed by the
+    # launcher if it has not ended by deadline + grace; the run finishes on host a alone
+    start_remote_launcher --probe "[ {host} != b ] || [ ! -d '$dir/launch/attempt-1' ]"
+    wait_step 20
+    victims=$(host_processes b)
+    echo "SIGSTOP to host b: $(echo $victims | wc -w) processes"
+    kill -STOP $victims
+    wait_launcher 120
+    finished_ok
+    expect "failure detected: rank 0 exits 75 (peer_lost)" "rank 0 did not report the lost peer"
+    expect "host b: does not answer the probe: dropped" "b was not dropped"
+    expect "attempt 2: mpirun .* on 1 host (a), 1 rank" "no restart on a alone"
+    for p in $victims; do
+        [ -d /proc/$p ] && [ "$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null)" = T ] &&
+            fail "a stopped process of host b survives (pid $p)"
+    done
+    lineage
+    echo "scenario host_frozen: b froze; detected by the deadline, finished on a alone"
     ;;
 *)
     echo "scenario.sh: unknown scenario '$scenario'" >&2
