@@ -1,0 +1,13 @@
+# The lab (scripts/lab): real hosts as network namespaces on one machine, shaped links, faults,
+# and a short chaos run of the launcher across 4 of them (tests/lab/chaos.sh). Needs root and
+# network namespaces: skipped (77), not passed, where they cannot be made.
+find_program(TESSERA_PYTHON3 python3)
+if(NOT TESSERA_HAVE_MPI OR NOT TESSERA_PYTHON3)
+  return()
+endif()
+foreach(mode check chaos)
+  add_test(NAME lab_${mode} COMMAND ${CMAKE_SOURCE_DIR}/tests/lab/chaos.sh ${mode})
+  set_tests_properties(lab_${mode} PROPERTIES LABELS lab RUN_SERIAL TRUE TIMEOUT 600
+                       SKIP_RETURN_CODE 77 FIXTURES_REQUIRED train_corpus PROCESSORS 2
+                       ENVIRONMENT "CORPUS=${TESSERA_TEST_DATA}/train/corpus;RUNS=${TESSERA_TEST_DATA}/lab")
+endforeach()
