@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../collectives/comm.h"
@@ -196,6 +197,14 @@ static ts_status train_setup(trainer *tr) {
     char host[TRAIN_HOST_MAX]; // named in the status file
     train_host_name(host);
     comm_status_set_host(host);
+    // this run's identity in the sample audit: rank 0's wall clock at start, the same on all
+    // ranks, so that two runs resumed from the same step are told apart and ordered
+    if (c->rank == 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        tr->run_id = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    }
+    TS_CHECK(c->broadcast(c, &tr->run_id, sizeof tr->run_id, 0));
     if (cfg->comm.trace && c->rank == 0) {
         char path[sizeof tr->run_dir + 32];
         snprintf(path, sizeof path, "%s/comm_trace.jsonl", tr->run_dir);
@@ -342,7 +351,8 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
     *loss_sum = 0;
     if (cfg->data.log_samples && !tr->samples) {
         // appended to by every run of this run directory (resumes included); each run starts
-        // with "run <first step> <world size>" so the committed lineage can be told apart
+        // with "run <first step> <world size> <run id>" so the committed lineage can be told
+        // apart (tests/ckpt/check_lineage.sh)
         char path[sizeof tr->run_dir + 48];
         snprintf(path, sizeof path, "%s/samples.rank-%d.txt", tr->run_dir, tr->comm->rank);
         tr->samples = fopen(path, "a");
@@ -350,7 +360,8 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
             log_error("%s: cannot write: %s", path, strerror(errno));
             return TS_ERR_SYSTEM;
         }
-        fprintf(tr->samples, "run %d %d\n", tr->start_step, tr->comm->size);
+        fprintf(tr->samples, "run %d %d %llu\n", tr->start_step, tr->comm->size,
+                (unsigned long long)tr->run_id);
     }
     gpt2_zero_grad(&tr->model);
     for (int done = 0; done < tr->share; done += tr->micro) {

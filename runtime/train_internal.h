@@ -37,11 +37,12 @@ typedef struct {
     reducer red;    // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
-    FILE *trace;    // comm.trace: per-step bucket timestamps (JSON lines), or NULL
-    FILE *samples;  // data.log_samples: the global sample indices this rank trained on
-    int stopped;    // the loop ended early on a planned stop (signal or STOP file)
-    int start_step; // first step the loop runs: 0, or the step a resumed checkpoint completed
-    char *hosts;    // every rank's host name, (size, TRAIN_HOST_MAX) bytes
+    FILE *trace;     // comm.trace: per-step bucket timestamps (JSON lines), or NULL
+    FILE *samples;   // data.log_samples: the global sample indices this rank trained on
+    int stopped;     // the loop ended early on a planned stop (signal or STOP file)
+    uint64_t run_id; // rank 0's wall-clock start in ns, the same on every rank
+    int start_step;  // first step the loop runs: 0, or the step a resumed checkpoint completed
+    char *hosts;     // every rank's host name, (size, TRAIN_HOST_MAX) bytes
     char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints
     int ckpt_writer;               // this rank writes a replica
     ckpt_writer writer;            // the host snapshot and its background writer
