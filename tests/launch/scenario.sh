@@ -15,7 +15,8 @@
 #   host_back               as host_lost, then c answers again: re-admitted at a planned stop
 #   stop                    SIGTERM to the launcher: exit 0, a checkpoint at the stopping step; a
 #                           new launcher continues and ends identical to the reference
-#   interrupt               SIGINT twice: the job is gone at once, committed checkpoints verify
+#   interrupt               a rank hangs, so a planned stop cannot complete; SIGINT twice: the
+#                           job is gone at once (not at the 30 s deadline), checkpoints verify
 #   drain                   3 hosts; `launch drain b` mid-run: b leaves at a planned stop, the run
 #                           resumes from that very step and finishes; lineage intact
 #   join                    2 hosts; c is added to the hostfile mid-run: it joins at a planned stop
@@ -209,12 +210,18 @@ stop)
     echo "scenario stop: stopped after step $step with a checkpoint, continued, identical to the reference"
     ;;
 interrupt)
-    start_launcher
-    wait_step 20
+    # rank 1 hangs at step 22, so the planned stop asked by the first SIGINT cannot complete (the
+    # deadline is 30 s); the second SIGINT must end everything at once
+    ARGS+=(--comm.timeout_s=30)
+    TESSERA_FAULT=1:22:before:stop start_launcher
+    wait_step 21
+    sleep 0.5
+    t0=$(date +%s)
     kill -INT "$job"
-    sleep 0.05
+    sleep 1
     kill -INT "$job"
     wait_launcher 30
+    [ $(($(date +%s) - t0)) -le 10 ] || fail "the second SIGINT did not stop the job at once"
     [ "$rc" -ne 0 ] || fail "exit 0 after a double interrupt"
     expect "stopping at once" "no 'stopping at once'"
     sleep 0.5
