@@ -17,32 +17,6 @@ set(CKPT_ARGS ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${CKPT_CORPUS}/
     "--data.val=${CKPT_CORPUS}/val_*.bin" --run.out_dir=${CKPT_DIR}/runs --train.eps=1e-6
     --train.steps=40 --ckpt.every=20 --log.every=1)
 
-# same_losses.sh A B FROM TO: metrics files A and B hold the same loss (as printed) for each step
-# FROM..TO (a resumed run appends to its metrics file: the last line of a step is the committed one)
-file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/ckpt_same_losses.sh [=[
-#!/bin/sh
-set -u
-pick() {
-    awk -v from="$2" -v to="$3" '{
-        s = $0; sub(/.*"step": /, "", s); sub(/[,}].*/, "", s)
-        l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l)
-        if (s + 0 >= from + 0 && s + 0 <= to + 0) last[s + 0] = l
-    } END { for (i = from + 0; i <= to + 0; i++) if (i in last) print i, last[i] }' "$1"
-}
-a=$(pick "$1" "$3" "$4") b=$(pick "$2" "$3" "$4")
-n=$(printf '%s\n' "$a" | grep -c .)
-if [ "$n" -ne $(($4 - $3 + 1)) ]; then
-    echo "same_losses: $1 has $n loss lines for steps $3..$4" >&2
-    exit 1
-fi
-if [ "$a" != "$b" ]; then
-    echo "same_losses: the losses of steps $3..$4 differ:" >&2
-    printf '%s\n' "$a" > "$1.cmp"
-    printf '%s\n' "$b" | diff "$1.cmp" - >&2
-    exit 1
-fi
-echo "same_losses: steps $3..$4 identical ($n lines)"
-]=])
 # flip_byte.sh FILE OFFSET: replace the byte at OFFSET by its complement
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/ckpt_flip_byte.sh [=[
 #!/bin/sh
@@ -50,29 +24,9 @@ set -eu
 b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
 printf "\\$(printf %o $((255 - b)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 ]=])
-# close_losses.sh A B FROM TO TOL: like same_losses.sh, but each pair within TOL (absolute)
-file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/ckpt_close_losses.sh [=[
-#!/bin/sh
-set -u
-pick() {
-    awk -v from="$2" -v to="$3" '{
-        s = $0; sub(/.*"step": /, "", s); sub(/[,}].*/, "", s)
-        l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l)
-        if (s + 0 >= from + 0 && s + 0 <= to + 0) last[s + 0] = l
-    } END { for (i = from + 0; i <= to + 0; i++) if (i in last) print i, last[i] }' "$1"
-}
-pick "$1" "$3" "$4" > "$2.a"
-pick "$2" "$3" "$4" > "$2.b"
-awk -v n="$(($4 - $3 + 1))" -v tol="$5" 'NR == FNR { a[$1] = $2; next }
-    { if (!($1 in a)) { print "close_losses: step " $1 " missing in the reference"; bad = 1; next }
-      d = a[$1] - $2; if (d < 0) d = -d; seen++
-      if (d > tol) { print "close_losses: step " $1 ": " a[$1] " vs " $2; bad = 1 } }
-    END { if (seen != n) { print "close_losses: " seen " steps compared, expected " n; bad = 1 }
-          if (bad) exit 1; print "close_losses: " seen " steps within " tol }' "$2.a" "$2.b"
-]=])
 # (strings, not lists: they go into `sh -c` command lines)
-set(CKPT_SAME_LOSSES "sh ${CMAKE_CURRENT_BINARY_DIR}/ckpt_same_losses.sh")
-set(CKPT_CLOSE_LOSSES "sh ${CMAKE_CURRENT_BINARY_DIR}/ckpt_close_losses.sh")
+set(CKPT_SAME_LOSSES "sh ${CMAKE_SOURCE_DIR}/tests/ckpt/losses.sh") # A B FROM TO
+set(CKPT_CLOSE_LOSSES "sh ${CMAKE_SOURCE_DIR}/tests/ckpt/losses.sh") # A B FROM TO TOL
 set(CKPT_FLIP_BYTE "sh ${CMAKE_CURRENT_BINARY_DIR}/ckpt_flip_byte.sh")
 string(REPLACE ";" " " CKPT_ARGS_SH "${CKPT_ARGS}")
 

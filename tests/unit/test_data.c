@@ -15,18 +15,9 @@
 #include "runtime/data.h"
 #include "runtime/prepare.h"
 
-static int g_failures;
-static char g_dir[1024];
+#include "unit/expect.h"
 
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            g_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+static char g_dir[1024];
 
 // ---------------------------------------------------------------------------------------------
 // helpers: paths, raw shard files, log capture

@@ -15,17 +15,7 @@
 
 #include "runtime/h5zstd.h"
 
-static int g_failures;
-
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            g_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "unit/expect.h"
 
 // ---------------------------------------------------------------------------------------------
 // the data: smooth[i] = 0.25 * (i % 64) + i / 4096 (exact in float, very compressible);

@@ -21,17 +21,7 @@
 
 #include "runtime/manifest.h"
 
-static int g_failures;
-
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            g_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "unit/expect.h"
 
 // ---------------------------------------------------------------------------------------------
 // the checkpoint: four files, one larger than the 1 MiB hashing block and not a multiple of it
