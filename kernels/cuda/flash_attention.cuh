@@ -1,0 +1,493 @@
+// flash_attention.cuh — causal multi-head flash attention, forward and backward, on tensor cores
+// (mma.sync m16n8k16, bf16 inputs, fp32 accumulation). Kernel bodies only: flash_attention.cu
+// launches them on the GPU; tests/emu/ compiles this same file for the host, against an
+// emulation of the primitives of mma.cuh, and checks it against a reference on every test run.
+// Include mma.cuh (or the emulation) before this file.
+//
+// Shapes (as backend.h): qkv (B,T,3C), row (b,t) = q | k | v, head h of q at column h*HS; out,
+// dout (B,T,C); lse, dsum (B,NH,T) fp32. HS (head size) is 64 or 128; T is any length >= 1.
+//
+// Algorithm (Dao, "FlashAttention-2", 2023). With x = scale q.k and everything in base 2
+// (s = x log2 e), the forward keeps for each query row the running maximum m and the running sum
+// l of exp2(s - m) while it walks the key tiles left to right, rescaling its output accumulator
+// whenever m grows; P = exp2(s - m) is rounded to bf16 for the P V product. It saves
+// lse2 = m + log2(l) per row, so the backward recomputes P = exp2(s - lse2) exactly normalised,
+// without the T x T matrix ever reaching global memory.
+// Backward: dsum = rowsum(dO * O) (flash_bwd_dsum_kernel), then dS = P * (dP - dsum) with
+// dP = dO V^T, and dQ = scale dS K, dK = scale dS^T Q, dV = P^T dO. It is deterministic: dK and
+// dV come from one kernel over key tiles (each block owns 64 keys and walks the query tiles),
+// dQ from a second kernel over query tiles (each block owns 64 queries and walks the key tiles).
+// No output is shared between blocks, so there are no atomics and every run gives the same bits;
+// the price is that S and dP are computed twice (7 tile products instead of 5).
+//
+// Tiling. Every kernel has 4 warps (128 threads); a warp owns 16 rows of the tile its block owns
+// (queries in the forward and dQ kernels, keys in the dK/dV kernel), so the softmax statistics of
+// a row live in one quad of lanes and need no shared memory. Tiles of K, V (forward, dQ) or of
+// Q, dO (dK/dV) are double-buffered: the copy of tile j+1 (cp.async) runs under the products of
+// tile j. Shared-memory rows are padded by 8 elements (16 bytes) so the 8 row addresses of an
+// ldmatrix fall in 8 different bank groups. Budgets, LD = HS + 8 elements of 2 bytes:
+//   forward   Q (64) + 2 x (K, V) (64 each)        = 320 LD:  46 KB (HS 64),  87 KB (HS 128)
+//   dQ        Q, dO (64) + 2 x (K, V) (64)          = 384 LD:  55 KB,         104 KB
+//   dK/dV     K, V (64) + 2 x (Q, dO) (BQ) + lse2, dsum: BQ = 64 (HS 64): 56 KB; 32 (HS 128): 70 KB
+// so 4 (HS 64) or 2 (HS 128) forward blocks fit on one H100/H200 SM (228 KB), 2 on an A100.
+// Causality: a query tile only visits key tiles at or left of its diagonal, and only the
+// diagonal tile (or a tile reaching past T) is masked. Blocks are ordered heaviest first
+// (query tiles from the end, key tiles from the start) to even out the last wave.
+#ifndef TESSERA_FLASH_ATTENTION_CUH
+#define TESSERA_FLASH_ATTENTION_CUH
+
+#include <math.h>
+#include <stdint.h>
+
+#define FLASH_THREADS 128
+#define FLASH_BR      64 // queries per block (forward, dQ); keys per block (dK/dV)
+#define FLASH_BC      64 // keys per tile (forward, dQ)
+
+typedef struct {
+    const bf16 *qkv;  // (B,T,3C)
+    bf16 *out;        // forward: (B,T,C)
+    float *lse;       // forward writes, backward reads: (B,NH,T), base 2, of the scaled scores
+    const bf16 *dout; // backward: (B,T,C)
+    const bf16 *o;    // backward: the forward's out
+    float *dsum;      // backward: (B,NH,T), rowsum(dout * out)
+    bf16 *dqkv;       // backward: (B,T,3C), accumulated into (+=)
+    int B, T, C, NH;
+    float scale;      // 1/sqrt(HS)
+    float scale_log2; // scale * log2(e)
+} flash_params;
+
+// shared-memory bytes of each kernel
+template <int HS> __host__ __device__ constexpr int flash_fwd_smem(void) {
+    return (FLASH_BR + 4 * FLASH_BC) * (HS + 8) * 2;
+}
+template <int HS> __host__ __device__ constexpr int flash_dq_smem(void) {
+    return (2 * FLASH_BR + 4 * FLASH_BC) * (HS + 8) * 2;
+}
+template <int HS> __host__ __device__ constexpr int flash_dkv_bq(void) {
+    return HS <= 64 ? 64 : 32;
+}
+template <int HS> __host__ __device__ constexpr int flash_dkv_smem(void) {
+    return (2 * FLASH_BR + 4 * flash_dkv_bq<HS>()) * (HS + 8) * 2 + 4 * flash_dkv_bq<HS>() * 4;
+}
+
+// Copy rows r0 .. r0+R-1 (HS elements each, row i at src + i*stride) into a padded shared tile;
+// rows at or past T are zero-filled. All threads of the block take part; nothing is waited for.
+template <int HS, int R>
+__device__ __forceinline__ void flash_load_tile(bf16 *tile, const bf16 *src, int64_t stride, int r0,
+                                                int T, int tid) {
+    constexpr int LD = HS + 8, CHUNKS = HS / 8; // 16-byte chunks per row
+    for (int c = tid; c < R * CHUNKS; c += FLASH_THREADS) {
+        const int r = c / CHUNKS, ch = c % CHUNKS;
+        const bool valid = r0 + r < T;
+        const bf16 *s = valid ? src + (int64_t)(r0 + r) * stride + ch * 8 : src;
+        cp_async16(tile + r * LD + ch * 8, s, valid);
+    }
+}
+
+// Fragment addresses. For a row-major tile with leading dimension LD:
+// A operand, 16 rows from r0 x 16 columns from c0 (ldsm_x4): lane l gives row r0 + l%16,
+// column c0 + 8 (l/16).
+template <int LD>
+__device__ __forceinline__ const bf16 *frag_a(const bf16 *t, int r0, int c0, int lane) {
+    return t + (r0 + (lane & 15)) * LD + c0 + (lane >> 4) * 8;
+}
+// B operand for two n-blocks of 8 where B[k][n] = tile[n][k] (the tile's rows are the n index):
+// rows n0..n0+15, columns (k) c0..c0+15, with ldsm_x4: registers 0,1 = b0,b1 of rows n0..n0+7,
+// registers 2,3 = b0,b1 of rows n0+8..n0+15.
+template <int LD>
+__device__ __forceinline__ const bf16 *frag_bt(const bf16 *t, int n0, int c0, int lane) {
+    return t + (n0 + (lane & 7) + ((lane >> 4) << 3)) * LD + c0 + ((lane >> 3) & 1) * 8;
+}
+// B operand for two n-blocks of 8 where B[k][n] = tile[k][n] (the tile's rows are the k index):
+// rows (k) k0..k0+15, columns (n) c0..c0+15, with ldsm_x4_trans: registers 0,1 = b0,b1 of
+// columns c0..c0+7, registers 2,3 = b0,b1 of columns c0+8..c0+15.
+template <int LD>
+__device__ __forceinline__ const bf16 *frag_bn(const bf16 *t, int k0, int c0, int lane) {
+    return t + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + c0 + (lane >> 4) * 8;
+}
+
+// acc[n-blocks of 8] (16 x 8*NB) += A (16 rows of tile `a` from ar0, HS columns) times
+// tile `b`^T (rows n0 .. n0 + 8*NB - 1 of `b`, HS columns): a product of two row-major tiles
+// along their rows, e.g. S = Q K^T.
+template <int HS, int NB>
+__device__ __forceinline__ void flash_mm_rows(float acc[][4], const bf16 *a, int ar0, const bf16 *b,
+                                              int lane) {
+    constexpr int LD = HS + 8;
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+        uint32_t af[4];
+        ldsm_x4(af, frag_a<LD>(a, ar0, kk * 16, lane));
+#pragma unroll
+        for (int nb = 0; nb < NB / 2; nb++) {
+            uint32_t r[4];
+            ldsm_x4(r, frag_bt<LD>(b, nb * 16, kk * 16, lane));
+            mma_bf16_16816(acc[2 * nb], af, r[0], r[1]);
+            mma_bf16_16816(acc[2 * nb + 1], af, r[2], r[3]);
+        }
+    }
+}
+
+// acc (16 x HS) += P (16 x 8*NB, in accumulator layout, fp32, rounded to bf16 here) times the
+// row-major tile `b` (8*NB rows, HS columns): e.g. O += P V.
+template <int HS, int NB>
+__device__ __forceinline__ void flash_mm_acc(float acc[][4], const float p[][4], const bf16 *b,
+                                             int lane) {
+    constexpr int LD = HS + 8;
+#pragma unroll
+    for (int kk = 0; kk < NB / 2; kk++) {
+        // the accumulators of two n-blocks are the A fragment of one 16-wide k slice
+        const uint32_t af[4] = {pack_bf16x2(p[2 * kk][0], p[2 * kk][1]),
+                                pack_bf16x2(p[2 * kk][2], p[2 * kk][3]),
+                                pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                                pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+        for (int dp = 0; dp < HS / 16; dp++) {
+            uint32_t r[4];
+            ldsm_x4_trans(r, frag_bn<LD>(b, kk * 16, dp * 16, lane));
+            mma_bf16_16816(acc[2 * dp], af, r[0], r[1]);
+            mma_bf16_16816(acc[2 * dp + 1], af, r[2], r[3]);
+        }
+    }
+}
+
+// dst[0..1] += (lo, hi) for a bf16 pair in global memory (4-byte aligned), rounded once
+__device__ __forceinline__ void flash_add_pair(bf16 *dst, float lo, float hi) {
+    uint32_t *p = reinterpret_cast<uint32_t *>(dst);
+    const float2 old = unpack_bf16x2(*p);
+    *p = pack_bf16x2(old.x + lo, old.y + hi);
+}
+
+// ---------------------------------------------------------------------------------------------
+// forward: grid (B*NH, ceil(T/64)), FLASH_THREADS threads, flash_fwd_smem<HS>() bytes
+
+template <int HS>
+__global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p) {
+    constexpr int LD = HS + 8, BR = FLASH_BR, BC = FLASH_BC, NB = BC / 8, ND = HS / 8;
+    const int T = p.T, C = p.C;
+    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
+    const int nqb = (T + BR - 1) / BR, qb = nqb - 1 - mma_by(), q0 = qb * BR;
+    const int tid = mma_tid(), warp = tid / 32, lane = tid % 32, g = lane >> 2, tq = lane & 3;
+    const int64_t rs = 3 * (int64_t)C;
+    const bf16 *Qg = p.qkv + (int64_t)b * T * rs + h * HS, *Kg = Qg + C, *Vg = Qg + 2 * C;
+
+    bf16 *sQ = reinterpret_cast<bf16 *>(mma_smem());
+    bf16 *sK = sQ + BR * LD, *sV = sK + 2 * BC * LD; // two stages each
+
+    const int kend = T < q0 + BR ? T : q0 + BR, nkb = (kend + BC - 1) / BC;
+    flash_load_tile<HS, BR>(sQ, Qg, rs, q0, T, tid);
+    flash_load_tile<HS, BC>(sK, Kg, rs, 0, T, tid);
+    flash_load_tile<HS, BC>(sV, Vg, rs, 0, T, tid);
+    cp_async_commit();
+
+    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < ND; i++)
+        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    const int row0 = q0 + warp * 16 + g; // query of c0, c1; row0 + 8 of c2, c3
+
+    for (int j = 0; j < nkb; j++) {
+        const int st = j & 1, k0 = j * BC;
+        if (j + 1 < nkb) { // the next tile, into the other stage (freed by the last sync)
+            flash_load_tile<HS, BC>(sK + (st ^ 1) * BC * LD, Kg, rs, k0 + BC, T, tid);
+            flash_load_tile<HS, BC>(sV + (st ^ 1) * BC * LD, Vg, rs, k0 + BC, T, tid);
+        }
+        cp_async_commit();
+        cp_async_wait<1>(); // everything but the tile just requested
+        mma_sync_block();
+        const bf16 *kt = sK + st * BC * LD, *vt = sV + st * BC * LD;
+
+        float s[NB][4];
+#pragma unroll
+        for (int i = 0; i < NB; i++)
+            s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+        flash_mm_rows<HS, NB>(s, sQ, warp * 16, kt, lane);
+
+        // scale to base 2, mask the keys after the query (the diagonal tile, or one past T)
+        const bool diag = k0 + BC - 1 > q0;
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = s[nb][e] * p.scale_log2;
+                if (diag && k0 + nb * 8 + tq * 2 + (e & 1) > row0 + (e >> 1) * 8) x = -INFINITY;
+                s[nb][e] = x;
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], shfl_xor_f32(mx[r], 1));
+            mx[r] = fmaxf(mx[r], shfl_xor_f32(mx[r], 2));
+        }
+        // every row has key 0 in tile 0, so mx is finite from the first tile on; the guard
+        // keeps a row with no visible key at l = 0 instead of NaN
+        float corr[2], base[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];
+            corr[r] = exp2f(m[r] - base[r]); // 0 on the first tile (m = -inf)
+            m[r] = mx[r];
+            l[r] *= corr[r];
+        }
+        // l is this lane's share of the row sum (its columns); the quad adds them up at the end
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float pe = exp2f(s[nb][e] - base[e >> 1]);
+                s[nb][e] = pe;
+                l[e >> 1] += pe;
+            }
+#pragma unroll
+        for (int i = 0; i < ND; i++) {
+            o[i][0] *= corr[0];
+            o[i][1] *= corr[0];
+            o[i][2] *= corr[1];
+            o[i][3] *= corr[1];
+        }
+        flash_mm_acc<HS, NB>(o, s, vt, lane);
+        mma_sync_block(); // this stage is refilled two tiles from now
+    }
+    cp_async_wait<0>();
+
+    bf16 *Og = p.out + (int64_t)b * T * C + h * HS;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += shfl_xor_f32(l[r], 1);
+        l[r] += shfl_xor_f32(l[r], 2);
+        const int t = row0 + 8 * r;
+        if (t >= T) continue;
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < ND; i++) {
+            uint32_t *dst = reinterpret_cast<uint32_t *>(Og + (int64_t)t * C + i * 8 + tq * 2);
+            *dst = pack_bf16x2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+        }
+        if (tq == 0) p.lse[(int64_t)bh * T + t] = m[r] + log2f(l[r]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// backward, step 1: dsum[b,h,t] = sum_d dout[b,t,h,d] out[b,t,h,d]; one warp per row,
+// FLASH_THREADS threads, grid-stride over the B*T*NH rows
+
+template <int HS>
+__global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dsum_kernel(flash_params p) {
+    constexpr int WPB = FLASH_THREADS / 32;
+    const int lane = mma_tid() % 32;
+    const int64_t rows = (int64_t)p.B * p.T * p.NH;
+    for (int64_t row = (int64_t)mma_bx() * WPB + mma_tid() / 32; row < rows;
+         row += (int64_t)mma_gridx() * WPB) {
+        const int h = (int)(row % p.NH);
+        const int64_t bt = row / p.NH;
+        const int64_t off = bt * p.C + h * HS;
+        float acc = 0.0f;
+        for (int d = lane * 2; d < HS; d += 64) {
+            const float2 a = unpack_bf16x2(*reinterpret_cast<const uint32_t *>(p.dout + off + d));
+            const float2 o = unpack_bf16x2(*reinterpret_cast<const uint32_t *>(p.o + off + d));
+            acc += a.x * o.x + a.y * o.y;
+        }
+        for (int k = 16; k > 0; k >>= 1)
+            acc += shfl_xor_f32(acc, k);
+        const int64_t b = bt / p.T, t = bt % p.T;
+        if (lane == 0) p.dsum[(b * p.NH + h) * p.T + t] = acc;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// backward, step 2: dK and dV. grid (B*NH, ceil(T/64)), FLASH_THREADS, flash_dkv_smem<HS>()
+
+template <int HS>
+__global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_params p) {
+    constexpr int LD = HS + 8, BK = FLASH_BR, BQ = flash_dkv_bq<HS>(), NB = BQ / 8, ND = HS / 8;
+    const int T = p.T, C = p.C;
+    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
+    const int k0 = mma_by() * BK; // key tile 0 (the most query tiles) first
+    const int tid = mma_tid(), warp = tid / 32, lane = tid % 32, g = lane >> 2, tq = lane & 3;
+    const int64_t rs = 3 * (int64_t)C;
+    const bf16 *Qg = p.qkv + (int64_t)b * T * rs + h * HS, *Kg = Qg + C, *Vg = Qg + 2 * C;
+    const bf16 *dOg = p.dout + (int64_t)b * T * C + h * HS;
+    const float *Lg = p.lse + (int64_t)bh * T, *Dg = p.dsum + (int64_t)bh * T;
+
+    bf16 *sK = reinterpret_cast<bf16 *>(mma_smem());
+    bf16 *sV = sK + BK * LD, *sQ = sV + BK * LD, *sdO = sQ + 2 * BQ * LD;
+    float *sL = reinterpret_cast<float *>(sdO + 2 * BQ * LD), *sD = sL + 2 * BQ;
+
+    const int qb0 = k0 / BQ, nqb = (T + BQ - 1) / BQ; // query tiles with a query >= k0
+    flash_load_tile<HS, BK>(sK, Kg, rs, k0, T, tid);
+    flash_load_tile<HS, BK>(sV, Vg, rs, k0, T, tid);
+    flash_load_tile<HS, BQ>(sQ, Qg, rs, qb0 * BQ, T, tid);
+    flash_load_tile<HS, BQ>(sdO, dOg, C, qb0 * BQ, T, tid);
+    if (tid < BQ) {
+        const int t = qb0 * BQ + tid;
+        sL[tid] = t < T ? Lg[t] : 0.0f;
+        sD[tid] = t < T ? Dg[t] : 0.0f;
+    }
+    cp_async_commit();
+
+    float dk[ND][4], dv[ND][4];
+#pragma unroll
+    for (int i = 0; i < ND; i++)
+        for (int e = 0; e < 4; e++)
+            dk[i][e] = dv[i][e] = 0.0f;
+    const int key0 = k0 + warp * 16 + g; // key of c0, c1; key0 + 8 of c2, c3
+
+    for (int i = qb0; i < nqb; i++) {
+        const int st = (i - qb0) & 1, qs = i * BQ;
+        if (i + 1 < nqb) {
+            const int nst = st ^ 1;
+            flash_load_tile<HS, BQ>(sQ + nst * BQ * LD, Qg, rs, qs + BQ, T, tid);
+            flash_load_tile<HS, BQ>(sdO + nst * BQ * LD, dOg, C, qs + BQ, T, tid);
+            if (tid < BQ) {
+                const int t = qs + BQ + tid;
+                sL[nst * BQ + tid] = t < T ? Lg[t] : 0.0f;
+                sD[nst * BQ + tid] = t < T ? Dg[t] : 0.0f;
+            }
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        mma_sync_block();
+        const bf16 *qt = sQ + st * BQ * LD, *dot = sdO + st * BQ * LD;
+        const float *lt = sL + st * BQ, *dt = sD + st * BQ;
+
+        // S^T (16 keys x BQ queries) = K Q^T, then P^T = exp2(s - lse2[query]), 0 where masked
+        float s[NB][4];
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        flash_mm_rows<HS, NB>(s, sK, warp * 16, qt, lane);
+        const bool diag = k0 + BK - 1 > qs; // some key of the tile comes after some query
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int qi = n * 8 + tq * 2 + (e & 1), t = qs + qi;
+                const bool off = t >= T || (diag && key0 + (e >> 1) * 8 > t);
+                s[n][e] = off ? 0.0f : exp2f(s[n][e] * p.scale_log2 - lt[qi]);
+            }
+        // dV += P^T dO
+        flash_mm_acc<HS, NB>(dv, s, dot, lane);
+        // dP^T (16 keys x BQ queries) = V dO^T;  dS^T = P^T (dP^T - dsum[query])
+        float dp[NB][4];
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+            dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+        flash_mm_rows<HS, NB>(dp, sV, warp * 16, dot, lane);
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                dp[n][e] = s[n][e] * (dp[n][e] - dt[n * 8 + tq * 2 + (e & 1)]);
+        // dK += dS^T Q   (scaled at the end)
+        flash_mm_acc<HS, NB>(dk, dp, qt, lane);
+        mma_sync_block();
+    }
+    cp_async_wait<0>();
+
+    bf16 *dKg = p.dqkv + (int64_t)b * T * rs + C + h * HS, *dVg = dKg + C;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int t = key0 + 8 * r;
+        if (t >= T) continue;
+#pragma unroll
+        for (int i = 0; i < ND; i++) {
+            const int64_t off = (int64_t)t * rs + i * 8 + tq * 2;
+            flash_add_pair(dKg + off, dk[i][2 * r] * p.scale, dk[i][2 * r + 1] * p.scale);
+            flash_add_pair(dVg + off, dv[i][2 * r], dv[i][2 * r + 1]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// backward, step 3: dQ. grid (B*NH, ceil(T/64)), FLASH_THREADS, flash_dq_smem<HS>()
+
+template <int HS>
+__global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_params p) {
+    constexpr int LD = HS + 8, BR = FLASH_BR, BC = FLASH_BC, NB = BC / 8, ND = HS / 8;
+    const int T = p.T, C = p.C;
+    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
+    const int nqb = (T + BR - 1) / BR, qb = nqb - 1 - mma_by(), q0 = qb * BR;
+    const int tid = mma_tid(), warp = tid / 32, lane = tid % 32, g = lane >> 2, tq = lane & 3;
+    const int64_t rs = 3 * (int64_t)C;
+    const bf16 *Qg = p.qkv + (int64_t)b * T * rs + h * HS, *Kg = Qg + C, *Vg = Qg + 2 * C;
+    const bf16 *dOg = p.dout + (int64_t)b * T * C + h * HS;
+
+    bf16 *sQ = reinterpret_cast<bf16 *>(mma_smem());
+    bf16 *sdO = sQ + BR * LD, *sK = sdO + BR * LD, *sV = sK + 2 * BC * LD;
+
+    const int kend = T < q0 + BR ? T : q0 + BR, nkb = (kend + BC - 1) / BC;
+    flash_load_tile<HS, BR>(sQ, Qg, rs, q0, T, tid);
+    flash_load_tile<HS, BR>(sdO, dOg, C, q0, T, tid);
+    flash_load_tile<HS, BC>(sK, Kg, rs, 0, T, tid);
+    flash_load_tile<HS, BC>(sV, Vg, rs, 0, T, tid);
+    cp_async_commit();
+
+    const int row0 = q0 + warp * 16 + g;
+    float lse[2], dsum[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int t = row0 + 8 * r;
+        lse[r] = t < T ? p.lse[(int64_t)bh * T + t] : 0.0f;
+        dsum[r] = t < T ? p.dsum[(int64_t)bh * T + t] : 0.0f;
+    }
+    float dq[ND][4];
+#pragma unroll
+    for (int i = 0; i < ND; i++)
+        dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
+
+    for (int j = 0; j < nkb; j++) {
+        const int st = j & 1, k0 = j * BC;
+        if (j + 1 < nkb) {
+            flash_load_tile<HS, BC>(sK + (st ^ 1) * BC * LD, Kg, rs, k0 + BC, T, tid);
+            flash_load_tile<HS, BC>(sV + (st ^ 1) * BC * LD, Vg, rs, k0 + BC, T, tid);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        mma_sync_block();
+        const bf16 *kt = sK + st * BC * LD, *vt = sV + st * BC * LD;
+
+        // P = exp2(s - lse2), 0 after the diagonal and for queries past T
+        float s[NB][4];
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        flash_mm_rows<HS, NB>(s, sQ, warp * 16, kt, lane);
+        const bool diag = k0 + BC - 1 > q0;
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int t = row0 + (e >> 1) * 8, key = k0 + n * 8 + tq * 2 + (e & 1);
+                const bool off = t >= T || (diag && key > t);
+                s[n][e] = off ? 0.0f : exp2f(s[n][e] * p.scale_log2 - lse[e >> 1]);
+            }
+        // dP = dO V^T;  dS = P (dP - dsum)
+        float dp[NB][4];
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+            dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+        flash_mm_rows<HS, NB>(dp, sdO, warp * 16, vt, lane);
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                dp[n][e] = s[n][e] * (dp[n][e] - dsum[e >> 1]);
+        // dQ += dS K   (scaled at the end)
+        flash_mm_acc<HS, NB>(dq, dp, kt, lane);
+        mma_sync_block();
+    }
+    cp_async_wait<0>();
+
+    bf16 *dQg = p.dqkv + (int64_t)b * T * rs + h * HS;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int t = row0 + 8 * r;
+        if (t >= T) continue;
+#pragma unroll
+        for (int i = 0; i < ND; i++)
+            flash_add_pair(dQg + (int64_t)t * rs + i * 8 + tq * 2, dq[i][2 * r] * p.scale,
+                           dq[i][2 * r + 1] * p.scale);
+    }
+}
+
+#endif

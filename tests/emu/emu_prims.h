@@ -1,0 +1,236 @@
+// emu_prims.h — the primitives of kernels/cuda/mma.cuh, emulated on CPU threads, so the
+// tensor-core kernels (kernels/cuda/flash_attention.cuh) run and are checked on a machine
+// without a GPU.
+//
+// Every GPU thread of a block is a host thread; blocks run one after another. Warp-collective
+// operations (ldmatrix, mma.sync, shuffles) are a rendezvous of the warp's 32 threads: each posts
+// its operands, a barrier, each computes its own result from the others' operands following the
+// fragment layouts of the PTX ISA (restated in mma.cuh), a second barrier. __syncthreads is a
+// barrier of the block. cp.async copies are deferred until the thread waits for their group, so
+// a tile read before its cp.async.wait_group (or before the barrier that publishes other threads'
+// copies) holds stale data and the result is wrong, as it could be on the GPU.
+//
+// Checked on the way, with a message and abort(): ldmatrix row addresses and cp.async
+// destinations inside the block's shared memory and 16-byte aligned; cp.async sources 16-byte
+// aligned; copies still in flight when a thread finishes; barriers that not all threads reach
+// (they hang: the test has a timeout). What it cannot show: timing, bank conflicts, register
+// pressure, and layouts that differ from the documented ones.
+#ifndef TESSERA_EMU_PRIMS_H
+#define TESSERA_EMU_PRIMS_H
+
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+struct bf16 {
+    uint16_t bits;
+};
+
+inline float bf16_f32(bf16 x) {
+    const uint32_t u = (uint32_t)x.bits << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline bf16 f32_bf16(float f) { // round to nearest even, NaN kept a NaN
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{(uint16_t)((u >> 16) | 0x40)};
+    u += 0x7fffu + ((u >> 16) & 1);
+    return bf16{(uint16_t)(u >> 16)};
+}
+struct float2 {
+    float x, y;
+};
+inline uint32_t pack_bf16x2(float lo, float hi) {
+    return (uint32_t)f32_bf16(lo).bits | ((uint32_t)f32_bf16(hi).bits << 16);
+}
+inline float2 unpack_bf16x2(uint32_t v) {
+    return float2{bf16_f32(bf16{(uint16_t)(v & 0xffff)}), bf16_f32(bf16{(uint16_t)(v >> 16)})};
+}
+
+namespace emu {
+
+[[noreturn]] inline void fail(const char *what, const void *p) {
+    fprintf(stderr, "emu: %s (address %p)\n", what, p);
+    abort();
+}
+
+struct copy {
+    void *dst;
+    const void *src;
+    bool valid;
+};
+
+struct block {
+    int nthreads = 0, bx = 0, by = 0, gridx = 0;
+    char *smem = nullptr;
+    size_t smem_bytes = 0;
+    std::unique_ptr<std::barrier<>> all;
+    std::vector<std::unique_ptr<std::barrier<>>> warp;
+    std::vector<const void *> ptr; // per thread: posted address
+    std::vector<uint32_t> u;       // per thread: 6 posted registers
+    std::vector<float> f;          // per thread: one posted float
+};
+
+inline thread_local block *blk = nullptr;
+inline thread_local int tid = 0;
+inline thread_local std::vector<std::vector<copy>> committed; // oldest first
+inline thread_local std::vector<copy> open_group;
+
+inline void check_smem(const void *p, size_t bytes, const char *what) {
+    const char *c = (const char *)p;
+    if (c < blk->smem || c + bytes > blk->smem + blk->smem_bytes) fail(what, p);
+    if (((uintptr_t)p & 15) != 0) fail("shared-memory address not 16-byte aligned", p);
+}
+
+inline void warp_sync() { blk->warp[tid / 32]->arrive_and_wait(); }
+inline const void *posted_ptr(int lane) { return blk->ptr[(tid / 32) * 32 + lane]; }
+inline const uint32_t *posted_u(int lane) { return &blk->u[6 * ((tid / 32) * 32 + lane)]; }
+
+// Run kernel() as a grid (gridx, gridy) of blocks of nthreads threads with smem_bytes of dynamic
+// shared memory (filled with a garbage pattern, as on the GPU nothing is zeroed).
+inline void launch(int gridx, int gridy, int nthreads, size_t smem_bytes,
+                   const std::function<void()> &kernel) {
+    std::vector<char> smem(smem_bytes + 16);
+    char *base = (char *)(((uintptr_t)smem.data() + 15) & ~(uintptr_t)15);
+    for (int by = 0; by < gridy; by++)
+        for (int bx = 0; bx < gridx; bx++) {
+            memset(base, 0x7f, smem_bytes); // bf16 0x7f7f: a large number, not zero
+            block b;
+            b.nthreads = nthreads;
+            b.bx = bx;
+            b.by = by;
+            b.gridx = gridx;
+            b.smem = base;
+            b.smem_bytes = smem_bytes;
+            b.all = std::make_unique<std::barrier<>>(nthreads);
+            for (int w = 0; w < nthreads / 32; w++)
+                b.warp.push_back(std::make_unique<std::barrier<>>(32));
+            b.ptr.resize(nthreads);
+            b.u.resize(6 * nthreads);
+            b.f.resize(nthreads);
+            std::vector<std::thread> threads;
+            for (int t = 0; t < nthreads; t++)
+                threads.emplace_back([&b, t, &kernel] {
+                    blk = &b;
+                    tid = t;
+                    committed.clear();
+                    open_group.clear();
+                    kernel();
+                    if (!committed.empty() || !open_group.empty())
+                        fail("thread finished with cp.async copies never waited for", nullptr);
+                });
+            for (auto &t : threads)
+                t.join();
+        }
+}
+
+} // namespace emu
+
+inline int mma_tid(void) { return emu::tid; }
+inline int mma_bx(void) { return emu::blk->bx; }
+inline int mma_by(void) { return emu::blk->by; }
+inline int mma_gridx(void) { return emu::blk->gridx; }
+inline void mma_sync_block(void) { emu::blk->all->arrive_and_wait(); }
+inline char *mma_smem(void) { return emu::blk->smem; }
+
+inline float shfl_xor_f32(float v, int mask) {
+    emu::blk->f[emu::tid] = v;
+    emu::warp_sync();
+    const float r = emu::blk->f[(emu::tid / 32) * 32 + ((emu::tid % 32) ^ mask)];
+    emu::warp_sync();
+    return r;
+}
+
+// ldmatrix .x4: matrix i's rows come from lanes 8i..8i+7; lane l gets row l/4, pair 2(l%4)
+inline void ldsm_x4(uint32_t r[4], const bf16 *row) {
+    emu::check_smem(row, 16, "ldmatrix row address outside shared memory");
+    emu::blk->ptr[emu::tid] = row;
+    emu::warp_sync();
+    const int lane = emu::tid % 32;
+    for (int i = 0; i < 4; i++) {
+        const uint16_t *m = (const uint16_t *)emu::posted_ptr(8 * i + lane / 4);
+        r[i] = (uint32_t)m[2 * (lane % 4)] | ((uint32_t)m[2 * (lane % 4) + 1] << 16);
+    }
+    emu::warp_sync();
+}
+// .trans: lane l gets rows 2(l%4), 2(l%4)+1 of column l/4
+inline void ldsm_x4_trans(uint32_t r[4], const bf16 *row) {
+    emu::check_smem(row, 16, "ldmatrix row address outside shared memory");
+    emu::blk->ptr[emu::tid] = row;
+    emu::warp_sync();
+    const int lane = emu::tid % 32;
+    for (int i = 0; i < 4; i++) {
+        const uint16_t *m0 = (const uint16_t *)emu::posted_ptr(8 * i + 2 * (lane % 4));
+        const uint16_t *m1 = (const uint16_t *)emu::posted_ptr(8 * i + 2 * (lane % 4) + 1);
+        r[i] = (uint32_t)m0[lane / 4] | ((uint32_t)m1[lane / 4] << 16);
+    }
+    emu::warp_sync();
+}
+
+// mma.m16n8k16.row.col.f32.bf16.bf16.f32: c += A B with the fragment layouts of mma.cuh
+inline void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    uint32_t *mine = &emu::blk->u[6 * emu::tid];
+    for (int i = 0; i < 4; i++)
+        mine[i] = a[i];
+    mine[4] = b0;
+    mine[5] = b1;
+    emu::warp_sync();
+    const int lane = emu::tid % 32, g = lane / 4, q = lane % 4;
+    auto elem = [](uint32_t reg, int half) {
+        return bf16_f32(bf16{(uint16_t)(half ? reg >> 16 : reg & 0xffff)});
+    };
+    auto A = [&](int row, int k) { // a_i of lane (row%8)*4 + (k%8)/2
+        const uint32_t *src = emu::posted_u((row % 8) * 4 + (k % 8) / 2);
+        return elem(src[(row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k & 1);
+    };
+    auto Bm = [&](int k, int n) { // b_i of lane n*4 + (k%8)/2
+        const uint32_t *src = emu::posted_u(n * 4 + (k % 8) / 2);
+        return elem(src[4 + (k >= 8 ? 1 : 0)], k & 1);
+    };
+    for (int e = 0; e < 4; e++) {
+        const int row = g + (e >> 1) * 8, col = 2 * q + (e & 1);
+        float acc = 0.0f;
+        for (int k = 0; k < 16; k++)
+            acc += A(row, k) * Bm(k, col);
+        c[e] += acc;
+    }
+    emu::warp_sync();
+}
+
+inline void cp_async16(void *dst, const void *src, bool valid) {
+    emu::check_smem(dst, 16, "cp.async destination outside shared memory");
+    if (((uintptr_t)src & 15) != 0) emu::fail("cp.async source not 16-byte aligned", src);
+    emu::open_group.push_back(emu::copy{dst, src, valid});
+}
+inline void cp_async_commit(void) {
+    emu::committed.push_back(std::move(emu::open_group));
+    emu::open_group.clear();
+}
+template <int N> inline void cp_async_wait(void) {
+    while (emu::committed.size() > (size_t)N) {
+        for (const emu::copy &c : emu::committed.front()) {
+            if (c.valid)
+                memcpy(c.dst, c.src, 16);
+            else
+                memset(c.dst, 0, 16);
+        }
+        emu::committed.erase(emu::committed.begin());
+    }
+}
+
+#endif
