@@ -118,17 +118,16 @@ static void w_mm_backward(void *dinp, real *dw, real *dbias, const void *dout, c
 // causal attention: Q K^T and A V over the lower triangle, 2 products of T*T/2 * hs MACs each
 static double attention_flops(int B, int T, int C) { return 2.0 * 2.0 * B * (T * T / 2.0) * C; }
 
-static void w_att_forward(void *out, void *preatt, void *att, const void *qkv, int B, int T, int C,
-                          int NH) {
+static void w_att_forward(void *out, void *state, const void *qkv, int B, int T, int C, int NH) {
     double t0 = ts_now();
-    inner->attention_forward(out, preatt, att, qkv, B, T, C, NH);
+    inner->attention_forward(out, state, qkv, B, T, C, NH);
     site_add("attention_forward", t0, attention_flops(B, T, C));
 }
 
-static void w_att_backward(void *dqkv, void *dpreatt, void *datt, const void *dout, const void *qkv,
-                           const void *att, int B, int T, int C, int NH) {
+static void w_att_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
+                           const void *state, int B, int T, int C, int NH) {
     double t0 = ts_now();
-    inner->attention_backward(dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH);
+    inner->attention_backward(dqkv, dout, qkv, out, state, B, T, C, NH);
     site_add("attention_backward", t0, 2 * attention_flops(B, T, C));
 }
 

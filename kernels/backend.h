@@ -89,13 +89,18 @@ typedef struct TS_REAL(backend) {
                             const void *w, int N, int C, int OC);
 
     // causal multi-head self-attention. qkv (B,T,3C) holds q | k | v, each C = NH heads of
-    // C/NH; out (B,T,C). preatt and att (B,NH,T,T): scores and softmax probabilities, saved
-    // for backward (entries above the diagonal are unused).
-    void (*attention_forward)(void *out, void *preatt, void *att, const void *qkv, int B, int T,
-                              int C, int NH);
-    // dqkv += ...; dpreatt and datt (B,NH,T,T) are scratch the caller provides
-    void (*attention_backward)(void *dqkv, void *dpreatt, void *datt, const void *dout,
-                               const void *qkv, const void *att, int B, int T, int C, int NH);
+    // C/NH; out (B,T,C).
+    // attention_state_bytes: bytes of backend memory attention_forward needs for what it saves
+    // for attention_backward, for these shapes (a buffer sized for larger B or T also serves
+    // smaller ones); layout is the backend's own. The CPU backend keeps preatt | att there,
+    // (B,NH,T,T) each, of act_dtype: scores and softmax probabilities (entries above the
+    // diagonal are 0; tests may read them in that order).
+    size_t (*attention_state_bytes)(int B, int T, int C, int NH);
+    void (*attention_forward)(void *out, void *state, const void *qkv, int B, int T, int C, int NH);
+    // dqkv += ...; out and state as attention_forward left them (some backends need out); any
+    // scratch is the backend's own
+    void (*attention_backward)(void *dqkv, const void *dout, const void *qkv, const void *out,
+                               const void *state, int B, int T, int C, int NH);
 
     // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     void (*gelu_forward)(void *out, const void *inp, size_t n);

@@ -11,14 +11,15 @@
 // ---------------------------------------------------------------------------------------------
 // activations: one buffer (act_dtype) carved into named regions, and one small `real` buffer for
 // LayerNorm statistics and losses. Per-layer regions are sized for (max_B, maxT) so a smaller
-// micro-batch or sequence just uses a prefix of each.
+// micro-batch or sequence just uses a prefix of each. What attention forward saves for backward
+// is the backend's own (attention_state_bytes): one more buffer, one slot per layer, outside the
+// activations (it has no gradient).
 
 typedef struct {
     void *encoded;             // (B,T,C)
     void *ln1;                 // (L,B,T,C)
     void *qkv;                 // (L,B,T,3C)
     void *atty;                // (L,B,T,C)
-    void *preatt, *att;        // (L,B,NH,T,T)
     void *attproj, *residual2; // (L,B,T,C)
     void *ln2;                 // (L,B,T,C)
     void *fch, *fch_gelu;      // (L,B,T,4C)
@@ -34,8 +35,8 @@ typedef struct {
 } stats_view;
 
 typedef struct {
-    size_t btc, bt, att; // per-layer strides, in elements
-    size_t esz;          // bytes per activation element
+    size_t btc, bt; // per-layer strides, in elements
+    size_t esz;     // bytes per activation element
 } acts_strides;
 
 static acts_strides strides_of(const TS_REAL(gpt2) * m) {
@@ -43,7 +44,6 @@ static acts_strides strides_of(const TS_REAL(gpt2) * m) {
     acts_strides s;
     s.bt = (size_t)m->max_B * c->seq_len;
     s.btc = s.bt * c->width;
-    s.att = (size_t)m->max_B * c->heads * c->seq_len * c->seq_len;
     s.esz = ts_dtype_size(m->be->act_dtype);
     return s;
 }
@@ -65,8 +65,6 @@ static size_t acts_layout(const TS_REAL(gpt2) * m, void *base, acts_view *v) {
     REGION(ln1, L * s.btc);
     REGION(qkv, L * 3 * s.btc);
     REGION(atty, L * s.btc);
-    REGION(preatt, L * s.att);
-    REGION(att, L * s.att);
     REGION(attproj, L * s.btc);
     REGION(residual2, L * s.btc);
     REGION(ln2, L * s.btc);
@@ -140,13 +138,16 @@ ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
     gpt2_param_table(&m->cfg, m->tensors, m->n_tensors, &m->n_params);
     m->n_acts = acts_layout(m, NULL, NULL);
     m->n_stats = stats_layout(m, NULL, NULL);
+    size_t state = be->attention_state_bytes(max_B, m->cfg.seq_len, m->cfg.width, m->cfg.heads);
+    m->att_state_stride = (state + 255) / 256 * 256;
 
     // everything is sized here, once; refuse what cannot fit before allocating any of it
     size_t psz = ts_dtype_size(be->param_dtype), asz = ts_dtype_size(be->act_dtype);
     int shared_master = psz == sizeof(real) && be->param_dtype != TS_BF16;
     size_t bt = (size_t)max_B * m->cfg.seq_len;
     m->bytes = m->n_params * sizeof(real) * 2 + (shared_master ? 0 : m->n_params * psz) +
-               m->n_acts * asz * 2 + m->n_stats * sizeof(real) + 2 * bt * sizeof(int);
+               m->n_acts * asz * 2 + m->n_stats * sizeof(real) +
+               (size_t)m->cfg.layers * m->att_state_stride + 2 * bt * sizeof(int);
     size_t avail = be->mem_free ? be->mem_free() : 0;
     if (avail && m->bytes + extra_bytes > avail) {
         log_error("model: needs %.2f GiB of %s memory (weights, gradients, activations for "
@@ -164,6 +165,7 @@ ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
     m->acts = be->alloc(m->n_acts * asz);
     m->grad_acts = be->alloc(m->n_acts * asz);
     m->stats = be->alloc(m->n_stats * sizeof(real));
+    m->att_state = be->alloc((size_t)m->cfg.layers * m->att_state_stride);
     m->tokens = be->alloc(bt * sizeof(int));
     m->targets = be->alloc(bt * sizeof(int));
     m->losses_host = ts_calloc(bt, sizeof(real), "per-token losses");
@@ -183,6 +185,7 @@ void TS_REAL(gpt2_destroy)(TS_REAL(gpt2) * m) {
     m->be->free(m->acts);
     m->be->free(m->grad_acts);
     m->be->free(m->stats);
+    m->be->free(m->att_state);
     m->be->free(m->tokens);
     m->be->free(m->targets);
     free(m->tensors);
@@ -278,8 +281,8 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
         block_params p = block_at(m, m->params, pe, l);
         const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
         void *ln1 = at(a.ln1, l * s.btc, e), *qkv = at(a.qkv, l * 3 * s.btc, e);
-        void *atty = at(a.atty, l * s.btc, e), *preatt = at(a.preatt, l * s.att, e);
-        void *att = at(a.att, l * s.att, e), *attproj = at(a.attproj, l * s.btc, e);
+        void *atty = at(a.atty, l * s.btc, e), *attproj = at(a.attproj, l * s.btc, e);
+        void *att_state = at(m->att_state, l, m->att_state_stride);
         void *residual2 = at(a.residual2, l * s.btc, e), *ln2 = at(a.ln2, l * s.btc, e);
         void *fch = at(a.fch, l * 4 * s.btc, e), *fch_gelu = at(a.fch_gelu, l * 4 * s.btc, e);
         void *fcproj = at(a.fcproj, l * s.btc, e), *residual3 = at(a.residual3, l * s.btc, e);
@@ -287,7 +290,7 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
 
         // ln1 of this block was computed by the previous block's fused residual+LayerNorm
         be->matmul_forward(qkv, ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
-        be->attention_forward(atty, preatt, att, qkv, B, T, C, NH);
+        be->attention_forward(atty, att_state, qkv, B, T, C, NH);
         be->matmul_forward(attproj, atty, p.projw, p.projb, BT, C, C);
         be->residual_layernorm_forward(residual2, ln2, st.ln2_mean + ob, st.ln2_rstd + ob, residual,
                                        attproj, p.ln2w, p.ln2b, BT, C);
@@ -359,7 +362,7 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
         block_params g = block_at(m, m->grads, sizeof(real), l);
         const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
         void *dresidual = l == 0 ? d.encoded : at(d.residual3, (l - 1) * s.btc, e);
-        size_t o = l * s.btc, o4 = l * 4 * s.btc, o3 = l * 3 * s.btc, ob = l * s.bt, oa = l * s.att;
+        size_t o = l * s.btc, o4 = l * 4 * s.btc, o3 = l * 3 * s.btc, ob = l * s.bt;
 
         // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
         void *dres3 = at(d.residual3, o, e), *dres2 = at(d.residual2, o, e);
@@ -376,8 +379,9 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
         // residual2 = residual + proj(attention(qkv(ln1(residual))))
         be->matmul_backward(at(d.atty, o, e), g.projw, g.projb, dres2, at(a.atty, o, e), p.projw,
                             BT, C, C);
-        be->attention_backward(at(d.qkv, o3, e), at(d.preatt, oa, e), at(d.att, oa, e),
-                               at(d.atty, o, e), at(a.qkv, o3, e), at(a.att, oa, e), B, T, C, NH);
+        be->attention_backward(at(d.qkv, o3, e), at(d.atty, o, e), at(a.qkv, o3, e),
+                               at(a.atty, o, e), at(m->att_state, l, m->att_state_stride), B, T, C,
+                               NH);
         be->matmul_backward(at(d.ln1, o, e), g.qkvw, g.qkvb, at(d.qkv, o3, e), at(a.ln1, o, e),
                             p.qkvw, BT, C, 3 * C);
         be->add_inplace(dresidual, dres2, (size_t)BT * C);

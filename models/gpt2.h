@@ -65,6 +65,11 @@ typedef struct TS_REAL(gpt2) {
     int *targets;      // backend memory (max_B*maxT)
     real *losses_host; // host copy of per-token losses (max_B*maxT)
     size_t bytes;      // backend memory this model holds
+    // backend memory: what attention forward saves for backward, in the backend's own layout;
+    // layer l's at byte att_state_stride * l, the stride being attention_state_bytes for
+    // (max_B, maxT) rounded up to 256
+    void *att_state;
+    size_t att_state_stride;
 
     // Optional hook, called by backward each time the gradients at flat offsets >= ready_from
     // have their final value (after the final LayerNorm, after each block, after the

@@ -78,12 +78,37 @@ static void cpu_mm_bwd(void *dinp, real *dw, real *dbias, const void *dout, cons
                        const void *w, int N, int C, int OC) {
     TS_REAL(cpu_matmul_backward)(dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
-static void cpu_att_fwd(void *out, void *preatt, void *att, const void *qkv, int B, int T, int C,
-                        int NH) {
+// attention state: preatt | att, (B,NH,T,T) each (see backend.h)
+static size_t cpu_att_state_bytes(int B, int T, int C, int NH) {
+    (void)C;
+    return 2 * (size_t)B * NH * T * T * sizeof(real);
+}
+static void cpu_att_fwd(void *out, void *state, const void *qkv, int B, int T, int C, int NH) {
+    real *preatt = state, *att = preatt + (size_t)B * NH * T * T;
     TS_REAL(cpu_attention_forward)(out, preatt, att, qkv, B, T, C, NH);
 }
-static void cpu_att_bwd(void *dqkv, void *dpreatt, void *datt, const void *dout, const void *qkv,
-                        const void *att, int B, int T, int C, int NH) {
+// dpreatt | datt, (B,NH,T,T) each: backward's scratch, kept between calls and grown when a call
+// needs more (one per precision: this file is compiled once for each). Like every op, not to be
+// called from two threads at once.
+static real *cpu_att_scratch;
+static size_t cpu_att_scratch_n;
+
+static void cpu_att_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
+                        const void *state, int B, int T, int C, int NH) {
+    (void)out;
+    const size_t n = (size_t)B * NH * T * T;
+    if (2 * n > cpu_att_scratch_n) {
+        real *grown = realloc(cpu_att_scratch, 2 * n * sizeof(real));
+        if (!grown) {
+            log_error("out of memory allocating %zu bytes for the attention backward scratch",
+                      2 * n * sizeof(real));
+            exit(TS_EXIT_SYSTEM);
+        }
+        cpu_att_scratch = grown;
+        cpu_att_scratch_n = 2 * n;
+    }
+    const real *att = (const real *)state + n;
+    real *dpreatt = cpu_att_scratch, *datt = cpu_att_scratch + n;
     TS_REAL(cpu_attention_backward)(dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH);
 }
 static void cpu_gelu_fwd(void *out, const void *inp, size_t n) {
@@ -138,6 +163,7 @@ static const TS_REAL(backend) cpu_backend = {
     .matmul_forward = cpu_mm_fwd,
     .matmul_gelu_forward = cpu_mm_gelu_fwd,
     .matmul_backward = cpu_mm_bwd,
+    .attention_state_bytes = cpu_att_state_bytes,
     .attention_forward = cpu_att_fwd,
     .attention_backward = cpu_att_bwd,
     .gelu_forward = cpu_gelu_fwd,

@@ -1,7 +1,11 @@
-// attention.cu — CUDA causal multi-head self-attention: batched GEMMs and a fused softmax.
+// attention.cu — CUDA causal multi-head self-attention: the backend's entry points, and the
+// simple path (batched GEMMs and a fused softmax).
 //
 // Shapes as in backend.h: qkv (B,T,3C), row (b,t) = q | k | v, each C = NH heads of hs = C/NH;
-// out and dout (B,T,C); preatt, att, dpreatt, datt (B,NH,T,T), of the activation type.
+// out and dout (B,T,C). The simple path's state (what forward saves for backward) is
+// preatt | att, (B,NH,T,T) each, of the activation type; its backward's dpreatt and datt
+// ((nb,NH,T,T) each for a chunk of nb samples, below) live in a device buffer of this file,
+// grown when a call needs more and freed by cuda_attention_free.
 //
 // One head's Q, K, V are (T,hs) matrices with row stride 3C inside qkv, and the heads of one
 // batch row are hs apart, so (b,h) pairs are not one stride apart. The kernels therefore first
@@ -15,9 +19,10 @@
 //                     dQ = scale dP K;  dK = scale dP^T Q;  dqkv += merge(dQ | dK | dV)
 // Entries above the diagonal of P, A, dP and dA are written as 0, as the CPU reference does.
 //
-// Scratch: 4 head-major slots of (nb,NH,T,hs) elements (3 in forward). The batch is processed
-// in chunks of nb samples, nb as large as the scratch allows (all of B for GPT-2 124M at B=16,
-// T=1024 with the backend's scratch), so a larger model still runs, in more launches.
+// Scratch: 4 head-major slots of (nb,NH,T,hs) elements (3 in forward) from the backend's scratch
+// (cuda_scratch). The batch is processed in chunks of nb samples, nb as large as that scratch
+// allows (all of B for GPT-2 124M at B=16, T=1024), so a larger model still runs, in more
+// launches.
 // Accumulation is fp32 inside the GEMMs and kernels; in bf16 mode the scores, probabilities and
 // head-major copies are stored in bf16.
 #include <math.h>
@@ -192,8 +197,45 @@ static att_plan att_plan_scratch(ts_dtype dt, int B, int T, int C, int nslots, c
     return pl;
 }
 
+// backward's dpreatt | datt: a device buffer kept between calls, grown when a call needs more
+// (the old one freed once the stream is done with it). The first backward allocates it: 2 x
+// nb*NH*T*T elements, 0.75 GiB for GPT-2 124M at B=16, T=1024 in bf16.
+static void *att_bwd_buf;
+static size_t att_bwd_bytes;
+
+static void *att_backward_scratch(size_t bytes, cudaStream_t s) {
+    if (bytes <= att_bwd_bytes) return att_bwd_buf;
+    if (att_bwd_buf) {
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        CUDA_CHECK(cudaFree(att_bwd_buf));
+        att_bwd_buf = NULL;
+        att_bwd_bytes = 0;
+    }
+    cudaError_t err = cudaMalloc(&att_bwd_buf, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        att_bwd_buf = NULL;
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();
+        int dev = -1;
+        cudaGetDevice(&dev);
+        log_error("CUDA device %d: out of memory allocating %zu bytes (%.1f MiB; %.1f MiB free) "
+                  "for the attention backward scratch: %s; lower train.micro_batch",
+                  dev, bytes, bytes / 1048576.0, free_b / 1048576.0, cudaGetErrorString(err));
+        exit(TS_EXIT_SYSTEM);
+    }
+    att_bwd_bytes = bytes;
+    return att_bwd_buf;
+}
+
+void cuda_attention_free(void) {
+    if (att_bwd_buf) CUDA_CHECK(cudaFree(att_bwd_buf));
+    att_bwd_buf = NULL;
+    att_bwd_bytes = 0;
+}
+
 // ---------------------------------------------------------------------------------------------
-// the launchers
+// the launchers of the simple path
 
 template <typename T>
 static void att_forward(T *out, T *preatt, T *att, const T *qkv, int B, int Tn, int C, int NH,
@@ -233,13 +275,16 @@ static void att_forward(T *out, T *preatt, T *att, const T *qkv, int B, int Tn, 
 }
 
 template <typename T>
-static void att_backward(T *dqkv, T *dpreatt, T *datt, const T *dout, const T *qkv, const T *att,
-                         int B, int Tn, int C, int NH, cudaStream_t s) {
+static void att_backward(T *dqkv, const T *dout, const T *qkv, const T *att, int B, int Tn, int C,
+                         int NH, cudaStream_t s) {
     const ts_dtype dt = sizeof(T) == 2 ? TS_BF16 : TS_F32;
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     const int64_t TT = (int64_t)Tn * Tn, Thd = (int64_t)Tn * hs;
     att_plan pl = att_plan_scratch(dt, B, Tn, C, 4, "backward");
+    // dA and dP of one chunk, reused by the next (the stream orders them)
+    const size_t chunk_tt = (size_t)pl.nb * NH * TT;
+    T *dA = (T *)att_backward_scratch(2 * chunk_tt * sizeof(T), s), *dP = dA + chunk_tt;
     T *slot[4];
     for (int i = 0; i < 4; i++)
         slot[i] = (T *)(pl.base + i * pl.slot_bytes);
@@ -252,7 +297,6 @@ static void att_backward(T *dqkv, T *dpreatt, T *datt, const T *dout, const T *q
         const int nbh = nb * NH;
         const size_t n = (size_t)nb * Tn * C, rows = (size_t)nbh * Tn;
         const T *A = att + (size_t)b0 * NH * TT;
-        T *dA = datt + (size_t)b0 * NH * TT, *dP = dpreatt + (size_t)b0 * NH * TT;
 
         att_parts<T> qkv_h = {{q, k, v}}, do_h = {{dO, NULL, NULL}};
         att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
@@ -283,20 +327,51 @@ static void att_backward(T *dqkv, T *dpreatt, T *datt, const T *dout, const T *q
     }
 }
 
-void cuda_attention_forward(ts_dtype dt, void *out, void *preatt, void *att, const void *qkv, int B,
-                            int T, int C, int NH, cudaStream_t s) {
-    if (B <= 0 || T <= 0 || C <= 0) return;
-    TS_ASSERT(NH > 0 && C % NH == 0);
-    TS_DISPATCH(dt, E,
-                att_forward<E>((E *)out, (E *)preatt, (E *)att, (const E *)qkv, B, T, C, NH, s));
+size_t cuda_attention_simple_state_bytes(ts_dtype dt, int B, int T, int C, int NH) {
+    (void)C;
+    return 2 * (size_t)B * NH * T * T * ts_dtype_size(dt);
 }
 
-void cuda_attention_backward(ts_dtype dt, void *dqkv, void *dpreatt, void *datt, const void *dout,
-                             const void *qkv, const void *att, int B, int T, int C, int NH,
-                             cudaStream_t s) {
+void cuda_attention_simple_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B,
+                                   int T, int C, int NH, cudaStream_t s) {
     if (B <= 0 || T <= 0 || C <= 0) return;
     TS_ASSERT(NH > 0 && C % NH == 0);
+    const size_t n = (size_t)B * NH * T * T;
+    TS_DISPATCH(
+        dt, E,
+        att_forward<E>((E *)out, (E *)state, (E *)state + n, (const E *)qkv, B, T, C, NH, s));
+}
+
+void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
+                                    const void *state, int B, int T, int C, int NH,
+                                    cudaStream_t s) {
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    TS_ASSERT(NH > 0 && C % NH == 0);
+    const size_t n = (size_t)B * NH * T * T;
     TS_DISPATCH(dt, E,
-                att_backward<E>((E *)dqkv, (E *)dpreatt, (E *)datt, (const E *)dout, (const E *)qkv,
-                                (const E *)att, B, T, C, NH, s));
+                att_backward<E>((E *)dqkv, (const E *)dout, (const E *)qkv, (const E *)state + n, B,
+                                T, C, NH, s));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the backend's entry points: the path is chosen here, from the element type and the shapes.
+// Forward and backward must choose the same path for the same (dt, B, T, C, NH), so that backward
+// reads the state its forward wrote, and the state bytes for given shapes must cover the path
+// chosen at any smaller B or T (the model sizes the state once, for its largest shapes). For now
+// there is only the simple path; the flash path will be chosen here when it exists.
+
+size_t cuda_attention_state_bytes(ts_dtype dt, int B, int T, int C, int NH) {
+    return cuda_attention_simple_state_bytes(dt, B, T, C, NH);
+}
+
+void cuda_attention_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B, int T,
+                            int C, int NH, cudaStream_t s) {
+    cuda_attention_simple_forward(dt, out, state, qkv, B, T, C, NH, s);
+}
+
+void cuda_attention_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
+                             const void *out, const void *state, int B, int T, int C, int NH,
+                             cudaStream_t s) {
+    (void)out; // the simple path recomputes nothing from out
+    cuda_attention_simple_backward(dt, dqkv, dout, qkv, state, B, T, C, NH, s);
 }

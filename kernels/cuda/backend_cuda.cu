@@ -10,7 +10,8 @@
 // temporaries from it (cuda_scratch) instead of allocating during training; its size covers
 // the largest user, the attention head-major copies: 4 x B*T*C elements = 192 MiB for GPT-2
 // 124M at B=16, T=1024 in fp32 (96 MiB in bf16). Attention works on fewer samples at a time
-// when a model needs more.
+// when a model needs more. Attention backward also keeps a buffer of its own (attention.cu),
+// allocated by its first call.
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,15 +177,18 @@ static void be_matmul_backward(void *dinp, real *dw, real *dbias, const void *do
                                const void *w, int N, int C, int OC) {
     cuda_matmul_backward(DT, dinp, dw, dbias, dout, inp, w, N, C, OC, be_stream);
 }
-template <ts_dtype DT>
-static void be_attention_forward(void *out, void *preatt, void *att, const void *qkv, int B, int T,
-                                 int C, int NH) {
-    cuda_attention_forward(DT, out, preatt, att, qkv, B, T, C, NH, be_stream);
+template <ts_dtype DT> static size_t be_attention_state_bytes(int B, int T, int C, int NH) {
+    return cuda_attention_state_bytes(DT, B, T, C, NH);
 }
 template <ts_dtype DT>
-static void be_attention_backward(void *dqkv, void *dpreatt, void *datt, const void *dout,
-                                  const void *qkv, const void *att, int B, int T, int C, int NH) {
-    cuda_attention_backward(DT, dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH, be_stream);
+static void be_attention_forward(void *out, void *state, const void *qkv, int B, int T, int C,
+                                 int NH) {
+    cuda_attention_forward(DT, out, state, qkv, B, T, C, NH, be_stream);
+}
+template <ts_dtype DT>
+static void be_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
+                                  const void *state, int B, int T, int C, int NH) {
+    cuda_attention_backward(DT, dqkv, dout, qkv, out, state, B, T, C, NH, be_stream);
 }
 template <ts_dtype DT> static void be_gelu_forward(void *out, const void *inp, size_t n) {
     cuda_gelu_forward(DT, out, inp, n, be_stream);
@@ -236,6 +240,7 @@ template <ts_dtype DT> static void be_fill_table(backend *b) {
     b->matmul_forward = be_matmul_forward<DT>;
     b->matmul_gelu_forward = be_matmul_gelu_forward<DT>;
     b->matmul_backward = be_matmul_backward<DT>;
+    b->attention_state_bytes = be_attention_state_bytes<DT>;
     b->attention_forward = be_attention_forward<DT>;
     b->attention_backward = be_attention_backward<DT>;
     b->gelu_forward = be_gelu_forward<DT>;
@@ -325,6 +330,7 @@ extern "C" void backend_cuda_destroy(void) {
     if (be_device < 0) return;
     CUDA_CHECK(cudaStreamSynchronize(be_stream));
     cuda_matmul_free();
+    cuda_attention_free();
     CUDA_CHECK(cudaFree(be_scratch));
     CUDA_CHECK(cudaStreamDestroy(be_stream));
     be_scratch = NULL;

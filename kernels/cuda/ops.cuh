@@ -6,7 +6,9 @@
 // (TS_F32 or TS_BF16), and the stream to launch on. `float *` arguments are fp32 always
 // (gradients, master weights, moments, LayerNorm statistics, losses). Launchers only enqueue
 // work: they never synchronize, never allocate (scratch comes from cuda_scratch()), and check
-// the launch with CUDA_CHECK_LAUNCH (a device sync + check in debug builds).
+// the launch with CUDA_CHECK_LAUNCH (a device sync + check in debug builds). One exception:
+// attention backward keeps a buffer of its own, allocated by its first call (and reallocated,
+// after a stream sync, when a call needs more), freed by cuda_attention_free.
 //
 // Determinism: no launcher may use floating-point atomics on an output; reductions over rows
 // (embedding and bias gradients, LayerNorm dw/db, sums of squares) go through per-block partial
@@ -35,12 +37,23 @@ void cuda_matmul_backward(ts_dtype dt, void *dinp, float *dw, float *dbias, cons
 void cuda_matmul_init(void); // create the cuBLASLt handle and workspace (called once)
 void cuda_matmul_free(void);
 
-// ---- attention.cu (batched matmuls + fused causal softmax) ----------------------------------
-void cuda_attention_forward(ts_dtype dt, void *out, void *preatt, void *att, const void *qkv, int B,
-                            int T, int C, int NH, cudaStream_t s);
-void cuda_attention_backward(ts_dtype dt, void *dqkv, void *dpreatt, void *datt, const void *dout,
-                             const void *qkv, const void *att, int B, int T, int C, int NH,
+// ---- attention.cu ----------------------------------------------------------------------------
+// The backend's entry points: they choose the path from dt and the shapes (the same one in all
+// three for the same arguments); the state is that path's own.
+size_t cuda_attention_state_bytes(ts_dtype dt, int B, int T, int C, int NH);
+void cuda_attention_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B, int T,
+                            int C, int NH, cudaStream_t s);
+void cuda_attention_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
+                             const void *out, const void *state, int B, int T, int C, int NH,
                              cudaStream_t s);
+void cuda_attention_free(void); // backward's own buffer (called at backend teardown)
+// The simple path: batched matmuls + fused causal softmax, materialising the (T,T) scores.
+// State: preatt | att, (B,NH,T,T) each, of dt.
+size_t cuda_attention_simple_state_bytes(ts_dtype dt, int B, int T, int C, int NH);
+void cuda_attention_simple_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B,
+                                   int T, int C, int NH, cudaStream_t s);
+void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
+                                    const void *state, int B, int T, int C, int NH, cudaStream_t s);
 
 // ---- embed.cu --------------------------------------------------------------------------------
 void cuda_embed_forward(ts_dtype dt, void *out, const int *tokens, const void *wte, const void *wpe,

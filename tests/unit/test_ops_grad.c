@@ -45,9 +45,9 @@ static const backend_f64 *be;
 // buffers of the op under test; only the ones it uses are set
 static struct {
     int *tok;
-    real *a, *b, *c;               // inputs
-    real *da, *db, *dc;            // their gradients
-    real *out, *s1, *s2, *s3, *s4; // output and saved state / scratch
+    real *a, *b, *c;     // inputs
+    real *da, *db, *dc;  // their gradients
+    real *out, *s1, *s2; // output and saved state / scratch
 } S;
 
 static void embed_fwd(void) { be->embed_forward(S.out, S.tok, S.a, S.b, B, T, C); }
@@ -63,12 +63,9 @@ static void mm_bwd(const real *d) { be->matmul_backward(S.da, S.db, S.dc, d, S.a
 
 // attention runs at two shapes: the small one, and one longer than the kernel's row blocks
 static int aB, aT, aC, aNH;
-static void attn_fwd(void) { be->attention_forward(S.out, S.s1, S.s2, S.a, aB, aT, aC, aNH); }
+static void attn_fwd(void) { be->attention_forward(S.out, S.s1, S.a, aB, aT, aC, aNH); }
 static void attn_bwd(const real *d) {
-    // the scratch buffers must be fully written by the op: poison them first
-    for (size_t i = 0; i < (size_t)aB * aNH * aT * aT; i++)
-        S.s3[i] = S.s4[i] = NAN;
-    be->attention_backward(S.da, S.s3, S.s4, d, S.a, S.s2, aB, aT, aC, aNH);
+    be->attention_backward(S.da, d, S.a, S.out, S.s1, aB, aT, aC, aNH);
 }
 
 static void gelu_fwd(void) { be->gelu_forward(S.out, S.a, (size_t)N * C); }
@@ -186,7 +183,7 @@ static int fd_check(const fd_case *fc, uint64_t *rng, int control) {
 }
 
 static void free_state(void) {
-    void *p[] = {S.tok, S.a, S.b, S.c, S.da, S.db, S.dc, S.out, S.s1, S.s2, S.s3, S.s4};
+    void *p[] = {S.tok, S.a, S.b, S.c, S.da, S.db, S.dc, S.out, S.s1, S.s2};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         if (p[i]) be->free(p[i]);
     memset(&S, 0, sizeof S);
@@ -264,11 +261,10 @@ int ops_check_gradients_f64(void) {
     const int shapes[2][4] = {{B, T, C, NH}, {1, 70, 4, 2}};
     for (int k = 0; k < 2; k++) {
         aB = shapes[k][0], aT = shapes[k][1], aC = shapes[k][2], aNH = shapes[k][3];
-        const size_t n = (size_t)aB * aT * aC, an = (size_t)aB * aNH * aT * aT;
+        const size_t n = (size_t)aB * aT * aC;
         S.a = rand_buf(3 * n, &rng, -2, 2), S.da = be->alloc(3 * n * sizeof(real));
         S.out = be->alloc(n * sizeof(real));
-        S.s1 = be->alloc(an * sizeof(real)), S.s2 = be->alloc(an * sizeof(real));
-        S.s3 = be->alloc(an * sizeof(real)), S.s4 = be->alloc(an * sizeof(real));
+        S.s1 = be->alloc(be->attention_state_bytes(aB, aT, aC, aNH));
         fails += fd_check(&(fd_case){k ? "attention(T=70)" : "attention",
                                      1,
                                      {"dqkv"},

@@ -143,11 +143,12 @@ static int check_attention(const TS_REAL(backend) * be, uint64_t *rng) {
     int fails = 0;
     real *qkv = rand_real(be, (size_t)B * T * 3 * C, rng, -2, 2);
     real *out = be->alloc((size_t)B * T * C * sizeof(real));
-    real *pre = be->alloc((size_t)B * NH * T * T * sizeof(real));
-    real *att = be->alloc((size_t)B * NH * T * T * sizeof(real));
+    // the CPU backend's state: preatt | att, (B,NH,T,T) each
+    real *state = be->alloc(be->attention_state_bytes(B, T, C, NH));
+    const real *att = state + (size_t)B * NH * T * T;
     double *rout = calloc((size_t)B * T * C, sizeof(double));
     double *ratt = calloc((size_t)B * NH * T * T, sizeof(double));
-    be->attention_forward(out, pre, att, qkv, B, T, C, NH);
+    be->attention_forward(out, state, qkv, B, T, C, NH);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
@@ -174,7 +175,7 @@ static int check_attention(const TS_REAL(backend) * be, uint64_t *rng) {
             }
     fails += report("attention.out", max_rel_diff(out, rout, (size_t)B * T * C), 4 * REF_TOL);
     fails += report("attention.att", max_rel_diff(att, ratt, (size_t)B * NH * T * T), 4 * REF_TOL);
-    be->free(qkv), be->free(out), be->free(pre), be->free(att);
+    be->free(qkv), be->free(out), be->free(state);
     free(rout), free(ratt);
     return fails;
 }
@@ -394,18 +395,16 @@ int TS_REAL(ops_run_all)(const ops_shape *s, uint64_t seed, ops_result *res) {
     keep(res, &k, "matmul.dbias", dmb, OC);
 
     // attention
+    // the CPU backend's state is preatt | att, (B,NH,T,T) each
     real *qkv = rand_real(be, NC * 3, &rng, -2, 2), *ao = be->alloc(NC * sizeof(real));
-    real *pre = be->alloc(att_n * sizeof(real)), *att = be->alloc(att_n * sizeof(real));
+    real *ast = be->alloc(be->attention_state_bytes(B, T, C, NH));
     real *dao = rand_real(be, NC, &rng, -1, 1), *dqkv = rand_real(be, NC * 3, &rng, -1, 1);
-    real *dpre = be->alloc(att_n * sizeof(real)), *datt = be->alloc(att_n * sizeof(real));
-    be->attention_forward(ao, pre, att, qkv, B, T, C, NH);
-    be->attention_backward(dqkv, dpre, datt, dao, qkv, att, B, T, C, NH);
+    be->attention_forward(ao, ast, qkv, B, T, C, NH);
+    be->attention_backward(dqkv, dao, qkv, ao, ast, B, T, C, NH);
     keep(res, &k, "attention.out", ao, NC);
-    keep(res, &k, "attention.preatt", pre, att_n);
-    keep(res, &k, "attention.att", att, att_n);
+    keep(res, &k, "attention.preatt", ast, att_n);
+    keep(res, &k, "attention.att", ast + att_n, att_n);
     keep(res, &k, "attention.dqkv", dqkv, NC * 3);
-    keep(res, &k, "attention.dpreatt", dpre, att_n);
-    keep(res, &k, "attention.datt", datt, att_n);
 
     // gelu
     real *gi = rand_real(be, NO, &rng, -4, 4), *go = be->alloc(NO * sizeof(real));
@@ -445,10 +444,10 @@ int TS_REAL(ops_run_all)(const ops_shape *s, uint64_t seed, ops_result *res) {
     keep(res, &k, "adamw.m", am, np);
     keep(res, &k, "adamw.v", av, np);
 
-    void *bufs[] = {tok,  wte, wpe, eo,  deo, dwte,   dwpe,   li,   lw,   lb,  lo,  mean,
-                    rstd, dlo, dli, dlw, dlb, mi,     mw,     mb,   mo,   dmo, dmi, dmw,
-                    dmb,  qkv, ao,  pre, att, dao,    dqkv,   dpre, datt, gi,  go,  dgo,
-                    dgi,  ea,  eb,  ec,  ed,  logits, losses, tgt,  ap,   ag,  am,  av};
+    void *bufs[] = {tok,  wte, wpe,    eo,     deo, dwte, dwpe, li, lw,  lb,  lo,  mean,
+                    rstd, dlo, dli,    dlw,    dlb, mi,   mw,   mb, mo,  dmo, dmi, dmw,
+                    dmb,  qkv, ao,     ast,    dao, dqkv, gi,   go, dgo, dgi, ea,  eb,
+                    ec,   ed,  logits, losses, tgt, ap,   ag,   am, av};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         be->free(bufs[i]);
     return k;
