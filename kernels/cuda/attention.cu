@@ -27,6 +27,8 @@
 // head-major copies are stored in bf16.
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common.cuh"
 #include "ops.cuh"
@@ -354,24 +356,50 @@ void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, c
 }
 
 // ---------------------------------------------------------------------------------------------
-// the backend's entry points: the path is chosen here, from the element type and the shapes.
-// Forward and backward must choose the same path for the same (dt, B, T, C, NH), so that backward
-// reads the state its forward wrote, and the state bytes for given shapes must cover the path
-// chosen at any smaller B or T (the model sizes the state once, for its largest shapes). For now
-// there is only the simple path; the flash path will be chosen here when it exists.
+// the backend's entry points: the path is chosen here, from the element type, the head size and
+// TESSERA_ATTENTION (auto | flash | simple; read at every call, so change it only between
+// models). auto and flash take the flash kernels (flash_attention.cu) for bf16 with head size 64
+// or 128; everything else, or simple, takes the path above. Forward and backward choose the same
+// path for the same (dt, C, NH), so backward reads the state its forward wrote, and the choice
+// does not depend on B or T, so state sized for the largest shapes serves smaller ones.
+
+static bool att_use_flash(ts_dtype dt, int C, int NH) {
+    const char *v = getenv("TESSERA_ATTENTION");
+    const bool ok = cuda_flash_supported(dt, C, NH);
+    if (!v || !*v || !strcmp(v, "auto")) return ok;
+    if (!strcmp(v, "simple")) return false;
+    if (!strcmp(v, "flash")) {
+        static bool warned = false;
+        if (!ok && !warned) {
+            log_warn("TESSERA_ATTENTION=flash: the flash kernels need bf16 and head size 64 or "
+                     "128 (here %s, head size %d): using the simple path",
+                     ts_dtype_name(dt), NH > 0 ? C / NH : 0);
+            warned = true;
+        }
+        return ok;
+    }
+    log_error("TESSERA_ATTENTION='%s': expected auto, flash or simple", v);
+    exit(TS_EXIT_INPUT);
+}
 
 size_t cuda_attention_state_bytes(ts_dtype dt, int B, int T, int C, int NH) {
+    if (att_use_flash(dt, C, NH)) return cuda_flash_state_bytes(B, T, NH);
     return cuda_attention_simple_state_bytes(dt, B, T, C, NH);
 }
 
 void cuda_attention_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B, int T,
                             int C, int NH, cudaStream_t s) {
-    cuda_attention_simple_forward(dt, out, state, qkv, B, T, C, NH, s);
+    if (att_use_flash(dt, C, NH))
+        cuda_flash_forward(out, (float *)state, qkv, B, T, C, NH, s);
+    else
+        cuda_attention_simple_forward(dt, out, state, qkv, B, T, C, NH, s);
 }
 
 void cuda_attention_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
                              const void *out, const void *state, int B, int T, int C, int NH,
                              cudaStream_t s) {
-    (void)out; // the simple path recomputes nothing from out
-    cuda_attention_simple_backward(dt, dqkv, dout, qkv, state, B, T, C, NH, s);
+    if (att_use_flash(dt, C, NH))
+        cuda_flash_backward(dqkv, dout, qkv, out, (const float *)state, B, T, C, NH, s);
+    else
+        cuda_attention_simple_backward(dt, dqkv, dout, qkv, state, B, T, C, NH, s);
 }

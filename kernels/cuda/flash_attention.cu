@@ -57,9 +57,9 @@ template <int HS> static void flash_forward_hs(const flash_params &p, cudaStream
 template <int HS> static void flash_backward_hs(const flash_params &p, cudaStream_t s) {
     static bool dkv_set = false, dq_set = false;
     const size_t rows = (size_t)p.B * p.T * p.NH;
-    const unsigned dsum_blocks = cuda_ceil_div(rows, FLASH_THREADS / 32);
-    flash_bwd_dsum_kernel<HS> < <<dsum_blocks<65536 ? dsum_blocks : 65536, FLASH_THREADS, 0, s>>>(
-                                    p);
+    const unsigned needed = cuda_ceil_div(rows, FLASH_THREADS / 32);
+    const unsigned dsum_blocks = needed < 65536 ? needed : 65536;
+    flash_bwd_dsum_kernel<HS><<<dsum_blocks, FLASH_THREADS, 0, s>>>(p);
     CUDA_CHECK_LAUNCH();
     dim3 grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, FLASH_BR));
     flash_allow_smem(flash_bwd_dkv_kernel<HS>, flash_dkv_smem<HS>(), &dkv_set);

@@ -38,8 +38,8 @@ void cuda_matmul_init(void); // create the cuBLASLt handle and workspace (called
 void cuda_matmul_free(void);
 
 // ---- attention.cu ----------------------------------------------------------------------------
-// The backend's entry points: they choose the path from dt and the shapes (the same one in all
-// three for the same arguments); the state is that path's own.
+// The backend's entry points: they choose the path (flash or simple) from dt, the head size and
+// TESSERA_ATTENTION, the same one in all three for the same arguments; the state is that path's.
 size_t cuda_attention_state_bytes(ts_dtype dt, int B, int T, int C, int NH);
 void cuda_attention_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B, int T,
                             int C, int NH, cudaStream_t s);
@@ -54,6 +54,14 @@ void cuda_attention_simple_forward(ts_dtype dt, void *out, void *state, const vo
                                    int T, int C, int NH, cudaStream_t s);
 void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
                                     const void *state, int B, int T, int C, int NH, cudaStream_t s);
+
+// ---- flash_attention.cu (bf16, head size 64 or 128; attention.cu chooses) -------------------
+bool cuda_flash_supported(ts_dtype dt, int C, int NH);
+size_t cuda_flash_state_bytes(int B, int T, int NH); // lse2, (B,NH,T) fp32
+void cuda_flash_forward(void *out, float *lse, const void *qkv, int B, int T, int C, int NH,
+                        cudaStream_t s);
+void cuda_flash_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
+                         const float *lse, int B, int T, int C, int NH, cudaStream_t s);
 
 // ---- embed.cu --------------------------------------------------------------------------------
 void cuda_embed_forward(ts_dtype dt, void *out, const int *tokens, const void *wte, const void *wpe,

@@ -3,7 +3,8 @@
 # without a GPU they exit 77 and ctest reports them as skipped, never as passed. They link the
 # compute libraries only (not tessera_core), so a TESSERA_COMPUTE_ONLY build has them too.
 #
-# Also the GPU benchmark (bench/gpu_bench.c): a target, not a test; scripts/gpu-check runs it.
+# Also the GPU benchmarks (bench/gpu_bench.c, the training step; bench/gpu_attn_bench.c, the
+# attention op): targets, not tests; scripts/gpu-check runs them.
 if(TESSERA_HAVE_CUDA)
   set(GPU_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/gpu)
   foreach(t cuda_ops cuda_train)
@@ -17,6 +18,22 @@ if(TESSERA_HAVE_CUDA)
     endforeach()
   endforeach()
 
+  # the training checks again at head size 64 (the flash kernels in bf16), plus flash against
+  # the simple attention path
+  tessera_unit_test(test_cuda_train_flash SOURCES ${GPU_TEST_DIR}/test_cuda_train.c
+                    ${GPU_TEST_DIR}/gpu_check.c LIBS tessera_compute_f32 tessera_cuda m)
+  target_compile_definitions(test_cuda_train_flash PRIVATE TRAIN_FLASH_SHAPE)
+  # the flash kernels op by op: shapes, tolerances, determinism (bf16 only: flash is bf16)
+  tessera_unit_test(test_cuda_flash SOURCES ${GPU_TEST_DIR}/test_cuda_flash.c
+                    ${GPU_TEST_DIR}/gpu_check.c LIBS tessera_compute_f32 tessera_cuda m)
+  foreach(t cuda_train_flash cuda_flash)
+    add_test(NAME gpu_${t}_bf16 COMMAND test_${t} bf16)
+    set_tests_properties(gpu_${t}_bf16 PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 300
+                         RESOURCE_LOCK gpu)
+  endforeach()
+
   add_executable(gpu_bench ${CMAKE_SOURCE_DIR}/bench/gpu_bench.c)
   target_link_libraries(gpu_bench PRIVATE tessera_compute_f32 tessera_cuda m)
+  add_executable(gpu_attn_bench ${CMAKE_SOURCE_DIR}/bench/gpu_attn_bench.c)
+  target_link_libraries(gpu_attn_bench PRIVATE tessera_compute_f32 tessera_cuda m)
 endif()

@@ -35,7 +35,13 @@
 
 static gpu_ctx G;
 
+#ifdef TRAIN_FLASH_SHAPE
+// test_cuda_train_flash: head size 64, so the bf16 backend takes the flash kernels; T = 80 is one
+// 64-row tile and a partial one
+enum { L = 2, NH = 2, C = 128, T = 80, V = 251, B = 2, STEPS = 20, DET_STEPS = 5 };
+#else
 enum { L = 2, NH = 2, C = 64, T = 32, V = 251, B = 4, STEPS = 20, DET_STEPS = 5 };
+#endif
 static const uint64_t SEED = 1234;
 static const float LR = 1e-3f, BETA1 = 0.9f, BETA2 = 0.95f, EPS = 1e-8f, WD = 0.1f, CLIP = 1.0f;
 
@@ -255,6 +261,45 @@ static void check_determinism(const int *tokens, const int *targets) {
     free(m1), free(m2), free(g1), free(g2);
 }
 
+#ifdef TRAIN_FLASH_SHAPE
+// 4. the flash kernels against the simple attention path (batched GEMMs + softmax) on the same
+// GPU: two runs of STEPS steps that differ only in TESSERA_ATTENTION (set between the models,
+// as it must be). Both round scores and probabilities to bf16 in different places, so the losses
+// part by rounding only: per step |flash - simple| / simple <= 5e-3 (the bf16 tolerance of the
+// loss against the CPU, check 1).
+static void run_losses(const char *attention, double *losses, const int *tokens,
+                       const int *targets) {
+    setenv("TESSERA_ATTENTION", attention, 1);
+    trainer tr;
+    for (int i = 0; i < STEPS; i++)
+        losses[i] = NAN;
+    if (trainer_create(&tr, G.gpu) == 0) {
+        for (int step = 0; step < STEPS; step++) {
+            losses[step] = trainer_grad(&tr, tokens, targets);
+            trainer_update(&tr);
+        }
+        trainer_destroy(&tr);
+    }
+    unsetenv("TESSERA_ATTENTION");
+}
+
+static void check_flash_vs_simple(const int *tokens, const int *targets) {
+    printf("[%s] flash attention against the simple path: %d steps each\n", ts_dtype_name(G.mode),
+           STEPS);
+    double flash[STEPS], simple[STEPS], worst = 0;
+    run_losses("simple", simple, tokens, targets);
+    run_losses("flash", flash, tokens, targets);
+    for (int i = 0; i < STEPS; i++) {
+        double d = fabs(flash[i] - simple[i]) / fabs(simple[i]);
+        if (!(d <= worst)) worst = d; // NaN sticks
+    }
+    printf("  losses simple %.6f ... %.6f, flash %.6f ... %.6f\n", simple[0], simple[STEPS - 1],
+           flash[0], flash[STEPS - 1]);
+    gpu_check_err(&G, "per-step loss, flash vs simple", worst, 5e-3);
+    gpu_check_err(&G, "loss falls with flash (last/first)", flash[STEPS - 1] / flash[0], 0.9);
+}
+#endif
+
 int main(int argc, char **argv) {
     int rc = gpu_check_start(&G, argc, argv, "f32|bf16");
     if (rc) return rc;
@@ -264,5 +309,10 @@ int main(int argc, char **argv) {
     check_one_step(tol, tokens, targets);
     check_training(tol, tokens, targets);
     check_determinism(tokens, targets);
+#ifdef TRAIN_FLASH_SHAPE
+    if (G.mode == TS_BF16) check_flash_vs_simple(tokens, targets);
+    return gpu_check_finish(&G, "test_cuda_train_flash");
+#else
     return gpu_check_finish(&G, "test_cuda_train");
+#endif
 }
