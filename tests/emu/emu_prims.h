@@ -13,17 +13,20 @@
 // Checked on the way, with a message and abort(): ldmatrix row addresses and cp.async
 // destinations inside the block's shared memory and 16-byte aligned; cp.async sources 16-byte
 // aligned; copies still in flight when a thread finishes; barriers that not all threads reach
-// (they hang: the test has a timeout). What it cannot show: timing, bank conflicts, register
-// pressure, and layouts that differ from the documented ones.
+// (they hang: the test has a timeout). Counted: the shared-memory bank conflicts of ldmatrix
+// (emu::ldsm_conflicts). What it cannot show: timing, register pressure, and layouts that
+// differ from the documented ones.
 #ifndef TESSERA_EMU_PRIMS_H
 #define TESSERA_EMU_PRIMS_H
 
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -86,6 +89,11 @@ struct block {
     std::vector<float> f;          // per thread: one posted float
 };
 
+// ldmatrix phases (one 8x8 matrix: 8 row addresses of 16 bytes) and the extra shared-memory
+// wavefronts they cost: a phase is conflict-free when its 8 rows fall in 8 different groups of
+// 4 banks ((offset / 16) mod 8), as the padded tiles are meant to
+inline std::atomic<long> ldsm_phases{0}, ldsm_conflicts{0};
+
 inline thread_local block *blk = nullptr;
 inline thread_local int tid = 0;
 inline thread_local std::vector<std::vector<copy>> committed; // oldest first
@@ -99,14 +107,28 @@ inline void check_smem(const void *p, size_t bytes, const char *what) {
 
 inline void warp_sync() { blk->warp[tid / 32]->arrive_and_wait(); }
 inline const void *posted_ptr(int lane) { return blk->ptr[(tid / 32) * 32 + lane]; }
+
+// lane 0 of the warp counts the bank conflicts of the 4 phases just posted
+inline void count_ldsm_conflicts() {
+    if (tid % 32 != 0) return;
+    for (int i = 0; i < 4; i++) {
+        int hits[8] = {0}, worst = 0;
+        for (int r = 0; r < 8; r++) {
+            const long off = (const char *)posted_ptr(8 * i + r) - blk->smem;
+            worst = std::max(worst, ++hits[(off / 16) % 8]);
+        }
+        ldsm_phases++;
+        ldsm_conflicts += worst - 1;
+    }
+}
 inline const uint32_t *posted_u(int lane) { return &blk->u[6 * ((tid / 32) * 32 + lane)]; }
 
 // Run kernel() as a grid (gridx, gridy) of blocks of nthreads threads with smem_bytes of dynamic
 // shared memory (filled with a garbage pattern, as on the GPU nothing is zeroed).
 inline void launch(int gridx, int gridy, int nthreads, size_t smem_bytes,
                    const std::function<void()> &kernel) {
-    std::vector<char> smem(smem_bytes + 16);
-    char *base = (char *)(((uintptr_t)smem.data() + 15) & ~(uintptr_t)15);
+    std::vector<char> smem(smem_bytes + 128);
+    char *base = (char *)(((uintptr_t)smem.data() + 127) & ~(uintptr_t)127);
     for (int by = 0; by < gridy; by++)
         for (int bx = 0; bx < gridx; bx++) {
             memset(base, 0x7f, smem_bytes); // bf16 0x7f7f: a large number, not zero
@@ -161,6 +183,7 @@ inline void ldsm_x4(uint32_t r[4], const bf16 *row) {
     emu::check_smem(row, 16, "ldmatrix row address outside shared memory");
     emu::blk->ptr[emu::tid] = row;
     emu::warp_sync();
+    emu::count_ldsm_conflicts();
     const int lane = emu::tid % 32;
     for (int i = 0; i < 4; i++) {
         const uint16_t *m = (const uint16_t *)emu::posted_ptr(8 * i + lane / 4);
@@ -173,6 +196,7 @@ inline void ldsm_x4_trans(uint32_t r[4], const bf16 *row) {
     emu::check_smem(row, 16, "ldmatrix row address outside shared memory");
     emu::blk->ptr[emu::tid] = row;
     emu::warp_sync();
+    emu::count_ldsm_conflicts();
     const int lane = emu::tid % 32;
     for (int i = 0; i < 4; i++) {
         const uint16_t *m0 = (const uint16_t *)emu::posted_ptr(8 * i + 2 * (lane % 4));

@@ -1,7 +1,8 @@
 // test_flash_emu.cc — the flash-attention kernels (kernels/cuda/flash_attention.cuh), compiled
 // for the host against the emulated tensor-core primitives (emu_prims.h), checked against a
 // direct double-precision reference: forward output and log-sum-exp, dsum, and dQ, dK, dV, the
-// accumulation into an existing gradient, and bit-identical repeated backward passes.
+// accumulation into an existing gradient, bit-identical repeated backward passes, and no bank
+// conflicts in any ldmatrix.
 //
 //   test_flash_emu [T:HS:B:NH ...]     default: the shapes below
 //
@@ -260,6 +261,11 @@ int main(int argc, char **argv) {
         run_shape(200, 64, 1, 2);
         run_shape(256, 128, 1, 1);
     }
+    // the padded tiles exist so that no ldmatrix phase hits a bank twice
+    const long phases = emu::ldsm_phases, conflicts = emu::ldsm_conflicts;
+    printf("ldmatrix: %ld phases, %ld extra wavefronts from bank conflicts %s\n", phases,
+           conflicts, conflicts == 0 ? "ok" : "FAIL");
+    if (conflicts != 0) failures++;
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;
 }

@@ -12,6 +12,10 @@
 //   3. determinism: two fresh GPU runs of 5 steps give bit-identical losses, gradients and
 //      final master weights.
 // The vocabulary is not a multiple of 128 so that the padded LM-head columns are exercised.
+// Built a second time as test_cuda_train_flash (TRAIN_FLASH_SHAPE): C=128, NH=2 (head size 64,
+// so bf16 takes the flash attention kernels), T=80, B=2, the same checks and tolerances, and
+//   4. (bf16) 20 steps with the flash kernels against 20 with the simple attention path
+//      (TESSERA_ATTENTION=simple) on the GPU: per-step losses within 5e-3 of each other.
 //
 // Tolerances (||gpu - cpu|| / ||cpu||; per-step |loss_gpu - loss_cpu| / loss_cpu):
 //                          f32     bf16
