@@ -1,7 +1,11 @@
 // gpu_bench.c — training-step throughput of GPT-2 on the CUDA backend (one GPU).
 //
 //   gpu_bench [--batch 16] [--steps 20] [--warmup 3] [--seq-len 1024] [--dtype bf16|f32]
-//             [--layers 12 --heads 12 --width 768 --vocab 50257]
+//             [--layers 12 --heads 12 --width 768 --vocab 50257] [--profile]
+//
+// --profile: every backend op is synchronized and timed (bench/op_timer.h), and a table of the
+// time per op and call site (matmuls by shape, with TFLOP/s) precedes the JSON line; the step
+// figures of such a run are not the unprofiled speed.
 //
 // GPT-2 124M by default (L=12, NH=12, C=768, T=1024, V=50257 padded to 50304), bf16 activations
 // and compute weights with fp32 master weights, gradients and AdamW moments, synthetic tokens
@@ -28,6 +32,7 @@
 
 #include "kernels/cuda/backend_cuda.h"
 #include "models/gpt2.h"
+#include "op_timer.h"
 
 #define PEAK_DATASHEET 989e12
 #define PEAK_MEASURED  790e12
@@ -36,6 +41,7 @@
 typedef struct {
     int batch, steps, warmup, seq_len, layers, heads, width, vocab;
     ts_dtype dtype;
+    int profile;
 } options;
 
 static int parse_int(const char *flag, const char *s, int lo, int *out) {
@@ -50,7 +56,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out) {
 }
 
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){16, 20, 3, 1024, 12, 12, 768, 50257, TS_BF16};
+    *o = (options){16, 20, 3, 1024, 12, 12, 768, 50257, TS_BF16, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int *dst = !strcmp(a, "--batch")     ? &o->batch
@@ -65,12 +71,14 @@ static int parse_options(int argc, char **argv, options *o) {
         if (dst) {
             if (parse_int(a, v, !strcmp(a, "--warmup") ? 0 : 1, dst)) return -1;
             i++;
+        } else if (!strcmp(a, "--profile")) {
+            o->profile = 1;
         } else if (!strcmp(a, "--dtype") && v && (!strcmp(v, "bf16") || !strcmp(v, "f32"))) {
             o->dtype = !strcmp(v, "bf16") ? TS_BF16 : TS_F32;
             i++;
         } else {
             log_error("%s: unknown option or bad value (options: --batch --steps --warmup "
-                      "--seq-len --dtype bf16|f32 --layers --heads --width --vocab)",
+                      "--seq-len --dtype bf16|f32 --layers --heads --width --vocab --profile)",
                       a);
             return -1;
         }
@@ -102,6 +110,7 @@ int main(int argc, char **argv) {
     }
     const backend *be;
     if (backend_cuda_create(&be, o.dtype, 0) != TS_OK) return TS_EXIT_INPUT;
+    if (o.profile) be = op_timer_wrap(be, 1); // every op synchronized and timed
 
     gpt2_config cfg = {.layers = o.layers,
                        .heads = o.heads,
@@ -142,6 +151,7 @@ int main(int argc, char **argv) {
     be->synchronize();
     for (int step = 0; step < total; step++) {
         const int *batch = tokens + (size_t)(step % N_BATCHES) * (BT + 1);
+        if (o.profile && step == o.warmup) op_timer_reset();
         double t0 = ts_now();
         gpt2_zero_grad(&m);
         // inputs are the first BT tokens, targets the same shifted by one
@@ -196,6 +206,15 @@ int main(int argc, char **argv) {
             tok_s, achieved / 1e12, 100 * achieved / PEAK_DATASHEET,
             100 * achieved / PEAK_MEASURED);
 
+    if (o.profile) {
+        double timed_s = 0;
+        for (int i = W; i < total; i++)
+            timed_s += step_ms[i] / 1e3;
+        printf("per-op time of %d steps, every op synchronized (shares are the result; the step "
+               "is slower than unprofiled):\n",
+               N);
+        op_timer_print(stdout, timed_s, N);
+    }
     printf("{\"impl\": \"tessera\", \"device\": \"%s\", \"dtype\": \"%s\", \"layers\": %d, "
            "\"heads\": %d, \"width\": %d, \"seq_len\": %d, \"vocab\": %d, \"padded_vocab\": %d, "
            "\"batch\": %d, \"params\": %zu, \"flops_per_token\": %.0f, \"warmup\": %d, "

@@ -14,186 +14,10 @@
 
 #include "kernels/backend.h"
 #include "models/gpt2.h"
+#include "op_timer.h"
 #include "runtime/common.h"
 #include "runtime/config.h"
 #include "runtime/optim.h"
-
-// ---------------------------------------------------------------------------------------------
-// the table of timed sites
-
-#define MAX_SITES 64
-
-typedef struct {
-    char name[64];
-    double seconds;
-    double flops; // useful flops (matmul: 2 N C OC per product; attention: causal half)
-    long calls;
-} site;
-
-static site sites[MAX_SITES];
-static int n_sites;
-static const backend *inner;
-
-static site *site_get(const char *name) {
-    for (int i = 0; i < n_sites; i++)
-        if (strcmp(sites[i].name, name) == 0) return &sites[i];
-    TS_ASSERT(n_sites < MAX_SITES);
-    site *s = &sites[n_sites++];
-    snprintf(s->name, sizeof s->name, "%s", name);
-    return s;
-}
-
-static void site_add(const char *name, double t0, double flops) {
-    site *s = site_get(name);
-    s->seconds += ts_now() - t0;
-    s->flops += flops;
-    s->calls++;
-}
-
-// ---------------------------------------------------------------------------------------------
-// wrappers: call the CPU op, charge its time to a site (signatures: kernels/backend.h)
-
-static void w_embed_forward(void *out, const int *tok, const void *wte, const void *wpe, int B,
-                            int T, int C) {
-    double t0 = ts_now();
-    inner->embed_forward(out, tok, wte, wpe, B, T, C);
-    site_add("embed_forward", t0, 0);
-}
-
-static void w_embed_backward(real *dwte, real *dwpe, const void *d, const int *tok, int B, int T,
-                             int C) {
-    double t0 = ts_now();
-    inner->embed_backward(dwte, dwpe, d, tok, B, T, C);
-    site_add("embed_backward", t0, 0);
-}
-
-static void w_ln_forward(void *out, real *mean, real *rstd, const void *inp, const void *w,
-                         const void *b, int N, int C) {
-    double t0 = ts_now();
-    inner->layernorm_forward(out, mean, rstd, inp, w, b, N, C);
-    site_add("layernorm_forward", t0, 0);
-}
-
-static void w_res_ln_forward(void *residual, void *out, real *mean, real *rstd, const void *a,
-                             const void *b_in, const void *w, const void *b, int N, int C) {
-    double t0 = ts_now();
-    inner->residual_layernorm_forward(residual, out, mean, rstd, a, b_in, w, b, N, C);
-    site_add("residual_layernorm_forward", t0, 0);
-}
-
-static void w_ln_backward(void *dinp, real *dw, real *db, const void *dout, const void *inp,
-                          const void *w, const real *mean, const real *rstd, int N, int C) {
-    double t0 = ts_now();
-    inner->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-    site_add("layernorm_backward", t0, 0);
-}
-
-static void w_mm_forward(void *out, const void *inp, const void *w, const void *bias, int N, int C,
-                         int OC) {
-    char name[64];
-    snprintf(name, sizeof name, "matmul_forward %dx%d->%d", N, C, OC);
-    double t0 = ts_now();
-    inner->matmul_forward(out, inp, w, bias, N, C, OC);
-    site_add(name, t0, 2.0 * N * C * OC);
-}
-
-static void w_mm_gelu_forward(void *pre, void *out, const void *inp, const void *w,
-                              const void *bias, int N, int C, int OC) {
-    char name[64];
-    snprintf(name, sizeof name, "matmul_gelu_forward %dx%d->%d", N, C, OC);
-    double t0 = ts_now();
-    inner->matmul_gelu_forward(pre, out, inp, w, bias, N, C, OC);
-    site_add(name, t0, 2.0 * N * C * OC);
-}
-
-static void w_mm_backward(void *dinp, real *dw, real *dbias, const void *dout, const void *inp,
-                          const void *w, int N, int C, int OC) {
-    char name[64];
-    snprintf(name, sizeof name, "matmul_backward %dx%d->%d", N, C, OC);
-    double t0 = ts_now();
-    inner->matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
-    site_add(name, t0, (dinp ? 4.0 : 2.0) * N * C * OC);
-}
-
-// causal attention: Q K^T and A V over the lower triangle, 2 products of T*T/2 * hs MACs each
-static double attention_flops(int B, int T, int C) { return 2.0 * 2.0 * B * (T * T / 2.0) * C; }
-
-static void w_att_forward(void *out, void *state, const void *qkv, int B, int T, int C, int NH) {
-    double t0 = ts_now();
-    inner->attention_forward(out, state, qkv, B, T, C, NH);
-    site_add("attention_forward", t0, attention_flops(B, T, C));
-}
-
-static void w_att_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
-                           const void *state, int B, int T, int C, int NH) {
-    double t0 = ts_now();
-    inner->attention_backward(dqkv, dout, qkv, out, state, B, T, C, NH);
-    site_add("attention_backward", t0, 2 * attention_flops(B, T, C));
-}
-
-static void w_gelu_forward(void *out, const void *inp, size_t n) {
-    double t0 = ts_now();
-    inner->gelu_forward(out, inp, n);
-    site_add("gelu_forward", t0, 0);
-}
-
-static void w_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n) {
-    double t0 = ts_now();
-    inner->gelu_backward(dinp, inp, dout, n);
-    site_add("gelu_backward", t0, 0);
-}
-
-static void w_add(void *out, const void *a, const void *b, size_t n) {
-    double t0 = ts_now();
-    inner->add(out, a, b, n);
-    site_add("add (residual)", t0, 0);
-}
-
-static void w_add_inplace(void *y, const void *x, size_t n) {
-    double t0 = ts_now();
-    inner->add_inplace(y, x, n);
-    site_add("add_inplace (residual grad)", t0, 0);
-}
-
-static void w_classifier(void *logits, real *losses, const int *targets, int N, int V, int Vp,
-                         real dloss) {
-    double t0 = ts_now();
-    inner->classifier(logits, losses, targets, N, V, Vp, dloss);
-    site_add("classifier (softmax+xent)", t0, 0);
-}
-
-static void w_adamw(real *master, void *param, const real *g, real *m, real *v, size_t n, float lr,
-                    float b1, float b2, float eps, float wd, int t) {
-    double t0 = ts_now();
-    inner->adamw(master, param, g, m, v, n, lr, b1, b2, eps, wd, t);
-    site_add("adamw", t0, 0);
-}
-
-static double w_sum_squares(const real *x, size_t n) {
-    double t0 = ts_now();
-    double r = inner->sum_squares(x, n);
-    site_add("grad norm (sum_squares)", t0, 0);
-    return r;
-}
-
-static void w_scale(real *x, real s, size_t n) {
-    double t0 = ts_now();
-    inner->scale(x, s, n);
-    site_add("grad clip (scale)", t0, 0);
-}
-
-static void w_zero(void *p, size_t bytes) {
-    double t0 = ts_now();
-    inner->zero(p, bytes);
-    site_add("zero (grads, activation grads)", t0, 0);
-}
-
-// ---------------------------------------------------------------------------------------------
-
-static int cmp_site(const void *a, const void *b) {
-    double x = ((const site *)a)->seconds, y = ((const site *)b)->seconds;
-    return (x < y) - (x > y);
-}
 
 int main(int argc, char **argv) {
     int a[8] = {12, 12, 768, 256, 50257, 4, 1, 2}; // L NH C T V B threads steps
@@ -209,31 +33,11 @@ int main(int argc, char **argv) {
     log_init(0, 1);
     backend_cpu_set_threads(threads);
 
-    inner = backend_cpu();
-    backend timed = *inner;
-    timed.embed_forward = w_embed_forward;
-    timed.embed_backward = w_embed_backward;
-    timed.layernorm_forward = w_ln_forward;
-    timed.residual_layernorm_forward = w_res_ln_forward;
-    timed.layernorm_backward = w_ln_backward;
-    timed.matmul_forward = w_mm_forward;
-    timed.matmul_gelu_forward = w_mm_gelu_forward;
-    timed.matmul_backward = w_mm_backward;
-    timed.attention_forward = w_att_forward;
-    timed.attention_backward = w_att_backward;
-    timed.gelu_forward = w_gelu_forward;
-    timed.gelu_backward = w_gelu_backward;
-    timed.add = w_add;
-    timed.add_inplace = w_add_inplace;
-    timed.classifier = w_classifier;
-    timed.adamw = w_adamw;
-    timed.sum_squares = w_sum_squares;
-    timed.scale = w_scale;
-    timed.zero = w_zero;
+    const backend *timed = op_timer_wrap(backend_cpu(), 0);
 
     gpt2_config mc = {L, NH, C, T, V, gpt2_padded_vocab(V)};
     gpt2 model;
-    if (gpt2_create(&model, &mc, &timed, B) != TS_OK) return 2;
+    if (gpt2_create(&model, &mc, timed, B) != TS_OK) return 2;
     gpt2_init_weights(&model, 1337);
     optim_state opt;
     optim_create(&opt, &model);
@@ -251,10 +55,7 @@ int main(int argc, char **argv) {
 
     double step_s = 0;
     for (int step = 0; step < warmup + steps; step++) {
-        if (step == warmup) { // forget the warm-up
-            memset(sites, 0, sizeof sites);
-            n_sites = 0;
-        }
+        if (step == warmup) op_timer_reset(); // forget the warm-up
         double t0 = ts_now();
         gpt2_zero_grad(&model);
         gpt2_forward(&model, tokens, targets, B, T, (real)(1.0 / ((double)B * T)));
@@ -264,24 +65,11 @@ int main(int argc, char **argv) {
         if (step >= warmup) step_s += ts_now() - t0;
     }
 
-    qsort(sites, (size_t)n_sites, sizeof sites[0], cmp_site);
-    double total = 0;
-    for (int i = 0; i < n_sites; i++)
-        total += sites[i].seconds;
     printf("GPT-2 L%d H%d C%d T%d V%d (padded %d), B=%d, %d thread%s, %zu parameters: "
            "%.1f ms/step (mean of %d step%s after %d warm-up)\n",
            L, NH, C, T, V, model.cfg.padded_vocab, B, threads, threads == 1 ? "" : "s",
            model.n_params, step_s / steps * 1e3, steps, steps == 1 ? "" : "s", warmup);
-    printf("%-40s %10s %7s %7s %9s\n", "op / call site", "ms/step", "share", "calls", "GFLOP/s");
-    for (int i = 0; i < n_sites; i++) {
-        const site *x = &sites[i];
-        char gf[32] = "";
-        if (x->flops > 0) snprintf(gf, sizeof gf, "%.1f", x->flops / x->seconds / 1e9);
-        printf("%-40s %10.2f %6.1f%% %7ld %9s\n", x->name, x->seconds / steps * 1e3,
-               100 * x->seconds / step_s, x->calls / steps, gf);
-    }
-    printf("%-40s %10.2f %6.1f%%\n", "(outside ops: model glue, loss copy)",
-           (step_s - total) / steps * 1e3, 100 * (step_s - total) / step_s);
+    op_timer_print(stdout, step_s, steps);
 
     optim_destroy(&opt, &model);
     gpt2_destroy(&model);

@@ -19,7 +19,7 @@ build=${BUILD:-$repo/build-bench}
 libs=$(sed -n '/^build tessera:/,/^$/p' "$tbuild/build.ninja" | sed -n 's/^ *LINK_LIBRARIES = //p')
 # shellcheck disable=SC2046 # one word per library
 cc -O2 -march=native -fopenmp -Wall -Wextra -I"$src" -o "$tbuild/op_profile" \
-    "$repo/bench/op_profile.c" $(for l in $libs; do
+    "$repo/bench/op_profile.c" "$repo/bench/op_timer.c" $(for l in $libs; do
         case $l in /*|-*) echo "$l" ;; *) echo "$tbuild/$l" ;; esac; done)
 blas_env=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${TORCH_PYTHON:-/usr/bin/python3}" \
     "$repo/bench/bench_cpu.py" --print-openblas-env)

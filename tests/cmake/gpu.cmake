@@ -32,7 +32,7 @@ if(TESSERA_HAVE_CUDA)
                          RESOURCE_LOCK gpu)
   endforeach()
 
-  add_executable(gpu_bench ${CMAKE_SOURCE_DIR}/bench/gpu_bench.c)
+  add_executable(gpu_bench ${CMAKE_SOURCE_DIR}/bench/gpu_bench.c ${CMAKE_SOURCE_DIR}/bench/op_timer.c)
   target_link_libraries(gpu_bench PRIVATE tessera_compute_f32 tessera_cuda m)
   add_executable(gpu_attn_bench ${CMAKE_SOURCE_DIR}/bench/gpu_attn_bench.c)
   target_link_libraries(gpu_attn_bench PRIVATE tessera_compute_f32 tessera_cuda m)
