@@ -7,7 +7,8 @@ views (B,NH,T,HS) as a GPT model does (no copies), output (B,T,NH,HS). Each iter
 with a synchronize after it (wall time with launches, as gpu_attn_bench). FLOPs as there:
 4 B NH T^2 HS / 2 for the causal forward, 2.5 times that for the backward.
     python3 bench/gpu_attn_torch.py --batch 32 --seq-len 1024 --heads 12 --head-size 64
-Progress on stderr, one JSON line on stdout. Exit 77 without a CUDA device.
+Needs PyTorch 2.3 or later (torch.nn.attention.sdpa_kernel). Progress on stderr, one JSON line
+on stdout. Exit 77 without a CUDA device.
 """
 
 import argparse
@@ -42,7 +43,8 @@ def main(argv):
     dout = torch.rand(B, T, NH, HS, device=dev, generator=gen).to(torch.bfloat16)
 
     def forward():
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+        # unbind: one stacked gradient for qkv in backward, as tessera writes dqkv in place
+        q, k, v = (x.transpose(1, 2) for x in qkv.unbind(2))
         return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
 
     print(f"gpu_attn_torch: SDPA (flash backend) on {torch.cuda.get_device_name()}, "

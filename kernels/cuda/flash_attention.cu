@@ -26,6 +26,12 @@ template <typename K> static void flash_allow_smem(K kernel, int bytes, bool *do
 }
 
 static flash_params flash_make_params(const void *qkv, int B, int T, int C, int NH) {
+    // tiles of 64 rows along gridDim.y (at most 65535), heads along gridDim.x
+    if (T > 65535 * 64) {
+        log_error("flash attention: T = %d is longer than the %d the launch grid can cover", T,
+                  65535 * 64);
+        exit(TS_EXIT_INTERNAL);
+    }
     flash_params p;
     memset(&p, 0, sizeof p);
     p.qkv = (const bf16 *)qkv;
@@ -49,7 +55,7 @@ template <int HS> static void flash_forward_hs(const flash_params &p, cudaStream
     static bool smem_set = false;
     const int smem = flash_fwd_smem<HS>();
     flash_allow_smem(flash_fwd_kernel<HS>, smem, &smem_set);
-    dim3 grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, FLASH_BR));
+    dim3 grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, flash_fwd_rows<HS>()));
     flash_fwd_kernel<HS><<<grid, FLASH_THREADS, smem, s>>>(p);
     CUDA_CHECK_LAUNCH();
 }
@@ -57,8 +63,8 @@ template <int HS> static void flash_forward_hs(const flash_params &p, cudaStream
 template <int HS> static void flash_backward_hs(const flash_params &p, cudaStream_t s) {
     static bool dkv_set = false, dq_set = false;
     const size_t rows = (size_t)p.B * p.T * p.NH;
-    const unsigned needed = cuda_ceil_div(rows, FLASH_THREADS / 32);
-    const unsigned dsum_blocks = needed < 65536 ? needed : 65536;
+    const size_t needed = (rows + FLASH_THREADS / 32 - 1) / (FLASH_THREADS / 32);
+    const unsigned dsum_blocks = (unsigned)(needed < 65536 ? needed : 65536);
     flash_bwd_dsum_kernel<HS><<<dsum_blocks, FLASH_THREADS, 0, s>>>(p);
     CUDA_CHECK_LAUNCH();
     dim3 grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, FLASH_BR));
@@ -91,6 +97,7 @@ void cuda_flash_backward(void *dqkv, const void *dout, const void *qkv, const vo
     TS_ASSERT(cuda_flash_supported(TS_BF16, C, NH));
     flash_check_aligned(qkv, "qkv");
     flash_check_aligned(dout, "dout");
+    flash_check_aligned(out, "out");
     flash_check_aligned(dqkv, "dqkv");
     flash_params p = flash_make_params(qkv, B, T, C, NH);
     p.dout = (const bf16 *)dout;

@@ -20,19 +20,24 @@
 // No output is shared between blocks, so there are no atomics and every run gives the same bits;
 // the price is that S and dP are computed twice (7 tile products instead of 5).
 //
-// Tiling. Every kernel has 4 warps (128 threads); a warp owns 16 rows of the tile its block owns
-// (queries in the forward and dQ kernels, keys in the dK/dV kernel), so the softmax statistics of
-// a row live in one quad of lanes and need no shared memory. Tiles of K, V (forward, dQ) or of
-// Q, dO (dK/dV) are double-buffered: the copy of tile j+1 (cp.async) runs under the products of
-// tile j. Shared-memory rows are padded by 8 elements (16 bytes) so the 8 row addresses of an
-// ldmatrix fall in 8 different bank groups. Budgets, LD = HS + 8 elements of 2 bytes:
-//   forward   Q (64) + 2 x (K, V) (64 each)        = 320 LD:  46 KB (HS 64),  87 KB (HS 128)
-//   dQ        Q, dO (64) + 2 x (K, V) (64)          = 384 LD:  55 KB,         104 KB
+// Tiling. Every kernel has 4 warps (128 threads); a warp owns 16 rows (MW = 1) or 32 rows
+// (MW = 2: two 16-row m-tiles that share every K and V fragment it loads, halving the
+// shared-memory reads per product) of the tile its block owns: queries in the forward and dQ
+// kernels, keys in the dK/dV kernel. The softmax statistics of a row live in one quad of lanes
+// and need no shared memory. Tiles of K, V (forward, dQ) or of Q, dO (dK/dV) are double-buffered:
+// the copy of tile j+1 (cp.async) runs under the products of tile j. Shared-memory rows are padded
+// by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix fall in 8 different bank
+// groups. Budgets, LD = HS + 8 elements of 2 bytes:
+//   forward   HS 64: MW 2, Q (128) + 2 x (K, V) (64)  = 384 LD:  55 KB
+//             HS 128: MW 1, Q (64) + 2 x (K, V) (64)  = 320 LD:  87 KB
+//   dQ        Q, dO (64) + 2 x (K, V) (64)             = 384 LD:  55 KB (HS 64), 104 KB (128)
 //   dK/dV     K, V (64) + 2 x (Q, dO) (BQ) + lse2, dsum: BQ = 64 (HS 64): 56 KB; 32 (HS 128): 70 KB
-// so 4 (HS 64) or 2 (HS 128) forward blocks fit on one H100/H200 SM (228 KB), 2 on an A100.
-// Causality: a query tile only visits key tiles at or left of its diagonal, and only the
-// diagonal tile (or a tile reaching past T) is masked. Blocks are ordered heaviest first
-// (query tiles from the end, key tiles from the start) to even out the last wave.
+// Registers (ptxas, sm_90a): forward 250 at HS 64 (2 blocks per SM), 168 at HS 128 (2 blocks:
+// shared memory); an A100 SM (164 KB) holds 2 and 1 forward blocks.
+// Causality: a query tile only visits key tiles at or left of its diagonal, a warp skips the
+// products of a tile whose every key comes after its every row, and only the tiles that cross
+// the diagonal (or reach past T) are masked. Blocks are ordered heaviest first (query tiles from
+// the end, key tiles from the start) to even out the last wave.
 #ifndef TESSERA_FLASH_ATTENTION_CUH
 #define TESSERA_FLASH_ATTENTION_CUH
 
@@ -40,7 +45,7 @@
 #include <stdint.h>
 
 #define FLASH_THREADS 128
-#define FLASH_BR      64 // queries per block (forward, dQ); keys per block (dK/dV)
+#define FLASH_BR      64 // queries per block (dQ); keys per block (dK/dV)
 #define FLASH_BC      64 // keys per tile (forward, dQ)
 
 typedef struct {
@@ -56,9 +61,13 @@ typedef struct {
     float scale_log2; // scale * log2(e)
 } flash_params;
 
-// shared-memory bytes of each kernel
+// m-tiles of 16 rows per warp in the forward, its rows per block, and each kernel's shared memory
+template <int HS> __host__ __device__ constexpr int flash_fwd_mw(void) { return HS <= 64 ? 2 : 1; }
+template <int HS> __host__ __device__ constexpr int flash_fwd_rows(void) {
+    return 64 * flash_fwd_mw<HS>();
+}
 template <int HS> __host__ __device__ constexpr int flash_fwd_smem(void) {
-    return (FLASH_BR + 4 * FLASH_BC) * (HS + 8) * 2;
+    return (flash_fwd_rows<HS>() + 4 * FLASH_BC) * (HS + 8) * 2;
 }
 template <int HS> __host__ __device__ constexpr int flash_dq_smem(void) {
     return (2 * FLASH_BR + 4 * FLASH_BC) * (HS + 8) * 2;
@@ -106,46 +115,58 @@ __device__ __forceinline__ const bf16 *frag_bn(const bf16 *t, int k0, int c0, in
     return t + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + c0 + (lane >> 4) * 8;
 }
 
-// acc[n-blocks of 8] (16 x 8*NB) += A (16 rows of tile `a` from ar0, HS columns) times
-// tile `b`^T (rows n0 .. n0 + 8*NB - 1 of `b`, HS columns): a product of two row-major tiles
-// along their rows, e.g. S = Q K^T.
-template <int HS, int NB>
-__device__ __forceinline__ void flash_mm_rows(float acc[][4], const bf16 *a, int ar0, const bf16 *b,
-                                              int lane) {
+// acc[mt][n-block] (MW m-tiles of 16 rows x 8*NB) += A (16*MW rows of tile `a` from ar0, HS
+// columns) times tile `b`^T (rows 0 .. 8*NB - 1 of `b`, HS columns): a product of two row-major
+// tiles along their rows, e.g. S = Q K^T. Each B fragment loaded serves all MW m-tiles.
+template <int HS, int NB, int MW>
+__device__ __forceinline__ void flash_mm_rows(float (*acc)[NB][4], const bf16 *a, int ar0,
+                                              const bf16 *b, int lane) {
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++) {
-        uint32_t af[4];
-        ldsm_x4(af, frag_a<LD>(a, ar0, kk * 16, lane));
+        uint32_t af[MW][4];
+#pragma unroll
+        for (int mt = 0; mt < MW; mt++)
+            ldsm_x4(af[mt], frag_a<LD>(a, ar0 + 16 * mt, kk * 16, lane));
 #pragma unroll
         for (int nb = 0; nb < NB / 2; nb++) {
             uint32_t r[4];
             ldsm_x4(r, frag_bt<LD>(b, nb * 16, kk * 16, lane));
-            mma_bf16_16816(acc[2 * nb], af, r[0], r[1]);
-            mma_bf16_16816(acc[2 * nb + 1], af, r[2], r[3]);
+#pragma unroll
+            for (int mt = 0; mt < MW; mt++) {
+                mma_bf16_16816(acc[mt][2 * nb], af[mt], r[0], r[1]);
+                mma_bf16_16816(acc[mt][2 * nb + 1], af[mt], r[2], r[3]);
+            }
         }
     }
 }
 
-// acc (16 x HS) += P (16 x 8*NB, in accumulator layout, fp32, rounded to bf16 here) times the
-// row-major tile `b` (8*NB rows, HS columns): e.g. O += P V.
-template <int HS, int NB>
-__device__ __forceinline__ void flash_mm_acc(float acc[][4], const float p[][4], const bf16 *b,
-                                             int lane) {
+// acc[mt] (MW m-tiles of 16 x HS) += P[mt] (16 x 8*NB, in accumulator layout, fp32, rounded to
+// bf16 here) times the row-major tile `b` (8*NB rows, HS columns): e.g. O += P V.
+template <int HS, int NB, int MW>
+__device__ __forceinline__ void flash_mm_acc(float (*acc)[HS / 8][4], const float (*p)[NB][4],
+                                             const bf16 *b, int lane) {
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < NB / 2; kk++) {
         // the accumulators of two n-blocks are the A fragment of one 16-wide k slice
-        const uint32_t af[4] = {pack_bf16x2(p[2 * kk][0], p[2 * kk][1]),
-                                pack_bf16x2(p[2 * kk][2], p[2 * kk][3]),
-                                pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                                pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+        uint32_t af[MW][4];
+#pragma unroll
+        for (int mt = 0; mt < MW; mt++) {
+            af[mt][0] = pack_bf16x2(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+            af[mt][1] = pack_bf16x2(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+            af[mt][2] = pack_bf16x2(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+            af[mt][3] = pack_bf16x2(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int dp = 0; dp < HS / 16; dp++) {
             uint32_t r[4];
             ldsm_x4_trans(r, frag_bn<LD>(b, kk * 16, dp * 16, lane));
-            mma_bf16_16816(acc[2 * dp], af, r[0], r[1]);
-            mma_bf16_16816(acc[2 * dp + 1], af, r[2], r[3]);
+#pragma unroll
+            for (int mt = 0; mt < MW; mt++) {
+                mma_bf16_16816(acc[mt][2 * dp], af[mt], r[0], r[1]);
+                mma_bf16_16816(acc[mt][2 * dp + 1], af[mt], r[2], r[3]);
+            }
         }
     }
 }
@@ -158,11 +179,12 @@ __device__ __forceinline__ void flash_add_pair(bf16 *dst, float lo, float hi) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// forward: grid (B*NH, ceil(T/64)), FLASH_THREADS threads, flash_fwd_smem<HS>() bytes
+// forward: grid (B*NH, ceil(T / flash_fwd_rows<HS>())), FLASH_THREADS, flash_fwd_smem<HS>()
 
 template <int HS>
 __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p) {
-    constexpr int LD = HS + 8, BR = FLASH_BR, BC = FLASH_BC, NB = BC / 8, ND = HS / 8;
+    constexpr int LD = HS + 8, MW = flash_fwd_mw<HS>(), BR = flash_fwd_rows<HS>(), BC = FLASH_BC;
+    constexpr int NB = BC / 8, ND = HS / 8;
     const int T = p.T, C = p.C;
     const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
     const int nqb = (T + BR - 1) / BR, qb = nqb - 1 - mma_by(), q0 = qb * BR;
@@ -179,11 +201,18 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
     flash_load_tile<HS, BC>(sV, Vg, rs, 0, T, tid);
     cp_async_commit();
 
-    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    // rows of this warp: wr0 .. wr0 + 16 MW - 1; of m-tile mt: wr0 + 16 mt + g (c0, c1), + 8 (c2,
+    // c3)
+    const int wr0 = q0 + warp * 16 * MW;
+    float o[MW][ND][4], m[MW][2], l[MW][2];
 #pragma unroll
-    for (int i = 0; i < ND; i++)
-        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-    const int row0 = q0 + warp * 16 + g; // query of c0, c1; row0 + 8 of c2, c3
+    for (int mt = 0; mt < MW; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ND; i++)
+            o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+    }
 
     for (int j = 0; j < nkb; j++) {
         const int st = j & 1, k0 = j * BC;
@@ -194,77 +223,91 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
         cp_async_commit();
         cp_async_wait<1>(); // everything but the tile just requested
         mma_sync_block();
-        const bf16 *kt = sK + st * BC * LD, *vt = sV + st * BC * LD;
 
-        float s[NB][4];
+        // a tile whose every key comes after every row of the warp adds nothing (warp-uniform)
+        if (k0 <= wr0 + 16 * MW - 1) {
+            const bf16 *kt = sK + st * BC * LD, *vt = sV + st * BC * LD;
+            float s[MW][NB][4];
 #pragma unroll
-        for (int i = 0; i < NB; i++)
-            s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-        flash_mm_rows<HS, NB>(s, sQ, warp * 16, kt, lane);
+            for (int mt = 0; mt < MW; mt++)
+#pragma unroll
+                for (int i = 0; i < NB; i++)
+                    s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.0f;
+            flash_mm_rows<HS, NB, MW>(s, sQ, warp * 16 * MW, kt, lane);
 
-        // scale to base 2, mask the keys after the query (the diagonal tile, or one past T)
-        const bool diag = k0 + BC - 1 > q0;
-        float mx[2] = {m[0], m[1]};
+            // mask the keys after the query (tiles crossing the diagonal, or reaching past T),
+            // then the row maxima of the raw scores (scale > 0 keeps the order)
+            const bool diag = k0 + BC - 1 > wr0;
+            float mx[MW][2];
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++)
+            for (int mt = 0; mt < MW; mt++) {
+                mx[mt][0] = mx[mt][1] = -INFINITY;
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[nb][e] * p.scale_log2;
-                if (diag && k0 + nb * 8 + tq * 2 + (e & 1) > row0 + (e >> 1) * 8) x = -INFINITY;
-                s[nb][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int row = wr0 + 16 * mt + g + (e >> 1) * 8;
+                        if (diag && k0 + nb * 8 + tq * 2 + (e & 1) > row) s[mt][nb][e] = -INFINITY;
+                        mx[mt][e >> 1] = fmaxf(mx[mt][e >> 1], s[mt][nb][e]);
+                    }
             }
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], shfl_xor_f32(mx[r], 1));
-            mx[r] = fmaxf(mx[r], shfl_xor_f32(mx[r], 2));
+            for (int mt = 0; mt < MW; mt++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float v = mx[mt][r];
+                    v = fmaxf(v, shfl_xor_f32(v, 1));
+                    v = fmaxf(v, shfl_xor_f32(v, 2));
+                    // new running maximum, base 2; a row with no visible key yet keeps
+                    // m = -inf and l = 0 (base 0 avoids -inf - -inf)
+                    const float mnew = fmaxf(m[mt][r], v * p.scale_log2);
+                    const float base = mnew == -INFINITY ? 0.0f : mnew;
+                    const float corr = exp2f(m[mt][r] - base); // 0 while m = -inf
+                    m[mt][r] = mnew;
+                    mx[mt][r] = base;
+                    l[mt][r] *= corr;
+#pragma unroll
+                    for (int i = 0; i < ND; i++) {
+                        o[mt][i][2 * r] *= corr;
+                        o[mt][i][2 * r + 1] *= corr;
+                    }
+                }
+                // P = exp2(s scale_log2 - base); l is this lane's share of the row sum (its
+                // columns): the quad adds them up at the end
+#pragma unroll
+            for (int mt = 0; mt < MW; mt++)
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float pe = exp2f(fmaf(s[mt][nb][e], p.scale_log2, -mx[mt][e >> 1]));
+                        s[mt][nb][e] = pe;
+                        l[mt][e >> 1] += pe;
+                    }
+            flash_mm_acc<HS, NB, MW>(o, s, vt, lane);
         }
-        // every row has key 0 in tile 0, so mx is finite from the first tile on; the guard
-        // keeps a row with no visible key at l = 0 instead of NaN
-        float corr[2], base[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];
-            corr[r] = exp2f(m[r] - base[r]); // 0 on the first tile (m = -inf)
-            m[r] = mx[r];
-            l[r] *= corr[r];
-        }
-        // l is this lane's share of the row sum (its columns); the quad adds them up at the end
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float pe = exp2f(s[nb][e] - base[e >> 1]);
-                s[nb][e] = pe;
-                l[e >> 1] += pe;
-            }
-#pragma unroll
-        for (int i = 0; i < ND; i++) {
-            o[i][0] *= corr[0];
-            o[i][1] *= corr[0];
-            o[i][2] *= corr[1];
-            o[i][3] *= corr[1];
-        }
-        flash_mm_acc<HS, NB>(o, s, vt, lane);
         mma_sync_block(); // this stage is refilled two tiles from now
     }
     cp_async_wait<0>();
 
     bf16 *Og = p.out + (int64_t)b * T * C + h * HS;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += shfl_xor_f32(l[r], 1);
-        l[r] += shfl_xor_f32(l[r], 2);
-        const int t = row0 + 8 * r;
-        if (t >= T) continue;
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    for (int mt = 0; mt < MW; mt++)
 #pragma unroll
-        for (int i = 0; i < ND; i++) {
-            uint32_t *dst = reinterpret_cast<uint32_t *>(Og + (int64_t)t * C + i * 8 + tq * 2);
-            *dst = pack_bf16x2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += shfl_xor_f32(lr, 1);
+            lr += shfl_xor_f32(lr, 2);
+            const int t = wr0 + 16 * mt + g + 8 * r;
+            if (t >= T) continue;
+            const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+#pragma unroll
+            for (int i = 0; i < ND; i++) {
+                uint32_t *dst = reinterpret_cast<uint32_t *>(Og + (int64_t)t * C + i * 8 + tq * 2);
+                *dst = pack_bf16x2(o[mt][i][2 * r] * inv, o[mt][i][2 * r + 1] * inv);
+            }
+            if (tq == 0) p.lse[(int64_t)bh * T + t] = m[mt][r] + log2f(lr);
         }
-        if (tq == 0) p.lse[(int64_t)bh * T + t] = m[r] + log2f(l[r]);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,10 +361,10 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_para
     flash_load_tile<HS, BK>(sV, Vg, rs, k0, T, tid);
     flash_load_tile<HS, BQ>(sQ, Qg, rs, qb0 * BQ, T, tid);
     flash_load_tile<HS, BQ>(sdO, dOg, C, qb0 * BQ, T, tid);
-    if (tid < BQ) {
+    if (tid < BQ) { // lse2 and dsum of the tile's queries (0 past T), in the same group
         const int t = qb0 * BQ + tid;
-        sL[tid] = t < T ? Lg[t] : 0.0f;
-        sD[tid] = t < T ? Dg[t] : 0.0f;
+        cp_async4(sL + tid, Lg + (t < T ? t : 0), t < T);
+        cp_async4(sD + tid, Dg + (t < T ? t : 0), t < T);
     }
     cp_async_commit();
 
@@ -340,8 +383,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_para
             flash_load_tile<HS, BQ>(sdO + nst * BQ * LD, dOg, C, qs + BQ, T, tid);
             if (tid < BQ) {
                 const int t = qs + BQ + tid;
-                sL[nst * BQ + tid] = t < T ? Lg[t] : 0.0f;
-                sD[nst * BQ + tid] = t < T ? Dg[t] : 0.0f;
+                cp_async4(sL + nst * BQ + tid, Lg + (t < T ? t : 0), t < T);
+                cp_async4(sD + nst * BQ + tid, Dg + (t < T ? t : 0), t < T);
             }
         }
         cp_async_commit();
@@ -350,36 +393,39 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_para
         const bf16 *qt = sQ + st * BQ * LD, *dot = sdO + st * BQ * LD;
         const float *lt = sL + st * BQ, *dt = sD + st * BQ;
 
-        // S^T (16 keys x BQ queries) = K Q^T, then P^T = exp2(s - lse2[query]), 0 where masked
-        float s[NB][4];
+        // a warp whose every key comes after every query of the tile has nothing to add
+        if (qs + BQ - 1 >= k0 + warp * 16) {
+            // S^T (16 keys x BQ queries) = K Q^T, then P^T = exp2(s - lse2[query]), 0 where masked
+            float s[NB][4];
 #pragma unroll
-        for (int n = 0; n < NB; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        flash_mm_rows<HS, NB>(s, sK, warp * 16, qt, lane);
-        const bool diag = k0 + BK - 1 > qs; // some key of the tile comes after some query
+            for (int n = 0; n < NB; n++)
+                s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+            flash_mm_rows<HS, NB, 1>(&s, sK, warp * 16, qt, lane);
+            const bool diag = k0 + BK - 1 > qs; // some key of the tile comes after some query
 #pragma unroll
-        for (int n = 0; n < NB; n++)
+            for (int n = 0; n < NB; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int qi = n * 8 + tq * 2 + (e & 1), t = qs + qi;
-                const bool off = t >= T || (diag && key0 + (e >> 1) * 8 > t);
-                s[n][e] = off ? 0.0f : exp2f(s[n][e] * p.scale_log2 - lt[qi]);
-            }
-        // dV += P^T dO
-        flash_mm_acc<HS, NB>(dv, s, dot, lane);
-        // dP^T (16 keys x BQ queries) = V dO^T;  dS^T = P^T (dP^T - dsum[query])
-        float dp[NB][4];
+                for (int e = 0; e < 4; e++) {
+                    const int qi = n * 8 + tq * 2 + (e & 1), t = qs + qi;
+                    const bool off = t >= T || (diag && key0 + (e >> 1) * 8 > t);
+                    s[n][e] = off ? 0.0f : exp2f(fmaf(s[n][e], p.scale_log2, -lt[qi]));
+                }
+            // dV += P^T dO
+            flash_mm_acc<HS, NB, 1>(&dv, &s, dot, lane);
+            // dP^T (16 keys x BQ queries) = V dO^T;  dS^T = P^T (dP^T - dsum[query])
+            float dp[NB][4];
 #pragma unroll
-        for (int n = 0; n < NB; n++)
-            dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-        flash_mm_rows<HS, NB>(dp, sV, warp * 16, dot, lane);
+            for (int n = 0; n < NB; n++)
+                dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+            flash_mm_rows<HS, NB, 1>(&dp, sV, warp * 16, dot, lane);
 #pragma unroll
-        for (int n = 0; n < NB; n++)
+            for (int n = 0; n < NB; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                dp[n][e] = s[n][e] * (dp[n][e] - dt[n * 8 + tq * 2 + (e & 1)]);
-        // dK += dS^T Q   (scaled at the end)
-        flash_mm_acc<HS, NB>(dk, dp, qt, lane);
+                for (int e = 0; e < 4; e++)
+                    dp[n][e] = s[n][e] * (dp[n][e] - dt[n * 8 + tq * 2 + (e & 1)]);
+            // dK += dS^T Q   (scaled at the end)
+            flash_mm_acc<HS, NB, 1>(&dk, &dp, qt, lane);
+        }
         mma_sync_block();
     }
     cp_async_wait<0>();
@@ -451,7 +497,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
 #pragma unroll
         for (int n = 0; n < NB; n++)
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        flash_mm_rows<HS, NB>(s, sQ, warp * 16, kt, lane);
+        flash_mm_rows<HS, NB, 1>(&s, sQ, warp * 16, kt, lane);
         const bool diag = k0 + BC - 1 > q0;
 #pragma unroll
         for (int n = 0; n < NB; n++)
@@ -459,21 +505,21 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
             for (int e = 0; e < 4; e++) {
                 const int t = row0 + (e >> 1) * 8, key = k0 + n * 8 + tq * 2 + (e & 1);
                 const bool off = t >= T || (diag && key > t);
-                s[n][e] = off ? 0.0f : exp2f(s[n][e] * p.scale_log2 - lse[e >> 1]);
+                s[n][e] = off ? 0.0f : exp2f(fmaf(s[n][e], p.scale_log2, -lse[e >> 1]));
             }
         // dP = dO V^T;  dS = P (dP - dsum)
         float dp[NB][4];
 #pragma unroll
         for (int n = 0; n < NB; n++)
             dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-        flash_mm_rows<HS, NB>(dp, sdO, warp * 16, vt, lane);
+        flash_mm_rows<HS, NB, 1>(&dp, sdO, warp * 16, vt, lane);
 #pragma unroll
         for (int n = 0; n < NB; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 dp[n][e] = s[n][e] * (dp[n][e] - dsum[e >> 1]);
         // dQ += dS K   (scaled at the end)
-        flash_mm_acc<HS, NB>(dq, dp, kt, lane);
+        flash_mm_acc<HS, NB, 1>(&dq, &dp, kt, lane);
         mma_sync_block();
     }
     cp_async_wait<0>();

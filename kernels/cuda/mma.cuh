@@ -81,7 +81,14 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], 
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
     const int n = valid ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(mma_smem_addr(dst)),
-                 "l"(src), "r"(n)
+                 "l"(__cvta_generic_to_global(src)), "r"(n)
+                 : "memory");
+}
+// the same for 4 bytes (both 4-byte aligned), through L1 (.ca: .cg takes 16 bytes only)
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid) {
+    const int n = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(mma_smem_addr(dst)),
+                 "l"(__cvta_generic_to_global(src)), "r"(n)
                  : "memory");
 }
 __device__ __forceinline__ void cp_async_commit(void) {

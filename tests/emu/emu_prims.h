@@ -6,9 +6,10 @@
 // operations (ldmatrix, mma.sync, shuffles) are a rendezvous of the warp's 32 threads: each posts
 // its operands, a barrier, each computes its own result from the others' operands following the
 // fragment layouts of the PTX ISA (restated in mma.cuh), a second barrier. __syncthreads is a
-// barrier of the block. cp.async copies are deferred until the thread waits for their group, so
-// a tile read before its cp.async.wait_group (or before the barrier that publishes other threads'
-// copies) holds stale data and the result is wrong, as it could be on the GPU.
+// barrier of the block. cp.async copies are deferred until the thread waits for their group and
+// their destination is garbage from the issue on, so a tile read before its cp.async.wait_group
+// (or before the barrier that publishes other threads' copies), or refilled while another warp
+// still reads it, holds wrong data and the result is wrong, as it could be on the GPU.
 //
 // Checked on the way, with a message and abort(): ldmatrix row addresses and cp.async
 // destinations inside the block's shared memory and 16-byte aligned; cp.async sources 16-byte
@@ -19,6 +20,7 @@
 #ifndef TESSERA_EMU_PRIMS_H
 #define TESSERA_EMU_PRIMS_H
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cmath>
@@ -26,7 +28,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -76,6 +77,7 @@ struct copy {
     void *dst;
     const void *src;
     bool valid;
+    int bytes;
 };
 
 struct block {
@@ -125,40 +127,55 @@ inline const uint32_t *posted_u(int lane) { return &blk->u[6 * ((tid / 32) * 32 
 
 // Run kernel() as a grid (gridx, gridy) of blocks of nthreads threads with smem_bytes of dynamic
 // shared memory (filled with a garbage pattern, as on the GPU nothing is zeroed).
+// Blocks run one at a time, in a shuffled (seeded) order: a kernel must not depend on the order
+// in which the GPU schedules its blocks. The launch limits of the GPUs the kernels are built for
+// are checked: gridDim.y <= 65535, at most 1024 threads, and at most 163 KB of dynamic shared
+// memory per block (an A100's opt-in limit; an H100/H200 allows 227 KB).
 inline void launch(int gridx, int gridy, int nthreads, size_t smem_bytes,
                    const std::function<void()> &kernel) {
+    if (gridx < 1 || gridy < 1 || gridy > 65535) fail("grid outside the launch limits", nullptr);
+    if (nthreads < 32 || nthreads > 1024 || nthreads % 32) fail("bad block size", nullptr);
+    if (smem_bytes > 163 * 1024) fail("more shared memory than an A100 block may have", nullptr);
     std::vector<char> smem(smem_bytes + 128);
     char *base = (char *)(((uintptr_t)smem.data() + 127) & ~(uintptr_t)127);
+    std::vector<std::pair<int, int>> order;
     for (int by = 0; by < gridy; by++)
-        for (int bx = 0; bx < gridx; bx++) {
-            memset(base, 0x7f, smem_bytes); // bf16 0x7f7f: a large number, not zero
-            block b;
-            b.nthreads = nthreads;
-            b.bx = bx;
-            b.by = by;
-            b.gridx = gridx;
-            b.smem = base;
-            b.smem_bytes = smem_bytes;
-            b.all = std::make_unique<std::barrier<>>(nthreads);
-            for (int w = 0; w < nthreads / 32; w++)
-                b.warp.push_back(std::make_unique<std::barrier<>>(32));
-            b.ptr.resize(nthreads);
-            b.u.resize(6 * nthreads);
-            b.f.resize(nthreads);
-            std::vector<std::thread> threads;
-            for (int t = 0; t < nthreads; t++)
-                threads.emplace_back([&b, t, &kernel] {
-                    blk = &b;
-                    tid = t;
-                    committed.clear();
-                    open_group.clear();
-                    kernel();
-                    if (!committed.empty() || !open_group.empty())
-                        fail("thread finished with cp.async copies never waited for", nullptr);
-                });
-            for (auto &t : threads)
-                t.join();
-        }
+        for (int bx = 0; bx < gridx; bx++)
+            order.emplace_back(bx, by);
+    uint64_t seed = 0x2545f4914f6cdd1dull ^ order.size();
+    for (size_t i = order.size(); i > 1; i--) { // Fisher-Yates with xorshift
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        std::swap(order[i - 1], order[seed % i]);
+    }
+    for (auto [bx, by] : order) {
+        memset(base, 0x7f, smem_bytes); // bf16 0x7f7f: a large number, not zero
+        block b;
+        b.nthreads = nthreads;
+        b.bx = bx;
+        b.by = by;
+        b.gridx = gridx;
+        b.smem = base;
+        b.smem_bytes = smem_bytes;
+        b.all = std::make_unique<std::barrier<>>(nthreads);
+        for (int w = 0; w < nthreads / 32; w++)
+            b.warp.push_back(std::make_unique<std::barrier<>>(32));
+        b.ptr.resize(nthreads);
+        b.u.resize(6 * nthreads);
+        b.f.resize(nthreads);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < nthreads; t++)
+            threads.emplace_back([&b, t, &kernel] {
+                blk = &b;
+                tid = t;
+                committed.clear();
+                open_group.clear();
+                kernel();
+                if (!committed.empty() || !open_group.empty())
+                    fail("thread finished with cp.async copies never waited for", nullptr);
+            });
+        for (auto &t : threads)
+            t.join();
+    }
 }
 
 } // namespace emu
@@ -236,10 +253,23 @@ inline void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_
     emu::warp_sync();
 }
 
+// The destination holds garbage from the issue until the wait (on the GPU the copy lands at
+// some point in between): a stage overwritten while another warp still reads it, for want of a
+// barrier, gives wrong results here too.
 inline void cp_async16(void *dst, const void *src, bool valid) {
     emu::check_smem(dst, 16, "cp.async destination outside shared memory");
     if (((uintptr_t)src & 15) != 0) emu::fail("cp.async source not 16-byte aligned", src);
-    emu::open_group.push_back(emu::copy{dst, src, valid});
+    memset(dst, 0x7f, 16);
+    emu::open_group.push_back(emu::copy{dst, src, valid, 16});
+}
+inline void cp_async4(void *dst, const void *src, bool valid) {
+    const char *c = (const char *)dst;
+    if (c < emu::blk->smem || c + 4 > emu::blk->smem + emu::blk->smem_bytes ||
+        ((uintptr_t)dst & 3) != 0)
+        emu::fail("cp.async (4 bytes) destination outside shared memory or not aligned", dst);
+    if (((uintptr_t)src & 3) != 0) emu::fail("cp.async source not 4-byte aligned", src);
+    memset(dst, 0x7f, 4);
+    emu::open_group.push_back(emu::copy{dst, src, valid, 4});
 }
 inline void cp_async_commit(void) {
     emu::committed.push_back(std::move(emu::open_group));
@@ -249,9 +279,9 @@ template <int N> inline void cp_async_wait(void) {
     while (emu::committed.size() > (size_t)N) {
         for (const emu::copy &c : emu::committed.front()) {
             if (c.valid)
-                memcpy(c.dst, c.src, 16);
+                memcpy(c.dst, c.src, c.bytes);
             else
-                memset(c.dst, 0, 16);
+                memset(c.dst, 0, c.bytes);
         }
         emu::committed.erase(emu::committed.begin());
     }

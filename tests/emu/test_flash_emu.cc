@@ -161,9 +161,10 @@ template <int HS> void run_case(int T, int B, int NH) {
     p.NH = NH;
     p.scale = 1.0f / std::sqrt((float)HS);
     p.scale_log2 = p.scale * 1.4426950408889634f;
-    const int ntiles = (T + FLASH_BR - 1) / FLASH_BR;
+    const int ntiles = (T + FLASH_BR - 1) / FLASH_BR,
+              fwd_tiles = (T + flash_fwd_rows<HS>() - 1) / flash_fwd_rows<HS>();
 
-    emu::launch(B * NH, ntiles, FLASH_THREADS, flash_fwd_smem<HS>(),
+    emu::launch(B * NH, fwd_tiles, FLASH_THREADS, flash_fwd_smem<HS>(),
                 [&] { flash_fwd_kernel<HS>(p); });
     check(
         "out", shape, nout, [&](size_t i) { return f(out[i]); }, ref.out.data(),

@@ -5,8 +5,9 @@
 //
 // The CUDA backend in bf16 mode takes the flash kernels for head sizes 64 and 128 (attention.cu);
 // this test runs its attention op at T = 64, 256, 1024 and 1000 (not a multiple of the 64-row
-// tile) for both head sizes, on inputs rounded to bf16 and given to the CPU (fp32) as those
-// rounded numbers. Checks per shape, as ||gpu - cpu|| / ||cpu||:
+// tile) for both head sizes, and once with 48 heads' worth of blocks (several waves), on inputs
+// rounded to bf16 and given to the CPU (fp32) as those rounded numbers. Checks per shape, as ||gpu
+// - cpu|| / ||cpu||:
 //   out                    1e-2   one bf16 rounding of P before P V, one of the output (2^-9 each)
 //   dq, dk, dv (each)      2e-2   P and dS rounded to bf16 before their products, bf16 outputs
 //   += into dqkv           1e-2   a second backward without zeroing gives twice the first
@@ -122,7 +123,8 @@ int main(int argc, char **argv) {
     } else {
         static const int shapes[][4] = {{64, 64, 3, 4},    {256, 64, 2, 3},   {1024, 64, 2, 2},
                                         {1000, 64, 1, 3},  {64, 128, 2, 2},   {256, 128, 2, 2},
-                                        {1024, 128, 1, 2}, {1000, 128, 1, 2}, {1, 64, 2, 2}};
+                                        {1024, 128, 1, 2}, {1000, 128, 1, 2}, {1, 64, 2, 2},
+                                        {1024, 64, 4, 12}}; // many waves of blocks
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);
     }

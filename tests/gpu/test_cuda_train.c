@@ -271,9 +271,14 @@ static void check_determinism(const int *tokens, const int *targets) {
 // as it must be). Both round scores and probabilities to bf16 in different places, so the losses
 // part by rounding only: per step |flash - simple| / simple <= 5e-3 (the bf16 tolerance of the
 // loss against the CPU, check 1).
-static void run_losses(const char *attention, double *losses, const int *tokens,
-                       const int *targets) {
+// the losses of STEPS steps with TESSERA_ATTENTION=attention; returns the attention state bytes
+// of one layer (which tells the paths apart: flash keeps B*NH*T floats)
+static size_t run_losses(const char *attention, double *losses, const int *tokens,
+                         const int *targets) {
+    const char *was = getenv("TESSERA_ATTENTION");
+    char *saved = was ? strdup(was) : NULL;
     setenv("TESSERA_ATTENTION", attention, 1);
+    const size_t state = G.gpu->attention_state_bytes(B, T, C, NH);
     trainer tr;
     for (int i = 0; i < STEPS; i++)
         losses[i] = NAN;
@@ -284,15 +289,25 @@ static void run_losses(const char *attention, double *losses, const int *tokens,
         }
         trainer_destroy(&tr);
     }
-    unsetenv("TESSERA_ATTENTION");
+    if (saved)
+        setenv("TESSERA_ATTENTION", saved, 1);
+    else
+        unsetenv("TESSERA_ATTENTION");
+    free(saved);
+    return state;
 }
 
 static void check_flash_vs_simple(const int *tokens, const int *targets) {
     printf("[%s] flash attention against the simple path: %d steps each\n", ts_dtype_name(G.mode),
            STEPS);
     double flash[STEPS], simple[STEPS], worst = 0;
-    run_losses("simple", simple, tokens, targets);
-    run_losses("flash", flash, tokens, targets);
+    const size_t simple_state = run_losses("simple", simple, tokens, targets);
+    const size_t flash_state = run_losses("flash", flash, tokens, targets);
+    // the flash run really took the flash kernels
+    gpu_check_err(&G, "flash state bytes = B*NH*T*4", fabs((double)flash_state - 4.0 * B * NH * T),
+                  0);
+    gpu_check_err(&G, "simple state bytes > flash state bytes", simple_state > flash_state ? 0 : 1,
+                  0);
     for (int i = 0; i < STEPS; i++) {
         double d = fabs(flash[i] - simple[i]) / fabs(simple[i]);
         if (!(d <= worst)) worst = d; // NaN sticks
