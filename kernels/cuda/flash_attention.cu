@@ -72,7 +72,8 @@ template <int HS> static void flash_backward_hs(const flash_params &p, cudaStrea
     flash_bwd_dkv_kernel<HS><<<grid, FLASH_THREADS, flash_dkv_smem<HS>(), s>>>(p);
     CUDA_CHECK_LAUNCH();
     flash_allow_smem(flash_bwd_dq_kernel<HS>, flash_dq_smem<HS>(), &dq_set);
-    flash_bwd_dq_kernel<HS><<<grid, FLASH_THREADS, flash_dq_smem<HS>(), s>>>(p);
+    dim3 dq_grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, flash_dq_rows<HS>()));
+    flash_bwd_dq_kernel<HS><<<dq_grid, FLASH_THREADS, flash_dq_smem<HS>(), s>>>(p);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -31,6 +31,7 @@
 //   forward   HS 64: MW 2, Q (128) + 2 x (K, V) (64)  = 384 LD:  55 KB
 //             HS 128: MW 1, Q (64) + 2 x (K, V) (64)  = 320 LD:  87 KB
 //   dQ        Q, dO (64) + 2 x (K, V) (64)             = 384 LD:  55 KB (HS 64), 104 KB (128)
+//             (FLASH_DQ_MW_64=2: Q, dO (128) + 2 x (K, V) = 512 LD: 74 KB at HS 64)
 //   dK/dV     K, V (64) + 2 x (Q, dO) (BQ) + lse2, dsum: BQ = 64 (HS 64): 56 KB; 32 (HS 128): 70 KB
 // Registers (ptxas, sm_90a): forward 250 at HS 64 (2 blocks per SM), 168 at HS 128 (2 blocks:
 // shared memory); an A100 SM (164 KB) holds 2 and 1 forward blocks.
@@ -69,8 +70,21 @@ template <int HS> __host__ __device__ constexpr int flash_fwd_rows(void) {
 template <int HS> __host__ __device__ constexpr int flash_fwd_smem(void) {
     return (flash_fwd_rows<HS>() + 4 * FLASH_BC) * (HS + 8) * 2;
 }
+// dQ keeps 16 rows per warp by default. FLASH_DQ_MW_64=2 gives it the forward's 32 rows per
+// warp at HS 64 (half the shared-memory reads per product), for 255 registers and a small spill
+// (ptxas, sm_90a) instead of 168: which one is faster is for a GPU to tell (gpu_attn_bench).
+// Both are checked in emulation (tests/emu).
+#ifndef FLASH_DQ_MW_64
+#define FLASH_DQ_MW_64 1
+#endif
+template <int HS> __host__ __device__ constexpr int flash_dq_mw(void) {
+    return HS <= 64 ? FLASH_DQ_MW_64 : 1;
+}
+template <int HS> __host__ __device__ constexpr int flash_dq_rows(void) {
+    return 64 * flash_dq_mw<HS>();
+}
 template <int HS> __host__ __device__ constexpr int flash_dq_smem(void) {
-    return (2 * FLASH_BR + 4 * FLASH_BC) * (HS + 8) * 2;
+    return (2 * flash_dq_rows<HS>() + 4 * FLASH_BC) * (HS + 8) * 2;
 }
 template <int HS> __host__ __device__ constexpr int flash_dkv_bq(void) {
     return HS <= 64 ? 64 : 32;
@@ -445,11 +459,13 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_para
 }
 
 // ---------------------------------------------------------------------------------------------
-// backward, step 3: dQ. grid (B*NH, ceil(T/64)), FLASH_THREADS, flash_dq_smem<HS>()
+// backward, step 3: dQ. grid (B*NH, ceil(T / flash_dq_rows<HS>())), FLASH_THREADS,
+// flash_dq_smem<HS>()
 
 template <int HS>
 __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_params p) {
-    constexpr int LD = HS + 8, BR = FLASH_BR, BC = FLASH_BC, NB = BC / 8, ND = HS / 8;
+    constexpr int LD = HS + 8, MW = flash_dq_mw<HS>(), BR = flash_dq_rows<HS>(), BC = FLASH_BC;
+    constexpr int NB = BC / 8, ND = HS / 8;
     const int T = p.T, C = p.C;
     const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
     const int nqb = (T + BR - 1) / BR, qb = nqb - 1 - mma_by(), q0 = qb * BR;
@@ -468,18 +484,21 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
     flash_load_tile<HS, BC>(sV, Vg, rs, 0, T, tid);
     cp_async_commit();
 
-    const int row0 = q0 + warp * 16 + g;
-    float lse[2], dsum[2];
+    // rows of this warp: wr0 .. wr0 + 16 MW - 1; of m-tile mt: wr0 + 16 mt + g (c0, c1), + 8
+    const int wr0 = q0 + warp * 16 * MW;
+    float lse[MW][2], dsum[MW][2], dq[MW][ND][4];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int t = row0 + 8 * r;
-        lse[r] = t < T ? p.lse[(int64_t)bh * T + t] : 0.0f;
-        dsum[r] = t < T ? p.dsum[(int64_t)bh * T + t] : 0.0f;
+    for (int mt = 0; mt < MW; mt++) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int t = wr0 + 16 * mt + g + 8 * r;
+            lse[mt][r] = t < T ? p.lse[(int64_t)bh * T + t] : 0.0f;
+            dsum[mt][r] = t < T ? p.dsum[(int64_t)bh * T + t] : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < ND; i++)
+            dq[mt][i][0] = dq[mt][i][1] = dq[mt][i][2] = dq[mt][i][3] = 0.0f;
     }
-    float dq[ND][4];
-#pragma unroll
-    for (int i = 0; i < ND; i++)
-        dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
 
     for (int j = 0; j < nkb; j++) {
         const int st = j & 1, k0 = j * BC;
@@ -490,50 +509,61 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
         cp_async_commit();
         cp_async_wait<1>();
         mma_sync_block();
-        const bf16 *kt = sK + st * BC * LD, *vt = sV + st * BC * LD;
 
-        // P = exp2(s - lse2), 0 after the diagonal and for queries past T
-        float s[NB][4];
+        // a tile whose every key comes after every row of the warp adds nothing (warp-uniform)
+        if (k0 <= wr0 + 16 * MW - 1) {
+            const bf16 *kt = sK + st * BC * LD, *vt = sV + st * BC * LD;
+            // P = exp2(s - lse2), 0 after the diagonal and for queries past T
+            float s[MW][NB][4], dp[MW][NB][4];
 #pragma unroll
-        for (int n = 0; n < NB; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        flash_mm_rows<HS, NB, 1>(&s, sQ, warp * 16, kt, lane);
-        const bool diag = k0 + BC - 1 > q0;
+            for (int mt = 0; mt < MW; mt++)
 #pragma unroll
-        for (int n = 0; n < NB; n++)
+                for (int n = 0; n < NB; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int t = row0 + (e >> 1) * 8, key = k0 + n * 8 + tq * 2 + (e & 1);
-                const bool off = t >= T || (diag && key > t);
-                s[n][e] = off ? 0.0f : exp2f(fmaf(s[n][e], p.scale_log2, -lse[e >> 1]));
-            }
-        // dP = dO V^T;  dS = P (dP - dsum)
-        float dp[NB][4];
+                    for (int e = 0; e < 4; e++)
+                        s[mt][n][e] = dp[mt][n][e] = 0.0f;
+            flash_mm_rows<HS, NB, MW>(s, sQ, warp * 16 * MW, kt, lane);
+            const bool diag = k0 + BC - 1 > wr0;
 #pragma unroll
-        for (int n = 0; n < NB; n++)
-            dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-        flash_mm_rows<HS, NB, 1>(&dp, sdO, warp * 16, vt, lane);
+            for (int mt = 0; mt < MW; mt++)
 #pragma unroll
-        for (int n = 0; n < NB; n++)
+                for (int n = 0; n < NB; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                dp[n][e] = s[n][e] * (dp[n][e] - dsum[e >> 1]);
-        // dQ += dS K   (scaled at the end)
-        flash_mm_acc<HS, NB, 1>(&dq, &dp, kt, lane);
+                    for (int e = 0; e < 4; e++) {
+                        const int t = wr0 + 16 * mt + g + (e >> 1) * 8;
+                        const int key = k0 + n * 8 + tq * 2 + (e & 1);
+                        const bool off = t >= T || (diag && key > t);
+                        s[mt][n][e] =
+                            off ? 0.0f : exp2f(fmaf(s[mt][n][e], p.scale_log2, -lse[mt][e >> 1]));
+                    }
+            // dP = dO V^T;  dS = P (dP - dsum)
+            flash_mm_rows<HS, NB, MW>(dp, sdO, warp * 16 * MW, vt, lane);
+#pragma unroll
+            for (int mt = 0; mt < MW; mt++)
+#pragma unroll
+                for (int n = 0; n < NB; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        dp[mt][n][e] = s[mt][n][e] * (dp[mt][n][e] - dsum[mt][e >> 1]);
+            // dQ += dS K   (scaled at the end)
+            flash_mm_acc<HS, NB, MW>(dq, dp, kt, lane);
+        }
         mma_sync_block();
     }
     cp_async_wait<0>();
 
     bf16 *dQg = p.dqkv + (int64_t)b * T * rs + h * HS;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int t = row0 + 8 * r;
-        if (t >= T) continue;
+    for (int mt = 0; mt < MW; mt++)
 #pragma unroll
-        for (int i = 0; i < ND; i++)
-            flash_add_pair(dQg + (int64_t)t * rs + i * 8 + tq * 2, dq[i][2 * r] * p.scale,
-                           dq[i][2 * r + 1] * p.scale);
-    }
+        for (int r = 0; r < 2; r++) {
+            const int t = wr0 + 16 * mt + g + 8 * r;
+            if (t >= T) continue;
+#pragma unroll
+            for (int i = 0; i < ND; i++)
+                flash_add_pair(dQg + (int64_t)t * rs + i * 8 + tq * 2, dq[mt][i][2 * r] * p.scale,
+                               dq[mt][i][2 * r + 1] * p.scale);
+        }
 }
 
 #endif

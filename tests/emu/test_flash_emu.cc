@@ -162,7 +162,8 @@ template <int HS> void run_case(int T, int B, int NH) {
     p.scale = 1.0f / std::sqrt((float)HS);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     const int ntiles = (T + FLASH_BR - 1) / FLASH_BR,
-              fwd_tiles = (T + flash_fwd_rows<HS>() - 1) / flash_fwd_rows<HS>();
+              fwd_tiles = (T + flash_fwd_rows<HS>() - 1) / flash_fwd_rows<HS>(),
+              dq_tiles = (T + flash_dq_rows<HS>() - 1) / flash_dq_rows<HS>();
 
     emu::launch(B * NH, fwd_tiles, FLASH_THREADS, flash_fwd_smem<HS>(),
                 [&] { flash_fwd_kernel<HS>(p); });
@@ -198,7 +199,7 @@ template <int HS> void run_case(int T, int B, int NH) {
     auto backward = [&] {
         emu::launch(B * NH, ntiles, FLASH_THREADS, flash_dkv_smem<HS>(),
                     [&] { flash_bwd_dkv_kernel<HS>(p); });
-        emu::launch(B * NH, ntiles, FLASH_THREADS, flash_dq_smem<HS>(),
+        emu::launch(B * NH, dq_tiles, FLASH_THREADS, flash_dq_smem<HS>(),
                     [&] { flash_bwd_dq_kernel<HS>(p); });
     };
     backward();
