@@ -18,28 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "kernels/cuda/backend_cuda.h"
-
-static int parse_int(const char *flag, const char *s, int lo, int *out) {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || *end || v < lo || v > 1 << 20) {
-        log_error("gpu_attn_bench: %s: expected an integer >= %d, got '%s'", flag, lo, s ? s : "");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 int main(int argc, char **argv) {
     log_init(0, 1);
@@ -49,17 +29,17 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         if (!strcmp(a, "--batch"))
-            rc = parse_int(a, v, 1, &B);
+            rc = bench_parse_int(a, v, 1, &B);
         else if (!strcmp(a, "--seq-len"))
-            rc = parse_int(a, v, 1, &T);
+            rc = bench_parse_int(a, v, 1, &T);
         else if (!strcmp(a, "--heads"))
-            rc = parse_int(a, v, 1, &NH);
+            rc = bench_parse_int(a, v, 1, &NH);
         else if (!strcmp(a, "--head-size"))
-            rc = parse_int(a, v, 8, &HS);
+            rc = bench_parse_int(a, v, 8, &HS);
         else if (!strcmp(a, "--iters"))
-            rc = parse_int(a, v, 1, &iters);
+            rc = bench_parse_int(a, v, 1, &iters);
         else if (!strcmp(a, "--warmup"))
-            rc = parse_int(a, v, 0, &warmup);
+            rc = bench_parse_int(a, v, 0, &warmup);
         else if (!strcmp(a, "--impl") && v && (!strcmp(v, "flash") || !strcmp(v, "simple")))
             impl = v;
         else {
@@ -115,7 +95,7 @@ int main(int argc, char **argv) {
             both[it - warmup] = (t2 - t0) * 1e3;
         }
     }
-    const double fwd_ms = median(fwd, iters), both_ms = median(both, iters);
+    const double fwd_ms = bench_median(fwd, iters), both_ms = bench_median(both, iters);
     const double fwd_flops = 4.0 * B * NH * (double)T * T * HS / 2, both_flops = 3.5 * fwd_flops;
     fprintf(stderr,
             "gpu_attn_bench: forward %.3f ms (%.1f TFLOP/s), forward+backward %.3f ms (%.1f "

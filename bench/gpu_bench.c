@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "kernels/cuda/backend_cuda.h"
 #include "models/gpt2.h"
 #include "op_timer.h"
@@ -43,17 +44,6 @@ typedef struct {
     ts_dtype dtype;
     int profile;
 } options;
-
-static int parse_int(const char *flag, const char *s, int lo, int *out) {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || *end || v < lo || v > 1 << 24) {
-        log_error("%s: expected an integer >= %d, got '%s'", flag, lo, s ? s : "");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
 
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){16, 20, 3, 1024, 12, 12, 768, 50257, TS_BF16, 0};
@@ -69,7 +59,7 @@ static int parse_options(int argc, char **argv, options *o) {
                    : !strcmp(a, "--vocab")   ? &o->vocab
                                              : NULL;
         if (dst) {
-            if (parse_int(a, v, !strcmp(a, "--warmup") ? 0 : 1, dst)) return -1;
+            if (bench_parse_int(a, v, !strcmp(a, "--warmup") ? 0 : 1, dst)) return -1;
             i++;
         } else if (!strcmp(a, "--profile")) {
             o->profile = 1;
@@ -84,20 +74,6 @@ static int parse_options(int argc, char **argv, options *o) {
         }
     }
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *x, int n) {
-    double *s = malloc((size_t)n * sizeof(double));
-    memcpy(s, x, (size_t)n * sizeof(double));
-    qsort(s, (size_t)n, sizeof(double), cmp_double);
-    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-    free(s);
-    return m;
 }
 
 int main(int argc, char **argv) {
@@ -188,7 +164,7 @@ int main(int argc, char **argv) {
     }
 
     const int W = o.warmup, N = o.steps;
-    double med = median(step_ms + W, N), mn = step_ms[W], mean = 0;
+    double med = bench_median(step_ms + W, N), mn = step_ms[W], mean = 0;
     for (int i = W; i < total; i++) {
         mean += step_ms[i] / N;
         if (step_ms[i] < mn) mn = step_ms[i];
@@ -202,8 +178,8 @@ int main(int argc, char **argv) {
             "gpu_bench: median %.2f ms/step (min %.2f, mean %.2f; fwd %.2f, bwd %.2f, opt %.2f), "
             "%.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of 989 (datasheet), %.1f%% of 790 "
             "(measured)\n",
-            med, mn, mean, median(fwd_ms + W, N), median(bwd_ms + W, N), median(opt_ms + W, N),
-            tok_s, achieved / 1e12, 100 * achieved / PEAK_DATASHEET,
+            med, mn, mean, bench_median(fwd_ms + W, N), bench_median(bwd_ms + W, N),
+            bench_median(opt_ms + W, N), tok_s, achieved / 1e12, 100 * achieved / PEAK_DATASHEET,
             100 * achieved / PEAK_MEASURED);
 
     if (o.profile) {
@@ -225,10 +201,11 @@ int main(int argc, char **argv) {
            "\"peak_measured\": %.0f, \"loss_first\": %.5f, \"loss_last\": %.5f, "
            "\"device_gib\": %.2f, \"step_ms\": [",
            be->device, ts_dtype_name(o.dtype), cfg.layers, cfg.heads, cfg.width, T, cfg.vocab,
-           cfg.padded_vocab, B, n_params, flops_tok, W, N, med, mn, mean, median(fwd_ms + W, N),
-           median(bwd_ms + W, N), median(opt_ms + W, N), tok_s, achieved / 1e12,
-           achieved / PEAK_DATASHEET, achieved / PEAK_MEASURED, PEAK_DATASHEET, PEAK_MEASURED,
-           loss_first, loss_last, (double)(m.bytes + moments) / (1 << 30));
+           cfg.padded_vocab, B, n_params, flops_tok, W, N, med, mn, mean,
+           bench_median(fwd_ms + W, N), bench_median(bwd_ms + W, N), bench_median(opt_ms + W, N),
+           tok_s, achieved / 1e12, achieved / PEAK_DATASHEET, achieved / PEAK_MEASURED,
+           PEAK_DATASHEET, PEAK_MEASURED, loss_first, loss_last,
+           (double)(m.bytes + moments) / (1 << 30));
     for (int i = W; i < total; i++)
         printf("%s%.3f", i > W ? ", " : "", step_ms[i]);
     printf("]}\n");

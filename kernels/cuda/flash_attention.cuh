@@ -33,7 +33,7 @@
 //   dQ        Q, dO (64) + 2 x (K, V) (64)             = 384 LD:  55 KB (HS 64), 104 KB (128)
 //             (FLASH_DQ_MW_64=2: Q, dO (128) + 2 x (K, V) = 512 LD: 74 KB at HS 64)
 //   dK/dV     K, V (64) + 2 x (Q, dO) (BQ) + lse2, dsum: BQ = 64 (HS 64): 56 KB; 32 (HS 128): 70 KB
-// Registers (ptxas, sm_90a): forward 250 at HS 64 (2 blocks per SM), 168 at HS 128 (2 blocks:
+// Registers (ptxas, sm_90a): forward 255 at HS 64 (2 blocks per SM), 168 at HS 128 (2 blocks:
 // shared memory); an A100 SM (164 KB) holds 2 and 1 forward blocks.
 // Causality: a query tile only visits key tiles at or left of its diagonal, a warp skips the
 // products of a tile whose every key comes after its every row, and only the tiles that cross
@@ -72,7 +72,7 @@ template <int HS> __host__ __device__ constexpr int flash_fwd_smem(void) {
 }
 // dQ keeps 16 rows per warp by default. FLASH_DQ_MW_64=2 gives it the forward's 32 rows per
 // warp at HS 64 (half the shared-memory reads per product), for 255 registers and a small spill
-// (ptxas, sm_90a) instead of 168: which one is faster is for a GPU to tell (gpu_attn_bench).
+// (ptxas, sm_90a) instead of 169: which one is faster is for a GPU to tell (gpu_attn_bench).
 // Both are checked in emulation (tests/emu).
 #ifndef FLASH_DQ_MW_64
 #define FLASH_DQ_MW_64 1
@@ -185,6 +185,56 @@ __device__ __forceinline__ void flash_mm_acc(float (*acc)[HS / 8][4], const floa
     }
 }
 
+// The head a block works on (blockIdx.x = b NH + h): its q, k, v rows (stride rs = 3C), its
+// rows of out, dout and dqkv (dK, dV at dq + C, dq + 2C), and its lse2 / dsum rows.
+struct flash_head {
+    int64_t rs;
+    const bf16 *q, *k, *v, *dout;
+    bf16 *out, *dq;
+    float *lse, *dsum;
+};
+
+template <int HS> __device__ __forceinline__ flash_head flash_head_of(const flash_params &p) {
+    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
+    const int64_t rs = 3 * (int64_t)p.C, qoff = (int64_t)b * p.T * rs + h * HS;
+    const int64_t ooff = (int64_t)b * p.T * p.C + h * HS, loff = (int64_t)bh * p.T;
+    flash_head hd;
+    hd.rs = rs;
+    hd.q = p.qkv + qoff;
+    hd.k = hd.q + p.C;
+    hd.v = hd.q + 2 * p.C;
+    hd.dout = p.dout ? p.dout + ooff : nullptr; // the forward has no dout, dqkv, dsum
+    hd.out = p.out ? p.out + ooff : nullptr;
+    hd.dq = p.dqkv ? p.dqkv + qoff : nullptr;
+    hd.lse = p.lse + loff;
+    hd.dsum = p.dsum ? p.dsum + loff : nullptr;
+    return hd;
+}
+
+// The first row of the query tile of this block when tiles of BR rows are launched from the
+// last one (blockIdx.y = 0 is the tile that sees the most keys)
+__device__ __forceinline__ int flash_query_tile(int T, int BR) {
+    return ((T + BR - 1) / BR - 1 - mma_by()) * BR;
+}
+
+// Step j of a walk over nkb key tiles with K and V double-buffered (stage j & 1): request tile
+// j+1 into the other stage (freed by the barrier that ended step j-1), wait for tile j and
+// publish it to the block. Returns the stage of tile j.
+template <int HS>
+__device__ __forceinline__ int flash_kv_step(bf16 *sK, bf16 *sV, const flash_head &hd, int j,
+                                             int nkb, int T, int tid) {
+    constexpr int LD = HS + 8, BC = FLASH_BC;
+    const int st = j & 1;
+    if (j + 1 < nkb) {
+        flash_load_tile<HS, BC>(sK + (st ^ 1) * BC * LD, hd.k, hd.rs, (j + 1) * BC, T, tid);
+        flash_load_tile<HS, BC>(sV + (st ^ 1) * BC * LD, hd.v, hd.rs, (j + 1) * BC, T, tid);
+    }
+    cp_async_commit();
+    cp_async_wait<1>(); // everything but the tile just requested
+    mma_sync_block();
+    return st;
+}
+
 // dst[0..1] += (lo, hi) for a bf16 pair in global memory (4-byte aligned), rounded once
 __device__ __forceinline__ void flash_add_pair(bf16 *dst, float lo, float hi) {
     uint32_t *p = reinterpret_cast<uint32_t *>(dst);
@@ -199,20 +249,17 @@ template <int HS>
 __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p) {
     constexpr int LD = HS + 8, MW = flash_fwd_mw<HS>(), BR = flash_fwd_rows<HS>(), BC = FLASH_BC;
     constexpr int NB = BC / 8, ND = HS / 8;
-    const int T = p.T, C = p.C;
-    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
-    const int nqb = (T + BR - 1) / BR, qb = nqb - 1 - mma_by(), q0 = qb * BR;
+    const int T = p.T, q0 = flash_query_tile(T, BR);
     const int tid = mma_tid(), warp = tid / 32, lane = tid % 32, g = lane >> 2, tq = lane & 3;
-    const int64_t rs = 3 * (int64_t)C;
-    const bf16 *Qg = p.qkv + (int64_t)b * T * rs + h * HS, *Kg = Qg + C, *Vg = Qg + 2 * C;
+    const flash_head hd = flash_head_of<HS>(p);
 
     bf16 *sQ = reinterpret_cast<bf16 *>(mma_smem());
     bf16 *sK = sQ + BR * LD, *sV = sK + 2 * BC * LD; // two stages each
 
     const int kend = T < q0 + BR ? T : q0 + BR, nkb = (kend + BC - 1) / BC;
-    flash_load_tile<HS, BR>(sQ, Qg, rs, q0, T, tid);
-    flash_load_tile<HS, BC>(sK, Kg, rs, 0, T, tid);
-    flash_load_tile<HS, BC>(sV, Vg, rs, 0, T, tid);
+    flash_load_tile<HS, BR>(sQ, hd.q, hd.rs, q0, T, tid);
+    flash_load_tile<HS, BC>(sK, hd.k, hd.rs, 0, T, tid);
+    flash_load_tile<HS, BC>(sV, hd.v, hd.rs, 0, T, tid);
     cp_async_commit();
 
     // rows of this warp: wr0 .. wr0 + 16 MW - 1; of m-tile mt: wr0 + 16 mt + g (c0, c1), + 8 (c2,
@@ -229,14 +276,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
     }
 
     for (int j = 0; j < nkb; j++) {
-        const int st = j & 1, k0 = j * BC;
-        if (j + 1 < nkb) { // the next tile, into the other stage (freed by the last sync)
-            flash_load_tile<HS, BC>(sK + (st ^ 1) * BC * LD, Kg, rs, k0 + BC, T, tid);
-            flash_load_tile<HS, BC>(sV + (st ^ 1) * BC * LD, Vg, rs, k0 + BC, T, tid);
-        }
-        cp_async_commit();
-        cp_async_wait<1>(); // everything but the tile just requested
-        mma_sync_block();
+        const int st = flash_kv_step<HS>(sK, sV, hd, j, nkb, T, tid), k0 = j * BC;
 
         // a tile whose every key comes after every row of the warp adds nothing (warp-uniform)
         if (k0 <= wr0 + 16 * MW - 1) {
@@ -304,7 +344,6 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
     }
     cp_async_wait<0>();
 
-    bf16 *Og = p.out + (int64_t)b * T * C + h * HS;
 #pragma unroll
     for (int mt = 0; mt < MW; mt++)
 #pragma unroll
@@ -317,10 +356,11 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
             const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
 #pragma unroll
             for (int i = 0; i < ND; i++) {
-                uint32_t *dst = reinterpret_cast<uint32_t *>(Og + (int64_t)t * C + i * 8 + tq * 2);
+                uint32_t *dst =
+                    reinterpret_cast<uint32_t *>(hd.out + (int64_t)t * p.C + i * 8 + tq * 2);
                 *dst = pack_bf16x2(o[mt][i][2 * r] * inv, o[mt][i][2 * r + 1] * inv);
             }
-            if (tq == 0) p.lse[(int64_t)bh * T + t] = m[mt][r] + log2f(lr);
+            if (tq == 0) hd.lse[t] = m[mt][r] + log2f(lr);
         }
 }
 
@@ -358,21 +398,20 @@ template <int HS>
 __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_params p) {
     constexpr int LD = HS + 8, BK = FLASH_BR, BQ = flash_dkv_bq<HS>(), NB = BQ / 8, ND = HS / 8;
     const int T = p.T, C = p.C;
-    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
     const int k0 = mma_by() * BK; // key tile 0 (the most query tiles) first
     const int tid = mma_tid(), warp = tid / 32, lane = tid % 32, g = lane >> 2, tq = lane & 3;
-    const int64_t rs = 3 * (int64_t)C;
-    const bf16 *Qg = p.qkv + (int64_t)b * T * rs + h * HS, *Kg = Qg + C, *Vg = Qg + 2 * C;
-    const bf16 *dOg = p.dout + (int64_t)b * T * C + h * HS;
-    const float *Lg = p.lse + (int64_t)bh * T, *Dg = p.dsum + (int64_t)bh * T;
+    const flash_head hd = flash_head_of<HS>(p);
+    const int64_t rs = hd.rs;
+    const bf16 *Qg = hd.q, *dOg = hd.dout;
+    const float *Lg = hd.lse, *Dg = hd.dsum;
 
     bf16 *sK = reinterpret_cast<bf16 *>(mma_smem());
     bf16 *sV = sK + BK * LD, *sQ = sV + BK * LD, *sdO = sQ + 2 * BQ * LD;
     float *sL = reinterpret_cast<float *>(sdO + 2 * BQ * LD), *sD = sL + 2 * BQ;
 
     const int qb0 = k0 / BQ, nqb = (T + BQ - 1) / BQ; // query tiles with a query >= k0
-    flash_load_tile<HS, BK>(sK, Kg, rs, k0, T, tid);
-    flash_load_tile<HS, BK>(sV, Vg, rs, k0, T, tid);
+    flash_load_tile<HS, BK>(sK, hd.k, rs, k0, T, tid);
+    flash_load_tile<HS, BK>(sV, hd.v, rs, k0, T, tid);
     flash_load_tile<HS, BQ>(sQ, Qg, rs, qb0 * BQ, T, tid);
     flash_load_tile<HS, BQ>(sdO, dOg, C, qb0 * BQ, T, tid);
     if (tid < BQ) { // lse2 and dsum of the tile's queries (0 past T), in the same group
@@ -444,7 +483,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dkv_kernel(flash_para
     }
     cp_async_wait<0>();
 
-    bf16 *dKg = p.dqkv + (int64_t)b * T * rs + C + h * HS, *dVg = dKg + C;
+    bf16 *dKg = hd.dq + C, *dVg = hd.dq + 2 * C;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int t = key0 + 8 * r;
@@ -466,22 +505,18 @@ template <int HS>
 __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_params p) {
     constexpr int LD = HS + 8, MW = flash_dq_mw<HS>(), BR = flash_dq_rows<HS>(), BC = FLASH_BC;
     constexpr int NB = BC / 8, ND = HS / 8;
-    const int T = p.T, C = p.C;
-    const int bh = mma_bx(), b = bh / p.NH, h = bh % p.NH;
-    const int nqb = (T + BR - 1) / BR, qb = nqb - 1 - mma_by(), q0 = qb * BR;
+    const int T = p.T, q0 = flash_query_tile(T, BR);
     const int tid = mma_tid(), warp = tid / 32, lane = tid % 32, g = lane >> 2, tq = lane & 3;
-    const int64_t rs = 3 * (int64_t)C;
-    const bf16 *Qg = p.qkv + (int64_t)b * T * rs + h * HS, *Kg = Qg + C, *Vg = Qg + 2 * C;
-    const bf16 *dOg = p.dout + (int64_t)b * T * C + h * HS;
+    const flash_head hd = flash_head_of<HS>(p);
 
     bf16 *sQ = reinterpret_cast<bf16 *>(mma_smem());
     bf16 *sdO = sQ + BR * LD, *sK = sdO + BR * LD, *sV = sK + 2 * BC * LD;
 
     const int kend = T < q0 + BR ? T : q0 + BR, nkb = (kend + BC - 1) / BC;
-    flash_load_tile<HS, BR>(sQ, Qg, rs, q0, T, tid);
-    flash_load_tile<HS, BR>(sdO, dOg, C, q0, T, tid);
-    flash_load_tile<HS, BC>(sK, Kg, rs, 0, T, tid);
-    flash_load_tile<HS, BC>(sV, Vg, rs, 0, T, tid);
+    flash_load_tile<HS, BR>(sQ, hd.q, hd.rs, q0, T, tid);
+    flash_load_tile<HS, BR>(sdO, hd.dout, p.C, q0, T, tid);
+    flash_load_tile<HS, BC>(sK, hd.k, hd.rs, 0, T, tid);
+    flash_load_tile<HS, BC>(sV, hd.v, hd.rs, 0, T, tid);
     cp_async_commit();
 
     // rows of this warp: wr0 .. wr0 + 16 MW - 1; of m-tile mt: wr0 + 16 mt + g (c0, c1), + 8
@@ -492,8 +527,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const int t = wr0 + 16 * mt + g + 8 * r;
-            lse[mt][r] = t < T ? p.lse[(int64_t)bh * T + t] : 0.0f;
-            dsum[mt][r] = t < T ? p.dsum[(int64_t)bh * T + t] : 0.0f;
+            lse[mt][r] = t < T ? hd.lse[t] : 0.0f;
+            dsum[mt][r] = t < T ? hd.dsum[t] : 0.0f;
         }
 #pragma unroll
         for (int i = 0; i < ND; i++)
@@ -501,14 +536,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
     }
 
     for (int j = 0; j < nkb; j++) {
-        const int st = j & 1, k0 = j * BC;
-        if (j + 1 < nkb) {
-            flash_load_tile<HS, BC>(sK + (st ^ 1) * BC * LD, Kg, rs, k0 + BC, T, tid);
-            flash_load_tile<HS, BC>(sV + (st ^ 1) * BC * LD, Vg, rs, k0 + BC, T, tid);
-        }
-        cp_async_commit();
-        cp_async_wait<1>();
-        mma_sync_block();
+        const int st = flash_kv_step<HS>(sK, sV, hd, j, nkb, T, tid), k0 = j * BC;
 
         // a tile whose every key comes after every row of the warp adds nothing (warp-uniform)
         if (k0 <= wr0 + 16 * MW - 1) {
@@ -552,7 +580,6 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
     }
     cp_async_wait<0>();
 
-    bf16 *dQg = p.dqkv + (int64_t)b * T * rs + h * HS;
 #pragma unroll
     for (int mt = 0; mt < MW; mt++)
 #pragma unroll
@@ -561,8 +588,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
             if (t >= T) continue;
 #pragma unroll
             for (int i = 0; i < ND; i++)
-                flash_add_pair(dQg + (int64_t)t * rs + i * 8 + tq * 2, dq[mt][i][2 * r] * p.scale,
-                               dq[mt][i][2 * r + 1] * p.scale);
+                flash_add_pair(hd.dq + (int64_t)t * hd.rs + i * 8 + tq * 2,
+                               dq[mt][i][2 * r] * p.scale, dq[mt][i][2 * r + 1] * p.scale);
         }
 }
 

@@ -195,33 +195,25 @@ inline float shfl_xor_f32(float v, int mask) {
     return r;
 }
 
-// ldmatrix .x4: matrix i's rows come from lanes 8i..8i+7; lane l gets row l/4, pair 2(l%4)
-inline void ldsm_x4(uint32_t r[4], const bf16 *row) {
+// ldmatrix .x4: matrix i's rows come from lanes 8i..8i+7 (row k of matrix i at lane 8i + k);
+// without .trans lane l gets row l/4, elements 2(l%4) and 2(l%4)+1; with .trans rows 2(l%4) and
+// 2(l%4)+1 of column l/4
+inline void ldsm_x4_any(uint32_t r[4], const bf16 *row, bool trans) {
     emu::check_smem(row, 16, "ldmatrix row address outside shared memory");
     emu::blk->ptr[emu::tid] = row;
     emu::warp_sync();
     emu::count_ldsm_conflicts();
-    const int lane = emu::tid % 32;
-    for (int i = 0; i < 4; i++) {
-        const uint16_t *m = (const uint16_t *)emu::posted_ptr(8 * i + lane / 4);
-        r[i] = (uint32_t)m[2 * (lane % 4)] | ((uint32_t)m[2 * (lane % 4) + 1] << 16);
-    }
+    const int lane = emu::tid % 32, g = lane / 4, q = lane % 4;
+    auto at = [](int matrix, int k, int col) {
+        return (uint32_t)((const uint16_t *)emu::posted_ptr(8 * matrix + k))[col];
+    };
+    for (int i = 0; i < 4; i++)
+        r[i] = trans ? at(i, 2 * q, g) | at(i, 2 * q + 1, g) << 16
+                     : at(i, g, 2 * q) | at(i, g, 2 * q + 1) << 16;
     emu::warp_sync();
 }
-// .trans: lane l gets rows 2(l%4), 2(l%4)+1 of column l/4
-inline void ldsm_x4_trans(uint32_t r[4], const bf16 *row) {
-    emu::check_smem(row, 16, "ldmatrix row address outside shared memory");
-    emu::blk->ptr[emu::tid] = row;
-    emu::warp_sync();
-    emu::count_ldsm_conflicts();
-    const int lane = emu::tid % 32;
-    for (int i = 0; i < 4; i++) {
-        const uint16_t *m0 = (const uint16_t *)emu::posted_ptr(8 * i + 2 * (lane % 4));
-        const uint16_t *m1 = (const uint16_t *)emu::posted_ptr(8 * i + 2 * (lane % 4) + 1);
-        r[i] = (uint32_t)m0[lane / 4] | ((uint32_t)m1[lane / 4] << 16);
-    }
-    emu::warp_sync();
-}
+inline void ldsm_x4(uint32_t r[4], const bf16 *row) { ldsm_x4_any(r, row, false); }
+inline void ldsm_x4_trans(uint32_t r[4], const bf16 *row) { ldsm_x4_any(r, row, true); }
 
 // mma.m16n8k16.row.col.f32.bf16.bf16.f32: c += A B with the fragment layouts of mma.cuh
 inline void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
