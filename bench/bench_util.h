@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/common.h"
+#include "base/common.h"
 
 // *out = the integer s, given for option `flag`, when it is one in [lo, 2^24]; else one error
 // line naming the flag and the value, and -1

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_util.h"
+#include "bench/bench_util.h"
 #include "kernels/cuda/backend_cuda.h"
 
 int main(int argc, char **argv) {

@@ -30,10 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_util.h"
+#include "bench/bench_util.h"
+#include "bench/op_timer.h"
 #include "kernels/cuda/backend_cuda.h"
 #include "models/gpt2.h"
-#include "op_timer.h"
 
 #define PEAK_DATASHEET 989e12
 #define PEAK_MEASURED  790e12

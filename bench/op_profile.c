@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/common.h"
+#include "bench/op_timer.h"
 #include "kernels/backend.h"
 #include "models/gpt2.h"
-#include "op_timer.h"
-#include "runtime/common.h"
 #include "runtime/config.h"
 #include "runtime/optim.h"
 

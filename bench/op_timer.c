@@ -1,11 +1,11 @@
 // op_timer.c — a backend whose ops are another backend's, each timed and charged to its call site
 // (op_timer.h). Matmuls are told apart by shape; matmuls and attention also count their FLOPs.
-#include "op_timer.h"
+#include "bench/op_timer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/common.h"
+#include "base/common.h"
 
 // ---------------------------------------------------------------------------------------------
 // the table of timed sites

@@ -1,5 +1,5 @@
 // comm.c — what every communicator backend shares: picking the backend (comm_init), chunking,
-// dtype and op names, argument checks, the blocking calls (start + wait), status files and the
+// dtype and op names, argument checks, the blocking calls (start + wait) and the
 // start-up / shut-down watchdog.
 //
 // Backend choice, in order:
@@ -11,15 +11,9 @@
 // Calling MPI_Init in a process that was not started by a launcher would make it a singleton
 // MPI world, which only costs start-up time, so plain runs stay on "self".
 //
-// Status files. A rank that gives up leaves <dir>/rank-<R>.status for the launcher:
-//     reason peer_lost
-//     step 12                 (-1: before the trainer set a step)
-//     collective all-reduce (sum)
-//     peer 2                  (-1: not known)
-//     exit_code 75
-// Each line is a key, one space, and the value (the rest of the line). The file is written to a
-// temporary name, flushed to disk and renamed, so a reader sees the whole file or none.
-#include "comm_internal.h"
+// A rank that gives up on a deadline leaves its status file (base/status_file.h) with reason
+// peer_lost, the collective and the peer it waited for.
+#include "collectives/comm_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../runtime/env.h"
+#include "base/env.h"
 
 // ---------------------------------------------------------------------------------------------
 // backend choice
@@ -41,20 +35,9 @@ static int comm_started_by_launcher(void) {
 
 ts_status comm_init(comm **out, int *argc, char ***argv, double init_timeout_s) {
     *out = NULL;
-    const char *forced = env_get("TESSERA_COMM");
-    int want_mpi;
-    if (forced && forced[0] != '\0') {
-        if (strcmp(forced, "self") == 0) {
-            want_mpi = 0;
-        } else if (strcmp(forced, "mpi") == 0) {
-            want_mpi = 1;
-        } else {
-            log_error("environment TESSERA_COMM=%s: expected \"self\" or \"mpi\"", forced);
-            return TS_ERR_INPUT;
-        }
-    } else {
-        want_mpi = comm_started_by_launcher();
-    }
+    int forced; // TESSERA_COMM: 0 unset, 1 self, 2 mpi
+    TS_CHECK(env_get_choice("TESSERA_COMM", &forced));
+    int want_mpi = forced ? forced == 2 : comm_started_by_launcher();
 
     if (!want_mpi) {
         (void)argc, (void)argv, (void)init_timeout_s;
@@ -213,57 +196,6 @@ void comm_set_blocking_ops(comm *c) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// status files
-
-static char g_status_dir[PATH_MAX];
-static long g_status_step = -1;
-static char g_status_host[128];
-
-void comm_status_set_dir(const char *dir) {
-    snprintf(g_status_dir, sizeof g_status_dir, "%s", dir ? dir : "");
-}
-
-void comm_status_set_step(long step) { g_status_step = step; }
-
-void comm_status_set_host(const char *host) {
-    snprintf(g_status_host, sizeof g_status_host, "%s", host ? host : "");
-}
-
-long comm_status_step(void) { return g_status_step; }
-
-// Called on the way out (and from the watchdog thread), so failures are reported but never
-// change the outcome: the process exits with the peer-lost code either way.
-void comm_status_write(int rank, const char *reason, const char *collective, int peer,
-                       int exit_code) {
-    if (g_status_dir[0] == '\0') return;
-    char path[PATH_MAX + 64], tmp[PATH_MAX + 96];
-    if (rank >= 0)
-        snprintf(path, sizeof path, "%s/rank-%d.status", g_status_dir, rank);
-    else // before MPI_Init a rank may not know its number
-        snprintf(path, sizeof path, "%s/pid-%ld.status", g_status_dir, (long)getpid());
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    char text[512];
-    int len =
-        snprintf(text, sizeof text,
-                 "reason %s\nstep %ld\ncollective %s\npeer %d\nexit_code %d\nhost %s\npid %ld\n",
-                 reason, g_status_step, collective ? collective : "none", peer, exit_code,
-                 g_status_host[0] ? g_status_host : "unknown", (long)getpid());
-    if (len < 0 || (size_t)len >= sizeof text) len = (int)strlen(text);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        log_warn("%s: cannot write the status file: %s", tmp, strerror(errno));
-        return;
-    }
-    ssize_t wrote = write(fd, text, (size_t)len);
-    int ok = wrote == (ssize_t)len && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        log_warn("%s: cannot write the status file: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // watchdog
 
 static void *comm_watchdog_main(void *arg) {
@@ -281,16 +213,15 @@ static void *comm_watchdog_main(void *arg) {
         log_error("%s did not return within %g s: a host of this job is unreachable or hung "
                   "(check the hostfile, ssh and firewalls): peer lost",
                   w->what, w->timeout_s);
-        comm_status_write(w->rank, "peer_lost", w->what, -1, TS_EXIT_PEER_LOST);
-        _exit(TS_EXIT_PEER_LOST);
+        status_file_write("peer_lost", w->what, -1, TS_EXIT_PEER_LOST);
+        _exit(TS_EXIT_PEER_LOST); // exit() would run atexit handlers against a live main thread
     }
     return NULL;
 }
 
-ts_status comm_watchdog_start(comm_watchdog *w, const char *what, double timeout_s, int rank) {
+ts_status comm_watchdog_start(comm_watchdog *w, const char *what, double timeout_s) {
     memset(w, 0, sizeof *w);
     w->what = what;
-    w->rank = rank;
     w->timeout_s = timeout_s;
     if (timeout_s <= 0) return TS_OK;
     w->deadline = ts_now() + timeout_s;

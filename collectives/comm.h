@@ -27,7 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/common.h"
+#include "base/common.h"
+#include "base/status_file.h"
 
 typedef struct comm comm;
 typedef struct comm_req comm_req; // one collective in flight (owned by the communicator)
@@ -98,17 +99,5 @@ comm *comm_self_create(void);
 #ifdef TESSERA_HAVE_MPI
 ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeout_s);
 #endif
-
-// What a rank that gives up leaves behind for the launcher: written (atomically) to
-// <dir>/rank-<R>.status as `key value` lines: reason, step, collective, peer, exit_code, host,
-// pid. The trainer sets the directory, host and step as it goes and writes the file on every
-// exit (reason finished, stopped, bad_input, system or internal); a communicator that hits a
-// deadline writes it itself (reason peer_lost). Format: docs/fault-tolerance.md.
-void comm_status_set_dir(const char *dir);
-void comm_status_set_step(long step);
-long comm_status_step(void); // the step in progress (-1 before the first)
-void comm_status_set_host(const char *host);
-void comm_status_write(int rank, const char *reason, const char *collective, int peer,
-                       int exit_code);
 
 #endif

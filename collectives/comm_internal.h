@@ -6,7 +6,7 @@
 
 #include <pthread.h>
 
-#include "comm.h"
+#include "collectives/comm.h"
 
 // A dtype the public header does not name: raw bytes, for broadcast(buf, bytes, root) and for
 // copies (all-gather, broadcast) of any buffer. Reductions refuse it.
@@ -42,8 +42,6 @@ ts_status comm_check_start(const comm *c, comm_op op, const void *buf, size_t n,
 // Fill c's blocking entry points (all_reduce_sum_f32 ... barrier) with start + wait.
 void comm_set_blocking_ops(comm *c);
 
-// The status file's step as last set (-1 before the trainer sets one).
-
 // ---- watchdog -------------------------------------------------------------------------------
 // A thread that ends the process with the peer-lost code if the main thread has not called
 // comm_watchdog_stop within timeout_s: MPI_Init_thread and MPI_Finalize have no timeout of
@@ -57,11 +55,10 @@ typedef struct {
     double deadline; // ts_now() seconds
     double timeout_s;
     const char *what; // "MPI_Init_thread", "MPI_Finalize"
-    int rank;         // for the status file; -1 when not known yet
 } comm_watchdog;
 
 // timeout_s <= 0: no watchdog (the call may wait forever).
-ts_status comm_watchdog_start(comm_watchdog *w, const char *what, double timeout_s, int rank);
+ts_status comm_watchdog_start(comm_watchdog *w, const char *what, double timeout_s);
 void comm_watchdog_stop(comm_watchdog *w);
 
 #endif

@@ -30,8 +30,8 @@
 // peer) is logged with MPI's own message and treated like a lost peer.
 #ifdef TESSERA_HAVE_MPI
 
-#include "comm_internal.h"
-#include "comm_sched.h"
+#include "collectives/comm_internal.h"
+#include "collectives/comm_sched.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../runtime/env.h"
+#include "base/env.h"
 
 #define COMM_MPI_TAGS 32768 // MPI guarantees tags up to at least 32767
 #ifndef COMM_MPI_SPIN_S
@@ -90,7 +90,7 @@ static int comm_mpi_pending_peer(const comm_mpi_prog *pr) {
 }
 
 static void comm_mpi_step_text(char *out, size_t len) {
-    long step = comm_status_step();
+    long step = status_file_step();
     if (step >= 0)
         snprintf(out, len, "at step %ld", step);
     else
@@ -112,7 +112,7 @@ static ts_status comm_mpi_expire(comm *c, comm_req *q) {
         log_error("%s %s: did not complete within %.1f s although no message was pending: "
                   "this process was stopped or starved past the deadline (comm.timeout_s = %g s)",
                   name, when, ts_now() - q->started, c->timeout_s);
-    comm_status_write(c->rank, "peer_lost", name, peer, TS_EXIT_PEER_LOST);
+    status_file_write("peer_lost", name, peer, TS_EXIT_PEER_LOST);
     return TS_ERR_PEER;
 }
 
@@ -127,7 +127,7 @@ static ts_status comm_mpi_fail(comm *c, comm_req *q, const char *call, int rc, i
     comm_mpi_step_text(when, sizeof when);
     const char *name = comm_op_name(q->op);
     log_error("%s %s: %s failed with rank %d: %s: peer lost", name, when, call, peer, msg);
-    comm_status_write(c->rank, "peer_lost", name, peer, TS_EXIT_PEER_LOST);
+    status_file_write("peer_lost", name, peer, TS_EXIT_PEER_LOST);
     return TS_ERR_PEER;
 }
 
@@ -312,7 +312,7 @@ static void comm_mpi_finalize(comm *c) {
         if (!finalized) {
             // MPI_Finalize waits for every rank: a lost peer would hold it forever
             comm_watchdog w;
-            int guarded = comm_watchdog_start(&w, "MPI_Finalize", c->timeout_s, c->rank) == TS_OK;
+            int guarded = comm_watchdog_start(&w, "MPI_Finalize", c->timeout_s) == TS_OK;
             MPI_Finalize();
             if (guarded) comm_watchdog_stop(&w);
         }
@@ -330,10 +330,11 @@ ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeo
     MPI_Initialized(&already);
     if (!already) {
         // before MPI_Init the rank is known only from the launcher's environment
-        const char *env_rank = env_get("PMIX_RANK");
-        int rank_hint = env_rank ? atoi(env_rank) : -1;
+        long rank_hint;
+        TS_CHECK(env_get_int("PMIX_RANK", -1, &rank_hint));
+        status_file_set_rank((int)rank_hint);
         comm_watchdog w;
-        TS_CHECK(comm_watchdog_start(&w, "MPI_Init_thread", init_timeout_s, rank_hint));
+        TS_CHECK(comm_watchdog_start(&w, "MPI_Init_thread", init_timeout_s));
         // only the main thread calls MPI; OpenMP worker threads never do
         int provided = MPI_THREAD_SINGLE;
         int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
@@ -353,6 +354,7 @@ ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeo
     impl->initialized_here = !already;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+    status_file_set_rank(c->rank);
     c->name = "mpi";
     c->timeout_s = 300.0; // default deadline; the trainer sets it from the config
     c->start = comm_mpi_start;

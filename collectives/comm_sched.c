@@ -1,6 +1,6 @@
 // comm_sched.c — the collectives' point-to-point schedules and the element-wise reductions
 // (see comm_sched.h for the algorithms).
-#include "comm_sched.h"
+#include "collectives/comm_sched.h"
 
 #include <stdint.h>
 #include <string.h>

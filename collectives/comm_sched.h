@@ -39,7 +39,7 @@
 
 #include <stddef.h>
 
-#include "comm.h"
+#include "collectives/comm.h"
 
 #define COMM_SMALL_BYTES   ((size_t)64 << 10)  // latency algorithms below, bandwidth ones above
 #define COMM_CHAIN_SEGMENT ((size_t)256 << 10) // broadcast pipeline segment

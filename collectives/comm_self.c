@@ -5,7 +5,7 @@
 // the whole buffer, and a broadcast from rank 0 leaves the buffer as it is. Nothing moves and
 // nothing can wait, so the deadline never applies; the requests exist only so that callers use
 // one code path for every backend.
-#include "comm_internal.h"
+#include "collectives/comm_internal.h"
 
 #include <stdlib.h>
 
@@ -49,6 +49,7 @@ comm *comm_self_create(void) {
     comm *c = ts_calloc(1, sizeof *c, "self communicator");
     c->name = "self";
     c->rank = 0;
+    status_file_set_rank(0);
     c->size = 1;
     c->timeout_s = 300.0; // default deadline; the trainer sets it from the config
     c->start = comm_self_start;

@@ -73,7 +73,7 @@
 #ifndef TESSERA_NCCL_H
 #define TESSERA_NCCL_H
 
-#include "comm.h"
+#include "collectives/comm.h"
 
 // Create the NCCL communicator for this rank (see above). On failure *out is NULL and the
 // status says why (TS_ERR_PEER when a peer did not join within bootstrap->timeout_s).

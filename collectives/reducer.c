@@ -1,5 +1,5 @@
 // reducer.c — bucketed gradient reduction overlapped with backward (see reducer.h).
-#include "reducer.h"
+#include "collectives/reducer.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -17,8 +17,8 @@
 #ifndef TESSERA_REDUCER_H
 #define TESSERA_REDUCER_H
 
-#include "../kernels/backend.h"
-#include "comm.h"
+#include "collectives/comm.h"
+#include "kernels/backend.h"
 
 typedef struct {
     size_t first, count; // range of the flat buffer

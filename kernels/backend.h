@@ -27,7 +27,7 @@
 
 #include <stddef.h>
 
-#include "precision.h"
+#include "kernels/precision.h"
 
 typedef enum { TS_F32 = 0, TS_BF16 = 1, TS_F64 = 2 } ts_dtype;
 

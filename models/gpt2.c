@@ -2,7 +2,9 @@
 //
 // Compiled twice (float and double, see kernels/precision.h). Nothing here knows which backend
 // runs the ops: every buffer is backend memory and every computation is a backend call.
-#include "gpt2.h"
+#include "models/gpt2.h"
+
+#include "base/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -197,15 +199,8 @@ void TS_REAL(gpt2_sync_params)(TS_REAL(gpt2) * m) {
     m->be->params_from_master(m->params, m->master, m->n_params);
 }
 
-// splitmix64: a small, well-mixed generator so initialisation depends only on the seed
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * 0x1.0p-53; }
+// initialisation depends only on the seed (base/rng.h); uniform in (0, 1): never 0 for the log
+static double uniform01(uint64_t *s) { return ((rng_next(s) >> 11) + 0.5) * 0x1.0p-53; }
 
 static double normal01(uint64_t *s) {
     double u1 = uniform01(s), u2 = uniform01(s);

@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../kernels/backend.h"
-#include "../runtime/common.h"
+#include "base/common.h"
+#include "kernels/backend.h"
 
 typedef struct {
     int layers;       // L

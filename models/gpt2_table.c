@@ -1,5 +1,5 @@
 // gpt2_table.c — GPT-2's table of named parameter tensors (precision-independent).
-#include "gpt2.h"
+#include "models/gpt2.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 // ckpt.c — saved weights as an HDF5 file (see ckpt.h for the layout).
-#include "ckpt.h"
+#include "runtime/ckpt.h"
+#include "base/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "h5attr.h"
+#include "runtime/h5attr.h"
 
 #define CKPT_FORMAT  "tessera-weights"
 #define CKPT_VERSION 1
@@ -27,7 +28,6 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
         log_error("%s: cannot create HDF5 file", tmp);
         return TS_ERR_SYSTEM;
     }
-    ts_status st = TS_OK;
     const gpt2_config *c = &m->cfg;
     int values[CKPT_N_INT_ATTRS] = {CKPT_VERSION, c->layers, c->heads,        c->width,
                                     c->seq_len,   c->vocab,  c->padded_vocab, step};
@@ -57,19 +57,7 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
         unlink(tmp);
         return TS_ERR_SYSTEM;
     }
-    if (ts_fsync_path(tmp, 0) != TS_OK) {
-        unlink(tmp);
-        return TS_ERR_SYSTEM;
-    }
-    if (rename(tmp, path) != 0) {
-        log_error("%s: rename to %s failed: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return TS_ERR_SYSTEM;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    st = ts_fsync_path(dirname(dir), 1);
-    return st;
+    return fs_commit_file(tmp, path);
 }
 
 static ts_status open_weights(const char *path, hid_t *file) {

@@ -7,8 +7,8 @@
 #ifndef TESSERA_CKPT_H
 #define TESSERA_CKPT_H
 
-#include "../models/gpt2.h"
-#include "common.h"
+#include "base/common.h"
+#include "models/gpt2.h"
 
 ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step);
 

@@ -1,7 +1,7 @@
 // ckpt_state.c — training checkpoints: atomic save, pruning, choice of the newest intact step
 // directory, load (see ckpt_state.h and docs/checkpoint-format.md).
 #define _GNU_SOURCE // open_memstream
-#include "ckpt_state.h"
+#include "runtime/ckpt_state.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,10 +14,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "fault.h"
-#include "h5attr.h"
-#include "h5zstd.h"
-#include "manifest.h"
+#include "base/fs.h"
+#include "runtime/fault.h"
+#include "runtime/h5attr.h"
+#include "runtime/h5zstd.h"
+#include "runtime/manifest.h"
 
 #define CKPT_STATE_FORMAT  "tessera-checkpoint"
 #define CKPT_STATE_VERSION 1
@@ -29,21 +30,6 @@ static const char *const ckpt_groups[3] = {"params", "adam_m", "adam_v"};
 
 // ---------------------------------------------------------------------------------------------
 // small file-system helpers
-
-// remove a step directory: it holds plain files only
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 // remove the step-*.tmp, step-*.old and step-*.del directories of ckpt_dir: left by a save (or
 // a pruning) that was interrupted (process killed), never part of a checkpoint (only a renamed step
@@ -62,33 +48,9 @@ static void remove_stale(const char *ckpt_dir) {
             continue;
         snprintf(path, sizeof path, "%s/%s", ckpt_dir, e->d_name);
         log_warn("%s: removing the leftover of an interrupted save", path);
-        remove_flat_dir(path);
+        fs_remove_tree(path);
     }
     closedir(d);
-}
-
-// write len bytes to a new file at path and fsync it; one error line on failure
-static ts_status write_whole_file(const char *path, const char *data, size_t len) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    size_t done = 0;
-    while (fd >= 0 && done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        done += (size_t)w;
-    }
-    int ok = fd >= 0 && done == len && fsync(fd) == 0;
-    int err = errno;
-    if (fd >= 0 && close(fd) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) {
-        log_error("%s: writing the checkpoint failed after %zu of %zu bytes: %s", path, done, len,
-                  strerror(err ? err : EIO));
-        return TS_ERR_SYSTEM;
-    }
-    return TS_OK;
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -236,7 +198,7 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
         log_error("%s: building the checkpoint in memory failed (out of memory?)", path);
         return TS_ERR_SYSTEM;
     }
-    ts_status st = write_whole_file(path, image, (size_t)size);
+    ts_status st = fs_write_new_file(path, image, (size_t)size);
     free(image);
     return st;
 }
@@ -250,8 +212,8 @@ static void prune(const char *ckpt_dir, int keep) {
         char del[4104];
         snprintf(dir, sizeof dir, "%s/step-%08d", ckpt_dir, steps[i]);
         snprintf(del, sizeof del, "%.4090s.del", dir);
-        remove_flat_dir(del);
-        remove_flat_dir(rename(dir, del) == 0 ? del : dir);
+        fs_remove_tree(del);
+        fs_remove_tree(rename(dir, del) == 0 ? del : dir);
     }
     free(steps);
 }
@@ -264,10 +226,9 @@ ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_con
         log_error("%s: cannot create the checkpoint directory: %s", ckpt_dir, strerror(errno));
         return TS_ERR_SYSTEM;
     }
-    char final[4096], tmp[4104], old[4104], file[4200];
+    char final[4096], tmp[4104], file[4200];
     snprintf(final, sizeof final, "%s/step-%08d", ckpt_dir, meta->step);
     snprintf(tmp, sizeof tmp, "%.4090s.tmp", final);
-    snprintf(old, sizeof old, "%.4090s.old", final);
     remove_stale(ckpt_dir); // left by an interrupted save
     if (mkdir(tmp, 0755) != 0) {
         log_error("%s: cannot create directory: %s", tmp, strerror(errno));
@@ -279,25 +240,11 @@ ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_con
     if (st == TS_OK) fault_point("ckpt", meta->step); // tests: die between state and manifest
     if (st == TS_OK) st = manifest_write(tmp);
     if (st != TS_OK) {
-        remove_flat_dir(tmp);
+        fs_remove_tree(tmp);
         return st;
     }
-    // a directory of the same step (a resumed run redoing steps) is replaced; rename cannot
-    // replace a non-empty directory, so it steps aside first
-    struct stat sb;
-    int had_old = stat(final, &sb) == 0;
-    if (had_old) {
-        remove_flat_dir(old);
-        if (rename(final, old) != 0) had_old = 0;
-    }
-    if (rename(tmp, final) != 0) {
-        log_error("%s: rename to %s failed: %s", tmp, final, strerror(errno));
-        remove_flat_dir(tmp);
-        if (had_old) rename(old, final);
-        return TS_ERR_SYSTEM;
-    }
-    st = ts_fsync_path(ckpt_dir, 1);
-    if (had_old) remove_flat_dir(old);
+    // a directory of the same step (a resumed run redoing steps) is replaced
+    st = fs_commit_dir(tmp, final);
     if (st == TS_OK) prune(ckpt_dir, keep);
     return st;
 }

@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../models/gpt2.h"
-#include "common.h"
-#include "config.h"
+#include "base/common.h"
+#include "models/gpt2.h"
+#include "runtime/config.h"
 
 #define CKPT_STATE_FILE "state.h5"
 

@@ -1,6 +1,6 @@
 // ckpt_writer.c — the background checkpoint writer (see ckpt_writer.h): one thread per save,
 // joined before the next one starts and before the process ends.
-#include "ckpt_writer.h"
+#include "runtime/ckpt_writer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +28,8 @@ static void *ckpt_writer_main(void *arg) {
         log_all("checkpoint step %d: snapshot %.1f ms (%.1f%% of a step%s), written in the "
                 "background in %.0f ms to %s/step-%08d",
                 wr->meta.step, wr->stall_ms,
-                wr->step_ms > 0 ? 100.0 * wr->stall_ms / wr->step_ms : 0.0, waited,
-                wr->write_ms, wr->dir, wr->meta.step);
+                wr->step_ms > 0 ? 100.0 * wr->stall_ms / wr->step_ms : 0.0, waited, wr->write_ms,
+                wr->dir, wr->meta.step);
     else
         log_warn("checkpoint at step %d not written to %s; training goes on (the previous "
                  "checkpoint is untouched, the next interval retries)",
@@ -47,8 +47,8 @@ double ckpt_writer_wait(ckpt_writer *wr) {
 }
 
 ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
-                            const tessera_config *cfg, const ckpt_state_meta *meta,
-                            double stall_ms, double wait_ms, double step_ms) {
+                            const tessera_config *cfg, const ckpt_state_meta *meta, double stall_ms,
+                            double wait_ms, double step_ms) {
     TS_ASSERT(!wr->running && wr->w && wr->m && wr->v);
     snprintf(wr->dir, sizeof wr->dir, "%s", dir);
     wr->model = model;

@@ -10,13 +10,13 @@
 #include <pthread.h>
 #include <stddef.h>
 
-#include "../models/gpt2.h"
-#include "ckpt_state.h"
-#include "common.h"
-#include "config.h"
+#include "base/common.h"
+#include "models/gpt2.h"
+#include "runtime/ckpt_state.h"
+#include "runtime/config.h"
 
 typedef struct {
-    size_t n;       // floats in each snapshot buffer (the model's n_params)
+    size_t n;         // floats in each snapshot buffer (the model's n_params)
     float *w, *m, *v; // the snapshot: master weights, AdamW moments (NULL where not allocated)
     // the save in flight (valid while running)
     pthread_t thread;
@@ -27,9 +27,9 @@ typedef struct {
     ckpt_state_meta meta;
     double stall_ms, wait_ms, step_ms; // what the loop paid for this save, and a step's time
     // outcome of the saves joined so far
-    ts_status result;  // of the last one
-    double write_ms;   // its time in the background
-    int failures;      // consecutive failed saves (0 after a success)
+    ts_status result; // of the last one
+    double write_ms;  // its time in the background
+    int failures;     // consecutive failed saves (0 after a success)
 } ckpt_writer;
 
 // Allocate the snapshot: weights when with_weights, moments always (n floats each, zeroed).
@@ -42,8 +42,8 @@ double ckpt_writer_wait(ckpt_writer *wr);
 // Start writing the snapshot (already filled) as dir/step-<meta->step> on a background thread.
 // stall_ms/wait_ms/step_ms only go into its log line. Must not be called while a save runs.
 ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
-                            const tessera_config *cfg, const ckpt_state_meta *meta,
-                            double stall_ms, double wait_ms, double step_ms);
+                            const tessera_config *cfg, const ckpt_state_meta *meta, double stall_ms,
+                            double wait_ms, double step_ms);
 
 // Wait for a pending save, then free the snapshot. Safe on a zeroed struct.
 void ckpt_writer_destroy(ckpt_writer *wr);

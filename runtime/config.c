@@ -2,8 +2,8 @@
 // file parser (config_file.c): values from and to text, defaults, --section.key=value overrides,
 // `tessera train --help`, the resolved config written to the run directory, the checks across
 // keys and the split of the global batch over ranks.
-#include "config.h"
-#include "config_internal.h"
+#include "runtime/config.h"
+#include "runtime/config_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

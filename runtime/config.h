@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common.h"
+#include "base/common.h"
 
 #define CFG_STR      512
 #define CFG_MAX_KEYS 48 // room in the per-key tables (cfg_n_keys is checked against it)
@@ -131,9 +131,6 @@ void config_print_help(FILE *out);
 
 // The resolved config in the same file format (parses back to the same values).
 void config_write(const tessera_config *cfg, FILE *out);
-
-// `tessera config CONFIG [overrides] [--world=N]`: check and print the resolved config.
-int cmd_config(int argc, char **argv);
 
 // Split of the global batch across ranks (design invariant 2): rank r takes share[r] sequences,
 // starting at offset[r] within the step's global batch; shares differ by at most one.

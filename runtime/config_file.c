@@ -8,8 +8,8 @@
 #define INI_HANDLER_LINENO 1 // the handler gets the line number (libinih 55 passes it)
 #include <ini.h>
 
-#include "config.h"
-#include "config_internal.h"
+#include "runtime/config.h"
+#include "runtime/config_internal.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -3,7 +3,7 @@
 #ifndef TESSERA_CONFIG_INTERNAL_H
 #define TESSERA_CONFIG_INTERNAL_H
 
-#include "config.h"
+#include "runtime/config.h"
 
 // A line holds at most this many characters (libinih's buffer is 200 bytes: the line, '\n' and
 // the terminating NUL). Strings are limited so that config_write's `key = "..."` lines fit.

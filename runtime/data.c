@@ -6,7 +6,7 @@
 //
 // Shards are read as they lie on disk: llm.c writes host-order (little-endian) integers, and so do
 // we, so a big-endian host would need byte swaps that nobody has asked for yet.
-#include "data.h"
+#include "runtime/data.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +18,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "base/fs.h"
+#include "base/rng.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shards are little-endian; this host is not"
@@ -266,15 +269,6 @@ void dataset_sample(const dataset *ds, uint64_t seed, uint64_t g, int32_t *out) 
 // while the value is >= n restricts it to a bijection on [0, n) (the walk stays on i's cycle,
 // which reaches back below n). 4^h < 4n, so a walk averages fewer than 4 steps. No memory.
 
-static uint64_t mix64(uint64_t x) { // a 64-bit finaliser with full avalanche
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 #define PERMUTE_ROUNDS 6
 
 uint64_t data_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch) {
@@ -283,15 +277,16 @@ uint64_t data_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch) {
     int bits = 64 - __builtin_clzll(n - 1); // 2^bits >= n
     int h = (bits + 1) / 2;
     uint64_t mask = (1ULL << h) - 1;
-    uint64_t key = mix64(mix64(seed ^ 0x5eed5eed5eed5eedULL) ^ (epoch + 0x9e3779b97f4a7c15ULL));
+    uint64_t key =
+        rng_mix64(rng_mix64(seed ^ 0x5eed5eed5eed5eedULL) ^ (epoch + 0x9e3779b97f4a7c15ULL));
     uint64_t keys[PERMUTE_ROUNDS];
     for (int r = 0; r < PERMUTE_ROUNDS; r++)
-        keys[r] = mix64(key + (uint64_t)r * 0x632be59bd9b4e019ULL);
+        keys[r] = rng_mix64(key + (uint64_t)r * 0x632be59bd9b4e019ULL);
     uint64_t x = i;
     do {
         uint64_t left = x >> h, right = x & mask;
         for (int r = 0; r < PERMUTE_ROUNDS; r++) {
-            uint64_t next = left ^ (mix64(right ^ keys[r]) & mask);
+            uint64_t next = left ^ (rng_mix64(right ^ keys[r]) & mask);
             left = right;
             right = next;
         }
@@ -301,33 +296,28 @@ uint64_t data_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// shard writing: <path>.tmp, fsync, rename, fsync the directory
+// shard writing: one durable write (base/fs.h) through <path>.tmp
 
-static ts_status write_all(int fd, const void *buf, size_t bytes, const char *path) {
-    const uint8_t *p = buf;
-    while (bytes > 0) {
-        ssize_t w = write(fd, p, bytes);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-            log_error("%s: write failed: %s", path, strerror(errno));
-            return TS_ERR_SYSTEM;
-        }
-        p += w;
-        bytes -= (size_t)w;
+typedef struct {
+    const int32_t *header;
+    const uint32_t *tokens;
+    size_t n;
+    int narrow; // uint16 tokens
+} shard_content;
+
+static ts_status shard_produce(int fd, const char *tmp, void *ctx) {
+    const shard_content *c = ctx;
+    TS_CHECK(fs_write_all(fd, c->header, SHARD_HEADER_INTS * sizeof(int32_t), tmp));
+    if (!c->narrow) return fs_write_all(fd, c->tokens, c->n * sizeof(uint32_t), tmp);
+    enum { CHUNK = 1 << 15 };
+    uint16_t buf[CHUNK];
+    for (size_t i = 0; i < c->n; i += CHUNK) {
+        size_t m = c->n - i < CHUNK ? c->n - i : CHUNK;
+        for (size_t j = 0; j < m; j++)
+            buf[j] = (uint16_t)c->tokens[i + j];
+        TS_CHECK(fs_write_all(fd, buf, m * sizeof(uint16_t), tmp));
     }
     return TS_OK;
-}
-
-static ts_status fsync_parent_dir(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    return ts_fsync_path(dir, 1);
 }
 
 ts_status shard_write(const char *path, const uint32_t *tokens, size_t n, int vocab) {
@@ -345,52 +335,8 @@ ts_status shard_write(const char *path, const uint32_t *tokens, size_t n, int vo
     header[1] = narrow ? SHARD_VERSION_U16 : SHARD_VERSION_U32;
     header[2] = (int32_t)n;
 
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        log_error("%s: path too long", path);
-        return TS_ERR_INPUT;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        log_error("%s: cannot create: %s", tmp, strerror(errno));
-        return TS_ERR_SYSTEM;
-    }
-    ts_status res = TS_OK;
-    TS_CHECK_GOTO(write_all(fd, header, sizeof header, tmp), res, fail);
-    if (narrow) {
-        enum { CHUNK = 1 << 15 };
-        uint16_t buf[CHUNK];
-        for (size_t i = 0; i < n; i += CHUNK) {
-            size_t m = n - i < CHUNK ? n - i : CHUNK;
-            for (size_t j = 0; j < m; j++)
-                buf[j] = (uint16_t)tokens[i + j];
-            TS_CHECK_GOTO(write_all(fd, buf, m * sizeof(uint16_t), tmp), res, fail);
-        }
-    } else {
-        TS_CHECK_GOTO(write_all(fd, tokens, n * sizeof(uint32_t), tmp), res, fail);
-    }
-    if (fsync(fd) != 0) {
-        log_error("%s: fsync failed: %s", tmp, strerror(errno));
-        res = TS_ERR_SYSTEM;
-        goto fail;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        log_error("%s: close failed: %s", tmp, strerror(errno));
-        res = TS_ERR_SYSTEM;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        log_error("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        res = TS_ERR_SYSTEM;
-        goto fail;
-    }
-    return fsync_parent_dir(path);
-fail:
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    return res;
+    shard_content content = {header, tokens, n, narrow};
+    return fs_atomic_write_with(path, NULL, shard_produce, &content);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common.h"
+#include "base/common.h"
 
 #define SHARD_HEADER_INTS 256
 #define SHARD_MAGIC_U16   20240520

@@ -1,12 +1,12 @@
 // fault.c — fault injection (see fault.h).
-#include "fault.h"
+#include "runtime/fault.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "env.h"
+#include "base/env.h"
 
 static struct {
     int armed, rank, step;

@@ -11,7 +11,7 @@
 #ifndef TESSERA_FAULT_H
 #define TESSERA_FAULT_H
 
-#include "common.h"
+#include "base/common.h"
 
 ts_status fault_init(int rank);
 // the fault fires here if this rank, step (1-based) and moment match

@@ -1,5 +1,5 @@
 // h5attr.c — scalar HDF5 attributes (see h5attr.h).
-#include "h5attr.h"
+#include "runtime/h5attr.h"
 
 #include <string.h>
 

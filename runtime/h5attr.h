@@ -4,7 +4,7 @@
 
 #include <hdf5.h>
 
-#include "common.h"
+#include "base/common.h"
 
 // silence HDF5's own error-stack printing: tessera reports one line per failure itself
 void h5attr_quiet(void);

@@ -11,7 +11,7 @@
 
 #include <hdf5.h>
 
-#include "runtime/common.h"
+#include "base/common.h"
 
 #define H5ZSTD_FILTER_ID     32015
 #define H5ZSTD_LEVEL_DEFAULT 3

@@ -5,7 +5,8 @@
 // sector left behind, so it reports the first mismatch as one line naming the file and logs
 // nothing itself. Files are hashed in 1 MiB blocks: checkpoint files can be far larger than the
 // memory one wants to spend on checking them.
-#include "manifest.h"
+#include "runtime/manifest.h"
+#include "base/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -146,20 +147,6 @@ static ts_status hash_file(const char *dir, const char *name, uint64_t *size, ui
     return st;
 }
 
-static ts_status write_all(int fd, const char *path, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t put = write(fd, p, n);
-        if (put < 0 && errno == EINTR) continue;
-        if (put < 0) {
-            log_error("%s: write failed: %s", path, strerror(errno));
-            return TS_ERR_SYSTEM;
-        }
-        p += put;
-        n -= (size_t)put;
-    }
-    return TS_OK;
-}
-
 // ---------------------------------------------------------------------------------------------
 // writing
 
@@ -214,27 +201,7 @@ ts_status manifest_write(const char *dir) {
 
     char *tmp = join_path(dir, MANIFEST_TMP_NAME);
     char *final = join_path(dir, MANIFEST_NAME);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        log_error("%s: cannot create: %s", tmp, strerror(errno));
-        st = TS_ERR_SYSTEM;
-    } else {
-        st = write_all(fd, tmp, text, text_len);
-        if (st == TS_OK && fsync(fd) != 0) {
-            log_error("%s: fsync failed: %s", tmp, strerror(errno));
-            st = TS_ERR_SYSTEM;
-        }
-        if (close(fd) != 0 && st == TS_OK) {
-            log_error("%s: close failed: %s", tmp, strerror(errno));
-            st = TS_ERR_SYSTEM;
-        }
-    }
-    if (st == TS_OK && rename(tmp, final) != 0) {
-        log_error("%s: rename to %s failed: %s", tmp, final, strerror(errno));
-        st = TS_ERR_SYSTEM;
-    }
-    if (st != TS_OK) unlink(tmp);
-    if (st == TS_OK) st = ts_fsync_path(dir, 1);
+    st = fs_atomic_write(final, tmp, text, text_len);
     free(tmp);
     free(final);
     free(text);

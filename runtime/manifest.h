@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common.h"
+#include "base/common.h"
 
 #define MANIFEST_NAME     "MANIFEST"
 #define MANIFEST_TMP_NAME "MANIFEST.tmp"

@@ -1,5 +1,5 @@
 // optim.c — learning-rate schedule and the AdamW step over the parameter table.
-#include "optim.h"
+#include "runtime/optim.h"
 
 #include <math.h>
 #include <stdlib.h>

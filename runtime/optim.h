@@ -3,8 +3,8 @@
 #ifndef TESSERA_OPTIM_H
 #define TESSERA_OPTIM_H
 
-#include "../models/gpt2.h"
-#include "config.h"
+#include "models/gpt2.h"
+#include "runtime/config.h"
 
 // Linear warmup over warmup_steps (from lr/warmup to lr), then cosine decay to lr*lr_min_ratio
 // at the last step. step is 0-based.

@@ -1,7 +1,8 @@
-// prepare.c — `tessera prepare`: text files -> byte-level token shards (vocab 256) + stats.txt.
+// prepare.c — what `tessera prepare` does: text files -> byte-level token shards (vocab 256) +
+// stats.txt.
 //
 // Sections: input files | documents | shard sinks | stats.txt and the up-to-date check |
-// data_prepare | command line.
+// data_prepare (the command line is app/cmd_prepare.c).
 //
 // Text is cut into documents: in a file with lines holding only "%" (fortune files) the text
 // between such lines is a document; in other files a paragraph (lines between blank lines) is.
@@ -10,7 +11,7 @@
 // (0-based over all files in order) is held out for validation when floor((d+1) f) > floor(d f):
 // with f = 0.05 every 20th document, spread evenly through the corpus so the validation text has
 // the training text's distribution.
-#include "prepare.h"
+#include "runtime/prepare.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,21 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data.h"
+#include "base/fs.h"
+#include "runtime/data.h"
 
 #define PREPARE_VOCAB  256
 #define PREPARE_FORMAT "tessera-prepare-1" // bump when the text -> token mapping changes
-#define FORTUNES_DIR   "/usr/share/games/fortunes"
-#define PREPARE_USAGE                                                                              \
-    "usage: tessera prepare [--out DIR] [--val-fraction F] [--shard-tokens N] [--min-bytes N] "    \
-    "[INPUT...]"
-
-typedef struct {
-    const char *out_dir;
-    double val_fraction;
-    size_t shard_tokens;
-    uint64_t min_bytes;
-} prepare_options;
 
 // ---------------------------------------------------------------------------------------------
 // input files: named files, every regular file directly inside a named directory (not symlinks,
@@ -336,23 +327,9 @@ static int prepare_up_to_date(const char *dir, uint64_t hash) {
 }
 
 static ts_status stats_write(const char *dir, const char *body) {
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/stats.txt", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        log_error("%s: cannot create: %s", tmp, strerror(errno));
-        return TS_ERR_SYSTEM;
-    }
-    int bad = fputs(body, f) < 0;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        log_error("%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        return TS_ERR_SYSTEM;
-    }
-    return TS_OK;
+    return fs_atomic_write(path, NULL, body, strlen(body));
 }
 
 // Remove train_NNN.bin / val_NNN.bin left by an earlier run that made more shards, so that the
@@ -377,29 +354,6 @@ static void remove_stale_shards(const char *dir, int n_train, int n_val) {
     closedir(d);
 }
 
-static ts_status mkdir_p(const char *dir) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                log_error("%s: cannot create directory: %s", p, strerror(errno));
-                return TS_ERR_SYSTEM;
-            }
-            *s = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        log_error("%s: exists and is not a directory; expected an output directory", dir);
-        return TS_ERR_INPUT;
-    }
-    return TS_OK;
-}
-
 // DIR/train_*.bin with glob's special characters in DIR escaped
 static void train_pattern(const char *dir, char *out, size_t cap) {
     size_t k = 0;
@@ -421,7 +375,7 @@ static void inputs_describe(const char *const *args, int n_args, char *out, size
         snprintf(out, cap, "%s (and %d more inputs)", args[0], n_args - 1);
 }
 
-static ts_status prepare_run(const char *const *args, int n_args, const prepare_options *o) {
+ts_status prepare_run(const char *const *args, int n_args, const prepare_options *o) {
     input_list in = {0};
     char what[4200];
     inputs_describe(args, n_args, what, sizeof what);
@@ -468,7 +422,7 @@ static ts_status prepare_run(const char *const *args, int n_args, const prepare_
     }
 
     // pass 2: write. stats.txt goes first and comes back last.
-    TS_CHECK_GOTO(mkdir_p(o->out_dir), res, done);
+    TS_CHECK_GOTO(fs_mkdir_p(o->out_dir, "prepare: --out"), res, done);
     char stats_path[4096];
     snprintf(stats_path, sizeof stats_path, "%s/stats.txt", o->out_dir);
     if (unlink(stats_path) != 0 && errno != ENOENT) {
@@ -529,113 +483,4 @@ ts_status data_prepare(const char *const *inputs, int n_inputs, const char *out_
     prepare_options o = {out_dir, val_fraction, shard_tokens, 0};
     TS_ASSERT(n_inputs >= 1 && val_fraction >= 0 && val_fraction < 1 && shard_tokens >= 2);
     return prepare_run(inputs, n_inputs, &o);
-}
-
-// ---------------------------------------------------------------------------------------------
-// command line
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-') return 0;
-    *out = v;
-    return 1;
-}
-
-int cmd_prepare(int argc, char **argv) {
-    prepare_options o = {"data/fortunes", 0.05, 1000000, 1000000};
-    const char **inputs = ts_malloc((size_t)(argc + 1) * sizeof *inputs, "inputs");
-    int n_inputs = 0, only_inputs = 0, rc = TS_EXIT_INPUT;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (only_inputs || a[0] != '-' || !a[1]) {
-            inputs[n_inputs++] = a;
-            continue;
-        }
-        if (!strcmp(a, "--")) {
-            only_inputs = 1;
-            continue;
-        }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(
-                PREPARE_USAGE
-                "\n\n"
-                "Byte-tokenizes text into DIR/train_NNN.bin, DIR/val_000.bin and DIR/stats.txt.\n"
-                "INPUT: text files, directories (their regular files) or globs; default: the\n"
-                "fortunes in " FORTUNES_DIR " (Debian package `fortunes`).\n"
-                "  --out DIR          output directory (default data/fortunes)\n"
-                "  --val-fraction F   documents held out for validation, 0 <= F < 1 "
-                "(default 0.05)\n"
-                "  --shard-tokens N   tokens per shard (default 1000000)\n"
-                "  --min-bytes N      refuse a smaller corpus (default 1000000)\n");
-            rc = TS_EXIT_OK;
-            goto done;
-        }
-        // --key VALUE or --key=VALUE
-        const char *eq = strchr(a, '=');
-        size_t klen = eq ? (size_t)(eq - a) : strlen(a);
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
-        const char *keys[] = {"--out", "--val-fraction", "--shard-tokens", "--min-bytes"};
-        int k = -1;
-        for (int j = 0; j < 4; j++)
-            if (strlen(keys[j]) == klen && !strncmp(a, keys[j], klen)) k = j;
-        if (k < 0) {
-            log_error("prepare: unknown option '%s'; " PREPARE_USAGE, a);
-            goto done;
-        }
-        if (!v) {
-            log_error("prepare: option %s expects a value; " PREPARE_USAGE, keys[k]);
-            goto done;
-        }
-        if (!eq) i++;
-        uint64_t u;
-        char *end;
-        switch (k) {
-        case 0:
-            if (!*v) {
-                log_error("prepare: --out expects a directory, got an empty string");
-                goto done;
-            }
-            o.out_dir = v;
-            break;
-        case 1:
-            o.val_fraction = strtod(v, &end);
-            if (end == v || *end || !(o.val_fraction >= 0 && o.val_fraction < 1)) {
-                log_error("prepare: --val-fraction '%s', expected a number in [0, 1)", v);
-                goto done;
-            }
-            break;
-        case 2:
-            if (!parse_u64(v, &u) || u < 2 || u > INT32_MAX) {
-                log_error("prepare: --shard-tokens '%s', expected an integer in [2, %d]", v,
-                          INT32_MAX);
-                goto done;
-            }
-            o.shard_tokens = (size_t)u;
-            break;
-        case 3:
-            if (!parse_u64(v, &u)) {
-                log_error("prepare: --min-bytes '%s', expected an integer >= 0", v);
-                goto done;
-            }
-            o.min_bytes = u;
-            break;
-        }
-    }
-    if (n_inputs == 0) {
-        struct stat st;
-        if (stat(FORTUNES_DIR, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            log_error("%s: not found; expected the default corpus there (hint: apt-get install "
-                      "fortunes) or INPUT files on the command line",
-                      FORTUNES_DIR);
-            goto done;
-        }
-        inputs[n_inputs++] = FORTUNES_DIR;
-        log_info("no INPUT given: using the fortunes in %s", FORTUNES_DIR);
-    }
-    rc = ts_exit_code(prepare_run(inputs, n_inputs, &o));
-done:
-    free(inputs);
-    return rc;
 }

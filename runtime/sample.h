@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../models/gpt2.h"
-#include "common.h"
+#include "base/common.h"
+#include "models/gpt2.h"
 
 typedef struct {
     int length;        // tokens to generate
@@ -34,8 +34,5 @@ void tokenizer_write(const tokenizer *tok, int token, FILE *out);
 // m must have been created with max_B >= 1 and hold the weights.
 ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int n_prompt,
                           const sample_options *opt, FILE *out);
-
-// argv[0] is "sample". Returns the process exit code.
-int cmd_sample(int argc, char **argv);
 
 #endif

@@ -5,9 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckpt_state.h"
-#include "env.h"
-#include "train_internal.h"
+#include "base/env.h"
+#include "runtime/ckpt_state.h"
+#include "runtime/train_internal.h"
 
 // ---------------------------------------------------------------------------------------------
 // checkpoints (design: "Checkpoints", invariants 3 and 5). Nodes share no disk: the checkpoint

@@ -5,20 +5,21 @@
 
 #include <stdio.h>
 
-#include "../collectives/comm.h"
-#include "../collectives/reducer.h"
-#include "ckpt_writer.h"
-#include "config.h"
-#include "data.h"
-#include "optim.h"
-#include "sample.h"
+#include "collectives/comm.h"
+#include "collectives/reducer.h"
+#include "runtime/ckpt_writer.h"
+#include "runtime/config.h"
+#include "runtime/data.h"
+#include "runtime/optim.h"
+#include "runtime/sample.h"
+#include "runtime/train.h"
 
 #define TRAIN_HOST_MAX 64 // bytes of a host name, NUL included (longer names are cut)
 
 // this rank's host: TESSERA_HOST, else gethostname(), made safe as a directory name
 void train_host_name(char out[TRAIN_HOST_MAX]);
 
-typedef struct {
+struct trainer {
     tessera_config cfg;
     comm *comm;
     const backend *be;
@@ -47,7 +48,8 @@ typedef struct {
     int ckpt_writer;               // this rank writes a replica
     ckpt_writer writer;            // the host snapshot and its background writer
     int snapshot;                  // writer.m/v (and .w on a writer) are allocated
-} trainer;
+    int stop_warned;               // a STOP that is not a regular file was reported
+};
 
 // one status for all ranks: the worst (design invariant 5: shared decisions are agreed)
 ts_status train_agree(comm *c, ts_status mine);
@@ -66,6 +68,35 @@ ts_status train_agree(comm *c, ts_status mine);
             (res) = (ts_status)who_[1];                                                            \
         }                                                                                          \
     } while (0)
+
+// train_step.c: one step and the validation pass
+typedef struct {
+    double loss, norm, lr; // mean token loss over the global batch, gradient norm, learning rate
+    double comm_s;         // the gradient reduction's span (first bucket started to last done)
+    int skipped;           // non-finite loss or gradient: no update
+    int stop_votes;        // ranks asked to stop during this step
+} train_step_result;
+ts_status train_step(trainer *tr, int step, train_step_result *res); // step is 0-based
+ts_status train_validate(trainer *tr, double *mean_loss);
+
+// train_report.c: the progress line and metrics record of each log window, the final report
+typedef struct {
+    double t_start, t_window; // the loop's start, the window's start
+    double loss, comm_s;      // sums over the window's steps
+    int steps;
+    uint64_t sent0, recv0; // the communicator's counters at the window's start
+    double wait0;
+} train_report;
+void train_report_begin(train_report *r, trainer *tr);
+void train_report_step(train_report *r, const train_step_result *res);
+// the window ends after `step` (1-based); val_loss and stall_ms when this step evaluated/saved
+void train_report_window(train_report *r, trainer *tr, int step, const train_step_result *res,
+                         const double *val_loss, const double *stall_ms);
+ts_status train_report_final(trainer *tr, double val_loss, int done_steps);
+
+// train_stop.c: planned stops (a signal or a STOP file)
+int train_stop_requested(trainer *tr);
+void train_stop_serve(trainer *tr, int votes, int step);
 
 // train_ckpt.c: checkpoints and resume
 ts_status train_ckpt_setup(trainer *tr);

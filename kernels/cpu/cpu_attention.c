@@ -14,8 +14,8 @@
 // vectorize, the backward using the row's dot product sum(att * datt) instead of the Jacobian.
 #include <string.h>
 
-#include "cpu_gemm.h"
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_gemm.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #define QBLK 64 // query (or key) rows per block of the triangular products
 

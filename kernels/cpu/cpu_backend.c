@@ -11,8 +11,8 @@
 #include <cblas.h> // openblas_set_num_threads, openblas_get_corename (OpenBLAS only)
 #endif
 
-#include "../../runtime/common.h"
-#include "cpu_ops.h"
+#include "base/common.h"
+#include "kernels/cpu/cpu_ops.h"
 
 static void *cpu_alloc(size_t bytes) { return ts_aligned_alloc(bytes, "backend memory"); }
 
@@ -100,9 +100,9 @@ static void cpu_att_bwd(void *dqkv, const void *dout, const void *qkv, const voi
     if (2 * n > cpu_att_scratch_n) {
         real *grown = realloc(cpu_att_scratch, 2 * n * sizeof(real));
         if (!grown) {
-            log_error("out of memory allocating %zu bytes for the attention backward scratch",
-                      2 * n * sizeof(real));
-            exit(TS_EXIT_SYSTEM);
+            ts_fatal(TS_ERR_SYSTEM,
+                     "out of memory allocating %zu bytes for the attention backward scratch",
+                     2 * n * sizeof(real));
         }
         cpu_att_scratch = grown;
         cpu_att_scratch_n = 2 * n;

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <tgmath.h>
 
-#include "../../runtime/common.h"
-#include "cpu_gemm.h"
-#include "cpu_ops.h"
+#include "base/common.h"
+#include "kernels/cpu/cpu_gemm.h"
+#include "kernels/cpu/cpu_ops.h"
 
 // column block width for the column-sum loops: wide enough for whole cache lines per row
 #define COL_BLOCK 256

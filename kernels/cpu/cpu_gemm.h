@@ -17,7 +17,7 @@
 #ifndef TESSERA_CPU_GEMM_H
 #define TESSERA_CPU_GEMM_H
 
-#include "../precision.h"
+#include "kernels/precision.h"
 
 #ifdef TESSERA_HAVE_CBLAS
 
@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#include "../../runtime/common.h"
+#include "base/common.h"
 
 enum CBLAS_ORDER { CblasRowMajor = 101, CblasColMajor = 102 };
 enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112, CblasConjTrans = 113 };

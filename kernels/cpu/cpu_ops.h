@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <tgmath.h>
 
-#include "../backend.h"
+#include "kernels/backend.h"
 
 // below this many elements an op runs on the calling thread: waking the team costs more
 #define CPU_PARALLEL_MIN 16384

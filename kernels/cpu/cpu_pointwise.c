@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <tgmath.h>
 
-#include "../../runtime/common.h"
-#include "cpu_ops.h"
+#include "base/common.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #define GELU_K0 0.7978845608028654 // sqrt(2/pi)
 #define GELU_K1 0.044715

@@ -30,8 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.cuh"
-#include "ops.cuh"
+#include "base/env.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 // matmul.cu: row-major C[i] = alpha op(A[i]) op(B[i]) + beta C[i] for i < batch, where matrix i
 // of X starts stride_x elements after matrix i-1; all of type dt, fp32 accumulation.
@@ -188,10 +189,10 @@ static att_plan att_plan_scratch(ts_dtype dt, int B, int T, int C, int nslots, c
     size_t nb = have / nslots > 256 ? (have / nslots - 256) / sample : 0;
     if (nb > (size_t)B) nb = (size_t)B;
     if (nb < 1) {
-        log_error("CUDA attention %s needs %zu bytes of scratch for one sample (T=%d, C=%d, %s) "
-                  "but the backend has %zu",
-                  what, nslots * att_round256(sample), T, C, ts_dtype_name(dt), have);
-        exit(TS_EXIT_INTERNAL);
+        ts_fatal(TS_ERR_INTERNAL,
+                 "CUDA attention %s needs %zu bytes of scratch for one sample (T=%d, C=%d, %s) "
+                 "but the backend has %zu",
+                 what, nslots * att_round256(sample), T, C, ts_dtype_name(dt), have);
     }
     pl.nb = (int)nb;
     pl.slot_bytes = att_round256(nb * sample);
@@ -221,10 +222,10 @@ static void *att_backward_scratch(size_t bytes, cudaStream_t s) {
         if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();
         int dev = -1;
         cudaGetDevice(&dev);
-        log_error("CUDA device %d: out of memory allocating %zu bytes (%.1f MiB; %.1f MiB free) "
-                  "for the attention backward scratch: %s; lower train.micro_batch",
-                  dev, bytes, bytes / 1048576.0, free_b / 1048576.0, cudaGetErrorString(err));
-        exit(TS_EXIT_SYSTEM);
+        ts_fatal(TS_ERR_SYSTEM,
+                 "CUDA device %d: out of memory allocating %zu bytes (%.1f MiB; %.1f MiB free) "
+                 "for the attention backward scratch: %s; lower train.micro_batch",
+                 dev, bytes, bytes / 1048576.0, free_b / 1048576.0, cudaGetErrorString(err));
     }
     att_bwd_bytes = bytes;
     return att_bwd_buf;
@@ -364,22 +365,21 @@ void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, c
 // does not depend on B or T, so state sized for the largest shapes serves smaller ones.
 
 static bool att_use_flash(ts_dtype dt, int C, int NH) {
-    const char *v = getenv("TESSERA_ATTENTION");
+    enum { ATT_AUTO, ATT_FLASH, ATT_SIMPLE }; // the knob's choices (base/env.c)
+    int choice;
+    if (env_get_choice("TESSERA_ATTENTION", &choice) != TS_OK) ts_exit(TS_ERR_INPUT);
     const bool ok = cuda_flash_supported(dt, C, NH);
-    if (!v || !*v || !strcmp(v, "auto")) return ok;
-    if (!strcmp(v, "simple")) return false;
-    if (!strcmp(v, "flash")) {
+    if (choice == ATT_SIMPLE) return false;
+    if (choice == ATT_FLASH && !ok) {
         static bool warned = false;
-        if (!ok && !warned) {
+        if (!warned) {
             log_warn("TESSERA_ATTENTION=flash: the flash kernels need bf16 and head size 64 or "
                      "128 (here %s, head size %d): using the simple path",
                      ts_dtype_name(dt), NH > 0 ? C / NH : 0);
             warned = true;
         }
-        return ok;
     }
-    log_error("TESSERA_ATTENTION='%s': expected auto, flash or simple", v);
-    exit(TS_EXIT_INPUT);
+    return ok;
 }
 
 size_t cuda_attention_state_bytes(ts_dtype dt, int B, int T, int C, int NH) {

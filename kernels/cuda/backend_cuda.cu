@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_cuda.h"
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/backend_cuda.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 #define BE_SCRATCH_BYTES ((size_t)256 << 20)
 
@@ -32,10 +32,10 @@ static backend be_tables[2]; // [0] fp32, [1] bf16
 
 void *cuda_scratch(size_t bytes) {
     if (bytes > BE_SCRATCH_BYTES) {
-        log_error("CUDA scratch: %zu bytes requested but the backend has %zu (a kernel needs "
-                  "more temporary memory than was set aside at start-up)",
-                  bytes, (size_t)BE_SCRATCH_BYTES);
-        exit(TS_EXIT_INTERNAL);
+        ts_fatal(TS_ERR_INTERNAL,
+                 "CUDA scratch: %zu bytes requested but the backend has %zu (a kernel needs "
+                 "more temporary memory than was set aside at start-up)",
+                 bytes, (size_t)BE_SCRATCH_BYTES);
     }
     return be_scratch;
 }
@@ -59,11 +59,11 @@ static void *be_alloc(size_t bytes) {
     cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
     if (err != cudaSuccess) {
         cudaGetLastError();
-        log_error("CUDA device %d: out of memory allocating %zu bytes (%.1f MiB; %.1f MiB free): "
-                  "%s",
-                  be_device, bytes, bytes / 1048576.0, be_mem_free() / 1048576.0,
-                  cudaGetErrorString(err));
-        exit(TS_EXIT_SYSTEM);
+        ts_fatal(TS_ERR_SYSTEM,
+                 "CUDA device %d: out of memory allocating %zu bytes (%.1f MiB; %.1f MiB free): "
+                 "%s",
+                 be_device, bytes, bytes / 1048576.0, be_mem_free() / 1048576.0,
+                 cudaGetErrorString(err));
     }
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, be_stream));
     CUDA_CHECK(cudaStreamSynchronize(be_stream));

@@ -5,8 +5,8 @@
 #ifndef TESSERA_BACKEND_CUDA_H
 #define TESSERA_BACKEND_CUDA_H
 
-#include "../../runtime/common.h"
-#include "../backend.h"
+#include "base/common.h"
+#include "kernels/backend.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,8 +15,8 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 #define CLS_THREADS 512
 

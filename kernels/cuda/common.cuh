@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../../runtime/common.h"
-#include "../backend.h"
+#include "base/common.h"
+#include "kernels/backend.h"
 
 // A failing CUDA call is fatal: the device state is unknown afterwards. The message names the
 // statement, file and line, and the device (a poor man's backtrace is not possible here).
@@ -34,9 +34,9 @@
 static inline void cuda_fail(const char *what, const char *why, const char *file, int line) {
     int dev = -1;
     cudaGetDevice(&dev);
-    log_error("CUDA error on device %d at %s:%d: %s: %s", dev, file, line, what, why);
     fprintf(stderr, "---> HINT: run the gpu tests under compute-sanitizer to find the kernel\n");
-    exit(TS_EXIT_INTERNAL);
+    ts_fatal(TS_ERR_INTERNAL, "CUDA error on device %d at %s:%d: %s: %s", dev, file, line, what,
+             why);
 }
 
 static inline unsigned cuda_ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }

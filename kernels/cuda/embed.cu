@@ -12,8 +12,8 @@
 
 #include <cub/cub.cuh>
 
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 #define EMB_THREADS    256
 #define EMB_MAX_BLOCKS 65536

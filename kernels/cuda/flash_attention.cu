@@ -4,11 +4,11 @@
 // State saved by the forward for the backward: lse2 (B,NH,T) fp32, nothing else (the backward
 // also reads the forward's output). The backward's dsum (B,NH,T) fp32 lives in the backend's
 // scratch.
-#include "common.cuh"
-#include "mma.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/ops.cuh"
 
-#include "flash_attention.cuh"
+#include "kernels/cuda/flash_attention.cuh"
 
 bool cuda_flash_supported(ts_dtype dt, int C, int NH) {
     if (dt != TS_BF16 || NH <= 0 || C % NH != 0) return false;
@@ -28,9 +28,9 @@ template <typename K> static void flash_allow_smem(K kernel, int bytes, bool *do
 static flash_params flash_make_params(const void *qkv, int B, int T, int C, int NH) {
     // tiles of 64 rows along gridDim.y (at most 65535), heads along gridDim.x
     if (T > 65535 * 64) {
-        log_error("flash attention: T = %d is longer than the %d the launch grid can cover", T,
-                  65535 * 64);
-        exit(TS_EXIT_INTERNAL);
+        ts_fatal(TS_ERR_INTERNAL,
+                 "flash attention: T = %d is longer than the %d the launch grid can cover", T,
+                 65535 * 64);
     }
     flash_params p;
     memset(&p, 0, sizeof p);
@@ -46,8 +46,7 @@ static flash_params flash_make_params(const void *qkv, int B, int T, int C, int 
 
 static void flash_check_aligned(const void *p, const char *what) {
     if (!cuda_aligned16(p)) {
-        log_error("flash attention: %s at %p is not 16-byte aligned", what, p);
-        exit(TS_EXIT_INTERNAL);
+        ts_fatal(TS_ERR_INTERNAL, "flash attention: %s at %p is not 16-byte aligned", what, p);
     }
 }
 
@@ -107,10 +106,10 @@ void cuda_flash_backward(void *dqkv, const void *dout, const void *qkv, const vo
     p.dqkv = (bf16 *)dqkv;
     const size_t dsum_bytes = (size_t)B * NH * T * sizeof(float);
     if (dsum_bytes > cuda_scratch_max()) {
-        log_error("flash attention backward needs %zu bytes of scratch (B=%d, T=%d, NH=%d) but "
-                  "the backend has %zu",
-                  dsum_bytes, B, T, NH, cuda_scratch_max());
-        exit(TS_EXIT_INTERNAL);
+        ts_fatal(TS_ERR_INTERNAL,
+                 "flash attention backward needs %zu bytes of scratch (B=%d, T=%d, NH=%d) but "
+                 "the backend has %zu",
+                 dsum_bytes, B, T, NH, cuda_scratch_max());
     }
     p.dsum = (float *)cuda_scratch(dsum_bytes);
     if (C / NH == 64)

@@ -12,8 +12,8 @@
 // is the same bits on every run and every GPU.
 #include <stdint.h>
 
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 #define LN_EPS         1e-5f
 #define LN_WARPS       8 // rows per block in the row-wise kernels (256 threads)

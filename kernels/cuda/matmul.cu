@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 // A failing cuBLASLt call is fatal, like a failing CUDA call.
 #define CUBLAS_CHECK(call)                                                                         \
@@ -248,16 +248,16 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
                       g->ab, (int)g->ldb, g->stride_b, &g->beta, g->d, g->cd, (int)g->ldd,
                       g->stride_d, g->batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS) {
-            log_error("cuBLASLt has no algorithm (%s) and cublasGemmStridedBatchedEx fails (%s) "
-                      "for a %s%s x %s%s -> %s GEMM m=%d n=%d k=%d batch=%d epilogue=%u lda=%lld "
-                      "ldb=%lld ldd=%lld alignment A=%u B=%u D=%u",
-                      cublasLtGetStatusName(e->status), cublasLtGetStatusName(st),
-                      g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->ta ? "^T" : "",
-                      g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->tb ? "^T" : "",
-                      g->cd == CUDA_R_16BF ? "bf16" : "fp32", g->m, g->n, g->k, g->batch, epi,
-                      (long long)g->lda, (long long)g->ldb, (long long)g->ldd, key.align_a,
-                      key.align_b, key.align_d);
-            exit(TS_EXIT_INTERNAL);
+            ts_fatal(TS_ERR_INTERNAL,
+                     "cuBLASLt has no algorithm (%s) and cublasGemmStridedBatchedEx fails (%s) "
+                     "for a %s%s x %s%s -> %s GEMM m=%d n=%d k=%d batch=%d epilogue=%u lda=%lld "
+                     "ldb=%lld ldd=%lld alignment A=%u B=%u D=%u",
+                     cublasLtGetStatusName(e->status), cublasLtGetStatusName(st),
+                     g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->ta ? "^T" : "",
+                     g->ab == CUDA_R_16BF ? "bf16" : "fp32", g->tb ? "^T" : "",
+                     g->cd == CUDA_R_16BF ? "bf16" : "fp32", g->m, g->n, g->k, g->batch, epi,
+                     (long long)g->lda, (long long)g->ldb, (long long)g->ldd, key.align_a,
+                     key.align_b, key.align_d);
         }
         found = true;
     }

@@ -19,7 +19,7 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 
-#include "../backend.h"
+#include "kernels/backend.h"
 
 // ---- provided by backend_cuda.cu -----------------------------------------------------------
 // A device scratch buffer of at least `bytes`, valid until the next call on the same stream

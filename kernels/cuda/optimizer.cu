@@ -8,8 +8,8 @@
 // only) each sum a fixed, strided subset of the elements in double and write one partial; a
 // single block then adds the partials in a fixed tree. The same n gives the same bits on every
 // run, whatever the GPU.
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 #include <math.h>
 

@@ -8,8 +8,8 @@
 // grid-stride loop covers the rest, so any n that fits in size_t works).
 #include <stdint.h>
 
-#include "common.cuh"
-#include "ops.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.cuh"
 
 #define PW_THREADS    256
 #define PW_MAX_BLOCKS 65536

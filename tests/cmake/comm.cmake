@@ -3,7 +3,7 @@
 # 2-core machine), and as jobs in which a rank stops answering (deadline, start-up and shut-down
 # watchdogs). Also the all-reduce benchmark (bench/comm_bench.c), built here but run by hand.
 
-tessera_unit_test(test_comm SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_comm.c LIBS tessera_core)
+tessera_unit_test(test_comm SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_comm.c LIBS tessera_runtime)
 set(TESSERA_EXPECT_EXIT ${CMAKE_CURRENT_SOURCE_DIR}/mpi/expect_exit.sh)
 set(TESSERA_RUN_STALLED ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_stalled.sh)
 # a plain run must not look as if mpirun had started it
@@ -73,11 +73,11 @@ echo \"exit $rc (want 75), message and status file: $st (want 0)\"; [ $rc -eq 75
 
   # all-reduce bus bandwidth, ours beside MPI_Allreduce (run by hand; see docs/benchmarks.md)
   add_executable(comm_bench ${CMAKE_SOURCE_DIR}/bench/comm_bench.c)
-  target_link_libraries(comm_bench PRIVATE tessera_core)
+  target_link_libraries(comm_bench PRIVATE tessera_runtime)
 endif()
 
 # the schedules alone, for 1 to 9 ranks on a simulated network (no MPI needed)
 tessera_unit_test(test_comm_sched SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_comm_sched.c
-                  LIBS tessera_core)
+                  LIBS tessera_runtime)
 add_test(NAME comm_sched COMMAND test_comm_sched)
 set_tests_properties(comm_sched PROPERTIES LABELS unit TIMEOUT 60)

@@ -17,8 +17,7 @@ set(TESSERA_EXPECT_ERROR ${CMAKE_SOURCE_DIR}/tests/expect_error.sh)
 tessera_unit_test(test_config
                   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_config.c
                           ${CMAKE_SOURCE_DIR}/runtime/config.c ${CMAKE_SOURCE_DIR}/runtime/config_file.c
-                          ${CMAKE_SOURCE_DIR}/runtime/common.c ${CMAKE_SOURCE_DIR}/runtime/env.c
-                  LIBS PkgConfig::INIH m)
+                  LIBS tessera_base PkgConfig::INIH m)
 add_test(NAME config_unit COMMAND test_config ${TESSERA_CONFIG_DIR}/bad ${CMAKE_SOURCE_DIR}/configs)
 set_tests_properties(config_unit PROPERTIES LABELS unit TIMEOUT 30)
 

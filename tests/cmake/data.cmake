@@ -5,7 +5,7 @@
 # small corpus, runs `tessera prepare` and checks exit codes, messages and files.
 
 tessera_unit_test(test_data SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_data.c
-                  LIBS tessera_core)
+                  LIBS tessera_app)
 add_test(NAME data_unit COMMAND test_data ${TESSERA_TEST_DATA}/data_unit)
 set_tests_properties(data_unit PROPERTIES LABELS unit TIMEOUT 60)
 

@@ -1,7 +1,7 @@
 # GPU tests (label gpu): the CUDA backend against the CPU reference, op by op and on a whole
 # training run, in each of its modes (f32, bf16). Built only with the CUDA backend; on a machine
 # without a GPU they exit 77 and ctest reports them as skipped, never as passed. They link the
-# compute libraries only (not tessera_core), so a TESSERA_COMPUTE_ONLY build has them too.
+# compute libraries only (not tessera_runtime), so a TESSERA_COMPUTE_ONLY build has them too.
 #
 # Also the GPU benchmarks (bench/gpu_bench.c, the training step; bench/gpu_attn_bench.c, the
 # attention op): targets, not tests; scripts/gpu-check runs them.

@@ -9,7 +9,7 @@
 # i/4096, random = xorshift32 from seed 2463534242.
 
 tessera_unit_test(test_h5zstd SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_h5zstd.c
-                  LIBS tessera_core)
+                  LIBS tessera_runtime)
 set(H5ZSTD_DIR ${TESSERA_TEST_DATA}/h5zstd)
 set(H5ZSTD_FILE ${H5ZSTD_DIR}/h5zstd.h5)
 set(H5ZSTD_PLUGINS ${CMAKE_BINARY_DIR}/hdf5-plugins)

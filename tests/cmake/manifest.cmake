@@ -1,4 +1,4 @@
-# Checkpoint manifest tests (runtime/manifest.c) and `tessera ckpt` (runtime/ckpt_tool.c).
+# Checkpoint manifest tests (runtime/manifest.c) and `tessera ckpt` (app/cmd_ckpt.c).
 #
 # manifest_unit writes a small checkpoint directory again and again, damages each copy one way
 # (flipped bytes, truncation, deleted and stray files, an altered or truncated MANIFEST) and
@@ -7,7 +7,7 @@
 # The weights file `tessera ckpt info` describes comes from the train_np1 run (train.cmake).
 
 tessera_unit_test(test_manifest SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_manifest.c
-                  LIBS tessera_core)
+                  LIBS tessera_runtime)
 set(MANIFEST_DIR ${TESSERA_TEST_DATA}/manifest)
 set(MANIFEST_EXPECT_ERROR ${CMAKE_SOURCE_DIR}/tests/expect_error.sh)
 

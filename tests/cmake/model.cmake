@@ -5,14 +5,14 @@ add_test(NAME model_grad_fd COMMAND test_model_grad)
 set_tests_properties(model_grad_fd PROPERTIES LABELS unit)
 
 tessera_unit_test(test_overfit SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_overfit.c
-                  LIBS tessera_core)
+                  LIBS tessera_runtime)
 add_test(NAME model_overfit_one_batch COMMAND test_overfit)
 set_tests_properties(model_overfit_one_batch PROPERTIES LABELS unit ENVIRONMENT OMP_NUM_THREADS=1)
 
 tessera_unit_test(test_weights_close SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_weights_close.c
-                  LIBS tessera_core)
+                  LIBS tessera_runtime)
 
 tessera_unit_test(test_tokenizer SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_tokenizer.c
-                  LIBS tessera_core)
+                  LIBS tessera_runtime)
 add_test(NAME sample_tokenizer COMMAND test_tokenizer ${TESSERA_TEST_DATA})
 set_tests_properties(sample_tokenizer PROPERTIES LABELS unit)

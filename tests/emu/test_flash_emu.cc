@@ -265,8 +265,8 @@ int main(int argc, char **argv) {
     }
     // the padded tiles exist so that no ldmatrix phase hits a bank twice
     const long phases = emu::ldsm_phases, conflicts = emu::ldsm_conflicts;
-    printf("ldmatrix: %ld phases, %ld extra wavefronts from bank conflicts %s\n", phases,
-           conflicts, conflicts == 0 ? "ok" : "FAIL");
+    printf("ldmatrix: %ld phases, %ld extra wavefronts from bank conflicts %s\n", phases, conflicts,
+           conflicts == 0 ? "ok" : "FAIL");
     if (conflicts != 0) failures++;
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;

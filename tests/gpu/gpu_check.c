@@ -1,5 +1,5 @@
 // gpu_check.c — the GPU tests' shared start-up, skipping and error reporting (gpu_check.h).
-#include "gpu_check.h"
+#include "tests/gpu/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/backend_cuda.h"
 
@@ -46,13 +47,8 @@ static inline float gpu_round_act(const gpu_ctx *g, float x) {
     return g->mode == TS_BF16 ? gpu_round_bf16(x) : x;
 }
 
-// splitmix64 and uniform floats in [lo, hi)
-static inline uint64_t gpu_rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+// splitmix64 (base/rng.h) and uniform floats in [lo, hi)
+static inline uint64_t gpu_rng_next(uint64_t *s) { return rng_next(s); }
 static inline float gpu_rng_uniform(uint64_t *s, float lo, float hi) {
     return lo + (hi - lo) * (float)((double)(gpu_rng_next(s) >> 11) * 0x1p-53);
 }

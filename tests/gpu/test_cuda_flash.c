@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpu_check.h"
+#include "tests/gpu/gpu_check.h"
 
 static gpu_ctx G;
 static uint64_t RNG = 0xf1a5ba11u;

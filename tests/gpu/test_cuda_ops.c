@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpu_check.h"
+#include "tests/gpu/gpu_check.h"
 
 #define TOL_F32  1e-5
 #define TOL_ACC  1e-3

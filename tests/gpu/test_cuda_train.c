@@ -34,8 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpu_check.h"
 #include "models/gpt2.h"
+#include "tests/gpu/gpu_check.h"
 
 static gpu_ctx G;
 

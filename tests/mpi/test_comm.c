@@ -28,21 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/rng.h"
 #include "collectives/comm.h"
-
-static int g_failures = 0;
-static int g_rank = 0;
-
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            if (g_failures++ < 20) {                                                               \
-                fprintf(stderr, "test_comm[%d]: FAIL line %d: %s: ", g_rank, __LINE__, #cond);     \
-                fprintf(stderr, __VA_ARGS__);                                                      \
-                fputc('\n', stderr);                                                               \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/expect.h"
 
 #define SMALL_BYTES 65536 // the documented switch from latency to bandwidth algorithms
 
@@ -65,10 +53,7 @@ static size_t chunk_count(size_t n, int p, int r) {
 // rank can rebuild every other rank's contribution to compute the expected result itself
 static float test_random(int rank, size_t i) {
     uint64_t z = ((uint64_t)rank << 40) ^ (uint64_t)i;
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    z = rng_mix64(z + 0x9e3779b97f4a7c15ull);
     uint32_t sign = (uint32_t)(z >> 40) & 1, exponent = 127 - 8 + (uint32_t)((z >> 23) % 17);
     uint32_t bits = sign << 31 | exponent << 23 | (uint32_t)(z & 0x7fffff);
     float f;
@@ -540,12 +525,12 @@ static int run_deadline(comm *c, const char *dir) {
         fprintf(stderr, "test_comm: the deadline test needs 3 ranks, got %d\n", c->size);
         return 1;
     }
-    comm_status_set_dir(dir);
+    status_file_set_dir(dir);
     // a few collectives with the default deadline, so start-up skew does not count
     float warm[64] = {0};
     for (int k = 0; k < 3; k++)
         if (c->all_reduce_sum_f32(c, warm, 64) != TS_OK || c->barrier(c) != TS_OK) return 1;
-    comm_status_set_step(7);
+    status_file_set_step(7);
     c->timeout_s = 2.0;
     if (c->rank == 2) {
         write_pid(dir, 2);
@@ -580,7 +565,7 @@ static int run_finalize_watchdog(comm *c, const char *dir) {
         fprintf(stderr, "test_comm: the finalize test needs 2 ranks, got %d\n", c->size);
         return 1;
     }
-    comm_status_set_dir(dir);
+    status_file_set_dir(dir);
     if (c->barrier(c) != TS_OK) return 1;
     if (c->rank == 1) {
         write_pid(dir, 1);
@@ -599,13 +584,13 @@ int main(int argc, char **argv) {
     const char *dir = argc > 2 ? argv[2] : ".";
     double init_timeout = 60;
     if (strcmp(mode, "init-watchdog") == 0) {
-        comm_status_set_dir(dir);
+        status_file_set_dir(dir);
         init_timeout = 0.001; // MPI_Init_thread takes longer than that
     }
     comm *c = NULL;
     ts_status st = comm_init(&c, &argc, &argv, init_timeout);
     if (st != TS_OK) return ts_exit_code(st);
-    g_rank = c->rank;
+    g_expect_rank = c->rank;
     log_init(c->rank, c->size);
 
     int rc;

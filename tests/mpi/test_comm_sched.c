@@ -18,20 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "collectives/comm_sched.h"
-
-static int g_failures = 0;
-
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            if (g_failures++ < 20) {                                                               \
-                fprintf(stderr, "test_comm_sched: FAIL line %d: %s: ", __LINE__, #cond);           \
-                fprintf(stderr, __VA_ARGS__);                                                      \
-                fputc('\n', stderr);                                                               \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/expect.h"
 
 #define MAX_P    9
 #define MAX_MSGS 8 // messages in flight between two ranks (at most 2 steps in flight per rank)
@@ -226,10 +215,7 @@ static void want_all_reduce(int p, int r, size_t n, size_t s, uint64_t *sent, ui
 
 static float random_float(int rank, size_t i) { // as test_comm.c's test_random
     uint64_t z = ((uint64_t)rank << 40) ^ (uint64_t)i;
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    z = rng_mix64(z + 0x9e3779b97f4a7c15ull);
     uint32_t sign = (uint32_t)(z >> 40) & 1, exponent = 127 - 8 + (uint32_t)((z >> 23) % 17);
     uint32_t bits = sign << 31 | exponent << 23 | (uint32_t)(z & 0x7fffff);
     float f;

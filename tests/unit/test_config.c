@@ -16,16 +16,7 @@
 #include <string.h>
 
 #include "runtime/config.h"
-
-static int g_failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            g_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/expect.h"
 
 // ---------------------------------------------------------------------------------------------
 // capturing error lines: every log line is copied to a temporary file

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/commands.h"
 #include "runtime/data.h"
-#include "runtime/prepare.h"
 
-#include "unit/expect.h"
+#include "tests/unit/expect.h"
 
 static char g_dir[1024];
 

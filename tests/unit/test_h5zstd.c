@@ -15,7 +15,7 @@
 
 #include "runtime/h5zstd.h"
 
-#include "unit/expect.h"
+#include "tests/unit/expect.h"
 
 // ---------------------------------------------------------------------------------------------
 // the data: smooth[i] = 0.25 * (i % 64) + i / 4096 (exact in float, very compressible);

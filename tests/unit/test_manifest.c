@@ -21,7 +21,7 @@
 
 #include "runtime/manifest.h"
 
-#include "unit/expect.h"
+#include "tests/unit/expect.h"
 
 // ---------------------------------------------------------------------------------------------
 // the checkpoint: four files, one larger than the 1 MiB hashing block and not a multiple of it

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
-#include "test_ops.h"
+#include "tests/unit/test_ops.h"
 
 #define PREC_TOL 1e-5 // float vs double, relative to the tensor's largest magnitude
 

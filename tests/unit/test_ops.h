@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "base/rng.h"
+
 typedef struct {
     int B, T, C, NH; // attention / activations (B,T,C), NH heads
     int OC;          // matmul output width
@@ -45,13 +47,7 @@ static inline void ops_results_free(ops_result *res, int n) {
         free(res[i].data);
 }
 
-// splitmix64: a small deterministic generator, identical in every translation unit
-static inline uint64_t ops_rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t ops_rng_next(uint64_t *s) { return rng_next(s); }
 
 // uniform in [lo, hi), rounded to float so that float and double runs share exact inputs
 static inline double ops_rng_uniform(uint64_t *s, double lo, double hi) {

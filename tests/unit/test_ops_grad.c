@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
-#include "test_ops.h"
+#include "tests/unit/test_ops.h"
 
 #define FD_TOL  1e-6 // relative error per gradient tensor
 #define FD_STEP 1e-5 // central-difference step; truncation error ~ h^2, rounding ~ 1e-16 / h

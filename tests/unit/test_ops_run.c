@@ -10,7 +10,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h" // cpu_exp
-#include "test_ops.h"
+#include "tests/unit/test_ops.h"
 
 #define PREC (sizeof(real) == sizeof(float) ? "f32" : "f64")
 // forward ops against the double reference: a few units of the working precision's rounding

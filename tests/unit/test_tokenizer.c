@@ -5,15 +5,7 @@
 #include <string.h>
 
 #include "runtime/sample.h"
-
-static int failures = 0;
-#define EXPECT(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/expect.h"
 
 // write a tokenizer file: header (magic, version, n, eot) then length-prefixed pieces
 static void write_tokenizer(const char *path, uint32_t magic, uint32_t version, int n,
@@ -51,38 +43,38 @@ int main(int argc, char **argv) {
     tokenizer tok;
 
     write_tokenizer(path, 20240328, 2, 5, pieces, 0);
-    EXPECT(tokenizer_load(&tok, path, 5) == TS_OK);
-    EXPECT(tok.eot == 4);
+    CHECK(tokenizer_load(&tok, path, 5) == TS_OK);
+    CHECK(tok.eot == 4);
     int ids[] = {0, 1, 2, 3, 7};
-    EXPECT(strcmp(decode(&tok, ids, 5), "Hello, world!<7>") == 0); // ids past the file: <id>
+    CHECK(strcmp(decode(&tok, ids, 5), "Hello, world!<7>") == 0); // ids past the file: <id>
     tokenizer_free(&tok);
 
     // version 1 has no end-of-text token
     write_tokenizer(path, 20240328, 1, 5, pieces, 0);
-    EXPECT(tokenizer_load(&tok, path, 5) == TS_OK && tok.eot == -1);
+    CHECK(tokenizer_load(&tok, path, 5) == TS_OK && tok.eot == -1);
     tokenizer_free(&tok);
 
     // errors: bad magic, fewer tokens than the model's vocabulary, truncated, missing, byte
     write_tokenizer(path, 12345, 2, 5, pieces, 0);
-    EXPECT(tokenizer_load(&tok, path, 5) == TS_ERR_INPUT);
+    CHECK(tokenizer_load(&tok, path, 5) == TS_ERR_INPUT);
     write_tokenizer(path, 20240328, 2, 5, pieces, 0);
-    EXPECT(tokenizer_load(&tok, path, 6) == TS_ERR_INPUT);
+    CHECK(tokenizer_load(&tok, path, 6) == TS_ERR_INPUT);
     write_tokenizer(path, 20240328, 2, 5, pieces, 1);
-    EXPECT(tokenizer_load(&tok, path, 5) == TS_ERR_INPUT);
-    EXPECT(tokenizer_load(&tok, "/nonexistent/tokenizer.bin", 5) == TS_ERR_INPUT);
-    EXPECT(tokenizer_load(&tok, "byte", 300) == TS_ERR_INPUT);
+    CHECK(tokenizer_load(&tok, path, 5) == TS_ERR_INPUT);
+    CHECK(tokenizer_load(&tok, "/nonexistent/tokenizer.bin", 5) == TS_ERR_INPUT);
+    CHECK(tokenizer_load(&tok, "byte", 300) == TS_ERR_INPUT);
 
     // the byte tokenizer writes bytes; "" prints ids
-    EXPECT(tokenizer_load(&tok, "byte", 256) == TS_OK);
+    CHECK(tokenizer_load(&tok, "byte", 256) == TS_OK);
     int bytes[] = {'o', 'k'};
-    EXPECT(strcmp(decode(&tok, bytes, 2), "ok") == 0);
+    CHECK(strcmp(decode(&tok, bytes, 2), "ok") == 0);
     tokenizer_free(&tok);
-    EXPECT(tokenizer_load(&tok, "", 50257) == TS_OK);
+    CHECK(tokenizer_load(&tok, "", 50257) == TS_OK);
     int gpt2_ids[] = {50256, 11};
-    EXPECT(strcmp(decode(&tok, gpt2_ids, 2), "<50256><11>") == 0);
+    CHECK(strcmp(decode(&tok, gpt2_ids, 2), "<50256><11>") == 0);
     tokenizer_free(&tok);
 
     remove(path);
-    printf("%s: tokenizer tests, %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    printf("%s: tokenizer tests, %d failure(s)\n", g_failures ? "FAIL" : "PASS", g_failures);
+    return g_failures ? 1 : 0;
 }

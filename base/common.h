@@ -90,16 +90,23 @@ void log_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 TS_NORETURN void ts_panic(const char *file, int line, const char *msg);
 
+// The one way to die: log the message as an error line, write this rank's status file (reason
+// from st: bad_input, system, internal, peer_lost; see base/status_file.h) and exit with
+// ts_exit_code(st). For failures deep in code that cannot return a status (CUDA checks, the
+// allocator); everything else returns its status up to the command, which calls ts_exit.
+TS_NORETURN void ts_fatal(ts_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Write the status file for st (reason as above) and exit with its code: how a command ends.
+TS_NORETURN void ts_exit(ts_status st);
+// The status file's reason for st: "finished" (TS_OK), "bad_input", "peer_lost", "system",
+// "internal".
+const char *ts_status_reason(ts_status st);
+
 // allocation that never returns NULL (out of memory is fatal and reported with the size)
 void *ts_malloc(size_t bytes, const char *what);
 void *ts_calloc(size_t n, size_t size, const char *what);
 void *ts_aligned_alloc(size_t bytes, const char *what); // 64-byte aligned, zeroed
 
 double ts_now(void); // monotonic seconds
-
-// fsync a file (directory = 0) or a directory (directory = 1), the durable half of
-// write-to-temporary-and-rename; a failure is logged with the path (TS_ERR_SYSTEM)
-ts_status ts_fsync_path(const char *path, int directory);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,9 @@
-// ckpt_tool.c — `tessera ckpt verify|info` (see ckpt_tool.h).
+// cmd_ckpt.c — `tessera ckpt verify|info`: check and describe checkpoints from the command line.
 //
 // verify runs the same check a resume uses (manifest_verify) and says in one line why a copy is
 // not whole. info only describes: for a directory it prints what the manifest lists without
 // hashing anything; for a weights file it prints the model shape, the step and every tensor with
 // its shape as stored in the file.
-#include "ckpt_tool.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -15,10 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../models/gpt2.h"
-#include "ckpt.h"
-#include "common.h"
-#include "manifest.h"
+#include "app/commands.h"
+#include "base/common.h"
+#include "models/gpt2.h"
+#include "runtime/ckpt.h"
+#include "runtime/manifest.h"
 
 static void ckpt_usage(FILE *out) {
     fprintf(out,

@@ -1,9 +1,11 @@
-// common.c — status names, exit-code mapping, logging, checked allocation, clock.
-#include "common.h"
-#include "env.h"
+// common.c — status names, exit-code mapping, logging, the ways to die, checked allocation,
+// clock.
+#include "base/common.h"
+
+#include "base/env.h"
+#include "base/status_file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,17 @@ const char *ts_status_name(ts_status st) {
     case TS_ERR_INTERNAL: return "internal error";
     }
     return "unknown";
+}
+
+const char *ts_status_reason(ts_status st) {
+    switch (st) {
+    case TS_OK: return "finished";
+    case TS_ERR_INPUT: return "bad_input";
+    case TS_ERR_PEER: return "peer_lost";
+    case TS_ERR_SYSTEM: return "system";
+    case TS_ERR_INTERNAL: break;
+    }
+    return "internal";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,12 +112,32 @@ void log_replay_last_error(void) {
     g_log.quiet_errors = quiet;
 }
 
+// ---------------------------------------------------------------------------------------------
+// the ways to die: each leaves the status file, so the launcher knows why
+
 TS_NORETURN void ts_panic(const char *file, int line, const char *msg) {
     fprintf(stderr, "tessera[%d]: internal error at %s:%d: %s\n", g_log.rank, file, line, msg);
     fprintf(stderr,
             "---> HINT: this is a bug in tessera; please report it with the command line\n");
     fflush(stderr);
+    if (g_log.file) fprintf(g_log.file, "internal error at %s:%d: %s\n", file, line, msg);
+    status_file_write("internal", NULL, -1, TS_EXIT_INTERNAL);
     abort();
+}
+
+TS_NORETURN void ts_exit(ts_status st) {
+    if (st != TS_ERR_PEER || !status_file_written())
+        status_file_write(ts_status_reason(st), NULL, -1, ts_exit_code(st));
+    exit(ts_exit_code(st));
+}
+
+TS_NORETURN void ts_fatal(ts_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vemit(LOG_ERROR, 1, fmt, ap);
+    va_end(ap);
+    if (st == TS_OK) st = TS_ERR_INTERNAL; // dying is never "ok"
+    ts_exit(st);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,8 +146,7 @@ TS_NORETURN void ts_panic(const char *file, int line, const char *msg) {
 void *ts_malloc(size_t bytes, const char *what) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) {
-        log_error("out of memory allocating %zu bytes for %s", bytes, what);
-        exit(TS_EXIT_SYSTEM);
+        ts_fatal(TS_ERR_SYSTEM, "out of memory allocating %zu bytes for %s", bytes, what);
     }
     return p;
 }
@@ -122,8 +154,7 @@ void *ts_malloc(size_t bytes, const char *what) {
 void *ts_calloc(size_t n, size_t size, const char *what) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) {
-        log_error("out of memory allocating %zu x %zu bytes for %s", n, size, what);
-        exit(TS_EXIT_SYSTEM);
+        ts_fatal(TS_ERR_SYSTEM, "out of memory allocating %zu x %zu bytes for %s", n, size, what);
     }
     return p;
 }
@@ -132,22 +163,10 @@ void *ts_aligned_alloc(size_t bytes, const char *what) {
     size_t rounded = (bytes + 63) / 64 * 64;
     void *p = NULL;
     if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
-        log_error("out of memory allocating %zu bytes for %s", bytes, what);
-        exit(TS_EXIT_SYSTEM);
+        ts_fatal(TS_ERR_SYSTEM, "out of memory allocating %zu bytes for %s", bytes, what);
     }
     memset(p, 0, rounded ? rounded : 64);
     return p;
-}
-
-ts_status ts_fsync_path(const char *path, int directory) {
-    int fd = open(path, (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
-        log_error("%s: fsync failed: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return TS_ERR_SYSTEM;
-    }
-    close(fd);
-    return TS_OK;
 }
 
 double ts_now(void) {

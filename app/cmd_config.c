@@ -1,11 +1,12 @@
-// config_cmd.c — `tessera config CONFIG [--section.key=value ...] [--world=N]`: read and check a
+// cmd_config.c — `tessera config CONFIG [--section.key=value ...] [--world=N]`: read and check a
 // config as `tessera train` would, without starting anything, and print it resolved. Tools (the
 // launcher) use it to refuse bad input before they lease a single rank and to learn the run
 // directory and deadlines.
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "app/commands.h"
+#include "runtime/config.h"
 
 static void config_cmd_usage(FILE *out) {
     fprintf(out,

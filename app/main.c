@@ -2,12 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ckpt_tool.h"
-#include "common.h"
-#include "config.h"
-#include "prepare.h"
-#include "sample.h"
-#include "train.h"
+#include "app/commands.h"
+#include "base/common.h"
 
 #ifdef TESSERA_HAVE_CUDA
 #define TS_HAVE_CUDA_STR " cuda"
