@@ -132,8 +132,4 @@ void config_print_help(FILE *out);
 // The resolved config in the same file format (parses back to the same values).
 void config_write(const tessera_config *cfg, FILE *out);
 
-// Split of the global batch across ranks (design invariant 2): rank r takes share[r] sequences,
-// starting at offset[r] within the step's global batch; shares differ by at most one.
-void config_batch_share(int global_batch, int world, int rank, int *share, int *offset);
-
 #endif

@@ -1,5 +1,6 @@
-// config_internal.h — what config.c (the key table, values) and config_file.c (the file parser)
-// share. Not for use outside runtime/config*.c.
+// config_internal.h — what the config files share: config.c (the key table, lookups),
+// config_value.c (values, overrides), config_check.c (checks across keys) and config_file.c (the
+// file parser). Not for use outside runtime/config*.c.
 #ifndef TESSERA_CONFIG_INTERNAL_H
 #define TESSERA_CONFIG_INTERNAL_H
 
@@ -30,5 +31,7 @@ void cfg_set_origin(tessera_config *cfg, int k, cfg_from from, int line, const c
 // "expected ..., got ...".
 int cfg_parse_value(const cfg_key *k, const char *text, int in_file, tessera_config *cfg, char *err,
                     size_t errn);
+// The field's value in file syntax (config_value.c).
+void cfg_format_value(const cfg_key *k, const tessera_config *cfg, char *buf, size_t n);
 
 #endif

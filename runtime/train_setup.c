@@ -20,6 +20,7 @@
 #endif
 #include "base/env.h"
 #include "base/fs.h"
+#include "runtime/batch.h"
 #include "runtime/ckpt.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/ckpt_writer.h"
@@ -162,7 +163,7 @@ static ts_status train_setup(trainer *tr) {
     ts_status st;
     TRAIN_AGREE_QUIET(c, train_pick_backend(tr), st);
     TS_CHECK(st);
-    config_batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
+    batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
     tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
     TRAIN_AGREE_QUIET(c, train_open_run_dir(tr), st);
     TS_CHECK(st);

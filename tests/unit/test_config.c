@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/batch.h"
 #include "runtime/config.h"
 #include "tests/unit/expect.h"
 
@@ -605,7 +606,7 @@ static void test_batch_share(void) {
     int share, offset;
     int want_share[3] = {3, 3, 2}, want_offset[3] = {0, 3, 6};
     for (int r = 0; r < 3; r++) {
-        config_batch_share(8, 3, r, &share, &offset);
+        batch_share(8, 3, r, &share, &offset);
         CHECK(share == want_share[r] && offset == want_offset[r]);
     }
     const int worlds[] = {1, 2, 3, 5};
@@ -616,7 +617,7 @@ static void test_batch_share(void) {
             if (global < world) continue;
             int sum = 0, lo = global, hi = 0, next = 0, prev = global;
             for (int r = 0; r < world; r++) {
-                config_batch_share(global, world, r, &share, &offset);
+                batch_share(global, world, r, &share, &offset);
                 CHECK(offset == next); // contiguous, in rank order
                 CHECK(share <= prev);  // earlier ranks take the larger shares
                 CHECK(share >= 1);
