@@ -133,3 +133,14 @@ add_test(NAME train_no_shard_directory
          COMMAND ${EXPECT_ERROR} 2 "no_such_dir/train_\\*\\.bin: no file matches this pattern: directory .*no_such_dir does not exist.*tessera prepare"
                  -- ${TESSERA_BIN} train ${TRAIN_ARGS} "--data.train=${TRAIN_DIR}/no_such_dir/train_*.bin")
 set_tests_properties(train_no_shard_directory PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus)
+
+# a STOP that is not a regular file (here a directory, which cannot be served by removing it)
+# is no stop request: the run trains every step, warns once, and leaves the directory alone
+add_test(NAME train_stop_not_a_file
+         COMMAND sh -c "d=${TRAIN_DIR}/runs/stopdir && rm -rf $d && mkdir -p $d/STOP && \
+${TESSERA_BIN} train ${CMAKE_SOURCE_DIR}/configs/tiny.ini '--data.train=${TRAIN_CORPUS}/train_*.bin' \
+'--data.val=${TRAIN_CORPUS}/val_*.bin' --run.out_dir=${TRAIN_DIR}/runs --run.name=stopdir --train.steps=3 --log.sample_tokens=0 \
+> $d.out 2>&1 && grep -q 'STOP: not a regular file, ignored' $d.out && \
+grep -q '\"step\": 3' $d/metrics.jsonl && test -d $d/STOP || { cat $d.out; exit 1; }")
+set_tests_properties(train_stop_not_a_file PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
+                     ENVIRONMENT OMP_NUM_THREADS=1)
