@@ -104,7 +104,7 @@ static void test_round_trip(const char *path, const float *smooth, const uint32_
     EXPECT(smooth_stored > 0 && smooth_stored * 10 < smooth_raw, "/smooth stores %llu of %zu bytes",
            (unsigned long long)smooth_stored, smooth_raw);
 
-    // the pipeline names filter 32015 with the level as its one client value
+    // the pipeline names filter 32015 with the level and the chunk's bytes as its client values
     hid_t dcpl = H5Dget_create_plist(dset);
     unsigned flags = 0, cd[4] = {0};
     size_t ncd = 4;
@@ -112,7 +112,9 @@ static void test_round_trip(const char *path, const float *smooth, const uint32_
     EXPECT(H5Pget_filter_by_id2(dcpl, H5ZSTD_FILTER_ID, &flags, &ncd, cd, sizeof name, name,
                                 NULL) >= 0,
            "filter %d missing from /smooth", H5ZSTD_FILTER_ID);
-    EXPECT(ncd == 1 && cd[0] == 3, "cd_values: %zu values, first %u (expected 1, 3)", ncd, cd[0]);
+    EXPECT(ncd == 2 && cd[0] == 3 && cd[1] == SMOOTH_CHUNK * sizeof(float),
+           "cd_values: %zu values, %u %u (expected 2: 3, %zu)", ncd, cd[0], cd[1],
+           SMOOTH_CHUNK * sizeof(float));
     EXPECT(strcmp(name, "zstd") == 0, "filter name '%s'", name);
     H5Pclose(dcpl);
 
