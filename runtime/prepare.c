@@ -454,8 +454,10 @@ ts_status prepare_run(const char *const *args, int n_args, const prepare_options
     train_pattern(o->out_dir, pattern, sizeof pattern);
     dataset ds;
     TS_CHECK_GOTO(dataset_open(&ds, pattern, 1, PREPARE_VOCAB), res, done);
-    double h = dataset_unigram_entropy(&ds, PREPARE_VOCAB);
+    double h;
+    res = dataset_unigram_entropy(&ds, PREPARE_VOCAB, &h);
     dataset_close(&ds);
+    if (res != TS_OK) goto done;
 
     char body[1024];
     snprintf(body, sizeof body,
