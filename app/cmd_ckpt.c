@@ -2,8 +2,10 @@
 //
 // verify runs the same check a resume uses (manifest_verify) and says in one line why a copy is
 // not whole. info only describes: for a directory it prints what the manifest lists without
-// hashing anything; for a weights file it prints the model shape, the step and every tensor with
-// its shape as stored in the file.
+// hashing anything, and the state file's attributes (checked as a resume checks them); for a
+// weights file it prints the model shape, the step and every tensor with its shape, each checked
+// to be stored in the file as tessera writes it (no link or storage outside the file). A file
+// that fails a check is one error line and exit 2.
 
 #include <errno.h>
 #include <hdf5.h>
@@ -158,25 +160,6 @@ static int ckpt_info_dir(const char *path) {
     return ckpt_info_state(path);
 }
 
-// the shape of /params/NAME as stored; 0 with one error line when the dataset is missing, not
-// stored in this file (a link: h5read_dataset_open) or not 1-D/2-D
-static int dataset_shape(hid_t file, const char *path, const char *name, int *ndim,
-                         hsize_t dims[2]) {
-    char full[GPT2_MAX_NAME + 16];
-    snprintf(full, sizeof full, "params/%s", name);
-    hid_t ds;
-    if (h5read_dataset_open(file, path, full, &ds) != TS_OK) return 0;
-    hid_t space = H5Dget_space(ds);
-    int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
-    dims[1] = 1;
-    int ok = nd >= 1 && nd <= 2 && H5Sget_simple_extent_dims(space, dims, NULL) == nd;
-    if (space >= 0) H5Sclose(space);
-    H5Dclose(ds);
-    *ndim = nd;
-    if (!ok) log_error("%s: dataset '/%s' is not 1-D or 2-D", path, full);
-    return ok;
-}
-
 static int ckpt_info_weights(const char *path) {
     gpt2_config cfg;
     int step;
@@ -202,18 +185,20 @@ static int ckpt_info_weights(const char *path) {
            n_params * sizeof(float), file_bytes);
     int rc = TS_EXIT_OK;
     for (int i = 0; i < n; i++) {
-        int nd;
-        hsize_t dims[2];
-        if (!dataset_shape(file, path, t[i].name, &nd, dims)) {
-            rc = TS_EXIT_INPUT;
+        // stored in this file, as tessera writes it, with the model's shape (nothing is read)
+        char name[GPT2_MAX_NAME + 16];
+        snprintf(name, sizeof name, "params/%s", t[i].name);
+        const hsize_t dims[2] = {(hsize_t)t[i].shape[0], (hsize_t)t[i].shape[1]};
+        if (h5read_tensor(file, path, name, t[i].ndim, dims, H5READ_CONTIGUOUS, NULL, NULL) !=
+            TS_OK) {
+            rc = TS_EXIT_INPUT; // logged
             break;
         }
         char shape[64];
-        if (nd == 1)
-            snprintf(shape, sizeof shape, "(%llu)", (unsigned long long)dims[0]);
+        if (t[i].ndim == 1)
+            snprintf(shape, sizeof shape, "(%d)", t[i].shape[0]);
         else
-            snprintf(shape, sizeof shape, "(%llu, %llu)", (unsigned long long)dims[0],
-                     (unsigned long long)dims[1]);
+            snprintf(shape, sizeof shape, "(%d, %d)", t[i].shape[0], t[i].shape[1]);
         printf("  %-24s %s\n", t[i].name, shape);
     }
     H5Fclose(file);

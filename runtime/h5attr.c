@@ -49,8 +49,8 @@ static void describe_expected(const h5attr_spec *s, char *buf, size_t n) {
 static void describe_type(hid_t type, char *buf, size_t n) {
     size_t size = H5Tget_size(type);
     switch (H5Tget_class(type)) {
-    case H5T_INTEGER: snprintf(buf, n, "a %zu-byte integer", size); break;
-    case H5T_FLOAT: snprintf(buf, n, "a %zu-byte float", size); break;
+    case H5T_INTEGER: snprintf(buf, n, "an integer of %zu bytes", size); break;
+    case H5T_FLOAT: snprintf(buf, n, "a float of %zu bytes", size); break;
     case H5T_STRING:
         snprintf(buf, n, H5Tis_variable_str(type) > 0 ? "a variable-length string" : "a string");
         break;
@@ -156,7 +156,7 @@ static ts_status read_one(hid_t loc, const char *path, const char *obj, const h5
     if (tclass != H5T_INTEGER || size > 8 || (s->kind == H5ATTR_HASH && (is_signed || size != 8))) {
         describe_type(type, found, sizeof found);
         if (tclass == H5T_INTEGER && is_signed)
-            snprintf(found, sizeof found, "a %zu-byte signed integer", size);
+            snprintf(found, sizeof found, "a signed integer of %zu bytes", size);
         log_error("%s: %s is %s, expected %s", path, where, found, expected);
         goto done;
     }

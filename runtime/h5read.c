@@ -86,7 +86,7 @@ static ts_status check_links(hid_t file, const char *path, const char *name) {
     }
 }
 
-ts_status h5read_dataset_open(hid_t file, const char *path, const char *name, hid_t *ds) {
+static ts_status h5read_dataset_open(hid_t file, const char *path, const char *name, hid_t *ds) {
     *ds = -1;
     TS_CHECK(check_links(file, path, name));
     *ds = H5Dopen2(file, name, H5P_DEFAULT);
@@ -98,7 +98,7 @@ ts_status h5read_dataset_open(hid_t file, const char *path, const char *name, hi
 }
 
 // layout, storage and filters as tessera writes them; *chunk_bytes: one chunk's bytes (zstd)
-static ts_status check_layout(hid_t ds, hid_t dcpl, const char *path, const char *name, int ndim,
+static ts_status check_layout(hid_t dcpl, const char *path, const char *name, int ndim,
                               const hsize_t dims[], h5read_layout want, size_t *chunk_bytes) {
     *chunk_bytes = 0;
     const char *expected = want == H5READ_CONTIGUOUS
@@ -161,37 +161,12 @@ static ts_status check_layout(hid_t ds, hid_t dcpl, const char *path, const char
             return TS_ERR_INPUT;
         }
         if (ncd >= 2 && cd[1] != bytes) {
-            log_error(
-                "%s: dataset '/%s': the zstd filter's parameters give chunks of %u bytes, its "
-                "chunk shape %llu",
-                path, name, cd[1], bytes);
+            log_error("%s: dataset '/%s': the zstd filter's parameters say chunks of %u bytes, "
+                      "expected %llu (its chunk shape)",
+                      path, name, cd[1], bytes);
             return TS_ERR_INPUT;
         }
         *chunk_bytes = (size_t)bytes;
-    }
-    // a dataset whose storage was never (or only partly) written reads as its fill value.
-    // Chunks are counted (H5Dget_space_status compares compressed bytes with the full size)
-    if (want == H5READ_ZSTD) {
-        hsize_t chunk[2] = {1, 1}, expect = 1, have = 0;
-        H5Pget_chunk(dcpl, 2, chunk);
-        for (int i = 0; i < ndim; i++)
-            expect *= (dims[i] + chunk[i] - 1) / chunk[i];
-        hid_t space = H5Dget_space(ds);
-        herr_t r = space >= 0 ? H5Dget_num_chunks(ds, space, &have) : -1;
-        if (space >= 0) H5Sclose(space);
-        if (r < 0 || have != expect) {
-            log_error("%s: dataset '/%s' has %llu of its %llu chunks, expected every value "
-                      "written",
-                      path, name, (unsigned long long)have, (unsigned long long)expect);
-            return TS_ERR_INPUT;
-        }
-        return TS_OK;
-    }
-    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
-    if (H5Dget_space_status(ds, &status) < 0 || status != H5D_SPACE_STATUS_ALLOCATED) {
-        log_error("%s: dataset '/%s' has no values written, expected every value written", path,
-                  name);
-        return TS_ERR_INPUT;
     }
     return TS_OK;
 }
@@ -229,6 +204,36 @@ static ts_status check_type_shape(hid_t ds, const char *path, const char *name, 
     return st;
 }
 
+// every value written: a dataset whose storage was never (or only partly) written reads as its
+// fill value
+static ts_status check_written(hid_t ds, hid_t dcpl, const char *path, const char *name, int ndim,
+                               const hsize_t dims[], h5read_layout want) {
+    // chunks are counted (H5Dget_space_status compares compressed bytes with the full size)
+    if (want == H5READ_ZSTD) {
+        hsize_t chunk[2] = {1, 1}, expect = 1, have = 0;
+        H5Pget_chunk(dcpl, 2, chunk);
+        for (int i = 0; i < ndim; i++)
+            expect *= (dims[i] + chunk[i] - 1) / chunk[i];
+        hid_t space = H5Dget_space(ds);
+        herr_t r = space >= 0 ? H5Dget_num_chunks(ds, space, &have) : -1;
+        if (space >= 0) H5Sclose(space);
+        if (r < 0 || have != expect) {
+            log_error("%s: dataset '/%s' has %llu of its %llu chunks, expected every value "
+                      "written",
+                      path, name, (unsigned long long)have, (unsigned long long)expect);
+            return TS_ERR_INPUT;
+        }
+        return TS_OK;
+    }
+    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+    if (H5Dget_space_status(ds, &status) < 0 || status != H5D_SPACE_STATUS_ALLOCATED) {
+        log_error("%s: dataset '/%s' has no values written, expected every value written", path,
+                  name);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
 ts_status h5read_tensor(hid_t file, const char *path, const char *name, int ndim,
                         const hsize_t dims[], h5read_layout layout, float *out, hid_t *ds_out) {
     TS_ASSERT(ndim == 1 || ndim == 2);
@@ -242,9 +247,10 @@ ts_status h5read_tensor(hid_t file, const char *path, const char *name, int ndim
         log_error("%s: dataset '/%s' cannot be read (damaged file?)", path, name);
         st = TS_ERR_INPUT;
     }
-    if (st == TS_OK) st = check_layout(ds, dcpl, path, name, ndim, dims, layout, &chunk_bytes);
+    if (st == TS_OK) st = check_layout(dcpl, path, name, ndim, dims, layout, &chunk_bytes);
     if (st == TS_OK) st = check_type_shape(ds, path, name, ndim, dims);
-    if (st == TS_OK) {
+    if (st == TS_OK) st = check_written(ds, dcpl, path, name, ndim, dims, layout);
+    if (st == TS_OK && out) {
         h5zstd_expect_chunk_bytes(chunk_bytes); // 0 for contiguous data: no filter runs
         herr_t r = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
         h5zstd_expect_chunk_bytes(0);

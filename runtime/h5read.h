@@ -20,12 +20,6 @@
 //   "PATH: not an HDF5 file (expected EXPECTED)".
 ts_status h5read_open(const char *path, const char *what, const char *expected, hid_t *file);
 
-// Open dataset `name` ("params/wte": groups and the dataset, from "/") after checking that every
-// link on the way is a hard link (no soft link, no external link into another file), to a group
-// on the way and a dataset at the end. One error line and TS_ERR_INPUT otherwise (missing
-// included). On TS_OK the caller closes *ds.
-ts_status h5read_dataset_open(hid_t file, const char *path, const char *name, hid_t *ds);
-
 typedef enum {
     H5READ_CONTIGUOUS, // the weights file: contiguous storage, no filter
     H5READ_ZSTD,       // checkpoints: chunked (chunks within the shape), the zstd filter alone
@@ -37,8 +31,9 @@ typedef enum {
 // a missing dataset; a soft or external link on the way; a group that is not a group; external
 // storage; a virtual, compact or other layout than `layout`; another filter; storage not wholly
 // written; a type other than 32-bit little-endian IEEE float; another shape. A zstd chunk that
-// does not decode to exactly its size fails the read. ds_out (may be NULL): on TS_OK, the open
-// dataset (for its attributes; the caller closes it).
+// does not decode to exactly its size fails the read. out NULL: only the checks (`tessera ckpt
+// info`). ds_out (may be NULL): on TS_OK, the open dataset (for its attributes; the caller
+// closes it).
 ts_status h5read_tensor(hid_t file, const char *path, const char *name, int ndim,
                         const hsize_t dims[], h5read_layout layout, float *out, hid_t *ds_out);
 
