@@ -2,8 +2,10 @@
 //
 // verify runs the same check a resume uses (manifest_verify) and says in one line why a copy is
 // not whole. info only describes: for a directory it prints what the manifest lists without
-// hashing anything; for a weights file it prints the model shape, the step and every tensor with
-// its shape as stored in the file.
+// hashing anything, and the state file's attributes (checked as a resume checks them); for a
+// weights file it prints the model shape, the step and every tensor with its shape, each checked
+// to be stored in the file as tessera writes it (no link or storage outside the file). A file
+// that fails a check is one error line and exit 2.
 
 #include <errno.h>
 #include <hdf5.h>
@@ -18,6 +20,8 @@
 #include "base/common.h"
 #include "models/gpt2.h"
 #include "runtime/ckpt.h"
+#include "runtime/ckpt_state.h"
+#include "runtime/h5read.h"
 #include "runtime/manifest.h"
 
 static void ckpt_usage(FILE *out) {
@@ -90,33 +94,36 @@ static herr_t ckpt_size_visit(hid_t obj, const char *name, const H5O_info_t *inf
     return 0;
 }
 
-static void ckpt_print_int_attr(hid_t file, const char *name) {
-    long long v = 0;
-    if (H5Aexists(file, name) <= 0) return;
-    hid_t a = H5Aopen(file, name, H5P_DEFAULT);
-    if (a >= 0 && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0) printf("  %-14s %lld\n", name, v);
-    if (a >= 0) H5Aclose(a);
-}
-
-// what a checkpoint's state.h5 holds: step and run attributes, datasets, compression ratio
-static void ckpt_info_state(const char *dir) {
+// what a checkpoint's state.h5 holds: step and run attributes, datasets, compression ratio.
+// Nothing when there is no state.h5; exit 2 when it is not a sound one (attributes checked).
+static int ckpt_info_state(const char *dir) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/state.h5", dir);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (access(path, R_OK) != 0 || H5Fis_hdf5(path) <= 0) return;
+    snprintf(path, sizeof path, "%s/%s", dir, CKPT_STATE_FILE);
+    struct stat sb;
+    if (lstat(path, &sb) != 0 && errno == ENOENT) return TS_EXIT_OK;
+    ckpt_state_meta meta;
+    char *config = NULL;
+    if (ckpt_state_read_meta(path, &meta, &config) != TS_OK) return TS_EXIT_INPUT; // logged
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return;
+    if (file < 0) {
+        free(config);
+        log_error("%s: cannot open HDF5 file", path);
+        return TS_EXIT_INPUT;
+    }
     printf("state.h5:\n");
-    static const char *attrs[] = {"version", "step",        "world_size", "global_batch",
-                                  "seed",    "optimizer_t", "next_sample"};
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-        ckpt_print_int_attr(file, attrs[i]);
+    printf("  %-14s %d\n", "step", meta.step);
+    printf("  %-14s %d\n", "world_size", meta.world);
+    printf("  %-14s %d\n", "global_batch", meta.global_batch);
+    printf("  %-14s %lld\n", "seed", (long long)meta.seed);
+    printf("  %-14s %d\n", "optimizer_t", meta.opt_t);
+    printf("  %-14s %llu\n", "next_sample", (unsigned long long)meta.next_sample);
     static const char *groups[] = {"params", "adam_m", "adam_v"};
     ckpt_sizes all = {0, 0, 0};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         if (H5Lexists(file, groups[g], H5P_DEFAULT) <= 0) continue;
         hid_t grp = H5Gopen2(file, groups[g], H5P_DEFAULT);
         ckpt_sizes z = {0, 0, 0};
+        // H5Ovisit follows hard links only: nothing outside the file is looked at
         if (grp >= 0) H5Ovisit(grp, H5_INDEX_NAME, H5_ITER_NATIVE, ckpt_size_visit, &z);
         if (grp >= 0) H5Gclose(grp);
         printf("  /%-13s %d datasets, %llu bytes, stored in %llu (compression %.2fx)\n", groups[g],
@@ -129,17 +136,10 @@ static void ckpt_info_state(const char *dir) {
     printf("  total          %d datasets, %llu bytes, stored in %llu (compression %.2fx)\n",
            all.datasets, all.logical, all.stored,
            all.stored ? (double)all.logical / (double)all.stored : 0.0);
-    if (H5Aexists(file, "config") > 0) { // the resolved config, as saved
-        hid_t a = H5Aopen(file, "config", H5P_DEFAULT);
-        hid_t t = a >= 0 ? H5Aget_type(a) : -1;
-        size_t len = t >= 0 ? H5Tget_size(t) : 0;
-        char *text = len ? ts_calloc(len + 1, 1, "config text") : NULL;
-        if (text && H5Aread(a, t, text) >= 0) printf("config:\n%s", text);
-        free(text);
-        if (t >= 0) H5Tclose(t);
-        if (a >= 0) H5Aclose(a);
-    }
+    printf("config:\n%s", config); // the resolved config, as saved
+    free(config);
     H5Fclose(file);
+    return TS_EXIT_OK;
 }
 
 static int ckpt_info_dir(const char *path) {
@@ -157,26 +157,7 @@ static int ckpt_info_dir(const char *path) {
         printf("  %14" PRIu64 "  %016" PRIx64 "  %s\n", m.files[i].size, m.files[i].xxh64,
                m.files[i].name);
     manifest_free(&m);
-    ckpt_info_state(path);
-    return TS_EXIT_OK;
-}
-
-// the shape of /params/NAME as stored; 0 when the dataset is missing or not 1-D/2-D
-static int dataset_shape(hid_t file, const char *name, int *ndim, hsize_t dims[2]) {
-    char full[GPT2_MAX_NAME + 16];
-    snprintf(full, sizeof full, "params/%s", name);
-    if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 || H5Lexists(file, full, H5P_DEFAULT) <= 0)
-        return 0;
-    hid_t ds = H5Dopen2(file, full, H5P_DEFAULT);
-    if (ds < 0) return 0;
-    hid_t space = H5Dget_space(ds);
-    int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
-    dims[1] = 1;
-    int ok = nd >= 1 && nd <= 2 && H5Sget_simple_extent_dims(space, dims, NULL) == nd;
-    if (space >= 0) H5Sclose(space);
-    H5Dclose(ds);
-    *ndim = nd;
-    return ok;
+    return ckpt_info_state(path);
 }
 
 static int ckpt_info_weights(const char *path) {
@@ -204,19 +185,20 @@ static int ckpt_info_weights(const char *path) {
            n_params * sizeof(float), file_bytes);
     int rc = TS_EXIT_OK;
     for (int i = 0; i < n; i++) {
-        int nd;
-        hsize_t dims[2];
-        if (!dataset_shape(file, t[i].name, &nd, dims)) {
-            log_error("%s: dataset '/params/%s' is missing or not 1-D/2-D", path, t[i].name);
-            rc = TS_EXIT_INPUT;
+        // stored in this file, as tessera writes it, with the model's shape (nothing is read)
+        char name[GPT2_MAX_NAME + 16];
+        snprintf(name, sizeof name, "params/%s", t[i].name);
+        const hsize_t dims[2] = {(hsize_t)t[i].shape[0], (hsize_t)t[i].shape[1]};
+        if (h5read_tensor(file, path, name, t[i].ndim, dims, H5READ_CONTIGUOUS, NULL, NULL) !=
+            TS_OK) {
+            rc = TS_EXIT_INPUT; // logged
             break;
         }
         char shape[64];
-        if (nd == 1)
-            snprintf(shape, sizeof shape, "(%llu)", (unsigned long long)dims[0]);
+        if (t[i].ndim == 1)
+            snprintf(shape, sizeof shape, "(%d)", t[i].shape[0]);
         else
-            snprintf(shape, sizeof shape, "(%llu, %llu)", (unsigned long long)dims[0],
-                     (unsigned long long)dims[1]);
+            snprintf(shape, sizeof shape, "(%d, %d)", t[i].shape[0], t[i].shape[1]);
         printf("  %-24s %s\n", t[i].name, shape);
     }
     H5Fclose(file);

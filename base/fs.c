@@ -229,22 +229,44 @@ int fs_is_regular_nofollow(const char *path) {
     return lstat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+int fs_open_regular_fd(const char *path) {
+    // stat first: a FIFO, a device or a socket is refused without being opened at all (opening a
+    // FIFO blocks until a writer comes; opening some devices has effects of its own)
+    struct stat before, after;
+    if (stat(path, &before) != 0) return -1;
+    if (!S_ISREG(before.st_mode)) return FS_NOT_REGULAR;
+    // O_NONBLOCK: should path be swapped for a FIFO between the stat and the open, open() still
+    // returns at once, and the fstat below refuses it
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fstat(fd, &after) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    if (!S_ISREG(after.st_mode)) {
+        close(fd);
+        return FS_NOT_REGULAR;
+    }
+    // back to blocking reads: O_NONBLOCK only kept open() from waiting
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    return fd;
+}
+
 ts_status fs_open_regular(const char *path, const char *what, int *fd_out) {
-    *fd_out = -1;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
+    *fd_out = fs_open_regular_fd(path);
+    if (*fd_out == FS_NOT_REGULAR) {
+        *fd_out = -1;
+        log_error("%s: %s is not a regular file (a FIFO, device, directory or socket); expected a "
+                  "regular file",
+                  path, what);
+        return TS_ERR_INPUT;
+    }
+    if (*fd_out < 0) {
         log_error("%s: cannot open %s: %s", path, what, strerror(errno));
         return TS_ERR_INPUT;
     }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        log_error("%s: %s is not a regular file; expected a regular file", path, what);
-        close(fd);
-        return TS_ERR_INPUT;
-    }
-    // back to blocking reads: O_NONBLOCK only kept open() from waiting on a FIFO
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    *fd_out = fd;
     return TS_OK;
 }

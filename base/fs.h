@@ -53,9 +53,15 @@ ts_status fs_remove_tree(const char *path);
 // 1 when path is a regular file (not following a final symbolic link), 0 otherwise.
 int fs_is_regular_nofollow(const char *path);
 // Open path read-only and check that it is a regular file before anything reads it (a FIFO or a
-// device would block or never end): O_NONBLOCK + fstat. On failure logs "<path>: <what>: ..."
-// and returns TS_ERR_INPUT (missing, not regular, unreadable).
+// device would block or never end): stat first (what is not a regular file is never opened),
+// then open with O_NONBLOCK and fstat (in case it changed in between). On failure logs one line,
+// "<path>: cannot open <what>: <reason>" or "<path>: <what> is not a regular file ...", and
+// returns TS_ERR_INPUT (missing, not regular, unreadable).
 ts_status fs_open_regular(const char *path, const char *what, int *fd_out);
+// The same check, logging nothing: a descriptor; -1 with errno set when path cannot be opened;
+// FS_NOT_REGULAR when it is a FIFO, device, directory or socket.
+#define FS_NOT_REGULAR (-2)
+int fs_open_regular_fd(const char *path);
 
 #ifdef __cplusplus
 }

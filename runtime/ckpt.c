@@ -2,15 +2,16 @@
 #include "runtime/ckpt.h"
 #include "base/fs.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
-#include <libgen.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/config.h"
 #include "runtime/h5attr.h"
+#include "runtime/h5read.h"
 
 #define CKPT_FORMAT  "tessera-weights"
 #define CKPT_VERSION 1
@@ -60,54 +61,57 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
     return fs_commit_file(tmp, path);
 }
 
-static ts_status open_weights(const char *path, hid_t *file) {
-    h5attr_quiet();
-    if (access(path, R_OK) != 0) {
-        log_error("%s: cannot read weights file: %s", path, strerror(errno));
-        return TS_ERR_INPUT;
-    }
-    if (H5Fis_hdf5(path) <= 0) {
-        log_error("%s: not an HDF5 file (expected tessera weights written by `tessera train`)",
-                  path);
-        return TS_ERR_INPUT;
-    }
-    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (*file < 0) {
-        log_error("%s: cannot open HDF5 file", path);
-        return TS_ERR_INPUT;
-    }
-    return TS_OK;
+// ---------------------------------------------------------------------------------------------
+// reading: every attribute checked by one table, every dataset by h5read_tensor
+
+#define WEIGHTS_WHAT     "weights file"
+#define WEIGHTS_EXPECTED "tessera weights written by `tessera train`"
+
+typedef struct {
+    int version;
+    gpt2_config cfg;
+    int step;
+} weights_attrs;
+
+static ts_status read_weights_attrs(hid_t file, const char *path, weights_attrs *a) {
+#define W_INT(name, field) {name, H5ATTR_INT, offsetof(weights_attrs, field), 0, 0, NULL, 0}
+    h5attr_spec spec[] = {
+        {"format", H5ATTR_STRING, 0, 0, 64, CKPT_FORMAT, 0},
+        {"version", H5ATTR_INT, offsetof(weights_attrs, version), CKPT_VERSION, CKPT_VERSION, NULL,
+         0},
+        W_INT("layers", cfg.layers),
+        W_INT("heads", cfg.heads),
+        W_INT("width", cfg.width),
+        W_INT("seq_len", cfg.seq_len),
+        W_INT("vocab", cfg.vocab),
+        {"padded_vocab", H5ATTR_INT, offsetof(weights_attrs, cfg.padded_vocab), 2, INT_MAX, NULL,
+         0},
+        W_INT("step", step),
+    };
+#undef W_INT
+    // the model's bounds are the config table's ([model] keys of the same names)
+    for (size_t i = 2; i < 7; i++)
+        config_key_bounds("model", spec[i].name, &spec[i].min, &spec[i].max);
+    config_key_bounds("train", "steps", &spec[8].min, &spec[8].max);
+    spec[8].min = 0;
+    memset(a, 0, sizeof *a);
+    return h5attr_read_table(file, path, NULL, spec, (int)(sizeof spec / sizeof spec[0]), a);
 }
 
 ts_status ckpt_read_config(const char *path, gpt2_config *cfg, int *step) {
     hid_t file;
-    TS_CHECK(open_weights(path, &file));
-    int v[CKPT_N_INT_ATTRS];
-    ts_status st = TS_OK;
-    for (int i = 0; i < CKPT_N_INT_ATTRS && st == TS_OK; i++)
-        st = h5attr_read_int(file, path, "tessera weights file", ckpt_int_attrs[i], H5T_NATIVE_INT,
-                             &v[i]);
+    TS_CHECK(h5read_open(path, WEIGHTS_WHAT, WEIGHTS_EXPECTED, &file));
+    weights_attrs a;
+    ts_status st = read_weights_attrs(file, path, &a);
     H5Fclose(file);
     if (st != TS_OK) return st;
-    if (v[0] != CKPT_VERSION) {
-        log_error("%s: weights format version %d, expected %d", path, v[0], CKPT_VERSION);
-        return TS_ERR_INPUT;
-    }
-    cfg->layers = v[1];
-    cfg->heads = v[2];
-    cfg->width = v[3];
-    cfg->seq_len = v[4];
-    cfg->vocab = v[5];
-    cfg->padded_vocab = v[6];
-    if (step) *step = v[7];
-    // bounds as in the config table, so a damaged file cannot ask for absurd allocations
-    if (cfg->layers < 1 || cfg->layers > 4096 || cfg->heads < 1 || cfg->width < 1 ||
-        cfg->width > 65536 || cfg->seq_len < 2 || cfg->seq_len > 1048576 || cfg->vocab < 2 ||
-        cfg->vocab > 2147483520 || cfg->padded_vocab != gpt2_padded_vocab(cfg->vocab) ||
-        cfg->width % cfg->heads != 0) {
-        log_error("%s: inconsistent model shape in attributes (layers %d heads %d width %d "
-                  "seq_len %d vocab %d padded_vocab %d)",
-                  path, v[1], v[2], v[3], v[4], v[5], v[6]);
+    *cfg = a.cfg;
+    if (step) *step = a.step;
+    if (cfg->padded_vocab != gpt2_padded_vocab(cfg->vocab) || cfg->width % cfg->heads != 0) {
+        log_error("%s: inconsistent model shape in attributes (heads %d width %d vocab %d "
+                  "padded_vocab %d): expected heads dividing width and padded_vocab %d",
+                  path, cfg->heads, cfg->width, cfg->vocab, cfg->padded_vocab,
+                  gpt2_padded_vocab(cfg->vocab));
         return TS_ERR_INPUT;
     }
     return TS_OK;
@@ -115,36 +119,16 @@ ts_status ckpt_read_config(const char *path, gpt2_config *cfg, int *step) {
 
 ts_status ckpt_read_weights(const char *path, gpt2 *m) {
     hid_t file;
-    TS_CHECK(open_weights(path, &file));
+    TS_CHECK(h5read_open(path, WEIGHTS_WHAT, WEIGHTS_EXPECTED, &file));
     ts_status st = TS_OK;
     float *host = ts_malloc(m->n_params * sizeof(float), "weights for loading");
     for (int i = 0; i < m->n_tensors && st == TS_OK; i++) {
         const gpt2_tensor *t = &m->tensors[i];
         char name[GPT2_MAX_NAME + 16];
         snprintf(name, sizeof name, "params/%s", t->name);
-        if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 ||
-            H5Lexists(file, name, H5P_DEFAULT) <= 0) {
-            log_error("%s: dataset '/%s' is missing", path, name);
-            st = TS_ERR_INPUT;
-            break;
-        }
-        hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-        hid_t space = H5Dget_space(ds);
-        hsize_t dims[2] = {0, 1};
-        int nd = H5Sget_simple_extent_ndims(space);
-        if (nd == t->ndim) H5Sget_simple_extent_dims(space, dims, NULL);
-        if (nd != t->ndim || dims[0] != (hsize_t)t->shape[0] ||
-            (t->ndim == 2 && dims[1] != (hsize_t)t->shape[1])) {
-            log_error("%s: dataset '/%s' has the wrong shape (expected %d x %d)", path, name,
-                      t->shape[0], t->shape[1]);
-            st = TS_ERR_INPUT;
-        } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host + t->offset) <
-                   0) {
-            log_error("%s: reading dataset '/%s' failed (file damaged?)", path, name);
-            st = TS_ERR_INPUT;
-        }
-        H5Sclose(space);
-        H5Dclose(ds);
+        const hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        st = h5read_tensor(file, path, name, t->ndim, dims, H5READ_CONTIGUOUS, host + t->offset,
+                           NULL);
     }
     H5Fclose(file);
     if (st == TS_OK) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "base/fs.h"
 #include "runtime/fault.h"
 #include "runtime/h5attr.h"
+#include "runtime/h5read.h"
 #include "runtime/h5zstd.h"
 #include "runtime/manifest.h"
 
@@ -81,31 +83,6 @@ static int *list_steps(const char *ckpt_dir, int *n) {
     closedir(d);
     qsort(steps, (size_t)*n, sizeof(int), cmp_desc);
     return steps;
-}
-
-// ---------------------------------------------------------------------------------------------
-// HDF5 attributes
-
-// a string attribute, malloc'ed (NULL with one error line when missing or not a string)
-static char *read_str_attr(hid_t file, const char *path, const char *name) {
-    char *out = NULL;
-    hid_t attr = H5Aexists(file, name) > 0 ? H5Aopen(file, name, H5P_DEFAULT) : -1;
-    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
-    if (type >= 0 && H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
-        size_t n = H5Tget_size(type);
-        out = ts_calloc(n + 1, 1, "checkpoint attribute");
-        hid_t mem = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mem, n);
-        if (H5Aread(attr, mem, out) < 0) {
-            free(out);
-            out = NULL;
-        }
-        H5Tclose(mem);
-    }
-    if (type >= 0) H5Tclose(type);
-    if (attr >= 0) H5Aclose(attr);
-    if (!out) log_error("%s: attribute '%s' is missing or not a string", path, name);
-    return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,45 +253,41 @@ ts_status ckpt_state_pick(const char *ckpt_dir, const char *spec, char *out, siz
     return TS_OK;
 }
 
+// ---------------------------------------------------------------------------------------------
+// reading: every attribute checked by a table (h5attr_read_table), every dataset's links,
+// layout, type and shape before its values are read (h5read_tensor)
+
+typedef struct {
+    uint64_t xxh64;
+    int has_xxh64;
+} tensor_attrs;
+
 static ts_status read_group(hid_t file, const char *path, const gpt2 *m, const char *group,
                             float *buf) {
+    const h5attr_spec spec[2] = {
+        {"xxh64", H5ATTR_HASH, offsetof(tensor_attrs, xxh64), 0, 0, NULL, 1},
+        {"dtype", H5ATTR_STRING, 0, 0, 64, "float32", 1},
+    };
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2_tensor *t = &m->tensors[i];
         char name[GPT2_MAX_NAME + 16];
         snprintf(name, sizeof name, "%s/%s", group, t->name);
-        if (H5Lexists(file, group, H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0) {
-            log_error("%s: dataset '/%s' is missing", path, name);
-            return TS_ERR_INPUT;
-        }
-        hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-        hid_t space = H5Dget_space(ds);
-        hsize_t dims[2] = {0, 1};
-        int nd = H5Sget_simple_extent_ndims(space);
-        if (nd == t->ndim) H5Sget_simple_extent_dims(space, dims, NULL);
-        ts_status st = TS_OK;
-        if (nd != t->ndim || dims[0] != (hsize_t)t->shape[0] ||
-            (t->ndim == 2 && dims[1] != (hsize_t)t->shape[1])) {
-            log_error("%s: dataset '/%s' has the wrong shape (expected %d x %d)", path, name,
-                      t->shape[0], t->ndim == 2 ? t->shape[1] : 1);
+        const hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        hid_t ds;
+        TS_CHECK(h5read_tensor(file, path, name, t->ndim, dims, H5READ_ZSTD, buf + t->offset, &ds));
+        // the checksum of the values as written, when the file has one (every tessera checkpoint)
+        tensor_attrs a = {0, 0};
+        a.has_xxh64 = H5Aexists(ds, "xxh64") > 0;
+        ts_status st = h5attr_read_table(ds, path, name, spec, 2, &a);
+        uint64_t got = XXH64(buf + t->offset, t->numel * sizeof(float), 0);
+        if (st == TS_OK && a.has_xxh64 && a.xxh64 != got) {
+            log_error("%s: dataset '/%s': values hash to %016llx, the dataset's xxh64 "
+                      "attribute says %016llx (damaged)",
+                      path, name, (unsigned long long)got, (unsigned long long)a.xxh64);
             st = TS_ERR_INPUT;
-        } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf + t->offset) <
-                   0) {
-            log_error("%s: reading dataset '/%s' failed (file damaged?)", path, name);
-            st = TS_ERR_INPUT;
-        } else if (H5Aexists(ds, "xxh64") > 0) {
-            uint64_t want = 0, got = XXH64(buf + t->offset, t->numel * sizeof(float), 0);
-            hid_t a = H5Aopen(ds, "xxh64", H5P_DEFAULT);
-            if (a < 0 || H5Aread(a, H5T_NATIVE_UINT64, &want) < 0 || want != got) {
-                log_error("%s: dataset '/%s': values hash to %016llx, the dataset's xxh64 "
-                          "attribute says %016llx (damaged)",
-                          path, name, (unsigned long long)got, (unsigned long long)want);
-                st = TS_ERR_INPUT;
-            }
-            if (a >= 0) H5Aclose(a);
         }
-        H5Sclose(space);
         H5Dclose(ds);
-        if (st != TS_OK) return st;
+        TS_CHECK(st);
     }
     return TS_OK;
 }
@@ -339,62 +312,78 @@ static ts_status check_shape(const char *path, const char *text, const tessera_c
     return TS_OK;
 }
 
+typedef struct {
+    int version;
+    ckpt_state_meta meta;
+    char *config;
+} state_attrs;
+
+// the attributes on "/" of an open state file, each checked (type, scalar, bounds), then against
+// each other
+static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta *meta,
+                                  char **config) {
+    h5attr_spec spec[] = {
+        {"format", H5ATTR_STRING, 0, 0, 64, CKPT_STATE_FORMAT, 0},
+        {"version", H5ATTR_INT, offsetof(state_attrs, version), CKPT_STATE_VERSION,
+         CKPT_STATE_VERSION, NULL, 0},
+        {"step", H5ATTR_INT, offsetof(state_attrs, meta.step), 0, 0, NULL, 0},
+        {"world_size", H5ATTR_INT, offsetof(state_attrs, meta.world), 1, 0, NULL, 0},
+        {"global_batch", H5ATTR_INT, offsetof(state_attrs, meta.global_batch), 0, 0, NULL, 0},
+        {"seed", H5ATTR_INT64, offsetof(state_attrs, meta.seed), 0, 0, NULL, 0},
+        {"optimizer_t", H5ATTR_INT, offsetof(state_attrs, meta.opt_t), 0, 0, NULL, 0},
+        {"next_sample", H5ATTR_UINT64, offsetof(state_attrs, meta.next_sample), 0, 0, NULL, 0},
+        // the resolved config: a config file's text, at most as long as a config file can be
+        {"config", H5ATTR_STRING, offsetof(state_attrs, config), 0, CONFIG_MAX_BYTES, NULL, 0},
+    };
+    // bounds from the config table: a step of train.steps, a batch of train.global_batch, ...
+    int64_t lo, steps, batch;
+    config_key_bounds("train", "steps", &lo, &steps);
+    config_key_bounds("train", "global_batch", &spec[4].min, &batch);
+    spec[2].max = spec[6].max = steps;
+    spec[3].max = spec[4].max = batch; // every rank of a run takes at least one sequence
+    config_key_bounds("run", "seed", &spec[5].min, &spec[5].max);
+    spec[7].max = steps * batch;
+    state_attrs a;
+    memset(&a, 0, sizeof a);
+    TS_CHECK(h5attr_read_table(file, path, NULL, spec, (int)(sizeof spec / sizeof spec[0]), &a));
+    const ckpt_state_meta *m = &a.meta;
+    if (m->opt_t > m->step || m->world > m->global_batch ||
+        m->next_sample != (uint64_t)m->step * (uint64_t)m->global_batch) {
+        log_error("%s: inconsistent attributes (step %d, optimizer_t %d, world_size %d, "
+                  "global_batch %d, next_sample %llu): expected optimizer_t <= step, world_size "
+                  "<= global_batch and next_sample = step * global_batch",
+                  path, m->step, m->opt_t, m->world, m->global_batch,
+                  (unsigned long long)m->next_sample);
+        free(a.config);
+        return TS_ERR_INPUT;
+    }
+    *meta = a.meta;
+    *config = a.config;
+    return TS_OK;
+}
+
+#define STATE_WHAT     "checkpoint state file"
+#define STATE_EXPECTED "a checkpoint written by `tessera train`"
+
+ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **config) {
+    hid_t file;
+    TS_CHECK(h5read_open(path, STATE_WHAT, STATE_EXPECTED, &file));
+    ts_status st = read_state_attrs(file, path, meta, config);
+    H5Fclose(file);
+    return st;
+}
+
 ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v) {
-    h5attr_quiet();
     TS_CHECK(h5zstd_register());
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", step_dir, CKPT_STATE_FILE);
-    hid_t file = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-    if (file < 0) {
-        log_error("%s: cannot open the checkpoint (not an HDF5 file?)", path);
-        return TS_ERR_INPUT;
-    }
-    ts_status st = TS_OK;
-    char *format = read_str_attr(file, path, "format");
-    if (!format)
-        st = TS_ERR_INPUT;
-    else if (strcmp(format, CKPT_STATE_FORMAT) != 0) {
-        log_error("%s: attribute 'format' is \"%s\", expected \"%s\"", path, format,
-                  CKPT_STATE_FORMAT);
-        st = TS_ERR_INPUT;
-    }
-    free(format);
-    int version = 0;
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "version", H5T_NATIVE_INT, &version);
-    if (st == TS_OK && version != CKPT_STATE_VERSION) {
-        log_error("%s: checkpoint format version %d, expected %d", path, version,
-                  CKPT_STATE_VERSION);
-        st = TS_ERR_INPUT;
-    }
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "step", H5T_NATIVE_INT, &meta->step);
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "world_size", H5T_NATIVE_INT,
-                             &meta->world);
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "global_batch", H5T_NATIVE_INT,
-                             &meta->global_batch);
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "seed", H5T_NATIVE_INT64,
-                             &meta->seed);
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "optimizer_t", H5T_NATIVE_INT,
-                             &meta->opt_t);
-    if (st == TS_OK)
-        st = h5attr_read_int(file, path, "tessera checkpoint", "next_sample", H5T_NATIVE_UINT64,
-                             &meta->next_sample);
-    if (st == TS_OK) {
-        char *text = read_str_attr(file, path, "config");
-        st = text ? check_shape(path, text, cfg) : TS_ERR_INPUT;
-        free(text);
-    }
-    if (st == TS_OK && (meta->step < 0 || meta->opt_t < 0 || meta->opt_t > meta->step)) {
-        log_error("%s: inconsistent attributes (step %d, optimizer_t %d)", path, meta->step,
-                  meta->opt_t);
-        st = TS_ERR_INPUT;
-    }
+    hid_t file;
+    TS_CHECK(h5read_open(path, STATE_WHAT, STATE_EXPECTED, &file));
+    char *text = NULL;
+    ts_status st = read_state_attrs(file, path, meta, &text);
+    if (st == TS_OK) st = check_shape(path, text, cfg);
+    free(text);
     float *bufs[3] = {master, adam_m, adam_v};
     for (int g = 0; g < 3 && st == TS_OK; g++)
         st = read_group(file, path, m, ckpt_groups[g], bufs[g]);

@@ -45,8 +45,16 @@ ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_con
 // error line, TS_ERR_INPUT).
 ts_status ckpt_state_pick(const char *ckpt_dir, const char *spec, char *out, size_t out_len);
 
-// Read step_dir/state.h5 into meta and the three buffers (n_params floats each). The model shape
-// in the checkpoint's config must equal cfg's, else one error line and TS_ERR_INPUT.
+// Read and check the attributes on "/" of a state file (path: .../state.h5): every one of the
+// type, shape and bounds docs/checkpoint-format.md gives, and consistent with each other. On
+// TS_OK *config holds the resolved config text (malloc'ed: free it). Else one error line naming
+// the file and the attribute, TS_ERR_INPUT.
+ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **config);
+
+// Read step_dir/state.h5 into meta and the three buffers (n_params floats each). Every attribute
+// is checked as ckpt_state_read_meta checks it, every dataset before it is read (hard links only,
+// chunked with the zstd filter alone, float32, the tensor's shape: runtime/h5read.h). The model
+// shape in the checkpoint's config must equal cfg's. Else one error line and TS_ERR_INPUT.
 ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v);
 

@@ -143,6 +143,13 @@ int cfg_find_key(const char *section, const char *name) {
     return -1;
 }
 
+void config_key_bounds(const char *section, const char *name, int64_t *min, int64_t *max) {
+    int k = cfg_find_key(section, name);
+    TS_ASSERT(k >= 0 && cfg_keys[k].type != CFG_STRING && cfg_keys[k].type != CFG_ENUM);
+    *min = (int64_t)cfg_keys[k].min;
+    *max = (int64_t)cfg_keys[k].max;
+}
+
 // Edit distance with adjacent transpositions counting one ("trian" -> "train").
 static int cfg_distance(const char *a, const char *b) {
     enum { N = 48 };

@@ -95,10 +95,18 @@ typedef struct {
 extern const cfg_key cfg_keys[];
 extern const int cfg_n_keys;
 
+// The bounds of numeric key [section] name, as integers (for readers of files that store values
+// of such keys: a checkpoint's step, a weights file's model shape). A key that is not in the
+// table is a bug.
+void config_key_bounds(const char *section, const char *name, int64_t *min, int64_t *max);
+
 // Fill every key with its default.
 void config_defaults(tessera_config *cfg);
 
 // Read a whole config file into memory (error names the file). *text is NUL-terminated; free().
+// A config file is a regular file (a FIFO or a device is refused, not waited on) of at most
+// CONFIG_MAX_BYTES.
+#define CONFIG_MAX_BYTES (1 << 20)
 ts_status config_read_file(const char *path, char **text, size_t *len);
 
 // Parse config text (the content of file `filename`, used in messages) on top of cfg; records

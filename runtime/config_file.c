@@ -8,6 +8,7 @@
 #define INI_HANDLER_LINENO 1 // the handler gets the line number (libinih 55 passes it)
 #include <ini.h>
 
+#include "base/fs.h"
 #include "runtime/config.h"
 #include "runtime/config_internal.h"
 
@@ -15,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *text, *filename;
@@ -237,25 +239,29 @@ ts_status config_parse_text(tessera_config *cfg, const char *text, size_t len,
 }
 
 ts_status config_read_file(const char *path, char **text, size_t *len) {
-    enum { MAX_BYTES = 1 << 20 };
     *text = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        log_error("%s: cannot open config file: %s", path, strerror(errno));
-        return TS_ERR_INPUT;
+    int fd;
+    TS_CHECK(fs_open_regular(path, "config file", &fd));
+    char *buf = ts_malloc(CONFIG_MAX_BYTES + 1, "config file");
+    size_t n = 0;
+    int read_errno = 0;
+    while (n < CONFIG_MAX_BYTES + 1) { // one byte past the limit tells "too large"
+        ssize_t got = read(fd, buf + n, CONFIG_MAX_BYTES + 1 - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) read_errno = errno;
+        if (got <= 0) break;
+        n += (size_t)got;
     }
-    char *buf = ts_malloc(MAX_BYTES + 1, "config file");
-    size_t n = fread(buf, 1, MAX_BYTES + 1, f);
-    int read_errno = ferror(f) ? errno : 0;
-    fclose(f);
+    close(fd);
     if (read_errno) {
         log_error("%s: cannot read config file: %s", path, strerror(read_errno));
         free(buf);
         return TS_ERR_INPUT;
     }
-    if (n > MAX_BYTES) {
-        log_error("%s: larger than %d bytes; is this really a config file?", path, MAX_BYTES);
+    if (n > CONFIG_MAX_BYTES) {
+        log_error("%s: larger than %d bytes; is this really a config file?", path,
+                  CONFIG_MAX_BYTES);
         free(buf);
         return TS_ERR_INPUT;
     }

@@ -1,7 +1,10 @@
-// data.c — token shards: validation and mmap on open, the seeded sample order, writing shards
-// atomically, and the unigram entropy of a dataset.
+// data.c — token shards: validation on open, reading sequences, the seeded sample order, writing
+// shards atomically, and the unigram entropy of a dataset.
 //
-// Sections: shard validation and mmap | dataset open/close | sequences and sample order |
+// Shards are read with pread, not mapped: a shard truncated while a run uses it then gives an
+// error line naming it (and the rank's status file) instead of SIGBUS.
+//
+// Sections: shard reading and validation | dataset open/close | sequences and sample order |
 // permutation | shard writing | statistics.
 //
 // Shards are read as they lie on disk: llm.c writes host-order (little-endian) integers, and so do
@@ -15,7 +18,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,80 +31,120 @@
 #define SHARD_HEADER_BYTES (SHARD_HEADER_INTS * (int)sizeof(int32_t))
 
 // ---------------------------------------------------------------------------------------------
-// shard validation and mmap
+// shard reading and validation
 
-static uint32_t shard_token_at(const data_shard *sh, uint64_t i) {
-    const uint8_t *p = sh->map + SHARD_HEADER_BYTES + i * (uint64_t)sh->token_bytes;
-    if (sh->token_bytes == 2) {
+static uint32_t token_in(const uint8_t *p, int token_bytes, size_t i) {
+    if (token_bytes == 2) {
         uint16_t v;
-        memcpy(&v, p, 2);
+        memcpy(&v, p + 2 * i, 2);
         return v;
     }
     uint32_t v;
-    memcpy(&v, p, 4);
+    memcpy(&v, p + 4 * i, 4);
     return v;
 }
 
-// Index of the first token >= vocab, or n_tokens when all are in range. The common case (all
-// valid) is a branch-free max over the whole shard; only a failing shard is scanned twice.
-static uint64_t shard_find_bad_token(const data_shard *sh, uint32_t vocab) {
-    const uint8_t *base = sh->map + SHARD_HEADER_BYTES;
-    uint32_t max = 0;
-    if (sh->token_bytes == 2) {
-        const uint16_t *t = (const uint16_t *)base; // header is 1024 bytes: aligned
-        for (uint64_t i = 0; i < sh->n_tokens; i++)
-            max = t[i] > max ? t[i] : max;
-    } else {
-        const uint32_t *t = (const uint32_t *)base;
-        for (uint64_t i = 0; i < sh->n_tokens; i++)
-            max = t[i] > max ? t[i] : max;
+// Read n tokens of sh starting at token `first` into buf (as stored: token_bytes each). A shard
+// that ends early was truncated after it was opened (its size was checked then): one error line
+// naming the shard, the offset and both sizes.
+static ts_status shard_read(const data_shard *sh, uint64_t first, size_t n, void *buf) {
+    uint64_t offset = (uint64_t)SHARD_HEADER_BYTES + first * (uint64_t)sh->token_bytes;
+    size_t want = n * (size_t)sh->token_bytes, done = 0;
+    while (done < want) {
+        ssize_t got = pread(sh->fd, (char *)buf + done, want - done, (off_t)(offset + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            log_error("%s: reading %zu bytes at byte offset %" PRIu64 " failed: %s", sh->path,
+                      want - done, offset + done, strerror(errno));
+            return TS_ERR_SYSTEM;
+        }
+        if (got == 0) {
+            struct stat st;
+            long long now = fstat(sh->fd, &st) == 0 ? (long long)st.st_size : -1;
+            log_error("%s: the file ends at byte %lld, expected %" PRIu64 " bytes: the shard was "
+                      "truncated while tessera was using it (reading byte offset %" PRIu64 ")",
+                      sh->path, now, sh->file_bytes, offset + done);
+            return TS_ERR_INPUT;
+        }
+        done += (size_t)got;
     }
-    if (max < vocab) return sh->n_tokens;
-    for (uint64_t i = 0; i < sh->n_tokens; i++)
-        if (shard_token_at(sh, i) >= vocab) return i;
-    return sh->n_tokens;
+    return TS_OK;
 }
 
-// Map one shard and check everything about it; on failure log one line and unmap.
+// Call fn on every token of sh, in blocks (the shard is read, never mapped: a shard truncated
+// under a mapping would kill the process with SIGBUS instead of an error line).
+typedef ts_status (*shard_block_fn)(const data_shard *sh, const uint8_t *tokens, size_t n,
+                                    uint64_t first, void *ctx);
+
+static ts_status shard_each_block(const data_shard *sh, shard_block_fn fn, void *ctx) {
+    enum { BLOCK_BYTES = 1 << 20 };
+    size_t per = BLOCK_BYTES / (size_t)sh->token_bytes;
+    uint8_t *buf = ts_malloc(BLOCK_BYTES, "shard block");
+    ts_status st = TS_OK;
+    for (uint64_t first = 0; first < sh->n_tokens && st == TS_OK; first += per) {
+        size_t n = sh->n_tokens - first < per ? (size_t)(sh->n_tokens - first) : per;
+        st = shard_read(sh, first, n, buf);
+        if (st == TS_OK) st = fn(sh, buf, n, first, ctx);
+    }
+    free(buf);
+    return st;
+}
+
+// every token < vocab. The common case (all valid) is a branch-free max over the block; only a
+// failing block is scanned again for the first bad token.
+static ts_status check_block(const data_shard *sh, const uint8_t *tokens, size_t n, uint64_t first,
+                             void *ctx) {
+    uint32_t vocab = *(const uint32_t *)ctx, max = 0;
+    if (sh->token_bytes == 2) {
+        const uint16_t *t = (const uint16_t *)tokens; // a malloc'ed block: aligned
+        for (size_t i = 0; i < n; i++)
+            max = t[i] > max ? t[i] : max;
+    } else {
+        const uint32_t *t = (const uint32_t *)tokens;
+        for (size_t i = 0; i < n; i++)
+            max = t[i] > max ? t[i] : max;
+    }
+    if (max < vocab) return TS_OK;
+    size_t i = 0;
+    while (token_in(tokens, sh->token_bytes, i) < vocab)
+        i++;
+    uint64_t index = first + i;
+    log_error("%s: token %" PRIu32 " at byte offset %" PRIu64 " (token %" PRIu64
+              "), expected < vocab %" PRIu32,
+              sh->path, token_in(tokens, sh->token_bytes, i),
+              (uint64_t)SHARD_HEADER_BYTES + index * (uint64_t)sh->token_bytes, index, vocab);
+    return TS_ERR_INPUT;
+}
+
+// Open one shard and check everything about it; on failure log one line and close it.
 static ts_status shard_open(data_shard *sh, const char *path, int vocab) {
     memset(sh, 0, sizeof *sh);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        int err = errno;
-        log_error("%s: cannot open shard: %s", path, strerror(err));
-        return err == ENOENT || err == EACCES || err == EISDIR ? TS_ERR_INPUT : TS_ERR_SYSTEM;
-    }
+    sh->fd = -1;
+    // a glob can match a FIFO or a device node: refused without being opened (fs_open_regular)
+    TS_CHECK(fs_open_regular(path, "token shard", &sh->fd));
+    sh->path = ts_malloc(strlen(path) + 1, "shard path");
+    strcpy(sh->path, path);
+    ts_status res = TS_ERR_INPUT;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(sh->fd, &st) != 0) {
         log_error("%s: cannot stat shard: %s", path, strerror(errno));
-        close(fd);
-        return TS_ERR_SYSTEM;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        log_error("%s: not a regular file; expected a token shard", path);
-        close(fd);
-        return TS_ERR_INPUT;
+        res = TS_ERR_SYSTEM;
+        goto fail;
     }
     uint64_t size = (uint64_t)st.st_size;
     if (size < (uint64_t)SHARD_HEADER_BYTES) {
         log_error("%s: file is %" PRIu64 " bytes, shorter than the %d-byte shard header", path,
                   size, SHARD_HEADER_BYTES);
-        close(fd);
-        return TS_ERR_INPUT;
+        goto fail;
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    int map_errno = errno;
-    close(fd); // the mapping keeps the file
-    if (map == MAP_FAILED) {
-        log_error("%s: cannot mmap %" PRIu64 " bytes: %s", path, size, strerror(map_errno));
-        return TS_ERR_SYSTEM;
-    }
-    sh->map = map;
-    sh->map_bytes = size;
-
+    sh->file_bytes = size;
     int32_t header[3];
-    memcpy(header, map, sizeof header);
-    ts_status res = TS_ERR_INPUT;
+    ssize_t got = pread(sh->fd, header, sizeof header, 0);
+    if (got != (ssize_t)sizeof header) {
+        log_error("%s: cannot read the shard header: %s", path,
+                  got < 0 ? strerror(errno) : "file ends early");
+        goto fail;
+    }
     if (header[0] == SHARD_MAGIC_U16) {
         sh->token_bytes = 2;
         if (header[1] != SHARD_VERSION_U16) {
@@ -136,20 +178,14 @@ static ts_status shard_open(data_shard *sh, const char *path, int vocab) {
                   size < expect ? "; truncated?" : "");
         goto fail;
     }
-    uint64_t bad = shard_find_bad_token(sh, (uint32_t)vocab);
-    if (bad < sh->n_tokens) {
-        log_error("%s: token %" PRIu32 " at byte offset %" PRIu64 " (token %" PRIu64
-                  "), expected < vocab %d",
-                  path, shard_token_at(sh, bad),
-                  (uint64_t)SHARD_HEADER_BYTES + bad * (uint64_t)sh->token_bytes, bad, vocab);
-        goto fail;
-    }
-    sh->path = ts_malloc(strlen(path) + 1, "shard path");
-    strcpy(sh->path, path);
+    uint32_t v = (uint32_t)vocab;
+    if ((res = shard_each_block(sh, check_block, &v)) != TS_OK) goto fail;
     return TS_OK;
 fail:
-    munmap((void *)sh->map, sh->map_bytes);
+    close(sh->fd);
+    free(sh->path);
     memset(sh, 0, sizeof *sh);
+    sh->fd = -1;
     return res;
 }
 
@@ -194,6 +230,7 @@ ts_status dataset_open(dataset *ds, const char *pattern, int T, int vocab) {
 
     ts_status res = TS_OK;
     ds->T = T;
+    ds->vocab = vocab;
     ds->shards = ts_calloc(g.gl_pathc, sizeof(data_shard), "shards");
     ds->seq_start = ts_calloc(g.gl_pathc + 1, sizeof(uint64_t), "shard sequence offsets");
     uint64_t n_tokens = 0, largest = 0;
@@ -229,7 +266,7 @@ fail:
 
 void dataset_close(dataset *ds) {
     for (int i = 0; i < ds->n_shards; i++) {
-        if (ds->shards[i].map) munmap((void *)ds->shards[i].map, ds->shards[i].map_bytes);
+        if (ds->shards[i].fd >= 0) close(ds->shards[i].fd);
         free(ds->shards[i].path);
     }
     free(ds->shards);
@@ -240,7 +277,7 @@ void dataset_close(dataset *ds) {
 // ---------------------------------------------------------------------------------------------
 // sequences and sample order
 
-void dataset_sequence(const dataset *ds, uint64_t i, int32_t *out) {
+ts_status dataset_sequence(const dataset *ds, uint64_t i, int32_t *out) {
     TS_ASSERT(i < ds->n_seq);
     // the last shard k with seq_start[k] <= i: an empty shard shares its start with the next
     // one, so the last such k is the shard that holds sequence i
@@ -254,13 +291,28 @@ void dataset_sequence(const dataset *ds, uint64_t i, int32_t *out) {
     }
     const data_shard *sh = &ds->shards[lo];
     uint64_t first = (i - ds->seq_start[lo]) * (uint64_t)ds->T;
-    for (int t = 0; t <= ds->T; t++)
-        out[t] = (int32_t)shard_token_at(sh, first + (uint64_t)t);
+    // the T+1 tokens as stored go to the front of out, then widen in place from the last one
+    // (token t's stored bytes lie at or below out[t], so none is overwritten before it is read)
+    TS_CHECK(shard_read(sh, first, (size_t)ds->T + 1, out));
+    for (int t = ds->T; t >= 0; t--) {
+        uint32_t v = token_in((const uint8_t *)out, sh->token_bytes, (size_t)t);
+        // checked when the shard was opened: a token out of range now means the file changed
+        if (v >= (uint32_t)ds->vocab) {
+            log_error("%s: token %" PRIu32 " at byte offset %" PRIu64 ", expected < vocab %d: the "
+                      "shard changed while tessera was using it",
+                      sh->path, v,
+                      (uint64_t)SHARD_HEADER_BYTES + (first + (uint64_t)t) * sh->token_bytes,
+                      ds->vocab);
+            return TS_ERR_INPUT;
+        }
+        out[t] = (int32_t)v;
+    }
+    return TS_OK;
 }
 
-void dataset_sample(const dataset *ds, uint64_t seed, uint64_t g, int32_t *out) {
+ts_status dataset_sample(const dataset *ds, uint64_t seed, uint64_t g, int32_t *out) {
     uint64_t epoch = g / ds->n_seq;
-    dataset_sequence(ds, data_permute(g % ds->n_seq, ds->n_seq, seed, epoch), out);
+    return dataset_sequence(ds, data_permute(g % ds->n_seq, ds->n_seq, seed, epoch), out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,24 +394,46 @@ ts_status shard_write(const char *path, const uint32_t *tokens, size_t n, int vo
 // ---------------------------------------------------------------------------------------------
 // statistics
 
-double dataset_unigram_entropy(const dataset *ds, int vocab) {
-    uint64_t *count = ts_calloc((size_t)vocab, sizeof(uint64_t), "unigram counts");
-    uint64_t total = 0;
-    for (int s = 0; s < ds->n_shards; s++) {
-        const data_shard *sh = &ds->shards[s];
-        for (uint64_t i = 0; i < sh->n_tokens; i++) {
-            uint32_t t = shard_token_at(sh, i);
-            TS_ASSERT(t < (uint32_t)vocab); // checked on open; a smaller vocab here is a bug
-            count[t]++;
+typedef struct {
+    uint64_t *count;
+    uint32_t vocab;
+} unigram_counts;
+
+static ts_status count_block(const data_shard *sh, const uint8_t *tokens, size_t n, uint64_t first,
+                             void *ctx) {
+    unigram_counts *c = ctx;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t t = token_in(tokens, sh->token_bytes, i);
+        if (t >= c->vocab) { // checked on open: the file changed since
+            log_error("%s: token %" PRIu32 " at byte offset %" PRIu64 ", expected < vocab %" PRIu32
+                      ": the shard changed while tessera was using it",
+                      sh->path, t,
+                      (uint64_t)SHARD_HEADER_BYTES + (first + i) * (uint64_t)sh->token_bytes,
+                      c->vocab);
+            return TS_ERR_INPUT;
         }
-        total += sh->n_tokens;
+        c->count[t]++;
+    }
+    return TS_OK;
+}
+
+ts_status dataset_unigram_entropy(const dataset *ds, int vocab, double *out) {
+    TS_ASSERT(vocab >= ds->vocab); // a smaller vocabulary than the one checked on open is a bug
+    unigram_counts c = {ts_calloc((size_t)vocab, sizeof(uint64_t), "unigram counts"),
+                        (uint32_t)vocab};
+    uint64_t total = 0;
+    ts_status st = TS_OK;
+    for (int s = 0; s < ds->n_shards && st == TS_OK; s++) {
+        st = shard_each_block(&ds->shards[s], count_block, &c);
+        total += ds->shards[s].n_tokens;
     }
     double h = 0.0;
-    for (int v = 0; v < vocab; v++) {
-        if (count[v] == 0) continue;
-        double p = (double)count[v] / (double)total;
+    for (int v = 0; v < vocab && st == TS_OK; v++) {
+        if (c.count[v] == 0) continue;
+        double p = (double)c.count[v] / (double)total;
         h -= p * log(p);
     }
-    free(count);
-    return h;
+    free(c.count);
+    *out = h;
+    return st;
 }

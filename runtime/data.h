@@ -24,15 +24,16 @@
 
 typedef struct {
     char *path;
+    int fd;          // open for the dataset's life; read with pread (never mapped)
     int token_bytes; // 2 or 4
     uint64_t n_tokens;
-    const uint8_t *map; // mmap of the whole file
-    size_t map_bytes;
-    uint64_t n_seq; // sequences of T+1 tokens this shard provides
+    uint64_t file_bytes; // size when opened (header + tokens)
+    uint64_t n_seq;      // sequences of T+1 tokens this shard provides
 } data_shard;
 
 typedef struct {
     int T;
+    int vocab; // every token is < vocab (checked on open, and again as sequences are read)
     int n_shards;
     data_shard *shards;
     uint64_t *seq_start; // prefix sums of n_seq (n_shards + 1)
@@ -40,14 +41,17 @@ typedef struct {
 } dataset;
 
 // Open every shard matching pattern (sorted by name), check header, size and that every token is
-// < vocab. Errors name the file and the byte offset (TS_ERR_INPUT).
+// < vocab. Only regular files are opened: a FIFO or a device node the pattern matches is refused
+// without being opened. Errors name the file and the byte offset (TS_ERR_INPUT).
 ts_status dataset_open(dataset *ds, const char *pattern, int T, int vocab);
 void dataset_close(dataset *ds);
 
 // Tokens of sample g (T+1 of them: inputs are [0,T), targets [1,T+1)) in the run's order.
-void dataset_sample(const dataset *ds, uint64_t seed, uint64_t g, int32_t *out);
-// Sequence i in file order (no shuffling), used for validation.
-void dataset_sequence(const dataset *ds, uint64_t i, int32_t *out);
+// A shard truncated or rewritten since it was opened (short read, a token >= vocab): one error
+// line naming the shard and the byte offset, TS_ERR_INPUT (an I/O error: TS_ERR_SYSTEM).
+ts_status dataset_sample(const dataset *ds, uint64_t seed, uint64_t g, int32_t *out);
+// Sequence i in file order (no shuffling), used for validation; errors as dataset_sample.
+ts_status dataset_sequence(const dataset *ds, uint64_t i, int32_t *out);
 
 // The seeded bijection on [0, n) used for epoch e.
 uint64_t data_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch);
@@ -63,7 +67,8 @@ ts_status shard_write(const char *path, const uint32_t *tokens, size_t n, int vo
 ts_status data_prepare(const char *const *inputs, int n_inputs, const char *out_dir,
                        double val_fraction, size_t shard_tokens);
 
-// Unigram entropy in nats/token of the tokens of a dataset (over all its shards).
-double dataset_unigram_entropy(const dataset *ds, int vocab);
+// Unigram entropy in nats/token of the tokens of a dataset (over all its shards) into *out;
+// errors as dataset_sample (every shard is read again).
+ts_status dataset_unigram_entropy(const dataset *ds, int vocab, double *out);
 
 #endif

@@ -145,17 +145,88 @@ fail:
     return NULL;
 }
 
-static size_t h5zstd_decompress(size_t nbytes, size_t *buf_size, void **buf) {
+// Decode a chunk into exactly `expect` bytes (the chunk's size, known from the filter's
+// parameters or from the reader): frames that say their size must say exactly that, before
+// anything is allocated or decoded; frames that do not are decoded into an expect-byte buffer
+// with one spare byte that must stay empty. So a chunk can neither make the reader allocate more
+// than one chunk nor come back short (HDF5 would zero-fill the rest).
+static void *h5zstd_decompress_exact(const void *src, size_t n, size_t expect) {
     unsigned long long total = 0;
     int known = 0;
+    if (h5zstd_content_size(src, n, &total, &known) != 0) return NULL;
+    if (known && total != expect) {
+        h5zstd_fail("zstd: the chunk's frames say they hold %llu bytes, the chunk is %zu bytes",
+                    total, expect);
+        return NULL;
+    }
+    if (known) return h5zstd_decompress_sized(src, n, expect);
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    void *out = dctx ? H5allocate_memory(expect, 0) : NULL;
+    if (!out) {
+        h5zstd_fail("zstd: cannot allocate a decompression context or %zu bytes", expect);
+        goto fail;
+    }
+    char spare;
+    ZSTD_inBuffer in = {src, n, 0};
+    ZSTD_outBuffer dst = {out, expect, 0}, extra = {&spare, 1, 0};
+    for (;;) {
+        ZSTD_outBuffer *o = dst.pos < dst.size ? &dst : &extra;
+        size_t r = ZSTD_decompressStream(dctx, o, &in);
+        if (ZSTD_isError(r)) {
+            h5zstd_fail("zstd: decompression failed: %s", ZSTD_getErrorName(r));
+            goto fail;
+        }
+        if (extra.pos > 0) {
+            h5zstd_fail("zstd: the chunk decodes to more than its %zu bytes", expect);
+            goto fail;
+        }
+        if (r == 0 && in.pos == in.size) break;      // every frame decoded and flushed
+        if (in.pos == in.size && o->pos < o->size) { // the decoder wants input that is not there
+            h5zstd_fail("zstd: chunk ends inside a frame (truncated)");
+            goto fail;
+        }
+    }
+    if (dst.pos != expect) {
+        h5zstd_fail("zstd: the chunk decodes to %zu bytes, expected %zu", dst.pos, expect);
+        goto fail;
+    }
+    ZSTD_freeDCtx(dctx);
+    return out;
+fail:
+    if (out) H5free_memory(out);
+    ZSTD_freeDCtx(dctx);
+    return NULL;
+}
+
+// the size tessera's reader expects of the chunks it is about to read (0: none given)
+static _Thread_local size_t h5zstd_expected;
+
+static size_t h5zstd_decompress(size_t cd_nelmts, const unsigned cd_values[], size_t nbytes,
+                                size_t *buf_size, void **buf) {
     if (nbytes == 0) {
         h5zstd_fail("zstd: empty chunk");
         return 0;
     }
-    if (h5zstd_content_size(*buf, nbytes, &total, &known) != 0) return 0;
-    size_t size = (size_t)total;
-    void *out = known ? h5zstd_decompress_sized(*buf, nbytes, size)
-                      : h5zstd_decompress_stream(*buf, nbytes, &size);
+    // the chunk's size: cd_values[1] of files written since it is stored there; the reader's
+    // expectation (h5zstd_expect_chunk_bytes) for older files; both must agree when both say
+    size_t expect = cd_nelmts >= 2 ? (size_t)cd_values[1] : h5zstd_expected;
+    if (cd_nelmts >= 2 && (expect == 0 || (h5zstd_expected && h5zstd_expected != expect))) {
+        h5zstd_fail("zstd: the filter's parameters give a chunk of %zu bytes, expected %zu", expect,
+                    h5zstd_expected);
+        return 0;
+    }
+    void *out;
+    size_t size = expect;
+    if (expect) {
+        out = h5zstd_decompress_exact(*buf, nbytes, expect);
+    } else { // an outside reader (h5dump, h5py) of a file that does not say its chunk size
+        unsigned long long total = 0;
+        int known = 0;
+        if (h5zstd_content_size(*buf, nbytes, &total, &known) != 0) return 0;
+        size = (size_t)total;
+        out = known ? h5zstd_decompress_sized(*buf, nbytes, size)
+                    : h5zstd_decompress_stream(*buf, nbytes, &size);
+    }
     if (!out) return 0;
     H5free_memory(*buf);
     *buf = out;
@@ -166,10 +237,33 @@ static size_t h5zstd_decompress(size_t nbytes, size_t *buf_size, void **buf) {
 // the filter function HDF5 calls per chunk: returns the number of valid bytes now in *buf, or 0
 static size_t h5zstd_filter(unsigned flags, size_t cd_nelmts, const unsigned cd_values[],
                             size_t nbytes, size_t *buf_size, void **buf) {
-    if (flags & H5Z_FLAG_REVERSE) return h5zstd_decompress(nbytes, buf_size, buf);
+    if (flags & H5Z_FLAG_REVERSE)
+        return h5zstd_decompress(cd_nelmts, cd_values, nbytes, buf_size, buf);
     // the level is stored as unsigned; zstd's fast (negative) levels come back through the cast
     int level = cd_nelmts >= 1 ? (int)cd_values[0] : H5ZSTD_LEVEL_DEFAULT;
     return h5zstd_compress(level, nbytes, buf_size, buf);
+}
+
+// called by H5Dcreate: record the chunk's uncompressed size as cd_values[1] (after the level), so
+// that every reader can refuse a chunk that decodes to any other size
+static herr_t h5zstd_set_local(hid_t dcpl, hid_t type, hid_t space) {
+    (void)space;
+    hsize_t chunk[H5S_MAX_RANK];
+    int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk);
+    unsigned long long bytes = H5Tget_size(type);
+    for (int i = 0; i < rank && bytes <= H5ZSTD_MAX_CHUNK; i++)
+        bytes = chunk[i] > H5ZSTD_MAX_CHUNK ? H5ZSTD_MAX_CHUNK + 1 : bytes * chunk[i];
+    if (rank <= 0 || bytes == 0 || bytes > H5ZSTD_MAX_CHUNK) {
+        h5zstd_fail("zstd: a chunk of %llu bytes (rank %d): expected 1 to %llu bytes", bytes, rank,
+                    H5ZSTD_MAX_CHUNK);
+        return -1;
+    }
+    unsigned flags = 0, cd[H5ZSTD_N_VALUES] = {H5ZSTD_LEVEL_DEFAULT, 0};
+    size_t n = H5ZSTD_N_VALUES;
+    if (H5Pget_filter_by_id2(dcpl, H5ZSTD_FILTER_ID, &flags, &n, cd, 0, NULL, NULL) < 0) return -1;
+    const unsigned values[H5ZSTD_N_VALUES] = {n >= 1 ? cd[0] : H5ZSTD_LEVEL_DEFAULT,
+                                              (unsigned)bytes};
+    return H5Pmodify_filter(dcpl, H5ZSTD_FILTER_ID, flags, H5ZSTD_N_VALUES, values);
 }
 
 static const H5Z_class2_t h5zstd_class = {
@@ -179,7 +273,7 @@ static const H5Z_class2_t h5zstd_class = {
     .decoder_present = 1,
     .name = "zstd",
     .can_apply = NULL,
-    .set_local = NULL,
+    .set_local = h5zstd_set_local,
     .filter = h5zstd_filter,
 };
 
@@ -205,6 +299,8 @@ ts_status h5zstd_register(void) {
     }
     return TS_OK;
 }
+
+void h5zstd_expect_chunk_bytes(size_t bytes) { h5zstd_expected = bytes; }
 
 int h5zstd_set(hid_t dcpl, int level) {
     if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {

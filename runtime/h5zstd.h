@@ -4,8 +4,12 @@
 // dataset creation property list) and as a loadable HDF5 plugin (libh5zstd.so in
 // <build>/hdf5-plugins) so that h5dump, h5py and any HDF5 reader given HDF5_PLUGIN_PATH can read
 // the data. The stored format is the one other zstd filters for id 32015 use: each chunk is one or
-// more zstd frames, and the filter's only client value cd_values[0] is the compression level
-// (optional; readers ignore it). Format notes for users: docs/checkpoint-format.md.
+// more zstd frames, and the filter's first client value cd_values[0] is the compression level
+// (optional; readers ignore it). tessera adds cd_values[1], the chunk's uncompressed size in
+// bytes, when a dataset is created (other zstd filters ignore it): a chunk that decodes to any
+// other size is refused before it is decoded, never cut or zero-filled. Files written before
+// that (cd_values[0] only) are read with the size tessera's reader expects
+// (h5zstd_expect_chunk_bytes). Format notes for users: docs/checkpoint-format.md.
 #ifndef TESSERA_H5ZSTD_H
 #define TESSERA_H5ZSTD_H
 
@@ -15,6 +19,7 @@
 
 #define H5ZSTD_FILTER_ID     32015
 #define H5ZSTD_LEVEL_DEFAULT 3
+#define H5ZSTD_N_VALUES      2 // cd_values: level, chunk bytes
 
 // Register the filter with the HDF5 library of this process. Idempotent; call it before opening
 // a file whose datasets use the filter (h5zstd_set calls it too).
@@ -25,5 +30,11 @@ ts_status h5zstd_register(void);
 // `dcpl` by the caller. Returns 0, or -1 (with one error line logged) if the filter could not be
 // registered or added.
 int h5zstd_set(hid_t dcpl, int level);
+
+// The uncompressed size of every chunk the calling thread reads next (0: none expected): for
+// files whose datasets do not record it in cd_values[1]. Chunks that decode to another size fail
+// to read. The reader sets it from the dataset's chunk dimensions before H5Dread and clears it
+// after.
+void h5zstd_expect_chunk_bytes(size_t bytes);
 
 #endif

@@ -114,8 +114,12 @@ static ts_status list_files(const char *dir, int skip_tmp, char ***names_out, in
 static ts_status hash_file(const char *dir, const char *name, uint64_t *size, uint64_t *hash,
                            char *why, size_t why_len) {
     char *path = join_path(dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = fs_open_regular_fd(path); // never a FIFO: it would block the check forever
     free(path);
+    if (fd == FS_NOT_REGULAR) {
+        set_why(why, why_len, "%s: not a regular file", name);
+        return TS_ERR_INPUT;
+    }
     if (fd < 0) {
         set_why(why, why_len, "%s: cannot open: %s", name, strerror(errno));
         return TS_ERR_SYSTEM;
@@ -264,17 +268,22 @@ static ts_status read_manifest_bytes(const char *dir, char **buf_out, size_t *le
         return TS_ERR_SYSTEM;
     }
     char *path = join_path(dir, MANIFEST_NAME);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = fs_open_regular_fd(path); // a FIFO or a device is refused before it is opened
     free(path);
+    if (fd == FS_NOT_REGULAR) {
+        set_why(why, why_len,
+                MANIFEST_NAME ": not a regular file (a FIFO, device, directory or socket)");
+        return TS_ERR_INPUT;
+    }
     if (fd < 0) {
         int e = errno;
         set_why(why, why_len, MANIFEST_NAME ": %s", e == ENOENT ? "missing" : strerror(e));
         return e == ENOENT ? TS_ERR_INPUT : TS_ERR_SYSTEM;
     }
     ts_status st = TS_OK;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        set_why(why, why_len, MANIFEST_NAME ": not a regular file");
-        st = TS_ERR_INPUT;
+    if (fstat(fd, &sb) != 0) {
+        set_why(why, why_len, MANIFEST_NAME ": cannot stat: %s", strerror(errno));
+        st = TS_ERR_SYSTEM;
     } else if ((uint64_t)sb.st_size > MANIFEST_MAX_BYTES) {
         set_why(why, why_len, MANIFEST_NAME ": %lld bytes, too large for a manifest",
                 (long long)sb.st_size);

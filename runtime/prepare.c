@@ -112,11 +112,16 @@ static ts_status inputs_add_arg(input_list *l, const char *arg) {
 }
 
 static ts_status file_read_all(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    int fd; // checked regular when listed; checked again here, where it is opened
+    TS_CHECK(fs_open_regular(path, "input text", &fd));
+    FILE *f = fdopen(fd, "rb");
     struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0) {
+    if (!f || fstat(fd, &st) != 0) {
         log_error("%s: cannot open: %s", path, strerror(errno));
-        if (f) fclose(f);
+        if (f)
+            fclose(f);
+        else
+            close(fd);
         return TS_ERR_INPUT;
     }
     *buf = ts_malloc((size_t)st.st_size, "input text");
@@ -454,8 +459,10 @@ ts_status prepare_run(const char *const *args, int n_args, const prepare_options
     train_pattern(o->out_dir, pattern, sizeof pattern);
     dataset ds;
     TS_CHECK_GOTO(dataset_open(&ds, pattern, 1, PREPARE_VOCAB), res, done);
-    double h = dataset_unigram_entropy(&ds, PREPARE_VOCAB);
+    double h;
+    res = dataset_unigram_entropy(&ds, PREPARE_VOCAB, &h);
     dataset_close(&ds);
+    if (res != TS_OK) goto done;
 
     char body[1024];
     snprintf(body, sizeof body,

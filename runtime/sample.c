@@ -5,7 +5,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "base/fs.h"
 #include "runtime/ckpt.h"
 
 #define TOKENIZER_MAGIC 20240328
@@ -13,6 +16,10 @@
 // ---------------------------------------------------------------------------------------------
 // tokenizers
 
+// The file: uint32 header[256] (magic, version, token count, end-of-text id in version 2), then
+// per token a length byte (1..255) and that many bytes. Every field is bounded before it is used:
+// the count by what the file's size can hold (so a damaged count cannot ask for gigabytes), the
+// end-of-text id by the model's vocabulary (it is fed to the model as a prompt).
 ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab) {
     memset(tok, 0, sizeof *tok);
     tok->eot = -1;
@@ -27,11 +34,23 @@ ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab) {
         return TS_OK;
     }
     if (spec[0] == '\0') return TS_OK;
-    FILE *f = fopen(spec, "rb");
+    int fd = fs_open_regular_fd(spec);
+    if (fd < 0) {
+        if (fd == FS_NOT_REGULAR)
+            log_error("%s: tokenizer file is not a regular file (a FIFO, device, directory or "
+                      "socket); expected an llm.c tokenizer file ([data] tokenizer)",
+                      spec);
+        else
+            log_error("%s: cannot open tokenizer file: %s ([data] tokenizer; log.sample_tokens = "
+                      "0 needs none)",
+                      spec, strerror(errno));
+        return TS_ERR_INPUT;
+    }
+    struct stat sb;
+    FILE *f = fstat(fd, &sb) == 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
-        log_error("%s: cannot open tokenizer file: %s ([data] tokenizer; log.sample_tokens = 0 "
-                  "needs none)",
-                  spec, strerror(errno));
+        log_error("%s: cannot read tokenizer file: %s", spec, strerror(errno));
+        close(fd);
         return TS_ERR_INPUT;
     }
     uint32_t header[256];
@@ -46,14 +65,25 @@ ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab) {
         fclose(f);
         return TS_ERR_INPUT;
     }
-    tok->n = (int)header[2];
-    tok->eot = header[1] == 2 ? (int)header[3] : -1;
-    if (tok->n < vocab) {
-        log_error("%s: tokenizer has %d tokens, the model's vocabulary is %d", spec, tok->n, vocab);
+    // each token takes at least 2 bytes (its length byte and one byte)
+    uint64_t size = (uint64_t)sb.st_size;
+    uint64_t room = size > sizeof header ? (size - sizeof header) / 2 : 0;
+    if (header[2] < (uint32_t)vocab || header[2] > room) {
+        log_error("%s: offset 8: token count %u, expected at least the model's vocabulary %d and "
+                  "at most the %llu tokens the file's %lld bytes can hold",
+                  spec, header[2], vocab, (unsigned long long)room, (long long)sb.st_size);
         fclose(f);
-        tok->n = 0;
         return TS_ERR_INPUT;
     }
+    if (header[1] == 2 && header[3] >= (uint32_t)vocab) {
+        log_error("%s: offset 12: end-of-text token %u, expected a token of the model's "
+                  "vocabulary (< %d)",
+                  spec, header[3], vocab);
+        fclose(f);
+        return TS_ERR_INPUT;
+    }
+    tok->n = (int)header[2];
+    tok->eot = header[1] == 2 ? (int)header[3] : -1;
     tok->piece = ts_calloc((size_t)tok->n, sizeof(char *), "tokenizer");
     tok->piece_len = ts_calloc((size_t)tok->n, sizeof(int), "tokenizer");
     for (int i = 0; i < tok->n; i++) {

@@ -25,7 +25,9 @@ typedef struct {
     int byte_level;
 } tokenizer;
 
-// spec: "byte", a tokenizer file path, or "" (ids)
+// spec: "byte", a tokenizer file path, or "" (ids). A file must be a regular file (a FIFO is
+// refused, not waited on), hold at least `vocab` tokens and no more than its size allows, and an
+// end-of-text token < vocab; else one error line naming the file and the offset, TS_ERR_INPUT.
 ts_status tokenizer_load(tokenizer *tok, const char *spec, int vocab);
 void tokenizer_free(tokenizer *tok);
 void tokenizer_write(const tokenizer *tok, int token, FILE *out);

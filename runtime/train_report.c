@@ -78,7 +78,8 @@ void train_report_window(train_report *r, trainer *tr, int step, const train_ste
 ts_status train_report_final(trainer *tr, double val_loss, int done_steps) {
     const tessera_config *cfg = &tr->cfg;
     if (tr->comm->rank != 0) return TS_OK;
-    double h = dataset_unigram_entropy(&tr->train, cfg->model.vocab);
+    double h;
+    TS_CHECK(dataset_unigram_entropy(&tr->train, cfg->model.vocab, &h));
     const char *unit = cfg->model.vocab == 256 ? "nats/byte" : "nats/token";
     log_info("final validation loss %.4f %s; unigram entropy of the training data %.4f %s "
              "(loss = %.0f%% of it)",

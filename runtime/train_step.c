@@ -57,7 +57,8 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
         int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
         for (int b = 0; b < B; b++) {
             uint64_t g = (uint64_t)step * cfg->train.global_batch + tr->offset + done + b;
-            dataset_sample(&tr->train, (uint64_t)cfg->run.seed, g, tr->seq_buf + b * (T + 1));
+            TS_CHECK(
+                dataset_sample(&tr->train, (uint64_t)cfg->run.seed, g, tr->seq_buf + b * (T + 1)));
             if (tr->samples) fprintf(tr->samples, "%d %llu\n", step + 1, (unsigned long long)g);
         }
         split_batch(tr, B);
@@ -150,7 +151,7 @@ ts_status train_validate(trainer *tr, double *out) {
             int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
             for (int b = 0; b < B; b++) {
                 uint64_t i = ((uint64_t)batch * GB + tr->offset + done + b) % tr->val.n_seq;
-                dataset_sequence(&tr->val, i, tr->seq_buf + b * (T + 1));
+                TS_CHECK(dataset_sequence(&tr->val, i, tr->seq_buf + b * (T + 1)));
             }
             split_batch(tr, B);
             acc[0] += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, 0);

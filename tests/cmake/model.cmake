@@ -15,4 +15,4 @@ tessera_unit_test(test_weights_close SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test
 tessera_unit_test(test_tokenizer SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_tokenizer.c
                   LIBS tessera_runtime)
 add_test(NAME sample_tokenizer COMMAND test_tokenizer ${TESSERA_TEST_DATA})
-set_tests_properties(sample_tokenizer PROPERTIES LABELS unit)
+set_tests_properties(sample_tokenizer PROPERTIES LABELS unit FIXTURES_SETUP tokenizer_files)

@@ -209,6 +209,17 @@ static void test_open_regular(void) {
     EXPECT(fd >= 0 && read(fd, buf, 3) == 3 && strcmp(buf, "abc") == 0, "and it reads");
     if (fd >= 0) close(fd);
     EXPECT(fs_is_regular_nofollow(file) && !fs_is_regular_nofollow(fifo), "is_regular");
+    // the quiet form tells "not a regular file" from "cannot open"
+    EXPECT(fs_open_regular_fd(fifo) == FS_NOT_REGULAR, "quiet: a FIFO");
+    EXPECT(fs_open_regular_fd("/dev/null") == FS_NOT_REGULAR, "quiet: a device");
+    errno = 0;
+    EXPECT(fs_open_regular_fd(g_dir) == FS_NOT_REGULAR, "quiet: a directory");
+    char missing[4200];
+    path_in(missing, sizeof missing, "missing");
+    EXPECT(fs_open_regular_fd(missing) == -1 && errno == ENOENT, "quiet: missing");
+    fd = fs_open_regular_fd(file);
+    EXPECT(fd >= 0 && (fcntl(fd, F_GETFL) & O_NONBLOCK) == 0, "quiet: a regular file, blocking");
+    if (fd >= 0) close(fd);
 }
 
 // ---------------------------------------------------------------------------------------------

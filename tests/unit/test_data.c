@@ -147,7 +147,7 @@ static void test_roundtrip(int vocab, int expect_bytes, int32_t expect_magic,
     int32_t out[T + 1];
     int bad = 0;
     for (uint64_t s = 0; s < ds.n_seq; s++) {
-        dataset_sequence(&ds, s, out);
+        EXPECT(dataset_sequence(&ds, s, out) == TS_OK, "sequence %llu", (unsigned long long)s);
         for (int t = 0; t <= T; t++)
             bad += out[t] != (int32_t)tok[s * T + (uint64_t)t];
     }
@@ -266,6 +266,78 @@ static void test_bad_shards(void) {
     expect_open_error(pat, 8, 256,
                       (const char *[]){path_in("%s/train_001.bin", "second_bad"),
                                        "token 300 at byte offset 1098", NULL});
+}
+
+// ---------------------------------------------------------------------------------------------
+// files that are not shards, and shards that change under an open dataset
+
+// A glob that matches a FIFO or a device node: refused at once, never opened (a FIFO would block
+// the open forever, and reading a device may never end).
+static void test_not_regular(void) {
+    make_dir("fifo");
+    EXPECT(mkfifo(path_in("%s/train_000.bin", "fifo"), 0644) == 0, "mkfifo");
+    char pat[2048];
+    snprintf(pat, sizeof pat, "%s", path_in("%s/train_*.bin", "fifo"));
+    expect_open_error(pat, 8, 256,
+                      (const char *[]){path_in("%s/train_000.bin", "fifo"),
+                                       "token shard is not a regular file", NULL});
+    make_dir("device");
+    EXPECT(symlink("/dev/zero", path_in("%s/train_000.bin", "device")) == 0, "symlink");
+    snprintf(pat, sizeof pat, "%s", path_in("%s/train_*.bin", "device"));
+    expect_open_error(pat, 8, 256, (const char *[]){"is not a regular file", NULL});
+}
+
+// The shard is truncated (or rewritten) after dataset_open checked it: reading a sequence past
+// the new end, or a token that is now out of range, is one error line naming the shard and the
+// offset, TS_ERR_INPUT (a mapped shard would have died of SIGBUS).
+static void test_changed_while_open(void) {
+    enum { N = 1000, T = 16 };
+    uint32_t tok[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = (uint32_t)(i % 256);
+    make_dir("changed");
+    const char *path = path_in("%s/train_000.bin", "changed");
+    EXPECT(shard_write(path, tok, N, 256) == TS_OK, "write");
+    dataset ds;
+    EXPECT(dataset_open(&ds, path, T, 256) == TS_OK, "open");
+    if (ds.n_shards != 1) return;
+    int32_t out[T + 1];
+    EXPECT(dataset_sequence(&ds, 50, out) == TS_OK && out[0] == (50 * T) % 256, "before");
+
+    EXPECT(truncate(path, 1024 + 2 * 400) == 0, "truncate");
+    EXPECT(dataset_sequence(&ds, 10, out) == TS_OK, "a sequence before the cut still reads");
+    capture_begin();
+    ts_status st = dataset_sequence(&ds, 50, out);
+    char *log = capture_end();
+    EXPECT(st == TS_ERR_INPUT, "read past the cut: %s", ts_status_name(st));
+    EXPECT(count_substr(log, "error: ") == 1 && strstr(log, path) &&
+               strstr(log, "the file ends at byte 1824, expected 3024 bytes") &&
+               strstr(log, "truncated while tessera was using it") &&
+               strstr(log, "byte offset 2624"),
+           "the error names the shard, both sizes and the offset:\n%s", log);
+    free(log);
+    double h;
+    capture_begin();
+    st = dataset_unigram_entropy(&ds, 256, &h);
+    log = capture_end();
+    EXPECT(st == TS_ERR_INPUT && count_substr(log, "error: ") == 1 && strstr(log, path),
+           "entropy of a truncated shard: %s\n%s", ts_status_name(st), log);
+    free(log);
+
+    // rewritten in place with a token out of range
+    FILE *f = fopen(path, "r+b");
+    uint16_t big = 999;
+    fseek(f, 1024 + 2 * (10 * T + 3), SEEK_SET);
+    fwrite(&big, 2, 1, f);
+    fclose(f);
+    capture_begin();
+    st = dataset_sequence(&ds, 10, out);
+    log = capture_end();
+    EXPECT(st == TS_ERR_INPUT && strstr(log, "token 999 at byte offset 1350") &&
+               strstr(log, "shard changed"),
+           "a token out of range after opening: %s\n%s", ts_status_name(st), log);
+    free(log);
+    dataset_close(&ds);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,7 +482,8 @@ static void test_entropy(void) {
     EXPECT(shard_write(path_in("%s/b.bin", "entropy"), t, 300, 50257) == TS_OK, "write b");
     dataset ds;
     EXPECT(dataset_open(&ds, path_in("%s/*.bin", "entropy"), 4, 50257) == TS_OK, "open");
-    double h = dataset_unigram_entropy(&ds, 50257), want = 1.5 * log(2.0);
+    double h = -1, want = 1.5 * log(2.0);
+    EXPECT(dataset_unigram_entropy(&ds, 50257, &h) == TS_OK, "entropy");
     EXPECT(fabs(h - want) < 1e-12, "entropy %.15f, expected %.15f", h, want);
     dataset_close(&ds);
 
@@ -419,7 +492,7 @@ static void test_entropy(void) {
         u[i] = (uint32_t)(i % 256);
     EXPECT(shard_write(path_in("%s/uniform.bin", "entropy"), u, 1024, 256) == TS_OK, "write");
     EXPECT(dataset_open(&ds, path_in("%s/uniform.bin", "entropy"), 4, 256) == TS_OK, "open");
-    h = dataset_unigram_entropy(&ds, 256);
+    EXPECT(dataset_unigram_entropy(&ds, 256, &h) == TS_OK, "entropy");
     EXPECT(fabs(h - log(256.0)) < 1e-12, "uniform entropy %.15f, expected ln 256", h);
     dataset_close(&ds);
 }
@@ -448,9 +521,13 @@ static char *shards_text(const char *pattern, size_t *len) {
         n += ds.shards[s].n_tokens;
     char *t = malloc(n + 1);
     for (int s = 0; s < ds.n_shards; s++) {
-        const uint16_t *tok = (const uint16_t *)(ds.shards[s].map + 1024);
+        size_t bytes = ds.shards[s].n_tokens * sizeof(uint16_t);
+        uint16_t *tok = malloc(bytes + 1);
+        EXPECT(pread(ds.shards[s].fd, tok, bytes, 1024) == (ssize_t)bytes, "read %s",
+               ds.shards[s].path);
         for (uint64_t i = 0; i < ds.shards[s].n_tokens; i++)
             t[(*len)++] = (char)tok[i];
+        free(tok);
     }
     t[n] = 0;
     dataset_close(&ds);
@@ -642,6 +719,8 @@ int main(int argc, char **argv) {
     test_roundtrip(65537, 4, SHARD_MAGIC_U32, SHARD_VERSION_U32);
     test_roundtrip(100000, 4, SHARD_MAGIC_U32, SHARD_VERSION_U32);
     test_bad_shards();
+    test_not_regular();
+    test_changed_while_open();
     test_permutation();
     test_sample_order();
     test_entropy();

@@ -1,8 +1,10 @@
 // test_h5zstd.c — the zstd HDF5 filter (runtime/h5zstd.c) in-process: exact round trips of a
 // compressible float dataset and an incompressible random one, their stored sizes, the filter's
-// place in the dataset's pipeline, stored chunks that plain libzstd decodes, chunks from other
-// writers (frames without a content size, several frames in one chunk), corrupt and truncated
-// chunks that must fail to read, and a read that must fail once the filter is unregistered.
+// place in the dataset's pipeline (level and chunk size), stored chunks that plain libzstd
+// decodes, chunks from other writers (frames without a content size, several frames in one
+// chunk), corrupt and truncated chunks and chunks that decode to more or fewer bytes than the
+// chunk holds, which must fail to read, and a read that must fail once the filter is
+// unregistered.
 //
 // usage: test_h5zstd DIR
 // Leaves DIR/h5zstd.h5 (datasets /smooth, /random, /fast) for the h5dump and h5py checks in
@@ -104,7 +106,7 @@ static void test_round_trip(const char *path, const float *smooth, const uint32_
     EXPECT(smooth_stored > 0 && smooth_stored * 10 < smooth_raw, "/smooth stores %llu of %zu bytes",
            (unsigned long long)smooth_stored, smooth_raw);
 
-    // the pipeline names filter 32015 with the level as its one client value
+    // the pipeline names filter 32015 with the level and the chunk's bytes as its client values
     hid_t dcpl = H5Dget_create_plist(dset);
     unsigned flags = 0, cd[4] = {0};
     size_t ncd = 4;
@@ -112,7 +114,9 @@ static void test_round_trip(const char *path, const float *smooth, const uint32_
     EXPECT(H5Pget_filter_by_id2(dcpl, H5ZSTD_FILTER_ID, &flags, &ncd, cd, sizeof name, name,
                                 NULL) >= 0,
            "filter %d missing from /smooth", H5ZSTD_FILTER_ID);
-    EXPECT(ncd == 1 && cd[0] == 3, "cd_values: %zu values, first %u (expected 1, 3)", ncd, cd[0]);
+    EXPECT(ncd == 2 && cd[0] == 3 && cd[1] == SMOOTH_CHUNK * sizeof(float),
+           "cd_values: %zu values, %u %u (expected 2: 3, %zu)", ncd, cd[0], cd[1],
+           SMOOTH_CHUNK * sizeof(float));
     EXPECT(strcmp(name, "zstd") == 0, "filter name '%s'", name);
     H5Pclose(dcpl);
 
@@ -205,7 +209,25 @@ static void test_foreign_chunks(const char *path, const float *smooth) {
     EXPECT(read_raw_chunk(file, "/truncated", two, a - 5, smooth) == -1, "truncated frame read");
     EXPECT(read_raw_chunk(file, "/truncated_unsized", frame, nframe - 5, smooth) == -1,
            "truncated unsized frame read");
-    EXPECT(read_raw_chunk(file, "/one_of_two", two, a, smooth) != 1, "half a chunk read");
+    // a chunk must decode to exactly its size (cd_values[1]): half of it is refused, not
+    // zero-filled; more is refused before it is decoded (sized) or as soon as it overflows
+    EXPECT(read_raw_chunk(file, "/one_of_two", two, a, smooth) == -1, "half a chunk read");
+    size_t big_bytes = 4 * raw_bytes;
+    char *big = calloc(big_bytes, 1), *zbig = malloc(ZSTD_compressBound(big_bytes));
+    memcpy(big, smooth, raw_bytes);
+    size_t nbig = ZSTD_compress(zbig, ZSTD_compressBound(big_bytes), big, big_bytes, 3);
+    EXPECT(read_raw_chunk(file, "/too_big", zbig, nbig, smooth) == -1, "a chunk 4x too big read");
+    cctx = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0);
+    nbig = ZSTD_compress2(cctx, zbig, ZSTD_compressBound(big_bytes), big, raw_bytes + 1);
+    EXPECT(read_raw_chunk(file, "/one_byte_more", zbig, nbig, smooth) == -1,
+           "an unsized frame one byte too long read");
+    nbig = ZSTD_compress2(cctx, zbig, ZSTD_compressBound(big_bytes), big, raw_bytes - 4);
+    EXPECT(read_raw_chunk(file, "/one_float_less", zbig, nbig, smooth) == -1,
+           "an unsized frame one float short read");
+    ZSTD_freeCCtx(cctx);
+    free(big);
+    free(zbig);
     H5Eset_auto2(H5E_DEFAULT, saved_func, saved_data);
 
     H5Fclose(file);
