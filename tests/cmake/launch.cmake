@@ -1,12 +1,24 @@
-# The launcher (scripts/launch) through real failures: real mpirun, real ranks killed or stopped
-# by real signals, several "hosts" on this machine (TESSERA_HOST per rank, a probe the test
-# controls). Every scenario is described in tests/launch/scenario.sh. Timing-sensitive: serial.
-if(NOT TESSERA_HAVE_MPI)
-  return()
-endif()
+# The launcher (scripts/launch, the package scripts/tessera_launch). Its decisions (classify a
+# job's end, the restart policy, host names and choice, launch-id matching, the pid and STOP
+# files) are pure functions with table-driven unit tests (tests/launch/test_*.py); then real
+# failures: real mpirun, real ranks killed or stopped by real signals, several "hosts" on this
+# machine (TESSERA_HOST per rank, a probe the test controls). Every scenario is described in
+# tests/launch/scenario.sh. Timing-sensitive: serial.
 find_program(TESSERA_PYTHON3 python3)
 if(NOT TESSERA_PYTHON3)
   message(WARNING "python3 not found: the launcher tests are left out")
+  return()
+endif()
+
+foreach(unit classify policy hosts launch_id control output cleanup)
+  add_test(NAME launch_unit_${unit}
+           COMMAND ${TESSERA_PYTHON3} -m unittest -v test_${unit}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/launch)
+  set_tests_properties(launch_unit_${unit} PROPERTIES LABELS "unit;launch"
+                       ENVIRONMENT "PYTHONPATH=${CMAKE_SOURCE_DIR}/scripts;PYTHONDONTWRITEBYTECODE=1")
+endforeach()
+
+if(NOT TESSERA_HAVE_MPI)
   return()
 endif()
 string(REPLACE ";" " " LAUNCH_MPIRUN_STR "${TESSERA_MPIRUN}")
