@@ -65,6 +65,14 @@ launch_test(launch_interrupt ARGS interrupt PROCESSORS 2)
 launch_test(launch_drain ARGS drain PROCESSORS 3)
 launch_test(launch_join ARGS join PROCESSORS 3)
 launch_test(launch_bad_input ARGS bad_input PROCESSORS 2)
+# a bug is never retried: a rank reporting an internal error, and a rank exiting 70 without a
+# status file on a host that still answers (an exit path that does not report)
+launch_test(launch_not_retried_panic
+            ARGS not_retried 1:12:before:panic "a rank hit an internal error" PROCESSORS 2)
+launch_test(launch_not_retried_exit70
+            ARGS not_retried 1:12:before:exit70
+                 "rank 1 exited 70 without a status file on host b, which still answers"
+            PROCESSORS 2)
 launch_test(launch_remote ARGS remote PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_node_sigterm ARGS node_sigterm PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_host_frozen ARGS host_frozen PROCESSORS 2)

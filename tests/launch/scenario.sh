@@ -22,6 +22,10 @@
 #   join                    2 hosts; c is added to the hostfile mid-run: it joins at a planned stop
 #                           and receives the checkpoint from a holder; lineage intact
 #   bad_input               a missing data path: exit 2 after one attempt, no retry
+#   not_retried SPEC WHY    TESSERA_FAULT=SPEC makes a rank end as a bug (panic: status
+#                           "internal" and exit 70; exit70: exit 70 without a status file, its
+#                           host still answering): exit 70 after one attempt, no retry, and the
+#                           launcher's line about the attempt's end matches WHY
 #   remote                  not --local: mpirun starts each host's daemon through an rsh agent
 #                           (uts_rsh.sh: this machine in a UTS namespace named after the host), the
 #                           cleanup runs through --remote; a rank killed, restart, identical
@@ -269,6 +273,17 @@ bad_input)
     expect "giving up: bad_input is not retried" "no 'not retried'"
     expect "none/train_\*.bin: no file matches" "the data error is not shown"
     echo "scenario bad_input: exit 2 after one attempt"
+    ;;
+not_retried)
+    TESSERA_FAULT=$1 start_launcher --max-restarts 3 --backoff 0
+    wait_launcher 60
+    [ "$rc" -eq 70 ] || fail "exit $rc, want 70"
+    expect "fault injection: rank" "the fault did not fire"
+    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts: a bug was retried"
+    expect "attempt 1 ended: mpirun exit 70, bug: $2" "no line saying why (want: $2)"
+    expect "giving up: bug is not retried (exit 70)" "no 'not retried'"
+    grep -q "restarting" "$out" && fail "the launcher restarted"
+    echo "scenario not_retried $1: exit 70 after one attempt"
     ;;
 remote)
     TESSERA_FAULT=1:12:inside:kill start_remote_launcher
