@@ -73,6 +73,8 @@ launch_test(launch_not_retried_exit70
             ARGS not_retried 1:12:before:exit70
                  "rank 1 exited 70 without a status file on host b, which still answers"
             PROCESSORS 2)
+launch_test(launch_stale_pid ARGS stale_pid PROCESSORS 2)
+launch_test(launch_stop_dir_midrun ARGS stop_dir PROCESSORS 2)
 launch_test(launch_remote ARGS remote PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_node_sigterm ARGS node_sigterm PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_host_frozen ARGS host_frozen PROCESSORS 2)
@@ -93,6 +95,31 @@ ${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'train.stepz: unknown key' -- \
 ${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts --tessera ${TESSERA_BIN} -- \
 ${CMAKE_SOURCE_DIR}/configs/tiny.ini --train.stepz=3 && test ! -e $d/launch")
 set_tests_properties(launch_bad_config PROPERTIES LABELS "unit;launch")
+# a host name that begins with '-' would reach ssh as an option
+add_test(NAME launch_bad_hostname
+         COMMAND sh -c "d=${TESSERA_TEST_DATA}/launch/badname && mkdir -p $d && \
+printf 'a\\n-G slots=1\\n' > $d/hosts && \
+${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'launch: error: .*/hosts:2: \"-G\": expected a host name' -- \
+${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts -- ${CMAKE_SOURCE_DIR}/configs/tiny.ini")
+set_tests_properties(launch_bad_hostname PROPERTIES LABELS "unit;launch")
+# a STOP that is a directory: the ranks cannot remove it, every run would stop at once
+add_test(NAME launch_stop_dir
+         COMMAND sh -c "d=${TESSERA_TEST_DATA}/launch/stopdir && rm -rf $d && mkdir -p $d/run/STOP && \
+printf 'a\\n' > $d/hosts && \
+${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'launch: error: .*/run/STOP: a directory, expected a regular file or nothing' -- \
+${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts --tessera ${TESSERA_BIN} -- \
+${CMAKE_SOURCE_DIR}/configs/tiny.ini --run.out_dir=$d --run.name=run && test ! -e $d/run/launch")
+set_tests_properties(launch_stop_dir PROPERTIES LABELS "unit;launch")
+# drain/admit: the host argument is a host name
+foreach(case "empty;''" "slash;a/b" "dash;-- -G")
+  list(GET case 0 tag)
+  list(GET case 1 host)
+  add_test(NAME launch_drain_bad_host_${tag}
+           COMMAND sh -c "${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 \
+'launch: error: drain: \".*\": expected a host name' -- \
+${CMAKE_SOURCE_DIR}/scripts/launch drain ${host} ${TESSERA_TEST_DATA}/launch/none")
+  set_tests_properties(launch_drain_bad_host_${tag} PROPERTIES LABELS "unit;launch")
+endforeach()
 add_test(NAME launch_no_launcher
          COMMAND ${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 "no launcher runs this run" --
                  ${CMAKE_SOURCE_DIR}/scripts/launch drain b ${TESSERA_TEST_DATA}/launch/none)

@@ -26,6 +26,11 @@
 #                           "internal" and exit 70; exit70: exit 70 without a status file, its
 #                           host still answering): exit 70 after one attempt, no retry, and the
 #                           launcher's line about the attempt's end matches WHY
+#   stale_pid               launcher.pid names a live process that is no launcher of the run (with
+#                           and without a start time): `launch status` says none runs, and `launch
+#                           run` starts and finishes instead of refusing
+#   stop_dir                a directory RUN_DIR/STOP appears mid-run: the ranks stop (they cannot
+#                           remove it); the launcher gives up with exit 2 naming it, no restart
 #   remote                  not --local: mpirun starts each host's daemon through an rsh agent
 #                           (uts_rsh.sh: this machine in a UTS namespace named after the host), the
 #                           cleanup runs through --remote; a rank killed, restart, identical
@@ -47,7 +52,9 @@ ref="$RUNS/launch_ref"
 work="$RUNS/$name.work"
 out="$work/out"
 job=""
+others=""
 cleanup() {
+    [ -z "$others" ] || kill $others 2>/dev/null
     if [ -n "$job" ] && kill -0 "$job" 2>/dev/null; then
         kill -KILL "$job" 2>/dev/null
         # the job's ranks carry the launch id: nothing may outlive a failed test
@@ -284,6 +291,33 @@ not_retried)
     expect "giving up: bug is not retried (exit 70)" "no 'not retried'"
     grep -q "restarting" "$out" && fail "the launcher restarted"
     echo "scenario not_retried $1: exit 70 after one attempt"
+    ;;
+stale_pid)
+    sleep 300 &
+    others=$!
+    mkdir -p "$dir/launch"
+    for pidfile in "$others" "$others 1"; do
+        echo "$pidfile" >"$dir/launch/launcher.pid"
+        "$launch" status "$dir" 2>/dev/null | grep -qx "launcher: not running" ||
+            fail "launch status takes pid file '$pidfile' (a sleep) for a launcher"
+    done
+    start_launcher
+    wait_launcher 120
+    finished_ok
+    grep -q "another launcher" "$out" && fail "the stale pid file blocked the run"
+    kill -0 "$others" || fail "the unrelated process is gone"
+    echo "scenario stale_pid: a pid file naming an unrelated live process does not block the run"
+    ;;
+stop_dir)
+    start_launcher
+    wait_step 20
+    mkdir "$dir/STOP"
+    wait_launcher 60
+    [ "$rc" -eq 2 ] || fail "exit $rc, want 2"
+    expect "giving up: $dir/STOP: a directory, expected a regular file or nothing" "no line naming the STOP directory"
+    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts: restarted into the same stop"
+    rmdir "$dir/STOP"
+    echo "scenario stop_dir: a STOP directory ends the launcher with exit 2, naming it"
     ;;
 remote)
     TESSERA_FAULT=1:12:inside:kill start_remote_launcher
