@@ -233,9 +233,13 @@ interrupt)
     expect "stopping at once" "no 'stopping at once'"
     sleep 0.5
     pgrep -f -- "--run.name=$name( |$)" >/dev/null && fail "processes of the job survive"
+    # check what a resume considers, no more: committed step-NNNNNNNN directories (8 digits, no
+    # suffix) holding a MANIFEST. The SIGKILL may land inside a save or a prune: its leftovers
+    # (.tmp, .old, a half-deleted .del) are no checkpoints, and the next start removes them
     n=0
     for ck in "$dir"/ckpt/*/step-*; do
-        case $ck in *.tmp) continue ;; esac
+        case ${ck##*/} in step-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;; *) continue ;; esac
+        [ -d "$ck" ] && [ -f "$ck/MANIFEST" ] || continue
         "$TESSERA" ckpt verify "$ck" >/dev/null || fail "$ck does not verify"
         n=$((n + 1))
     done
