@@ -162,32 +162,32 @@ def clear_requests(run_dir):
 
 
 # ---------------------------------------------------------------------------------------------
-# RUN_DIR/STOP: every rank stops at the step after it sees the name exist, and removes it. One
-# that is not a regular file (a directory) cannot be removed, so it would stop every run at its
-# first step; the launcher refuses to start (or restart) while it is there.
+# RUN_DIR/STOP: a regular file there is a stop request every rank reads each step (the rank that
+# serves it removes it). Anything else (a directory, a link, a pipe) cannot be served that way:
+# the ranks ignore it and warn, and so does the launcher, once, when it starts.
 
 def stop_file_problem(mode):
-    """None, or what is wrong with a STOP of this st_mode (None: there is none)"""
+    """None, or what a STOP of this st_mode (from lstat; None: there is none) is instead of a
+    regular file"""
     if mode is None or stat.S_ISREG(mode):
         return None
-    what = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode)
-            or stat.S_ISBLK(mode) else "not a regular file")
-    return what
+    return ("a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode)
+            else "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
 
 
 def check_stop_file(run_dir):
-    """None, or one line saying why RUN_DIR/STOP must go"""
+    """None, or the warning about a RUN_DIR/STOP that is no stop request"""
     path = os.path.join(run_dir, "STOP")
     try:
-        mode = os.stat(path).st_mode
+        mode = os.lstat(path).st_mode
     except OSError:
         return None
     what = stop_file_problem(mode)
     if what is None:
         return None
-    return (f"{path}: {what}, expected a regular file or nothing (the ranks take its name as a "
-            f"stop request and cannot remove it: every run would stop at once); remove it")
+    return (f"warning: {path} is {what}, not a regular file: no stop request, the ranks ignore "
+            f"it (a stop request is an empty file, or `scripts/launch stop {run_dir}`)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ job that cannot start does not spin.
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .codes import EXIT_INPUT, EXIT_OK, EXIT_PEER_LOST
+from .codes import EXIT_OK, EXIT_PEER_LOST
 
 MAX_WAIT_S = 60.0
 
@@ -22,7 +22,6 @@ class Situation:
     stop_kind: Optional[str] = None  # the planned stop under way: None, user, drain or join
     interrupted: bool = False  # the launcher got SIGINT/SIGTERM
     stopped_before_up: bool = False  # one SIGINT/SIGTERM before every rank was up
-    stop_file_error: Optional[str] = None  # RUN_DIR/STOP is there but not a regular file
     newest_ckpt: Optional[int] = None  # the newest checkpoint step the job wrote
     best_step: int = -1  # the newest checkpoint step of any earlier attempt
     no_progress: int = 0  # restarts in a row without a new checkpoint so far
@@ -68,9 +67,6 @@ def decide(s):
         return leave(EXIT_OK, "stopped before the job was up (nothing to save)")
     if s.kind == "finished":
         return leave(EXIT_OK, "the run finished")
-    if s.kind == "stopped" and s.stop_kind is None and s.stop_file_error:
-        return give_up(EXIT_INPUT, f"giving up: {s.stop_file_error}", reason="bad input",
-                       code=EXIT_INPUT)
     if s.kind == "stopped" and s.stop_kind in (None, "user"):
         return leave(EXIT_OK, "stopped on request; continue with the same command")
     if s.kind == "interrupted":

@@ -72,9 +72,6 @@ class Launcher:
         if cfg is None:
             return EXIT_INPUT
         run_dir = os.path.abspath(os.path.join(cfg["run"]["out_dir"], cfg["run"]["name"]))
-        problem = control.check_stop_file(run_dir)
-        if problem:
-            raise InputError(problem)
         self.timeout_s = float(cfg["comm"]["timeout_s"])
         self.launch_dir = os.path.join(run_dir, "launch")
         os.makedirs(self.launch_dir, exist_ok=True)
@@ -96,6 +93,9 @@ class Launcher:
         if int(cfg["ckpt"]["every"]) <= 0:
             self.log("warning: ckpt.every = 0: a restart after a failure starts from the last "
                      "planned stop or from scratch")
+        stop_warning = control.check_stop_file(run_dir)
+        if stop_warning:
+            self.log(stop_warning)
         return None
 
     def close(self):
@@ -281,10 +281,6 @@ class Launcher:
                 self.log(f"giving up: the config does not fit {world} ranks (see above)",
                          "give_up", reason="bad input")
                 return EXIT_INPUT
-            problem = control.check_stop_file(self.run_dir)
-            if problem:
-                self.log(f"giving up: {problem}", "give_up", reason="bad input", code=EXIT_INPUT)
-                return EXIT_INPUT
             self.stops.reset()
             self.stops.handle_signals()  # a signal since the check above
             if self.stops.interrupts:
@@ -299,7 +295,6 @@ class Launcher:
                 kind=kind, code=code, stop_kind=stop_kind,
                 interrupted=self.stops.interrupts > 0,
                 stopped_before_up=self.stops.handled == 1 and att.ready is None,
-                stop_file_error=control.check_stop_file(self.run_dir),
                 newest_ckpt=att.newest_ckpt, best_step=self.best_step,
                 no_progress=self.no_progress, max_restarts=self.a.max_restarts,
                 backoff=self.a.backoff))

@@ -74,7 +74,7 @@ launch_test(launch_not_retried_exit70
                  "rank 1 exited 70 without a status file on host b, which still answers"
             PROCESSORS 2)
 launch_test(launch_stale_pid ARGS stale_pid PROCESSORS 2)
-launch_test(launch_stop_dir_midrun ARGS stop_dir PROCESSORS 2)
+launch_test(launch_stop_dir ARGS stop_dir PROCESSORS 2)
 launch_test(launch_remote ARGS remote PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_node_sigterm ARGS node_sigterm PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_host_frozen ARGS host_frozen PROCESSORS 2)
@@ -102,14 +102,6 @@ printf 'a\\n-G slots=1\\n' > $d/hosts && \
 ${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'launch: error: .*/hosts:2: \"-G\": expected a host name' -- \
 ${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts -- ${CMAKE_SOURCE_DIR}/configs/tiny.ini")
 set_tests_properties(launch_bad_hostname PROPERTIES LABELS "unit;launch")
-# a STOP that is a directory: the ranks cannot remove it, every run would stop at once
-add_test(NAME launch_stop_dir
-         COMMAND sh -c "d=${TESSERA_TEST_DATA}/launch/stopdir && rm -rf $d && mkdir -p $d/run/STOP && \
-printf 'a\\n' > $d/hosts && \
-${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'launch: error: .*/run/STOP: a directory, expected a regular file or nothing' -- \
-${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts --tessera ${TESSERA_BIN} -- \
-${CMAKE_SOURCE_DIR}/configs/tiny.ini --run.out_dir=$d --run.name=run && test ! -e $d/run/launch")
-set_tests_properties(launch_stop_dir PROPERTIES LABELS "unit;launch")
 # drain/admit: the host argument is a host name
 foreach(case "empty;''" "slash;a/b" "dash;-- -G")
   list(GET case 0 tag)

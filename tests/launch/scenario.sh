@@ -29,8 +29,8 @@
 #   stale_pid               launcher.pid names a live process that is no launcher of the run (with
 #                           and without a start time): `launch status` says none runs, and `launch
 #                           run` starts and finishes instead of refusing
-#   stop_dir                a directory RUN_DIR/STOP appears mid-run: the ranks stop (they cannot
-#                           remove it); the launcher gives up with exit 2 naming it, no restart
+#   stop_dir                RUN_DIR/STOP is a directory (no stop request: it cannot be served by
+#                           removing it): the launcher warns once, the run finishes in one attempt
 #   remote                  not --local: mpirun starts each host's daemon through an rsh agent
 #                           (uts_rsh.sh: this machine in a UTS namespace named after the host), the
 #                           cleanup runs through --remote; a rank killed, restart, identical
@@ -313,15 +313,17 @@ stale_pid)
     echo "scenario stale_pid: a pid file naming an unrelated live process does not block the run"
     ;;
 stop_dir)
+    mkdir -p "$dir/STOP"
     start_launcher
-    wait_step 20
-    mkdir "$dir/STOP"
-    wait_launcher 60
-    [ "$rc" -eq 2 ] || fail "exit $rc, want 2"
-    expect "giving up: $dir/STOP: a directory, expected a regular file or nothing" "no line naming the STOP directory"
-    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts: restarted into the same stop"
-    rmdir "$dir/STOP"
-    echo "scenario stop_dir: a STOP directory ends the launcher with exit 2, naming it"
+    wait_launcher 120
+    finished_ok
+    [ "$(grep -c "warning: $dir/STOP is a directory, not a regular file: no stop request" "$out")" -eq 1 ] ||
+        fail "not one launcher warning naming the STOP directory"
+    expect "the run finished" "the STOP directory stopped the run"
+    grep -q "stopped on request" "$out" && fail "the STOP directory was taken for a stop request"
+    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts, want 1"
+    [ -d "$dir/STOP" ] || fail "the STOP directory was removed"
+    echo "scenario stop_dir: a STOP directory is no stop request; the launcher warns, the run finishes"
     ;;
 remote)
     TESSERA_FAULT=1:12:inside:kill start_remote_launcher

@@ -78,8 +78,9 @@ class PidFile(unittest.TestCase):
 class StopFile(unittest.TestCase):
     def test_problem_by_mode(self):
         rows = [(None, None), (stat.S_IFREG | 0o644, None), (stat.S_IFDIR | 0o755, "a directory"),
-                (stat.S_IFIFO | 0o644, "a named pipe"), (stat.S_IFSOCK | 0o755, "a socket"),
-                (stat.S_IFCHR | 0o666, "a device"), (stat.S_IFBLK | 0o660, "a device")]
+                (stat.S_IFLNK | 0o777, "a symbolic link"), (stat.S_IFIFO | 0o644, "a named pipe"),
+                (stat.S_IFSOCK | 0o755, "a socket"), (stat.S_IFCHR | 0o666, "a device"),
+                (stat.S_IFBLK | 0o660, "a device")]
         for mode, want in rows:
             with self.subTest(mode=mode):
                 self.assertEqual(control.stop_file_problem(mode), want)
@@ -93,8 +94,9 @@ class StopFile(unittest.TestCase):
             os.unlink(stop)
             os.mkdir(stop)
             msg = control.check_stop_file(run)
-            self.assertTrue(msg.startswith(f"{stop}: a directory, expected a regular file or "
-                                           f"nothing"), msg)
+            self.assertTrue(msg.startswith(f"warning: {stop} is a directory, not a regular file: "
+                                           f"no stop request"), msg)
+            self.assertNotIn("\n", msg)
             os.rmdir(stop)
             os.mkfifo(stop)
             self.assertIn("a named pipe", control.check_stop_file(run))
@@ -104,8 +106,8 @@ class StopFile(unittest.TestCase):
             s.close()
             self.assertIn("a socket", control.check_stop_file(run))
             os.unlink(stop)
-            os.symlink("nowhere", stop)  # dangling: the ranks do not see it either
-            self.assertIsNone(control.check_stop_file(run))
+            os.symlink("nowhere", stop)  # a link, dangling or not, is no request either
+            self.assertIn("a symbolic link", control.check_stop_file(run))
 
 
 class Requests(unittest.TestCase):

@@ -104,16 +104,6 @@ class Policy(unittest.TestCase):
                 d = decide(s)
                 self.assertEqual((d.action, d.message, d.fields), (action, message, fields))
 
-    def test_stop_file_not_a_file(self):
-        # a STOP directory stops the ranks, and no one asked: say so instead of exiting 0
-        d = decide(Situation("stopped", 0, stop_file_error="RUN/STOP: a directory"))
-        self.assertEqual((d.action, d.code), ("give_up", 2))
-        self.assertEqual(d.message, "giving up: RUN/STOP: a directory")
-        # asked for by the launcher itself: the STOP file is not why the ranks stopped
-        for kind, action in (("user", "exit"), ("drain", "restart"), ("join", "restart")):
-            d = decide(Situation("stopped", 0, stop_kind=kind, stop_file_error="x"))
-            self.assertEqual(d.action, action, kind)
-
     def test_progress_and_backoff(self):
         # (newest checkpoint of the job, best before, restarts in a row before, max)
         #   -> action, best after, restarts in a row after, wait
