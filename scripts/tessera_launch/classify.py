@@ -31,6 +31,7 @@ class JobEnd:
     signals: Sequence[tuple] = ()  # (rank, signal): mpirun's report of a rank killed
     rank_hosts: Mapping[int, str] = field(default_factory=dict)  # rank: host
     alive: frozenset = frozenset()  # hosts that answered the probe after the job
+    unanswered: frozenset = frozenset()  # hosts whose cleanup got no answer: statuses unknown
     killed_by_us: bool = False  # the launcher SIGKILLed mpirun ...
     kill_why: str = ""  # ... for this reason
     stop_sent: bool = False  # a planned stop was delivered to the job
@@ -45,16 +46,18 @@ class Verdict(NamedTuple):
 
 def reasons_by_rank(end):
     """{rank: reason}: the status file's, else the rank's exit line's"""
-    out = {r: m[2] for m in end.markers for r in (m[0],)}
+    out = {m[0]: m[2] for m in end.markers}
     out.update({r: st.get("reason") for r, st in end.statuses.items()})
     return out
 
 
 def silent_exits(end):
-    """[(rank, code, host)]: ranks reported exiting non-zero that left no word of why"""
+    """[(rank, code, host)]: ranks reported exiting non-zero that left no word of why (on a host
+    whose status files were collected: elsewhere the word may be there, unread)"""
     said = reasons_by_rank(end)
     return [(r, code, end.rank_hosts.get(r)) for r, code in end.exits
-            if code != 0 and code not in SELF_EXPLAINED and r not in said]
+            if code != 0 and code not in SELF_EXPLAINED and r not in said
+            and end.rank_hosts.get(r) not in end.unanswered]
 
 
 def hosts_to_probe(end):

@@ -240,7 +240,10 @@ class Launcher:
                          markers=tuple(att.failures), exits=tuple(att.exits),
                          signals=tuple(att.signals), rank_hosts=rank_hosts(att.hosts),
                          killed_by_us=att.killed_by_us, kill_why=att.kill_why,
-                         stop_sent=bool(self.stops.sent), interrupts=self.stops.interrupts)
+                         stop_sent=bool(self.stops.sent), interrupts=self.stops.interrupts,
+                         # with --local one cleanup serves every host name
+                         unanswered=frozenset(h for h, _ in att.hosts) if self.a.local
+                         and unreachable else frozenset(unreachable))
         ask = hosts_to_probe(end)
         if ask:  # a rank ended without saying why: is its host still there?
             alive = probe(ask, self.probe_cmd(), self.a.probe_timeout)

@@ -100,6 +100,9 @@ ROWS = [
      "peer_lost", 75, "the job did not start"),
     ("no status at all", JobEnd(rc=1, world=2), "peer_lost", 75,
      "mpirun exited 1 and no rank said why"),
+    ("exit 70 on a host whose cleanup did not answer: its status may be there, unread",
+     JobEnd(rc=70, world=2, exits=((1, 70),), rank_hosts=TWO, alive=frozenset("ab"),
+            unanswered=frozenset("b")), "peer_lost", 75, "mpirun exited 70 and no rank said why"),
     ("exit 70 without a status, host gone",
      JobEnd(rc=70, world=2, exits=((1, 70),), rank_hosts=TWO, alive=frozenset("a")),
      "peer_lost", 75, "rank 1 exited 70 without a status file on host b, which does not answer"),
@@ -134,6 +137,8 @@ class Classify(unittest.TestCase):
                                                    rank_hosts=TWO), []),
             ("a rank of no known host", JobEnd(rc=70, exits=((5, 70),), rank_hosts=TWO),
              [(5, 70, None)]),
+            ("its host's cleanup did not answer", JobEnd(rc=70, exits=((1, 70),),
+                                                         rank_hosts=TWO, unanswered={"b"}), []),
         ]
         for name, end, want in rows:
             with self.subTest(name):
