@@ -64,7 +64,8 @@ class Launcher:
         self.overrides = list(self.train_args[1:])
         for a in self.overrides:
             if a == "--resume" or a.startswith("--resume=") or a.startswith("--run.resume"):
-                raise InputError(f"{a}: the launcher resumes by itself (--resume auto); leave it out")
+                raise InputError(f"{a}: the launcher resumes by itself (--resume auto); "
+                                 f"leave it out")
             if not a.startswith("--"):
                 raise InputError(f"\"{a}\": expected --section.key=value after CONFIG")
         self.hosts.reload(first=True)

@@ -18,8 +18,9 @@ from tessera_lab.svg import recovery_chart
 class Schedule(unittest.TestCase):
     def test_good(self):
         text = "# seconds, action, host\n29 add\n3 kill h2   # a node lost\n\n7.5 rate h1 10\n"
-        self.assertEqual(parse_schedule(text, "s"), [
-            (3.0, "kill", "h2", None, 3), (7.5, "rate", "h1", "10", 5), (29.0, "add", None, None, 2)])
+        self.assertEqual(parse_schedule(text, "s"), [(3.0, "kill", "h2", None, 3),
+                                                     (7.5, "rate", "h1", "10", 5),
+                                                     (29.0, "add", None, None, 2)])
 
     def test_bad(self):
         rows = [
