@@ -83,16 +83,39 @@ start_launcher() {
         -- "${ARGS[@]}" >"$out" 2>&1 &
     job=$!
 }
-host_processes() { # HOST: pids of every process in the UTS namespace of HOST's rank
-    local rank ns p
-    rank=$(for p in $(pgrep -f -- "--run.name=$name( |$)"); do
-        tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "TESSERA_HOST=$1" && echo $p
-    done | head -1)
-    [ -n "$rank" ] || fail "the rank of host $1 was not found"
-    ns=$(readlink /proc/$rank/ns/uts)
-    for p in $(ls /proc | grep -E '^[0-9]+$'); do
-        [ "$(readlink /proc/$p/ns/uts 2>/dev/null)" = "$ns" ] && echo $p
-    done
+host_signal() { # HOST SIG: signal SIG (TERM, STOP) to every process in the UTS namespace of
+    # HOST's rank, found and signalled by one process (a short run may end while a search that
+    # forks per process goes on, on a loaded machine); prints their pids
+    python3 - "$name" "$1" "$2" <<'PY'
+import os, signal, sys
+name, host, sig = sys.argv[1], sys.argv[2], getattr(signal, "SIG" + sys.argv[3])
+def read(p, what):
+    try:
+        with open(f"/proc/{p}/{what}", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+def uts(p):
+    try:
+        return os.readlink(f"/proc/{p}/ns/uts")
+    except OSError:
+        return None
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+rank = next((p for p in pids if f"--run.name={name}".encode() in read(p, "cmdline")
+             and f"TESSERA_HOST={host}".encode() in read(p, "environ")), None)
+if rank is None:
+    sys.exit(f"the rank of host {host} was not found")
+ns = uts(rank)
+if ns is None or ns == uts("self"):
+    sys.exit(f"the rank of host {host} is not in a UTS namespace of its own")
+victims = [int(p) for p in pids if uts(p) == ns]
+for p in victims:
+    try:
+        os.kill(p, sig)
+    except OSError:
+        pass
+print(" ".join(map(str, victims)))
+PY
 }
 # not --local: each host's daemon through the rsh agent, in a UTS namespace of its own
 start_remote_launcher() {
@@ -341,9 +364,8 @@ node_sigterm)
     # rank) gets SIGTERM; a node loss: restart from the last checkpoint
     start_remote_launcher
     wait_step 20
-    victims=$(host_processes b)
+    victims=$(host_signal b TERM) || fail "no processes of host b to signal"
     echo "SIGTERM to host b: $(echo $victims | wc -w) processes"
-    kill -TERM $victims
     wait_launcher 120
     finished_ok
     expect "failure detected" "the node loss was not detected"
@@ -359,9 +381,8 @@ host_frozen)
     # launcher if it has not ended by deadline + grace; the run finishes on host a alone
     start_remote_launcher --probe "[ {host} != b ] || [ ! -d '$dir/launch/attempt-1' ]"
     wait_step 20
-    victims=$(host_processes b)
+    victims=$(host_signal b STOP) || fail "no processes of host b to signal"
     echo "SIGSTOP to host b: $(echo $victims | wc -w) processes"
-    kill -STOP $victims
     wait_launcher 120
     finished_ok
     expect "failure detected: rank 0 exits 75 (peer_lost)" "rank 0 did not report the lost peer"
