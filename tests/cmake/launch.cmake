@@ -1,12 +1,24 @@
-# The launcher (scripts/launch) through real failures: real mpirun, real ranks killed or stopped
-# by real signals, several "hosts" on this machine (TESSERA_HOST per rank, a probe the test
-# controls). Every scenario is described in tests/launch/scenario.sh. Timing-sensitive: serial.
-if(NOT TESSERA_HAVE_MPI)
-  return()
-endif()
+# The launcher (scripts/launch, the package scripts/tessera_launch). Its decisions (classify a
+# job's end, the restart policy, host names and choice, launch-id matching, the pid and STOP
+# files) are pure functions with table-driven unit tests (tests/launch/test_*.py); then real
+# failures: real mpirun, real ranks killed or stopped by real signals, several "hosts" on this
+# machine (TESSERA_HOST per rank, a probe the test controls). Every scenario is described in
+# tests/launch/scenario.sh. Timing-sensitive: serial.
 find_program(TESSERA_PYTHON3 python3)
 if(NOT TESSERA_PYTHON3)
   message(WARNING "python3 not found: the launcher tests are left out")
+  return()
+endif()
+
+foreach(unit classify policy hosts launch_id control output cleanup)
+  add_test(NAME launch_unit_${unit}
+           COMMAND ${TESSERA_PYTHON3} -m unittest -v test_${unit}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/launch)
+  set_tests_properties(launch_unit_${unit} PROPERTIES LABELS "unit;launch"
+                       ENVIRONMENT "PYTHONPATH=${CMAKE_SOURCE_DIR}/scripts;PYTHONDONTWRITEBYTECODE=1")
+endforeach()
+
+if(NOT TESSERA_HAVE_MPI)
   return()
 endif()
 string(REPLACE ";" " " LAUNCH_MPIRUN_STR "${TESSERA_MPIRUN}")
@@ -53,6 +65,16 @@ launch_test(launch_interrupt ARGS interrupt PROCESSORS 2)
 launch_test(launch_drain ARGS drain PROCESSORS 3)
 launch_test(launch_join ARGS join PROCESSORS 3)
 launch_test(launch_bad_input ARGS bad_input PROCESSORS 2)
+# a bug is never retried: a rank reporting an internal error, and a rank exiting 70 without a
+# status file on a host that still answers (an exit path that does not report)
+launch_test(launch_not_retried_panic
+            ARGS not_retried 1:12:before:panic "a rank hit an internal error" PROCESSORS 2)
+launch_test(launch_not_retried_exit70
+            ARGS not_retried 1:12:before:exit70
+                 "rank 1 exited 70 without a status file on host b, which still answers"
+            PROCESSORS 2)
+launch_test(launch_stale_pid ARGS stale_pid PROCESSORS 2)
+launch_test(launch_stop_dir ARGS stop_dir PROCESSORS 2)
 launch_test(launch_remote ARGS remote PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_node_sigterm ARGS node_sigterm PROCESSORS 2 FIXTURES launch_ref)
 launch_test(launch_host_frozen ARGS host_frozen PROCESSORS 2)
@@ -73,6 +95,23 @@ ${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'train.stepz: unknown key' -- \
 ${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts --tessera ${TESSERA_BIN} -- \
 ${CMAKE_SOURCE_DIR}/configs/tiny.ini --train.stepz=3 && test ! -e $d/launch")
 set_tests_properties(launch_bad_config PROPERTIES LABELS "unit;launch")
+# a host name that begins with '-' would reach ssh as an option
+add_test(NAME launch_bad_hostname
+         COMMAND sh -c "d=${TESSERA_TEST_DATA}/launch/badname && mkdir -p $d && \
+printf 'a\\n-G slots=1\\n' > $d/hosts && \
+${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 'launch: error: .*/hosts:2: \"-G\": expected a host name' -- \
+${CMAKE_SOURCE_DIR}/scripts/launch run --local --hostfile $d/hosts -- ${CMAKE_SOURCE_DIR}/configs/tiny.ini")
+set_tests_properties(launch_bad_hostname PROPERTIES LABELS "unit;launch")
+# drain/admit: the host argument is a host name
+foreach(case "empty;''" "slash;a/b" "dash;-- -G")
+  list(GET case 0 tag)
+  list(GET case 1 host)
+  add_test(NAME launch_drain_bad_host_${tag}
+           COMMAND sh -c "${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 \
+'launch: error: drain: \".*\": expected a host name' -- \
+${CMAKE_SOURCE_DIR}/scripts/launch drain ${host} ${TESSERA_TEST_DATA}/launch/none")
+  set_tests_properties(launch_drain_bad_host_${tag} PROPERTIES LABELS "unit;launch")
+endforeach()
 add_test(NAME launch_no_launcher
          COMMAND ${CMAKE_SOURCE_DIR}/tests/expect_error.sh 2 "no launcher runs this run" --
                  ${CMAKE_SOURCE_DIR}/scripts/launch drain b ${TESSERA_TEST_DATA}/launch/none)

@@ -22,6 +22,15 @@
 #   join                    2 hosts; c is added to the hostfile mid-run: it joins at a planned stop
 #                           and receives the checkpoint from a holder; lineage intact
 #   bad_input               a missing data path: exit 2 after one attempt, no retry
+#   not_retried SPEC WHY    TESSERA_FAULT=SPEC makes a rank end as a bug (panic: status
+#                           "internal" and exit 70; exit70: exit 70 without a status file, its
+#                           host still answering): exit 70 after one attempt, no retry, and the
+#                           launcher's line about the attempt's end matches WHY
+#   stale_pid               launcher.pid names a live process that is no launcher of the run (with
+#                           and without a start time): `launch status` says none runs, and `launch
+#                           run` starts and finishes instead of refusing
+#   stop_dir                RUN_DIR/STOP is a directory (no stop request: it cannot be served by
+#                           removing it): the launcher warns once, the run finishes in one attempt
 #   remote                  not --local: mpirun starts each host's daemon through an rsh agent
 #                           (uts_rsh.sh: this machine in a UTS namespace named after the host), the
 #                           cleanup runs through --remote; a rank killed, restart, identical
@@ -43,7 +52,9 @@ ref="$RUNS/launch_ref"
 work="$RUNS/$name.work"
 out="$work/out"
 job=""
+others=""
 cleanup() {
+    [ -z "$others" ] || kill $others 2>/dev/null
     if [ -n "$job" ] && kill -0 "$job" 2>/dev/null; then
         kill -KILL "$job" 2>/dev/null
         # the job's ranks carry the launch id: nothing may outlive a failed test
@@ -72,16 +83,39 @@ start_launcher() {
         -- "${ARGS[@]}" >"$out" 2>&1 &
     job=$!
 }
-host_processes() { # HOST: pids of every process in the UTS namespace of HOST's rank
-    local rank ns p
-    rank=$(for p in $(pgrep -f -- "--run.name=$name( |$)"); do
-        tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "TESSERA_HOST=$1" && echo $p
-    done | head -1)
-    [ -n "$rank" ] || fail "the rank of host $1 was not found"
-    ns=$(readlink /proc/$rank/ns/uts)
-    for p in $(ls /proc | grep -E '^[0-9]+$'); do
-        [ "$(readlink /proc/$p/ns/uts 2>/dev/null)" = "$ns" ] && echo $p
-    done
+host_signal() { # HOST SIG: signal SIG (TERM, STOP) to every process in the UTS namespace of
+    # HOST's rank, found and signalled by one process (a short run may end while a search that
+    # forks per process goes on, on a loaded machine); prints their pids
+    python3 - "$name" "$1" "$2" <<'PY'
+import os, signal, sys
+name, host, sig = sys.argv[1], sys.argv[2], getattr(signal, "SIG" + sys.argv[3])
+def read(p, what):
+    try:
+        with open(f"/proc/{p}/{what}", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+def uts(p):
+    try:
+        return os.readlink(f"/proc/{p}/ns/uts")
+    except OSError:
+        return None
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+rank = next((p for p in pids if f"--run.name={name}".encode() in read(p, "cmdline")
+             and f"TESSERA_HOST={host}".encode() in read(p, "environ")), None)
+if rank is None:
+    sys.exit(f"the rank of host {host} was not found")
+ns = uts(rank)
+if ns is None or ns == uts("self"):
+    sys.exit(f"the rank of host {host} is not in a UTS namespace of its own")
+victims = [int(p) for p in pids if uts(p) == ns]
+for p in victims:
+    try:
+        os.kill(p, sig)
+    except OSError:
+        pass
+print(" ".join(map(str, victims)))
+PY
 }
 # not --local: each host's daemon through the rsh agent, in a UTS namespace of its own
 start_remote_launcher() {
@@ -222,9 +256,13 @@ interrupt)
     expect "stopping at once" "no 'stopping at once'"
     sleep 0.5
     pgrep -f -- "--run.name=$name( |$)" >/dev/null && fail "processes of the job survive"
+    # check what a resume considers, no more: committed step-NNNNNNNN directories (8 digits, no
+    # suffix) holding a MANIFEST. The SIGKILL may land inside a save or a prune: its leftovers
+    # (.tmp, .old, a half-deleted .del) are no checkpoints, and the next start removes them
     n=0
     for ck in "$dir"/ckpt/*/step-*; do
-        case $ck in *.tmp) continue ;; esac
+        case ${ck##*/} in step-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;; *) continue ;; esac
+        [ -d "$ck" ] && [ -f "$ck/MANIFEST" ] || continue
         "$TESSERA" ckpt verify "$ck" >/dev/null || fail "$ck does not verify"
         n=$((n + 1))
     done
@@ -270,6 +308,46 @@ bad_input)
     expect "none/train_\*.bin: no file matches" "the data error is not shown"
     echo "scenario bad_input: exit 2 after one attempt"
     ;;
+not_retried)
+    TESSERA_FAULT=$1 start_launcher --max-restarts 3 --backoff 0
+    wait_launcher 60
+    [ "$rc" -eq 70 ] || fail "exit $rc, want 70"
+    expect "fault injection: rank" "the fault did not fire"
+    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts: a bug was retried"
+    expect "attempt 1 ended: mpirun exit 70, bug: $2" "no line saying why (want: $2)"
+    expect "giving up: bug is not retried (exit 70)" "no 'not retried'"
+    grep -q "restarting" "$out" && fail "the launcher restarted"
+    echo "scenario not_retried $1: exit 70 after one attempt"
+    ;;
+stale_pid)
+    sleep 300 &
+    others=$!
+    mkdir -p "$dir/launch"
+    for pidfile in "$others" "$others 1"; do
+        echo "$pidfile" >"$dir/launch/launcher.pid"
+        "$launch" status "$dir" 2>/dev/null | grep -qx "launcher: not running" ||
+            fail "launch status takes pid file '$pidfile' (a sleep) for a launcher"
+    done
+    start_launcher
+    wait_launcher 120
+    finished_ok
+    grep -q "another launcher" "$out" && fail "the stale pid file blocked the run"
+    kill -0 "$others" || fail "the unrelated process is gone"
+    echo "scenario stale_pid: a pid file naming an unrelated live process does not block the run"
+    ;;
+stop_dir)
+    mkdir -p "$dir/STOP"
+    start_launcher
+    wait_launcher 120
+    finished_ok
+    [ "$(grep -c "warning: $dir/STOP is a directory, not a regular file: no stop request" "$out")" -eq 1 ] ||
+        fail "not one launcher warning naming the STOP directory"
+    expect "the run finished" "the STOP directory stopped the run"
+    grep -q "stopped on request" "$out" && fail "the STOP directory was taken for a stop request"
+    [ "$(attempts)" -eq 1 ] || fail "$(attempts) attempts, want 1"
+    [ -d "$dir/STOP" ] || fail "the STOP directory was removed"
+    echo "scenario stop_dir: a STOP directory is no stop request; the launcher warns, the run finishes"
+    ;;
 remote)
     TESSERA_FAULT=1:12:inside:kill start_remote_launcher
     wait_launcher 120
@@ -286,9 +364,8 @@ node_sigterm)
     # rank) gets SIGTERM; a node loss: restart from the last checkpoint
     start_remote_launcher
     wait_step 20
-    victims=$(host_processes b)
+    victims=$(host_signal b TERM) || fail "no processes of host b to signal"
     echo "SIGTERM to host b: $(echo $victims | wc -w) processes"
-    kill -TERM $victims
     wait_launcher 120
     finished_ok
     expect "failure detected" "the node loss was not detected"
@@ -304,9 +381,8 @@ host_frozen)
     # launcher if it has not ended by deadline + grace; the run finishes on host a alone
     start_remote_launcher --probe "[ {host} != b ] || [ ! -d '$dir/launch/attempt-1' ]"
     wait_step 20
-    victims=$(host_processes b)
+    victims=$(host_signal b STOP) || fail "no processes of host b to signal"
     echo "SIGSTOP to host b: $(echo $victims | wc -w) processes"
-    kill -STOP $victims
     wait_launcher 120
     finished_ok
     expect "failure detected: rank 0 exits 75 (peer_lost)" "rank 0 did not report the lost peer"
