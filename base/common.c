@@ -128,7 +128,11 @@ TS_NORETURN void ts_panic(const char *file, int line, const char *msg) {
 TS_NORETURN void ts_exit(ts_status st) {
     if (st != TS_ERR_PEER || !status_file_written())
         status_file_write(ts_status_reason(st), NULL, -1, ts_exit_code(st));
-    exit(ts_exit_code(st));
+    // Out at once: other threads (the checkpoint writer, OpenMP workers, MPI's progress
+    // threads) may be inside a library whose exit handlers would race them, hang or crash. The
+    // streams are flushed; files being written stay temporaries, which nothing takes for whole.
+    fflush(NULL);
+    _exit(ts_exit_code(st));
 }
 
 TS_NORETURN void ts_fatal(ts_status st, const char *fmt, ...) {

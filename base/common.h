@@ -95,7 +95,8 @@ TS_NORETURN void ts_panic(const char *file, int line, const char *msg);
 // ts_exit_code(st). For failures deep in code that cannot return a status (CUDA checks, the
 // allocator); everything else returns its status up to the command, which calls ts_exit.
 TS_NORETURN void ts_fatal(ts_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-// Write the status file for st (reason as above) and exit with its code: how a command ends.
+// Write the status file for st (reason as above), flush the streams and leave at once with its
+// code (_exit: no exit handlers run while other threads may be inside a library).
 TS_NORETURN void ts_exit(ts_status st);
 // The status file's reason for st: "finished" (TS_OK), "bad_input", "peer_lost", "system",
 // "internal".
