@@ -63,7 +63,8 @@ typedef struct {
 static size_t pair_esz(int act) { return act ? ts_dtype_size(G.mode) : sizeof(float); }
 
 static pair pair_alloc(size_t n, int act) {
-    pair p = {n, act, G.cpu->alloc(n * sizeof(float)), G.gpu->alloc(n * pair_esz(act))};
+    pair p = {n, act, G.cpu->alloc(G.cpu, n * sizeof(float)),
+              G.gpu->alloc(G.gpu, n * pair_esz(act))};
     return p;
 }
 
@@ -72,9 +73,9 @@ static void pair_set(pair *p, const float *host) {
     for (size_t i = 0; i < p->n; i++)
         p->ref[i] = p->act ? gpu_round_act(&G, host[i]) : host[i];
     if (p->act)
-        G.gpu->act_to_device(p->dev, p->ref, p->n);
+        G.gpu->act_to_device(G.gpu, p->dev, p->ref, p->n);
     else
-        G.gpu->to_device(p->dev, p->ref, p->n * sizeof(float));
+        G.gpu->to_device(G.gpu, p->dev, p->ref, p->n * sizeof(float));
 }
 
 static pair pair_rand(size_t n, int act, float lo, float hi) {
@@ -90,11 +91,11 @@ static pair pair_rand(size_t n, int act, float lo, float hi) {
 // the device copy, as floats on the host (caller frees)
 static float *pair_fetch(const pair *p) {
     float *h = malloc(p->n * sizeof(float));
-    G.gpu->synchronize();
+    G.gpu->synchronize(G.gpu);
     if (p->act)
-        G.gpu->act_to_host(h, p->dev, p->n);
+        G.gpu->act_to_host(G.gpu, h, p->dev, p->n);
     else
-        G.gpu->to_host(h, p->dev, p->n * sizeof(float));
+        G.gpu->to_host(G.gpu, h, p->dev, p->n * sizeof(float));
     return h;
 }
 
@@ -108,8 +109,8 @@ static void pair_check(const char *what, const pair *p, double tol) {
 static void *pair_bytes(const pair *p) {
     size_t bytes = p->n * pair_esz(p->act);
     void *h = malloc(bytes);
-    G.gpu->synchronize();
-    G.gpu->to_host(h, p->dev, bytes);
+    G.gpu->synchronize(G.gpu);
+    G.gpu->to_host(G.gpu, h, p->dev, bytes);
     return h;
 }
 
@@ -128,9 +129,9 @@ static void check_same_bits(const char *what, const pair *p, const void *first) 
 // restore the device copy from the reference's starting values `init` (host floats)
 static void pair_reset(pair *p, const float *init) {
     if (p->act)
-        G.gpu->act_to_device(p->dev, init, p->n);
+        G.gpu->act_to_device(G.gpu, p->dev, init, p->n);
     else
-        G.gpu->to_device(p->dev, init, p->n * sizeof(float));
+        G.gpu->to_device(G.gpu, p->dev, init, p->n * sizeof(float));
 }
 
 static float *copy_of(const float *x, size_t n) {
@@ -140,8 +141,8 @@ static float *copy_of(const float *x, size_t n) {
 }
 
 static void pair_free(pair *p) {
-    G.cpu->free(p->ref);
-    G.gpu->free(p->dev);
+    G.cpu->free(G.cpu, p->ref);
+    G.gpu->free(G.gpu, p->dev);
 }
 
 // int32 array on both backends
@@ -150,15 +151,15 @@ typedef struct {
 } ipair;
 
 static ipair ipair_new(const int *host, size_t n) {
-    ipair p = {G.cpu->alloc(n * sizeof(int)), G.gpu->alloc(n * sizeof(int))};
+    ipair p = {G.cpu->alloc(G.cpu, n * sizeof(int)), G.gpu->alloc(G.gpu, n * sizeof(int))};
     memcpy(p.ref, host, n * sizeof(int));
-    G.gpu->to_device(p.dev, host, n * sizeof(int));
+    G.gpu->to_device(G.gpu, p.dev, host, n * sizeof(int));
     return p;
 }
 
 static void ipair_free(ipair *p) {
-    G.cpu->free(p->ref);
-    G.gpu->free(p->dev);
+    G.cpu->free(G.cpu, p->ref);
+    G.gpu->free(G.gpu, p->dev);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,28 +172,28 @@ static void check_memory(void) {
     for (size_t i = 0; i < n; i++)
         h[i] = (unsigned char)gpu_rng_next(&RNG);
 
-    void *d = be->alloc(n);
-    be->to_host(back, d, n);
+    void *d = be->alloc(be, n);
+    be->to_host(be, back, d, n);
     size_t nonzero = 0;
     for (size_t i = 0; i < n; i++)
         nonzero += back[i] != 0;
     gpu_check_err(&G, "alloc: non-zero bytes", (double)nonzero, 0);
 
-    be->to_device(d, h, n);
-    be->to_host(back, d, n);
+    be->to_device(be, d, h, n);
+    be->to_host(be, back, d, n);
     size_t diff = 0;
     for (size_t i = 0; i < n; i++)
         diff += back[i] != h[i];
     gpu_check_err(&G, "to_device/to_host: differing bytes", (double)diff, 0);
 
-    be->zero((char *)d + 8, 1000);
-    be->synchronize();
-    be->to_host(back, d, n);
+    be->zero(be, (char *)d + 8, 1000);
+    be->synchronize(be);
+    be->to_host(be, back, d, n);
     diff = 0;
     for (size_t i = 0; i < n; i++)
         diff += back[i] != (i >= 8 && i < 1008 ? 0 : h[i]);
     gpu_check_err(&G, "zero (bytes 8..1007): wrong bytes", (double)diff, 0);
-    be->free(d);
+    be->free(be, d);
 
     // activations: the device keeps each float rounded to its type (bf16: to nearest, ties even)
     const size_t m = 10007;
@@ -200,27 +201,27 @@ static void check_memory(void) {
     for (size_t i = 0; i < m; i++)
         x[i] = gpu_rng_uniform(&RNG, -300, 300);
     x[0] = 1.00390625f; // halfway between two bf16 values: rounds to even (1.0)
-    void *a = be->alloc(m * ts_dtype_size(G.mode));
-    be->act_to_device(a, x, m);
-    be->act_to_host(y, a, m);
+    void *a = be->alloc(be, m * ts_dtype_size(G.mode));
+    be->act_to_device(be, a, x, m);
+    be->act_to_host(be, y, a, m);
     diff = 0;
     for (size_t i = 0; i < m; i++)
         diff += y[i] != gpu_round_act(&G, x[i]);
     gpu_check_err(&G, "act_to_device/act_to_host: not rounded", (double)diff, 0);
 
     // params_from_master: param (param_dtype) = master (fp32)
-    float *master = be->alloc(m * sizeof(float));
-    be->to_device(master, x, m * sizeof(float));
-    be->params_from_master(a, master, m);
-    be->act_to_host(y, a, m);
+    float *master = be->alloc(be, m * sizeof(float));
+    be->to_device(be, master, x, m * sizeof(float));
+    be->params_from_master(be, a, master, m);
+    be->act_to_host(be, y, a, m);
     diff = 0;
     for (size_t i = 0; i < m; i++)
         diff += y[i] != gpu_round_act(&G, x[i]);
     gpu_check_err(&G, "params_from_master: not rounded", (double)diff, 0);
-    be->free(master);
-    be->free(a);
+    be->free(be, master);
+    be->free(be, a);
 
-    size_t free_bytes = be->mem_free ? be->mem_free() : 0;
+    size_t free_bytes = be->mem_free ? be->mem_free(be) : 0;
     printf("  mem_free: %.2f GiB\n", (double)free_bytes / (1 << 30));
     gpu_check_err(&G, "mem_free reports free memory (0: no)", free_bytes > 0 ? 0 : 1, 0);
     free(x);
@@ -242,22 +243,22 @@ static void check_embed(const shape *s) {
     pair wte = pair_rand((size_t)s->Vp * C, 1, -1, 1),
          wpe = pair_rand((size_t)s->maxT * C, 1, -1, 1);
     pair out = pair_alloc((size_t)BT * C, 1);
-    G.cpu->embed_forward(out.ref, tokens.ref, wte.ref, wpe.ref, B, T, C);
-    G.gpu->embed_forward(out.dev, tokens.dev, wte.dev, wpe.dev, B, T, C);
+    G.cpu->embed_forward(G.cpu, out.ref, tokens.ref, wte.ref, wpe.ref, B, T, C);
+    G.gpu->embed_forward(G.gpu, out.dev, tokens.dev, wte.dev, wpe.dev, B, T, C);
     pair_check("embed_forward.out", &out, tol_act());
 
     pair dwte = pair_rand((size_t)s->Vp * C, 0, -1, 1),
          dwpe = pair_rand((size_t)s->maxT * C, 0, -1, 1);
     float *dwte0 = copy_of(dwte.ref, dwte.n), *dwpe0 = copy_of(dwpe.ref, dwpe.n);
     pair dout = pair_rand((size_t)BT * C, 1, -1, 1);
-    G.cpu->embed_backward(dwte.ref, dwpe.ref, dout.ref, tokens.ref, B, T, C);
-    G.gpu->embed_backward(dwte.dev, dwpe.dev, dout.dev, tokens.dev, B, T, C);
+    G.cpu->embed_backward(G.cpu, dwte.ref, dwpe.ref, dout.ref, tokens.ref, B, T, C);
+    G.gpu->embed_backward(G.gpu, dwte.dev, dwpe.dev, dout.dev, tokens.dev, B, T, C);
     pair_check("embed_backward.dwte (+=, repeated tokens)", &dwte, tol_acc());
     pair_check("embed_backward.dwpe (+=)", &dwpe, tol_acc());
     void *b1 = pair_bytes(&dwte), *b2 = pair_bytes(&dwpe);
     pair_reset(&dwte, dwte0);
     pair_reset(&dwpe, dwpe0);
-    G.gpu->embed_backward(dwte.dev, dwpe.dev, dout.dev, tokens.dev, B, T, C);
+    G.gpu->embed_backward(G.gpu, dwte.dev, dwpe.dev, dout.dev, tokens.dev, B, T, C);
     check_same_bits("embed_backward.dwte", &dwte, b1);
     check_same_bits("embed_backward.dwpe", &dwpe, b2);
     free(b1), free(b2), free(dwte0), free(dwpe0), free(tok);
@@ -281,8 +282,8 @@ static void check_layernorm(const shape *s) {
     }
     pair w = pair_rand(C, 1, 0.5f, 1.5f), b = pair_rand(C, 1, -0.5f, 0.5f);
     pair out = pair_alloc(NC, 1), mean = pair_alloc(N, 0), rstd = pair_alloc(N, 0);
-    G.cpu->layernorm_forward(out.ref, mean.ref, rstd.ref, inp.ref, w.ref, b.ref, N, C);
-    G.gpu->layernorm_forward(out.dev, mean.dev, rstd.dev, inp.dev, w.dev, b.dev, N, C);
+    G.cpu->layernorm_forward(G.cpu, out.ref, mean.ref, rstd.ref, inp.ref, w.ref, b.ref, N, C);
+    G.gpu->layernorm_forward(G.gpu, out.dev, mean.dev, rstd.dev, inp.dev, w.dev, b.dev, N, C);
     pair_check("layernorm_forward.out", &out, tol_act());
     pair_check("layernorm_forward.mean", &mean, tol_acc());
     pair_check("layernorm_forward.rstd", &rstd, tol_acc());
@@ -291,10 +292,10 @@ static void check_layernorm(const shape *s) {
     pair a = pair_rand(NC, 1, -2, 2), b_in = pair_rand(NC, 1, -1, 1);
     pair res = pair_alloc(NC, 1), out2 = pair_alloc(NC, 1), mean2 = pair_alloc(N, 0),
          rstd2 = pair_alloc(N, 0);
-    G.cpu->residual_layernorm_forward(res.ref, out2.ref, mean2.ref, rstd2.ref, a.ref, b_in.ref,
-                                      w.ref, b.ref, N, C);
-    G.gpu->residual_layernorm_forward(res.dev, out2.dev, mean2.dev, rstd2.dev, a.dev, b_in.dev,
-                                      w.dev, b.dev, N, C);
+    G.cpu->residual_layernorm_forward(G.cpu, res.ref, out2.ref, mean2.ref, rstd2.ref, a.ref,
+                                      b_in.ref, w.ref, b.ref, N, C);
+    G.gpu->residual_layernorm_forward(G.gpu, res.dev, out2.dev, mean2.dev, rstd2.dev, a.dev,
+                                      b_in.dev, w.dev, b.dev, N, C);
     pair_check("residual_layernorm_forward.residual", &res, tol_act());
     pair_check("residual_layernorm_forward.out", &out2, tol_act());
     // (the device may take the statistics of the rounded residual: bf16 tolerance there)
@@ -308,9 +309,9 @@ static void check_layernorm(const shape *s) {
     pair dout = pair_rand(NC, 1, -1, 1);
     pair dinp = pair_rand(NC, 1, -1, 1), dw = pair_rand(C, 0, -1, 1), db = pair_rand(C, 0, -1, 1);
     float *dinp0 = copy_of(dinp.ref, NC), *dw0 = copy_of(dw.ref, C), *db0 = copy_of(db.ref, C);
-    G.cpu->layernorm_backward(dinp.ref, dw.ref, db.ref, dout.ref, inp.ref, w.ref, m_in.ref,
+    G.cpu->layernorm_backward(G.cpu, dinp.ref, dw.ref, db.ref, dout.ref, inp.ref, w.ref, m_in.ref,
                               r_in.ref, N, C);
-    G.gpu->layernorm_backward(dinp.dev, dw.dev, db.dev, dout.dev, inp.dev, w.dev, m_in.dev,
+    G.gpu->layernorm_backward(G.gpu, dinp.dev, dw.dev, db.dev, dout.dev, inp.dev, w.dev, m_in.dev,
                               r_in.dev, N, C);
     pair_check("layernorm_backward.dinp (+=)", &dinp, tol_act());
     pair_check("layernorm_backward.dw (+=)", &dw, tol_acc());
@@ -319,7 +320,7 @@ static void check_layernorm(const shape *s) {
     pair_reset(&dinp, dinp0);
     pair_reset(&dw, dw0);
     pair_reset(&db, db0);
-    G.gpu->layernorm_backward(dinp.dev, dw.dev, db.dev, dout.dev, inp.dev, w.dev, m_in.dev,
+    G.gpu->layernorm_backward(G.gpu, dinp.dev, dw.dev, db.dev, dout.dev, inp.dev, w.dev, m_in.dev,
                               r_in.dev, N, C);
     check_same_bits("layernorm_backward.dinp", &dinp, b1);
     check_same_bits("layernorm_backward.dw", &dw, b2);
@@ -344,13 +345,13 @@ static void check_matmul_one(const char *tag, int N, int C, int OC, int with_bia
     pair bias = pair_rand(OC, 1, -0.5f, 0.5f);
     void *bias_ref = with_bias ? bias.ref : NULL, *bias_dev = with_bias ? bias.dev : NULL;
     pair out = pair_alloc((size_t)N * OC, 1);
-    G.cpu->matmul_forward(out.ref, inp.ref, w.ref, bias_ref, N, C, OC);
-    G.gpu->matmul_forward(out.dev, inp.dev, w.dev, bias_dev, N, C, OC);
+    G.cpu->matmul_forward(G.cpu, out.ref, inp.ref, w.ref, bias_ref, N, C, OC);
+    G.gpu->matmul_forward(G.gpu, out.dev, inp.dev, w.dev, bias_dev, N, C, OC);
     pair_check(NAME("forward.out"), &out, tol_act());
 
     pair pre = pair_alloc((size_t)N * OC, 1), act = pair_alloc((size_t)N * OC, 1);
-    G.cpu->matmul_gelu_forward(pre.ref, act.ref, inp.ref, w.ref, bias_ref, N, C, OC);
-    G.gpu->matmul_gelu_forward(pre.dev, act.dev, inp.dev, w.dev, bias_dev, N, C, OC);
+    G.cpu->matmul_gelu_forward(G.cpu, pre.ref, act.ref, inp.ref, w.ref, bias_ref, N, C, OC);
+    G.gpu->matmul_gelu_forward(G.gpu, pre.dev, act.dev, inp.dev, w.dev, bias_dev, N, C, OC);
     pair_check(NAME("gelu_forward.pre"), &pre, tol_act());
     pair_check(NAME("gelu_forward.out"), &act, tol_act());
 
@@ -360,8 +361,8 @@ static void check_matmul_one(const char *tag, int N, int C, int OC, int with_bia
     pair dbias = pair_rand(OC, 0, -1, 1);
     float *dinp0 = copy_of(dinp.ref, dinp.n), *dw0 = copy_of(dw.ref, dw.n),
           *dbias0 = copy_of(dbias.ref, dbias.n);
-    G.cpu->matmul_backward(dinp.ref, dw.ref, dbias.ref, dout.ref, inp.ref, w.ref, N, C, OC);
-    G.gpu->matmul_backward(dinp.dev, dw.dev, dbias.dev, dout.dev, inp.dev, w.dev, N, C, OC);
+    G.cpu->matmul_backward(G.cpu, dinp.ref, dw.ref, dbias.ref, dout.ref, inp.ref, w.ref, N, C, OC);
+    G.gpu->matmul_backward(G.gpu, dinp.dev, dw.dev, dbias.dev, dout.dev, inp.dev, w.dev, N, C, OC);
     pair_check(NAME("backward.dinp (+=)"), &dinp, tol_act());
     pair_check(NAME("backward.dw (+=)"), &dw, tol_acc());
     pair_check(NAME("backward.dbias (+=)"), &dbias, tol_acc());
@@ -369,7 +370,7 @@ static void check_matmul_one(const char *tag, int N, int C, int OC, int with_bia
     pair_reset(&dinp, dinp0);
     pair_reset(&dw, dw0);
     pair_reset(&dbias, dbias0);
-    G.gpu->matmul_backward(dinp.dev, dw.dev, dbias.dev, dout.dev, inp.dev, w.dev, N, C, OC);
+    G.gpu->matmul_backward(G.gpu, dinp.dev, dw.dev, dbias.dev, dout.dev, inp.dev, w.dev, N, C, OC);
     check_same_bits(NAME("backward.dinp"), &dinp, b1);
     check_same_bits(NAME("backward.dw"), &dw, b2);
     check_same_bits(NAME("backward.dbias"), &dbias, b3);
@@ -377,8 +378,8 @@ static void check_matmul_one(const char *tag, int N, int C, int OC, int with_bia
 
     pair_reset(&dw, dw0);
     memcpy(dw.ref, dw0, dw.n * sizeof(float));
-    G.cpu->matmul_backward(NULL, dw.ref, NULL, dout.ref, inp.ref, w.ref, N, C, OC);
-    G.gpu->matmul_backward(NULL, dw.dev, NULL, dout.dev, inp.dev, w.dev, N, C, OC);
+    G.cpu->matmul_backward(G.cpu, NULL, dw.ref, NULL, dout.ref, inp.ref, w.ref, N, C, OC);
+    G.gpu->matmul_backward(G.gpu, NULL, dw.dev, NULL, dout.dev, inp.dev, w.dev, N, C, OC);
     pair_check(NAME("backward (dw only).dw (+=)"), &dw, tol_acc());
     free(dinp0), free(dw0), free(dbias0);
     pair *all[] = {&inp, &w, &bias, &out, &pre, &act, &dout, &dinp, &dw, &dbias};
@@ -406,25 +407,25 @@ static void check_attention_at(int B, int T, int C, int NH) {
     (snprintf(what, sizeof what, "attention[B=%d T=%d C=%d NH=%d] %s", B, T, C, NH, s), what)
     pair qkv = pair_rand((size_t)B * T * 3 * C, 1, -2, 2);
     pair out = pair_alloc((size_t)B * T * C, 1);
-    void *cpu_state = G.cpu->alloc(G.cpu->attention_state_bytes(B, T, C, NH));
-    void *gpu_state = G.gpu->alloc(G.gpu->attention_state_bytes(B, T, C, NH));
-    G.cpu->attention_forward(out.ref, cpu_state, qkv.ref, B, T, C, NH);
-    G.gpu->attention_forward(out.dev, gpu_state, qkv.dev, B, T, C, NH);
+    void *cpu_state = G.cpu->alloc(G.cpu, G.cpu->attention_state_bytes(G.cpu, B, T, C, NH));
+    void *gpu_state = G.gpu->alloc(G.gpu, G.gpu->attention_state_bytes(G.gpu, B, T, C, NH));
+    G.cpu->attention_forward(G.cpu, out.ref, cpu_state, qkv.ref, B, T, C, NH);
+    G.gpu->attention_forward(G.gpu, out.dev, gpu_state, qkv.dev, B, T, C, NH);
     pair_check(NAME("forward.out"), &out, tol_act());
 
     pair dout = pair_rand((size_t)B * T * C, 1, -1, 1);
     pair dqkv = pair_rand((size_t)B * T * 3 * C, 1, -1, 1);
     float *dqkv0 = copy_of(dqkv.ref, dqkv.n);
-    G.cpu->attention_backward(dqkv.ref, dout.ref, qkv.ref, out.ref, cpu_state, B, T, C, NH);
-    G.gpu->attention_backward(dqkv.dev, dout.dev, qkv.dev, out.dev, gpu_state, B, T, C, NH);
+    G.cpu->attention_backward(G.cpu, dqkv.ref, dout.ref, qkv.ref, out.ref, cpu_state, B, T, C, NH);
+    G.gpu->attention_backward(G.gpu, dqkv.dev, dout.dev, qkv.dev, out.dev, gpu_state, B, T, C, NH);
     pair_check(NAME("backward.dqkv (+=)"), &dqkv, tol_act());
     void *b1 = pair_bytes(&dqkv);
     pair_reset(&dqkv, dqkv0);
-    G.gpu->attention_backward(dqkv.dev, dout.dev, qkv.dev, out.dev, gpu_state, B, T, C, NH);
+    G.gpu->attention_backward(G.gpu, dqkv.dev, dout.dev, qkv.dev, out.dev, gpu_state, B, T, C, NH);
     check_same_bits(NAME("backward.dqkv"), &dqkv, b1);
     free(b1), free(dqkv0);
-    G.cpu->free(cpu_state);
-    G.gpu->free(gpu_state);
+    G.cpu->free(G.cpu, cpu_state);
+    G.gpu->free(G.gpu, gpu_state);
     pair *all[] = {&qkv, &out, &dout, &dqkv};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         pair_free(all[i]);
@@ -443,20 +444,20 @@ static void check_pointwise(size_t n) {
     char what[96];
 #define NAME(s) (snprintf(what, sizeof what, "%s [n=%zu]", s, n), what)
     pair inp = pair_rand(n, 1, -5, 5), out = pair_alloc(n, 1);
-    G.cpu->gelu_forward(out.ref, inp.ref, n);
-    G.gpu->gelu_forward(out.dev, inp.dev, n);
+    G.cpu->gelu_forward(G.cpu, out.ref, inp.ref, n);
+    G.gpu->gelu_forward(G.gpu, out.dev, inp.dev, n);
     pair_check(NAME("gelu_forward.out"), &out, tol_act());
     pair dout = pair_rand(n, 1, -1, 1), dinp = pair_rand(n, 1, -1, 1);
-    G.cpu->gelu_backward(dinp.ref, inp.ref, dout.ref, n);
-    G.gpu->gelu_backward(dinp.dev, inp.dev, dout.dev, n);
+    G.cpu->gelu_backward(G.cpu, dinp.ref, inp.ref, dout.ref, n);
+    G.gpu->gelu_backward(G.gpu, dinp.dev, inp.dev, dout.dev, n);
     pair_check(NAME("gelu_backward.dinp (+=)"), &dinp, tol_act());
 
     pair a = pair_rand(n, 1, -1, 1), b = pair_rand(n, 1, -1, 1), sum = pair_alloc(n, 1);
-    G.cpu->add(sum.ref, a.ref, b.ref, n);
-    G.gpu->add(sum.dev, a.dev, b.dev, n);
+    G.cpu->add(G.cpu, sum.ref, a.ref, b.ref, n);
+    G.gpu->add(G.gpu, sum.dev, a.dev, b.dev, n);
     pair_check(NAME("add.out"), &sum, tol_act());
-    G.cpu->add_inplace(a.ref, b.ref, n);
-    G.gpu->add_inplace(a.dev, b.dev, n);
+    G.cpu->add_inplace(G.cpu, a.ref, b.ref, n);
+    G.gpu->add_inplace(G.gpu, a.dev, b.dev, n);
     pair_check(NAME("add_inplace.y"), &a, tol_act());
     pair *all[] = {&inp, &out, &dout, &dinp, &a, &b, &sum};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
@@ -483,15 +484,15 @@ static void check_classifier(const shape *s) {
     pair losses = pair_alloc(N, 0);
 
     // dloss == 0: losses only, logits untouched
-    G.cpu->classifier(logits.ref, losses.ref, targets.ref, N, V, Vp, 0);
-    G.gpu->classifier(logits.dev, losses.dev, targets.dev, N, V, Vp, 0);
+    G.cpu->classifier(G.cpu, logits.ref, losses.ref, targets.ref, N, V, Vp, 0);
+    G.gpu->classifier(G.gpu, logits.dev, losses.dev, targets.dev, N, V, Vp, 0);
     pair_check(NAME("losses (dloss 0)"), &losses, tol_acc());
     pair_check(NAME("logits untouched (dloss 0)"), &logits, 0);
 
     // dloss != 0: logits become dlogits, padding columns 0
     const float dloss = 1.0f / N;
-    G.cpu->classifier(logits.ref, losses.ref, targets.ref, N, V, Vp, dloss);
-    G.gpu->classifier(logits.dev, losses.dev, targets.dev, N, V, Vp, dloss);
+    G.cpu->classifier(G.cpu, logits.ref, losses.ref, targets.ref, N, V, Vp, dloss);
+    G.gpu->classifier(G.gpu, logits.dev, losses.dev, targets.dev, N, V, Vp, dloss);
     pair_check(NAME("losses"), &losses, tol_acc());
     pair_check(NAME("dlogits (padding 0)"), &logits, tol_act());
     float *d = pair_fetch(&logits);
@@ -517,10 +518,10 @@ static void check_adamw(size_t n) {
     pair m = pair_rand(n, 0, -0.01f, 0.01f), v = pair_rand(n, 0, 0, 1e-3f);
     pair param = pair_alloc(n, 1);          // the compute copy, in the activation/parameter type
     for (int step = 3; step <= 4; step++) { // twice: the second reads the first's moments
-        G.cpu->adamw(master.ref, master.ref, grad.ref, m.ref, v.ref, n, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                     0.1f, step);
-        G.gpu->adamw(master.dev, param.dev, grad.dev, m.dev, v.dev, n, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                     0.1f, step);
+        G.cpu->adamw(G.cpu, master.ref, master.ref, grad.ref, m.ref, v.ref, n, 1e-3f, 0.9f, 0.95f,
+                     1e-8f, 0.1f, step);
+        G.gpu->adamw(G.gpu, master.dev, param.dev, grad.dev, m.dev, v.dev, n, 1e-3f, 0.9f, 0.95f,
+                     1e-8f, 0.1f, step);
     }
     pair_check(NAME("master"), &master, TOL_F32);
     pair_check(NAME("m"), &m, TOL_F32);
@@ -533,10 +534,10 @@ static void check_adamw(size_t n) {
 
     // param == master: the single-buffer form the fp32 mode uses
     if (G.mode == TS_F32) {
-        G.cpu->adamw(master.ref, master.ref, grad.ref, m.ref, v.ref, n, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                     0.0f, 5);
-        G.gpu->adamw(master.dev, master.dev, grad.dev, m.dev, v.dev, n, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                     0.0f, 5);
+        G.cpu->adamw(G.cpu, master.ref, master.ref, grad.ref, m.ref, v.ref, n, 1e-3f, 0.9f, 0.95f,
+                     1e-8f, 0.0f, 5);
+        G.gpu->adamw(G.gpu, master.dev, master.dev, grad.dev, m.dev, v.dev, n, 1e-3f, 0.9f, 0.95f,
+                     1e-8f, 0.0f, 5);
         pair_check(NAME("master (param == master, no decay)"), &master, TOL_F32);
     }
     pair *all[] = {&master, &grad, &m, &v, &param};
@@ -549,13 +550,13 @@ static void check_norm_ops(size_t n) {
     char what[96];
 #define NAME(s) (snprintf(what, sizeof what, "%s [n=%zu]", s, n), what)
     pair x = pair_rand(n, 0, -1, 1);
-    double ref = G.cpu->sum_squares(x.ref, n);
-    double got = G.gpu->sum_squares(x.dev, n), again = G.gpu->sum_squares(x.dev, n);
+    double ref = G.cpu->sum_squares(G.cpu, x.ref, n);
+    double got = G.gpu->sum_squares(G.gpu, x.dev, n), again = G.gpu->sum_squares(G.gpu, x.dev, n);
     gpu_check_err(&G, NAME("sum_squares (double)"), fabs(got - ref) / ref, 1e-9);
     gpu_check_err(&G, NAME("sum_squares repeat: same bits (0: yes)"),
                   memcmp(&got, &again, sizeof got) ? 1 : 0, 0);
-    G.cpu->scale(x.ref, 0.37f, n);
-    G.gpu->scale(x.dev, 0.37f, n);
+    G.cpu->scale(G.cpu, x.ref, 0.37f, n);
+    G.gpu->scale(G.gpu, x.dev, 0.37f, n);
     pair_check(NAME("scale (exact)"), &x, 0);
     pair_free(&x);
 #undef NAME

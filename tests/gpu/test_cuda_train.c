@@ -78,14 +78,14 @@ static int trainer_create(trainer *tr, const backend *be) {
     memset(tr, 0, sizeof *tr);
     if (gpt2_create(&tr->m, &cfg, be, B) != TS_OK) return -1;
     gpt2_init_weights(&tr->m, SEED);
-    tr->adam_m = be->alloc(tr->m.n_params * sizeof(real));
-    tr->adam_v = be->alloc(tr->m.n_params * sizeof(real));
+    tr->adam_m = be->alloc(be, tr->m.n_params * sizeof(real));
+    tr->adam_v = be->alloc(be, tr->m.n_params * sizeof(real));
     return 0;
 }
 
 static void trainer_destroy(trainer *tr) {
-    tr->m.be->free(tr->adam_m);
-    tr->m.be->free(tr->adam_v);
+    tr->m.be->free(tr->m.be, tr->adam_m);
+    tr->m.be->free(tr->m.be, tr->adam_v);
     gpt2_destroy(&tr->m);
 }
 
@@ -101,14 +101,14 @@ static double trainer_grad(trainer *tr, const int *tokens, const int *targets) {
 static double trainer_update(trainer *tr) {
     gpt2 *m = &tr->m;
     const backend *be = m->be;
-    double norm = sqrt(be->sum_squares(m->grads, m->n_params));
-    if (norm > CLIP) be->scale(m->grads, (real)(CLIP / norm), m->n_params);
+    double norm = sqrt(be->sum_squares(be, m->grads, m->n_params));
+    if (norm > CLIP) be->scale(be, m->grads, (real)(CLIP / norm), m->n_params);
     tr->t++;
     size_t psz = ts_dtype_size(be->param_dtype);
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2_tensor *t = &m->tensors[i];
         void *param = (char *)m->params + t->offset * psz;
-        be->adamw(m->master + t->offset, param, m->grads + t->offset, tr->adam_m + t->offset,
+        be->adamw(be, m->master + t->offset, param, m->grads + t->offset, tr->adam_m + t->offset,
                   tr->adam_v + t->offset, t->numel, LR, BETA1, BETA2, EPS, t->decay ? WD : 0.0f,
                   tr->t);
     }
@@ -117,8 +117,8 @@ static double trainer_update(trainer *tr) {
 
 static float *host_copy(const backend *be, const void *src, size_t n) {
     float *h = malloc(n * sizeof(float));
-    be->synchronize();
-    be->to_host(h, src, n * sizeof(float));
+    be->synchronize(be);
+    be->to_host(be, h, src, n * sizeof(float));
     return h;
 }
 
@@ -152,9 +152,9 @@ static void check_one_step(const tolerances *tol, const int *tokens, const int *
     gpt2_forward(&gpu.m, tokens, NULL, B, T, 0);
     size_t nl = (size_t)B * T * Vp;
     float *lc = malloc(nl * sizeof(float)), *lg = malloc(nl * sizeof(float));
-    G.cpu->act_to_host(lc, gpt2_logits(&cpu.m), nl);
-    G.gpu->synchronize();
-    G.gpu->act_to_host(lg, gpt2_logits(&gpu.m), nl);
+    G.cpu->act_to_host(G.cpu, lc, gpt2_logits(&cpu.m), nl);
+    G.gpu->synchronize(G.gpu);
+    G.gpu->act_to_host(G.gpu, lg, gpt2_logits(&gpu.m), nl);
     // the real classes only (padding columns are whatever wte's zero rows give: 0 on both)
     size_t k = 0;
     for (int r = 0; r < B * T; r++)
@@ -278,7 +278,7 @@ static size_t run_losses(const char *attention, double *losses, const int *token
     const char *was = getenv("TESSERA_ATTENTION");
     char *saved = was ? strdup(was) : NULL;
     setenv("TESSERA_ATTENTION", attention, 1);
-    const size_t state = G.gpu->attention_state_bytes(B, T, C, NH);
+    const size_t state = G.gpu->attention_state_bytes(G.gpu, B, T, C, NH);
     trainer tr;
     for (int i = 0; i < STEPS; i++)
         losses[i] = NAN;

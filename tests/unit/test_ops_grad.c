@@ -50,38 +50,40 @@ static struct {
     real *out, *s1, *s2; // output and saved state / scratch
 } S;
 
-static void embed_fwd(void) { be->embed_forward(S.out, S.tok, S.a, S.b, B, T, C); }
-static void embed_bwd(const real *d) { be->embed_backward(S.da, S.db, d, S.tok, B, T, C); }
+static void embed_fwd(void) { be->embed_forward(be, S.out, S.tok, S.a, S.b, B, T, C); }
+static void embed_bwd(const real *d) { be->embed_backward(be, S.da, S.db, d, S.tok, B, T, C); }
 
-static void ln_fwd(void) { be->layernorm_forward(S.out, S.s1, S.s2, S.a, S.b, S.c, N, C); }
+static void ln_fwd(void) { be->layernorm_forward(be, S.out, S.s1, S.s2, S.a, S.b, S.c, N, C); }
 static void ln_bwd(const real *d) {
-    be->layernorm_backward(S.da, S.db, S.dc, d, S.a, S.b, S.s1, S.s2, N, C);
+    be->layernorm_backward(be, S.da, S.db, S.dc, d, S.a, S.b, S.s1, S.s2, N, C);
 }
 
-static void mm_fwd(void) { be->matmul_forward(S.out, S.a, S.b, S.c, N, C, OC); }
-static void mm_bwd(const real *d) { be->matmul_backward(S.da, S.db, S.dc, d, S.a, S.b, N, C, OC); }
+static void mm_fwd(void) { be->matmul_forward(be, S.out, S.a, S.b, S.c, N, C, OC); }
+static void mm_bwd(const real *d) {
+    be->matmul_backward(be, S.da, S.db, S.dc, d, S.a, S.b, N, C, OC);
+}
 
 // attention runs at two shapes: the small one, and one longer than the kernel's row blocks
 static int aB, aT, aC, aNH;
-static void attn_fwd(void) { be->attention_forward(S.out, S.s1, S.a, aB, aT, aC, aNH); }
+static void attn_fwd(void) { be->attention_forward(be, S.out, S.s1, S.a, aB, aT, aC, aNH); }
 static void attn_bwd(const real *d) {
-    be->attention_backward(S.da, d, S.a, S.out, S.s1, aB, aT, aC, aNH);
+    be->attention_backward(be, S.da, d, S.a, S.out, S.s1, aB, aT, aC, aNH);
 }
 
-static void gelu_fwd(void) { be->gelu_forward(S.out, S.a, (size_t)N * C); }
-static void gelu_bwd(const real *d) { be->gelu_backward(S.da, S.a, d, (size_t)N * C); }
+static void gelu_fwd(void) { be->gelu_forward(be, S.out, S.a, (size_t)N * C); }
+static void gelu_bwd(const real *d) { be->gelu_backward(be, S.da, S.a, d, (size_t)N * C); }
 
 // the classifier writes dlogits in place (not accumulated): run it on a copy and add the result
-static void cls_fwd(void) { be->classifier(S.a, S.out, S.tok, N, V, VP, 0); }
+static void cls_fwd(void) { be->classifier(be, S.a, S.out, S.tok, N, V, VP, 0); }
 static void cls_bwd(const real *d) {
     memcpy(S.s1, S.a, (size_t)N * VP * sizeof(real));
-    be->classifier(S.s1, S.s2, S.tok, N, V, VP, d[0]);
+    be->classifier(be, S.s1, S.s2, S.tok, N, V, VP, d[0]);
     for (size_t i = 0; i < (size_t)N * VP; i++)
         S.da[i] += S.s1[i];
 }
 
 static real *rand_buf(size_t n, uint64_t *rng, double lo, double hi) {
-    real *x = be->alloc(n * sizeof(real));
+    real *x = be->alloc(be, n * sizeof(real));
     for (size_t i = 0; i < n; i++)
         x[i] = ops_rng_uniform(rng, lo, hi);
     return x;
@@ -178,14 +180,14 @@ static int fd_check(const fd_case *fc, uint64_t *rng, int control) {
     }
     for (int k = 0; k < fc->n_in; k++)
         free(g[k]), free(prefill[k]);
-    be->free(R);
+    be->free(be, R);
     return fails;
 }
 
 static void free_state(void) {
     void *p[] = {S.tok, S.a, S.b, S.c, S.da, S.db, S.dc, S.out, S.s1, S.s2};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
-        if (p[i]) be->free(p[i]);
+        if (p[i]) be->free(be, p[i]);
     memset(&S, 0, sizeof S);
 }
 
@@ -196,13 +198,13 @@ int ops_check_gradients_f64(void) {
     const size_t NC = (size_t)N * C;
 
     // embedding: inputs wte (V,C) and wpe (MAXT,C); rows of unused tokens and t >= T get zero
-    S.tok = be->alloc(N * sizeof(int));
+    S.tok = be->alloc(be, N * sizeof(int));
     for (int i = 0; i < N; i++)
         S.tok[i] = ops_rng_int(&rng, V);
     S.a = rand_buf((size_t)V * C, &rng, -1, 1), S.b = rand_buf((size_t)MAXT * C, &rng, -1, 1);
-    S.da = be->alloc((size_t)V * C * sizeof(real)),
-    S.db = be->alloc((size_t)MAXT * C * sizeof(real));
-    S.out = be->alloc(NC * sizeof(real));
+    S.da = be->alloc(be, (size_t)V * C * sizeof(real)),
+    S.db = be->alloc(be, (size_t)MAXT * C * sizeof(real));
+    S.out = be->alloc(be, NC * sizeof(real));
     fails += fd_check(&(fd_case){"embed",
                                  2,
                                  {"dwte", "dwpe"},
@@ -220,10 +222,10 @@ int ops_check_gradients_f64(void) {
     // layernorm: inputs inp (N,C), w (C), b (C)
     S.a = rand_buf(NC, &rng, -2, 2), S.b = rand_buf(C, &rng, 0.5, 1.5),
     S.c = rand_buf(C, &rng, -1, 1);
-    S.da = be->alloc(NC * sizeof(real)), S.db = be->alloc(C * sizeof(real));
-    S.dc = be->alloc(C * sizeof(real));
-    S.out = be->alloc(NC * sizeof(real)), S.s1 = be->alloc(N * sizeof(real));
-    S.s2 = be->alloc(N * sizeof(real));
+    S.da = be->alloc(be, NC * sizeof(real)), S.db = be->alloc(be, C * sizeof(real));
+    S.dc = be->alloc(be, C * sizeof(real));
+    S.out = be->alloc(be, NC * sizeof(real)), S.s1 = be->alloc(be, N * sizeof(real));
+    S.s2 = be->alloc(be, N * sizeof(real));
     fails += fd_check(&(fd_case){"layernorm",
                                  3,
                                  {"dinp", "dw", "db"},
@@ -241,8 +243,8 @@ int ops_check_gradients_f64(void) {
     // matmul: inputs inp (N,C), w (OC,C), bias (OC); carries the negative controls
     S.a = rand_buf(NC, &rng, -1, 1), S.b = rand_buf((size_t)OC * C, &rng, -1, 1);
     S.c = rand_buf(OC, &rng, -1, 1);
-    S.da = be->alloc(NC * sizeof(real)), S.db = be->alloc((size_t)OC * C * sizeof(real));
-    S.dc = be->alloc(OC * sizeof(real)), S.out = be->alloc((size_t)N * OC * sizeof(real));
+    S.da = be->alloc(be, NC * sizeof(real)), S.db = be->alloc(be, (size_t)OC * C * sizeof(real));
+    S.dc = be->alloc(be, OC * sizeof(real)), S.out = be->alloc(be, (size_t)N * OC * sizeof(real));
     fails += fd_check(&(fd_case){"matmul",
                                  3,
                                  {"dinp", "dw", "dbias"},
@@ -262,9 +264,9 @@ int ops_check_gradients_f64(void) {
     for (int k = 0; k < 2; k++) {
         aB = shapes[k][0], aT = shapes[k][1], aC = shapes[k][2], aNH = shapes[k][3];
         const size_t n = (size_t)aB * aT * aC;
-        S.a = rand_buf(3 * n, &rng, -2, 2), S.da = be->alloc(3 * n * sizeof(real));
-        S.out = be->alloc(n * sizeof(real));
-        S.s1 = be->alloc(be->attention_state_bytes(aB, aT, aC, aNH));
+        S.a = rand_buf(3 * n, &rng, -2, 2), S.da = be->alloc(be, 3 * n * sizeof(real));
+        S.out = be->alloc(be, n * sizeof(real));
+        S.s1 = be->alloc(be, be->attention_state_bytes(be, aB, aT, aC, aNH));
         fails += fd_check(&(fd_case){k ? "attention(T=70)" : "attention",
                                      1,
                                      {"dqkv"},
@@ -281,8 +283,8 @@ int ops_check_gradients_f64(void) {
     }
 
     // gelu: input (N*C) over [-4, 4]
-    S.a = rand_buf(NC, &rng, -4, 4), S.da = be->alloc(NC * sizeof(real));
-    S.out = be->alloc(NC * sizeof(real));
+    S.a = rand_buf(NC, &rng, -4, 4), S.da = be->alloc(be, NC * sizeof(real));
+    S.out = be->alloc(be, NC * sizeof(real));
     fails += fd_check(
         &(fd_case){"gelu", 1, {"dinp"}, {S.a}, {S.da}, {NC}, S.out, NC, 0, gelu_fwd, gelu_bwd},
         &rng, 0);
@@ -290,12 +292,13 @@ int ops_check_gradients_f64(void) {
 
     // classifier: input logits (N,VP) with V real classes; L = dloss * sum_n loss_n, and the
     // padding columns must get exactly the zero gradient the differences see
-    S.tok = be->alloc(N * sizeof(int));
+    S.tok = be->alloc(be, N * sizeof(int));
     for (int i = 0; i < N; i++)
         S.tok[i] = ops_rng_int(&rng, V);
-    S.a = rand_buf((size_t)N * VP, &rng, -3, 3), S.da = be->alloc((size_t)N * VP * sizeof(real));
-    S.out = be->alloc(N * sizeof(real)), S.s1 = be->alloc((size_t)N * VP * sizeof(real));
-    S.s2 = be->alloc(N * sizeof(real));
+    S.a = rand_buf((size_t)N * VP, &rng, -3, 3),
+    S.da = be->alloc(be, (size_t)N * VP * sizeof(real));
+    S.out = be->alloc(be, N * sizeof(real)), S.s1 = be->alloc(be, (size_t)N * VP * sizeof(real));
+    S.s2 = be->alloc(be, N * sizeof(real));
     fails += fd_check(&(fd_case){"classifier",
                                  1,
                                  {"dlogits"},
