@@ -1,7 +1,7 @@
-// test_ops_run.c — op tests compiled twice, in float and in double (TESSERA_F64): every forward
-// op against a direct reference computed here in double, direct checks of the optimizer and
-// elementwise ops, and a run of every op forward and backward whose outputs test_ops.c compares
-// across the two precisions.
+// ops_ref.c — the CPU backend's op checks compiled twice, in float and in double (TESSERA_F64):
+// every forward op against a direct reference computed here in double, direct checks of the
+// optimizer and elementwise ops, and a run of every op forward and backward whose outputs
+// test_backend_ops.c compares across the two precisions.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h" // cpu_exp
-#include "tests/unit/test_ops.h"
+#include "tests/ops/ops.h"
 
 #define PREC (sizeof(real) == sizeof(float) ? "f32" : "f64")
 // forward ops against the double reference: a few units of the working precision's rounding
@@ -19,14 +19,14 @@
 static real *rand_real(const TS_REAL(backend) * be, size_t n, uint64_t *rng, double lo, double hi) {
     real *x = be->alloc(be, n * sizeof(real));
     for (size_t i = 0; i < n; i++)
-        x[i] = (real)ops_rng_uniform(rng, lo, hi);
+        x[i] = (real)harness_rng_uniform(rng, lo, hi);
     return x;
 }
 
 static int *rand_int(const TS_REAL(backend) * be, size_t n, uint64_t *rng, int hi) {
     int *x = be->alloc(be, n * sizeof(int));
     for (size_t i = 0; i < n; i++)
-        x[i] = ops_rng_int(rng, hi);
+        x[i] = harness_rng_int(rng, hi);
     return x;
 }
 
@@ -48,18 +48,18 @@ static double max_rel_diff(const real *x, const double *ref, size_t n) {
     return den > 0 ? num / den : num;
 }
 
-static int report(const char *what, double err, double tol) {
-    int ok = err <= tol; // NaN fails
-    printf("ref   %s  %-26s err %.2e  (tol %.0e)  %s\n", PREC, what, err, tol, ok ? "ok" : "FAIL");
-    return ok ? 0 : 1;
+// one check line, "ref f32 <what>"
+static void report(harness *h, const char *what, double err, double tol) {
+    char name[96];
+    snprintf(name, sizeof name, "ref %s %s", PREC, what);
+    harness_check_err(h, name, err, tol);
 }
 
 // ---------------------------------------------------------------------------------------------
 // forward ops against direct references
 
-static int check_embed_layernorm(const TS_REAL(backend) * be, uint64_t *rng) {
+static void check_embed_layernorm(harness *h, const TS_REAL(backend) * be, uint64_t *rng) {
     const int B = 2, T = 17, C = 48, V = 30, maxT = 20, N = B * T;
-    int fails = 0;
     int *tok = rand_int(be, N, rng, V);
     real *wte = rand_real(be, (size_t)V * C, rng, -1, 1);
     real *wpe = rand_real(be, (size_t)maxT * C, rng, -1, 1);
@@ -69,7 +69,7 @@ static int check_embed_layernorm(const TS_REAL(backend) * be, uint64_t *rng) {
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++)
             ref[n * C + c] = (double)wte[tok[n] * C + c] + (double)wpe[(n % T) * C + c];
-    fails += report("embed.out", max_rel_diff(out, ref, (size_t)N * C), REF_TOL);
+    report(h, "embed.out", max_rel_diff(out, ref, (size_t)N * C), REF_TOL);
 
     // LayerNorm of rows with a large common offset: the one-pass statistics must not cancel
     real *x = rand_real(be, (size_t)N * C, rng, -1, 1);
@@ -91,20 +91,18 @@ static int check_embed_layernorm(const TS_REAL(backend) * be, uint64_t *rng) {
         for (int c = 0; c < C; c++)
             ref[n * C + c] = (x[n * C + c] - s) * rr[n] * w[c] + b[c];
     }
-    fails += report("layernorm.out", max_rel_diff(out, ref, (size_t)N * C), 4 * REF_TOL);
-    fails += report("layernorm.mean", max_rel_diff(mean, rm, N), REF_TOL);
-    fails += report("layernorm.rstd", max_rel_diff(rstd, rr, N), 4 * REF_TOL);
+    report(h, "layernorm.out", max_rel_diff(out, ref, (size_t)N * C), 4 * REF_TOL);
+    report(h, "layernorm.mean", max_rel_diff(mean, rm, N), REF_TOL);
+    report(h, "layernorm.rstd", max_rel_diff(rstd, rr, N), 4 * REF_TOL);
 
     be->free(be, tok), be->free(be, wte), be->free(be, wpe), be->free(be, out), be->free(be, x),
         be->free(be, w);
     be->free(be, b), be->free(be, mean), be->free(be, rstd);
     free(ref);
-    return fails;
 }
 
-static int check_matmul_gelu(const TS_REAL(backend) * be, uint64_t *rng) {
+static void check_matmul_gelu(harness *h, const TS_REAL(backend) * be, uint64_t *rng) {
     const int N = 34, C = 48, OC = 40;
-    int fails = 0;
     real *x = rand_real(be, (size_t)N * C, rng, -1, 1);
     real *w = rand_real(be, (size_t)OC * C, rng, -1, 1);
     real *bias = rand_real(be, OC, rng, -1, 1);
@@ -119,8 +117,8 @@ static int check_matmul_gelu(const TS_REAL(backend) * be, uint64_t *rng) {
                     s += (double)x[n * C + c] * w[o * C + c];
                 ref[n * OC + o] = s;
             }
-        fails += report(with_bias ? "matmul.out" : "matmul.out (no bias)",
-                        max_rel_diff(out, ref, (size_t)N * OC), 4 * REF_TOL);
+        report(h, with_bias ? "matmul.out" : "matmul.out (no bias)",
+               max_rel_diff(out, ref, (size_t)N * OC), 4 * REF_TOL);
     }
 
     // GELU over a range that reaches both saturated ends
@@ -132,16 +130,14 @@ static int check_matmul_gelu(const TS_REAL(backend) * be, uint64_t *rng) {
         double v = x[i];
         ref[i] = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
     }
-    fails += report("gelu.out", max_rel_diff(g, ref, (size_t)N * C), REF_TOL);
+    report(h, "gelu.out", max_rel_diff(g, ref, (size_t)N * C), REF_TOL);
 
     be->free(be, x), be->free(be, w), be->free(be, bias), be->free(be, out), be->free(be, g);
     free(ref);
-    return fails;
 }
 
-static int check_attention(const TS_REAL(backend) * be, uint64_t *rng) {
+static void check_attention(harness *h, const TS_REAL(backend) * be, uint64_t *rng) {
     const int B = 2, T = 150, C = 48, NH = 3, hs = C / NH; // T: three row blocks, ragged
-    int fails = 0;
     real *qkv = rand_real(be, (size_t)B * T * 3 * C, rng, -2, 2);
     real *out = be->alloc(be, (size_t)B * T * C * sizeof(real));
     // the CPU backend's state: preatt | att, (B,NH,T,T) each
@@ -174,19 +170,17 @@ static int check_attention(const TS_REAL(backend) * be, uint64_t *rng) {
                         o[i] += a[u] * v[i];
                 }
             }
-    fails += report("attention.out", max_rel_diff(out, rout, (size_t)B * T * C), 4 * REF_TOL);
-    fails += report("attention.att", max_rel_diff(att, ratt, (size_t)B * NH * T * T), 4 * REF_TOL);
+    report(h, "attention.out", max_rel_diff(out, rout, (size_t)B * T * C), 4 * REF_TOL);
+    report(h, "attention.att", max_rel_diff(att, ratt, (size_t)B * NH * T * T), 4 * REF_TOL);
     be->free(be, qkv), be->free(be, out), be->free(be, state);
     free(rout), free(ratt);
-    return fails;
 }
 
 // classifier: losses against log-sum-exp, gradient against softmax - onehot, padding zeroed,
 // logits untouched when dloss == 0, and the same losses either way
-static int check_classifier(const TS_REAL(backend) * be, uint64_t *rng) {
+static void check_classifier(harness *h, const TS_REAL(backend) * be, uint64_t *rng) {
     const int N = 9, V = 37, Vp = 48;
     const real dloss = (real)0.125;
-    int fails = 0;
     real *logits = rand_real(be, (size_t)N * Vp, rng, -6, 6);
     real *orig = be->alloc(be, (size_t)N * Vp * sizeof(real));
     memcpy(orig, logits, (size_t)N * Vp * sizeof(real));
@@ -205,37 +199,35 @@ static int check_classifier(const TS_REAL(backend) * be, uint64_t *rng) {
             rg[n * Vp + v] = v < V ? (exp(l[v] - mx) / sum - (v == tgt[n])) * dloss : 0;
     }
     be->classifier(be, logits, loss0, tgt, N, V, Vp, 0);
-    fails += report("classifier.loss", max_rel_diff(loss0, rl, N), 4 * REF_TOL);
+    report(h, "classifier.loss", max_rel_diff(loss0, rl, N), 4 * REF_TOL);
     int same = memcmp(logits, orig, (size_t)N * Vp * sizeof(real)) == 0;
-    fails += report("classifier dloss=0 keeps", same ? 0 : 1, 0);
+    report(h, "classifier dloss=0 keeps", same ? 0 : 1, 0);
     be->classifier(be, logits, loss1, tgt, N, V, Vp, dloss);
-    fails += report("classifier.dlogits", max_rel_diff(logits, rg, (size_t)N * Vp), 4 * REF_TOL);
+    report(h, "classifier.dlogits", max_rel_diff(logits, rg, (size_t)N * Vp), 4 * REF_TOL);
     int pad = 1;
     for (int n = 0; n < N; n++)
         for (int v = V; v < Vp; v++)
             pad &= logits[n * Vp + v] == 0;
-    fails += report("classifier pad zeroed", pad ? 0 : 1, 0);
-    fails += report("classifier.loss (dloss)", max_rel_diff(loss1, rl, N), 4 * REF_TOL);
+    report(h, "classifier pad zeroed", pad ? 0 : 1, 0);
+    report(h, "classifier.loss (dloss)", max_rel_diff(loss1, rl, N), 4 * REF_TOL);
     be->free(be, logits), be->free(be, orig), be->free(be, tgt), be->free(be, loss0),
         be->free(be, loss1);
     free(rg);
-    return fails;
 }
 
 // ---------------------------------------------------------------------------------------------
 // direct checks: adamw, sum_squares, scale, add, memory
 
-static int check_adamw(const TS_REAL(backend) * be, uint64_t *rng) {
+static void check_adamw(harness *h, const TS_REAL(backend) * be, uint64_t *rng) {
     const size_t n = 40000; // above the parallel threshold
     const float lr = 0.01f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
-    int fails = 0;
     real *p = rand_real(be, n, rng, -1, 1), *m = be->alloc(be, n * sizeof(real));
     real *v = be->alloc(be, n * sizeof(real));
     double *rp = to_double(p, n), *rm = calloc(n, sizeof(double)), *rv = calloc(n, sizeof(double));
     real *g = be->alloc(be, n * sizeof(real));
     for (int t = 1; t <= 3; t++) {
         for (size_t i = 0; i < n; i++)
-            g[i] = (real)ops_rng_uniform(rng, -1, 1);
+            g[i] = (real)harness_rng_uniform(rng, -1, 1);
         be->adamw(be, p, p, g, m, v, n, lr, b1, b2, eps, wd, t);
         for (size_t i = 0; i < n; i++) {
             rm[i] = (double)b1 * rm[i] + (1 - (double)b1) * g[i];
@@ -244,18 +236,16 @@ static int check_adamw(const TS_REAL(backend) * be, uint64_t *rng) {
             rp[i] -= (double)lr * (mhat / (sqrt(vhat) + eps) + (double)wd * rp[i]);
         }
     }
-    fails += report("adamw.param (3 steps)", max_rel_diff(p, rp, n), 4 * REF_TOL);
-    fails += report("adamw.m", max_rel_diff(m, rm, n), 4 * REF_TOL);
-    fails += report("adamw.v", max_rel_diff(v, rv, n), 4 * REF_TOL);
+    report(h, "adamw.param (3 steps)", max_rel_diff(p, rp, n), 4 * REF_TOL);
+    report(h, "adamw.m", max_rel_diff(m, rm, n), 4 * REF_TOL);
+    report(h, "adamw.v", max_rel_diff(v, rv, n), 4 * REF_TOL);
     be->free(be, p), be->free(be, m), be->free(be, v), be->free(be, g);
     free(rp), free(rm), free(rv);
-    return fails;
 }
 
 // values k/4 with small k: every sum, product and square below is exact in both precisions
-static int check_exact_ops(const TS_REAL(backend) * be) {
+static void check_exact_ops(harness *h, const TS_REAL(backend) * be) {
     const size_t n = 200003; // several sum_squares chunks and a ragged end
-    int fails = 0;
     real *a = be->alloc(be, n * sizeof(real)), *b = be->alloc(be, n * sizeof(real));
     real *o = be->alloc(be, n * sizeof(real));
     double want = 0;
@@ -264,23 +254,23 @@ static int check_exact_ops(const TS_REAL(backend) * be) {
         b[i] = (real)((double)((int)(i % 7) - 3) / 4);
         want += (double)a[i] * a[i];
     }
-    fails += report("sum_squares (exact)", fabs(be->sum_squares(be, a, n) - want), 0);
-    fails += report("sum_squares (n=0)", fabs(be->sum_squares(be, a, 0)), 0);
+    report(h, "sum_squares (exact)", fabs(be->sum_squares(be, a, n) - want), 0);
+    report(h, "sum_squares (n=0)", fabs(be->sum_squares(be, a, 0)), 0);
     int bad = 0;
     be->add(be, o, a, b, n);
     for (size_t i = 0; i < n; i++)
         bad += o[i] != a[i] + b[i];
-    fails += report("add (exact)", bad, 0);
+    report(h, "add (exact)", bad, 0);
     bad = 0;
     be->add_inplace(be, o, a, n);
     for (size_t i = 0; i < n; i++)
         bad += o[i] != 2 * a[i] + b[i];
-    fails += report("add_inplace (exact)", bad, 0);
+    report(h, "add_inplace (exact)", bad, 0);
     bad = 0;
     be->scale(be, o, (real)-1.5, n);
     for (size_t i = 0; i < n; i++)
         bad += o[i] != (real)-1.5 * (2 * a[i] + b[i]);
-    fails += report("scale (exact)", bad, 0);
+    report(h, "scale (exact)", bad, 0);
     bad = 0;
 
     // memory: zeroed and 64-byte aligned; copies round-trip; zero clears
@@ -297,14 +287,13 @@ static int check_exact_ops(const TS_REAL(backend) * be) {
     be->zero(be, d, 1000);
     for (int i = 0; i < 1000; i++)
         bad += d[i] != 0;
-    fails += report("memory ops", bad, 0);
+    report(h, "memory ops", bad, 0);
     be->free(be, d), be->free(be, a), be->free(be, b), be->free(be, o);
-    return fails;
 }
 
 // the kernels' own exponential over its whole range: relative error against libm in double;
 // in float, below -87 the result must be exactly 0 (the true value is under 1.7e-38)
-static int check_exp(void) {
+static void check_exp(harness *h) {
     const int is_float = sizeof(real) == sizeof(float);
     double worst = 0;
     int flushed = 1;
@@ -318,22 +307,19 @@ static int check_exp(void) {
         const double e = fabs(got - want) / want;
         if (!(e <= worst)) worst = e;
     }
-    int fails = report("cpu_exp [-100, 88]", worst, is_float ? 2e-7 : 1e-15);
-    if (is_float) fails += report("cpu_exp below -87 is 0", flushed ? 0 : 1, 0);
-    return fails;
+    report(h, "cpu_exp [-100, 88]", worst, is_float ? 2e-7 : 1e-15);
+    if (is_float) report(h, "cpu_exp below -87 is 0", flushed ? 0 : 1, 0);
 }
 
-int TS_REAL(ops_check_reference)(void) {
-    const TS_REAL(backend) *be = TS_REAL(backend_cpu)();
+void TS_REAL(ops_check_reference)(harness *h, const TS_REAL(backend) * be) {
     uint64_t rng = 1234;
-    int fails = check_exp();
-    fails += check_embed_layernorm(be, &rng);
-    fails += check_matmul_gelu(be, &rng);
-    fails += check_attention(be, &rng);
-    fails += check_classifier(be, &rng);
-    fails += check_adamw(be, &rng);
-    fails += check_exact_ops(be);
-    return fails;
+    check_exp(h);
+    check_embed_layernorm(h, be, &rng);
+    check_matmul_gelu(h, be, &rng);
+    check_attention(h, be, &rng);
+    check_classifier(h, be, &rng);
+    check_adamw(h, be, &rng);
+    check_exact_ops(h, be);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,8 +332,8 @@ static void keep(ops_result *res, int *k, const char *name, const real *x, size_
     (*k)++;
 }
 
-int TS_REAL(ops_run_all)(const ops_shape *s, uint64_t seed, ops_result *res) {
-    const TS_REAL(backend) *be = TS_REAL(backend_cpu)();
+int TS_REAL(ops_run_all)(const TS_REAL(backend) * be, const ops_shape *s, uint64_t seed,
+                         ops_result *res) {
     const int B = s->B, T = s->T, C = s->C, NH = s->NH, OC = s->OC, V = s->V, Vp = s->Vp;
     const int N = B * T;
     const size_t NC = (size_t)N * C, NO = (size_t)N * OC, att_n = (size_t)B * NH * T * T;
