@@ -103,7 +103,7 @@ __global__ void att_merge_heads_kernel(T *dst, att_parts<T> src, int nparts, int
 // softmax, forward and backward: one warp per row of a (T,T) score matrix; `rows` rows of
 // length T, row r is query t = r % T. Block of ATT_THREADS = ATT_WARPS rows; grid-stride over
 // rows. Each lane walks columns lane, lane+32, ... in order and the warp combines its 32 partial
-// results with warp_max / warp_sum (common.cuh): every lane ends with the same value, bit for
+// results with warp_max / warp_sum (warp.cuh): every lane ends with the same value, bit for
 // bit, so the result is deterministic.
 
 // A[t,u] = exp(P[t,u] - max) / sum for u <= t; A and P = 0 for u > t.

@@ -2,7 +2,7 @@
 //
 // Rows are independent, so the row-wise work (statistics, normalisation, the input gradient)
 // gives each row to one warp: lanes stride over the C channels, sums are combined with warp_sum
-// (common.cuh: every lane ends with the same bits). Rows are re-read from L1/L2 for each pass
+// (warp.cuh: every lane ends with the same bits). Rows are re-read from L1/L2 for each pass
 // rather than held in registers, so any C works. Statistics use two passes (mean, then the mean
 // of squared deviations), which has no cancellation problem whatever the mean.
 //
