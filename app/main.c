@@ -4,12 +4,15 @@
 
 #include "app/commands.h"
 #include "base/common.h"
+#include "kernels/registry.h"
 
-#ifdef TESSERA_HAVE_CUDA
-#define TS_HAVE_CUDA_STR " cuda"
-#else
-#define TS_HAVE_CUDA_STR ""
-#endif
+// the backends this build carries, as the registry lists them: "backends: cpu cuda"
+static void print_backends(FILE *out) {
+    fprintf(out, "backends:");
+    for (int i = 0; i < backend_registry_count(); i++)
+        if (!backend_registry_at(i)->missing) fprintf(out, " %s", backend_registry_at(i)->name);
+    fprintf(out, "\n");
+}
 
 static void print_usage(FILE *out) {
     fprintf(out,
@@ -28,7 +31,7 @@ static void print_usage(FILE *out) {
             "\n"
             "`tessera COMMAND --help` describes each command's options. Exit codes: 0 done, "
             "2 bad input, 75 peer lost (see docs/exit-codes.md).\n\n");
-    fprintf(out, "backends: cpu%s\n", TS_HAVE_CUDA_STR);
+    print_backends(out);
 }
 
 int main(int argc, char **argv) {

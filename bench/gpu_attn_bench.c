@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
 
     const int C = NH * HS;
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
-    const size_t state = be->attention_state_bytes(B, T, C, NH);
+    const size_t state = be->attention_state_bytes(be, B, T, C, NH);
     // what the backend took (flash keeps B*NH*T floats): flash falls back for other head sizes
     impl = state == (size_t)B * NH * T * sizeof(float) ? "flash" : "simple";
     real *host = malloc(nqkv * sizeof(real));
@@ -70,10 +70,11 @@ int main(int argc, char **argv) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         host[i] = (real)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
     }
-    void *qkv = be->alloc(nqkv * 2), *out = be->alloc(nout * 2), *dout = be->alloc(nout * 2);
-    void *dqkv = be->alloc(nqkv * 2), *st = be->alloc(state);
-    be->act_to_device(qkv, host, nqkv);
-    be->act_to_device(dout, host, nout);
+    void *qkv = be->alloc(be, nqkv * 2), *out = be->alloc(be, nout * 2),
+         *dout = be->alloc(be, nout * 2);
+    void *dqkv = be->alloc(be, nqkv * 2), *st = be->alloc(be, state);
+    be->act_to_device(be, qkv, host, nqkv);
+    be->act_to_device(be, dout, host, nout);
     fprintf(stderr,
             "gpu_attn_bench: %s attention on %s, B=%d T=%d NH=%d HS=%d, state %.1f MiB, %d "
             "warm-up + %d timed iterations\n",
@@ -82,13 +83,13 @@ int main(int argc, char **argv) {
     double *fwd = calloc((size_t)iters, sizeof(double)),
            *both = calloc((size_t)iters, sizeof(double));
     for (int it = 0; it < warmup + iters; it++) {
-        be->synchronize();
+        be->synchronize(be);
         double t0 = ts_now();
-        be->attention_forward(out, st, qkv, B, T, C, NH);
-        be->synchronize();
+        be->attention_forward(be, out, st, qkv, B, T, C, NH);
+        be->synchronize(be);
         double t1 = ts_now();
-        be->attention_backward(dqkv, dout, qkv, out, st, B, T, C, NH);
-        be->synchronize();
+        be->attention_backward(be, dqkv, dout, qkv, out, st, B, T, C, NH);
+        be->synchronize(be);
         double t2 = ts_now();
         if (it >= warmup) {
             fwd[it - warmup] = (t1 - t0) * 1e3;
@@ -107,8 +108,8 @@ int main(int argc, char **argv) {
            "\"tflops_forward_backward\": %.2f}\n",
            impl, be->device, B, T, NH, HS, iters, fwd_ms, both_ms, fwd_flops / fwd_ms / 1e9,
            both_flops / both_ms / 1e9);
-    be->free(qkv), be->free(out), be->free(dout), be->free(dqkv), be->free(st);
+    be->free(be, qkv), be->free(be, out), be->free(be, dout), be->free(be, dqkv), be->free(be, st);
     free(host), free(fwd), free(both);
-    backend_cuda_destroy();
+    be->destroy(be);
     return 0;
 }

@@ -100,7 +100,8 @@ int main(int argc, char **argv) {
     size_t moments = 2 * n_params * sizeof(real);
     if (gpt2_create_ex(&m, &cfg, be, o.batch, moments) != TS_OK) return TS_EXIT_INPUT;
     gpt2_init_weights(&m, 1337);
-    real *adam_m = be->alloc(n_params * sizeof(real)), *adam_v = be->alloc(n_params * sizeof(real));
+    real *adam_m = be->alloc(be, n_params * sizeof(real)),
+         *adam_v = be->alloc(be, n_params * sizeof(real));
     const int B = o.batch, T = o.seq_len, BT = B * T;
     const size_t psz = ts_dtype_size(be->param_dtype);
 
@@ -124,7 +125,7 @@ int main(int argc, char **argv) {
             ts_dtype_name(o.dtype), be->device, cfg.layers, cfg.heads, cfg.width, T, cfg.vocab,
             cfg.padded_vocab, n_params, B, (double)(m.bytes + moments) / (1 << 30), o.warmup,
             o.steps);
-    be->synchronize();
+    be->synchronize(be);
     for (int step = 0; step < total; step++) {
         const int *batch = tokens + (size_t)(step % N_BATCHES) * (BT + 1);
         if (o.profile && step == o.warmup) op_timer_reset();
@@ -134,17 +135,17 @@ int main(int argc, char **argv) {
         double loss = gpt2_forward(&m, batch, batch + 1, B, T, dloss) / BT;
         double t1 = ts_now();
         gpt2_backward(&m);
-        be->synchronize();
+        be->synchronize(be);
         double t2 = ts_now();
-        double norm = sqrt(be->sum_squares(m.grads, n_params));
-        if (norm > 1.0) be->scale(m.grads, (real)(1.0 / norm), n_params);
+        double norm = sqrt(be->sum_squares(be, m.grads, n_params));
+        if (norm > 1.0) be->scale(be, m.grads, (real)(1.0 / norm), n_params);
         for (int i = 0; i < m.n_tensors; i++) {
             const gpt2_tensor *t = &m.tensors[i];
-            be->adamw(m.master + t->offset, (char *)m.params + t->offset * psz, m.grads + t->offset,
-                      adam_m + t->offset, adam_v + t->offset, t->numel, 6e-4f, 0.9f, 0.95f, 1e-8f,
-                      t->decay ? 0.1f : 0.0f, step + 1);
+            be->adamw(be, m.master + t->offset, (char *)m.params + t->offset * psz,
+                      m.grads + t->offset, adam_m + t->offset, adam_v + t->offset, t->numel, 6e-4f,
+                      0.9f, 0.95f, 1e-8f, t->decay ? 0.1f : 0.0f, step + 1);
         }
-        be->synchronize();
+        be->synchronize(be);
         double t3 = ts_now();
         step_ms[step] = (t3 - t0) * 1e3;
         fwd_ms[step] = (t1 - t0) * 1e3;
@@ -210,10 +211,10 @@ int main(int argc, char **argv) {
         printf("%s%.3f", i > W ? ", " : "", step_ms[i]);
     printf("]}\n");
 
-    be->free(adam_m);
-    be->free(adam_v);
+    be->free(be, adam_m);
+    be->free(be, adam_v);
     gpt2_destroy(&m);
-    backend_cuda_destroy();
+    be->destroy(be);
     free(tokens), free(step_ms), free(fwd_ms), free(bwd_ms), free(opt_ms);
     return 0;
 }

@@ -35,7 +35,7 @@ ts_status reducer_create(reducer *r, comm *c, const backend *be, real *grads, si
         r->buckets[b].count = end - first;
         end = first;
     }
-    if (strcmp(be->name, "cpu") != 0 && c->size > 1)
+    if (!be->host_memory && c->size > 1)
         r->staging = ts_malloc(n * sizeof(real), "gradient staging buffer");
     return TS_OK;
 }
@@ -59,7 +59,7 @@ void reducer_begin(reducer *r) {
 static ts_status bucket_start(reducer *r, reducer_bucket *k) {
     real *buf = r->grads + k->first;
     if (r->staging) {
-        r->be->to_host(r->staging + k->first, buf, k->count * sizeof(real));
+        r->be->to_host(r->be, r->staging + k->first, buf, k->count * sizeof(real));
         buf = r->staging + k->first;
     }
     k->started = 1;
@@ -80,7 +80,7 @@ static void bucket_done(reducer *r, reducer_bucket *k) {
         first += cf;
         count = cc;
     }
-    r->be->to_device(r->grads + first, r->staging + first, count * sizeof(real));
+    r->be->to_device(r->be, r->grads + first, r->staging + first, count * sizeof(real));
 }
 
 // advance what is in flight without blocking
@@ -141,7 +141,7 @@ ts_status reducer_gather_params(reducer *r, real *master) {
         if (r->staging) { // this rank's updated chunk goes down to the host copy
             size_t cf, cc;
             comm_chunk(k->count, r->comm->size, r->comm->rank, &cf, &cc);
-            r->be->to_host(host + k->first + cf, master + k->first + cf, cc * sizeof(real));
+            r->be->to_host(r->be, host + k->first + cf, master + k->first + cf, cc * sizeof(real));
         }
         TS_CHECK(r->comm->start(r->comm, COMM_ALL_GATHER, host + k->first, k->count, COMM_F32, 0,
                                 &reqs[b]));
@@ -149,7 +149,7 @@ ts_status reducer_gather_params(reducer *r, real *master) {
     for (int b = 0; b < r->n_buckets; b++) {
         TS_CHECK(r->comm->wait(r->comm, reqs[b]));
         if (r->staging)
-            r->be->to_device(master + r->buckets[b].first, host + r->buckets[b].first,
+            r->be->to_device(r->be, master + r->buckets[b].first, host + r->buckets[b].first,
                              r->buckets[b].count * sizeof(real));
     }
     return TS_OK;

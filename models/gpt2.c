@@ -140,7 +140,7 @@ ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
     gpt2_param_table(&m->cfg, m->tensors, m->n_tensors, &m->n_params);
     m->n_acts = acts_layout(m, NULL, NULL);
     m->n_stats = stats_layout(m, NULL, NULL);
-    size_t state = be->attention_state_bytes(max_B, m->cfg.seq_len, m->cfg.width, m->cfg.heads);
+    size_t state = be->attention_state_bytes(be, max_B, m->cfg.seq_len, m->cfg.width, m->cfg.heads);
     m->att_state_stride = (state + 255) / 256 * 256;
 
     // everything is sized here, once; refuse what cannot fit before allocating any of it
@@ -150,7 +150,7 @@ ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
     m->bytes = m->n_params * sizeof(real) * 2 + (shared_master ? 0 : m->n_params * psz) +
                m->n_acts * asz * 2 + m->n_stats * sizeof(real) +
                (size_t)m->cfg.layers * m->att_state_stride + 2 * bt * sizeof(int);
-    size_t avail = be->mem_free ? be->mem_free() : 0;
+    size_t avail = be->mem_free ? be->mem_free(be) : 0;
     if (avail && m->bytes + extra_bytes > avail) {
         log_error("model: needs %.2f GiB of %s memory (weights, gradients, activations for "
                   "micro-batch %d, optimizer state), only %.2f GiB are free; lower "
@@ -161,15 +161,15 @@ ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
         memset(m, 0, sizeof *m);
         return TS_ERR_INPUT;
     }
-    m->master = be->alloc(m->n_params * sizeof(real));
-    m->params = shared_master ? (void *)m->master : be->alloc(m->n_params * psz);
-    m->grads = be->alloc(m->n_params * sizeof(real));
-    m->acts = be->alloc(m->n_acts * asz);
-    m->grad_acts = be->alloc(m->n_acts * asz);
-    m->stats = be->alloc(m->n_stats * sizeof(real));
-    m->att_state = be->alloc((size_t)m->cfg.layers * m->att_state_stride);
-    m->tokens = be->alloc(bt * sizeof(int));
-    m->targets = be->alloc(bt * sizeof(int));
+    m->master = be->alloc(be, m->n_params * sizeof(real));
+    m->params = shared_master ? (void *)m->master : be->alloc(be, m->n_params * psz);
+    m->grads = be->alloc(be, m->n_params * sizeof(real));
+    m->acts = be->alloc(be, m->n_acts * asz);
+    m->grad_acts = be->alloc(be, m->n_acts * asz);
+    m->stats = be->alloc(be, m->n_stats * sizeof(real));
+    m->att_state = be->alloc(be, (size_t)m->cfg.layers * m->att_state_stride);
+    m->tokens = be->alloc(be, bt * sizeof(int));
+    m->targets = be->alloc(be, bt * sizeof(int));
     m->losses_host = ts_calloc(bt, sizeof(real), "per-token losses");
     return TS_OK;
 }
@@ -181,22 +181,22 @@ ts_status TS_REAL(gpt2_create)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
 
 void TS_REAL(gpt2_destroy)(TS_REAL(gpt2) * m) {
     if (!m->be) return;
-    if (m->params != (void *)m->master) m->be->free(m->params);
-    m->be->free(m->master);
-    m->be->free(m->grads);
-    m->be->free(m->acts);
-    m->be->free(m->grad_acts);
-    m->be->free(m->stats);
-    m->be->free(m->att_state);
-    m->be->free(m->tokens);
-    m->be->free(m->targets);
+    if (m->params != (void *)m->master) m->be->free(m->be, m->params);
+    m->be->free(m->be, m->master);
+    m->be->free(m->be, m->grads);
+    m->be->free(m->be, m->acts);
+    m->be->free(m->be, m->grad_acts);
+    m->be->free(m->be, m->stats);
+    m->be->free(m->be, m->att_state);
+    m->be->free(m->be, m->tokens);
+    m->be->free(m->be, m->targets);
     free(m->tensors);
     free(m->losses_host);
     memset(m, 0, sizeof *m);
 }
 
 void TS_REAL(gpt2_sync_params)(TS_REAL(gpt2) * m) {
-    m->be->params_from_master(m->params, m->master, m->n_params);
+    m->be->params_from_master(m->be, m->params, m->master, m->n_params);
 }
 
 // initialisation depends only on the seed (base/rng.h); uniform in (0, 1): never 0 for the log
@@ -229,13 +229,13 @@ void TS_REAL(gpt2_init_weights)(TS_REAL(gpt2) * m, uint64_t seed) {
         for (size_t j = 0; j < n; j++)
             p[j] = (real)(std * normal01(&s));
     }
-    m->be->to_device(m->master, host, m->n_params * sizeof(real));
+    m->be->to_device(m->be, m->master, host, m->n_params * sizeof(real));
     free(host);
     TS_REAL(gpt2_sync_params)(m);
 }
 
 void TS_REAL(gpt2_zero_grad)(TS_REAL(gpt2) * m) {
-    m->be->zero(m->grads, m->n_params * sizeof(real));
+    m->be->zero(m->be, m->grads, m->n_params * sizeof(real));
 }
 
 const void *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m) {
@@ -262,16 +262,16 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
     stats_view st;
     acts_layout(m, m->acts, &a);
     stats_layout(m, m->stats, &st);
-    be->to_device(m->tokens, tokens, (size_t)BT * sizeof(int));
-    if (targets) be->to_device(m->targets, targets, (size_t)BT * sizeof(int));
+    be->to_device(be, m->tokens, tokens, (size_t)BT * sizeof(int));
+    if (targets) be->to_device(be, m->targets, targets, (size_t)BT * sizeof(int));
 
     const void *wte = at(m->params, m->tensors[0].offset, pe);
     const void *wpe = at(m->params, m->tensors[1].offset, pe);
     const void *lnfw = at(m->params, m->tensors[m->n_tensors - 2].offset, pe);
     const void *lnfb = at(m->params, m->tensors[m->n_tensors - 1].offset, pe);
-    be->embed_forward(a.encoded, m->tokens, wte, wpe, B, T, C);
+    be->embed_forward(be, a.encoded, m->tokens, wte, wpe, B, T, C);
     block_params p0 = block_at(m, m->params, pe, 0);
-    be->layernorm_forward(a.ln1, st.ln1_mean, st.ln1_rstd, a.encoded, p0.ln1w, p0.ln1b, BT, C);
+    be->layernorm_forward(be, a.ln1, st.ln1_mean, st.ln1_rstd, a.encoded, p0.ln1w, p0.ln1b, BT, C);
     for (int l = 0; l < L; l++) {
         block_params p = block_at(m, m->params, pe, l);
         const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
@@ -284,28 +284,28 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
         size_t ob = l * s.bt;
 
         // ln1 of this block was computed by the previous block's fused residual+LayerNorm
-        be->matmul_forward(qkv, ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
-        be->attention_forward(atty, att_state, qkv, B, T, C, NH);
-        be->matmul_forward(attproj, atty, p.projw, p.projb, BT, C, C);
-        be->residual_layernorm_forward(residual2, ln2, st.ln2_mean + ob, st.ln2_rstd + ob, residual,
-                                       attproj, p.ln2w, p.ln2b, BT, C);
-        be->matmul_gelu_forward(fch, fch_gelu, ln2, p.fcw, p.fcb, BT, C, 4 * C);
-        be->matmul_forward(fcproj, fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
+        be->matmul_forward(be, qkv, ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
+        be->attention_forward(be, atty, att_state, qkv, B, T, C, NH);
+        be->matmul_forward(be, attproj, atty, p.projw, p.projb, BT, C, C);
+        be->residual_layernorm_forward(be, residual2, ln2, st.ln2_mean + ob, st.ln2_rstd + ob,
+                                       residual, attproj, p.ln2w, p.ln2b, BT, C);
+        be->matmul_gelu_forward(be, fch, fch_gelu, ln2, p.fcw, p.fcb, BT, C, 4 * C);
+        be->matmul_forward(be, fcproj, fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
         if (l + 1 < L) {
             block_params pn = block_at(m, m->params, pe, l + 1);
             be->residual_layernorm_forward(
-                residual3, at(a.ln1, (l + 1) * s.btc, e), st.ln1_mean + (l + 1) * s.bt,
+                be, residual3, at(a.ln1, (l + 1) * s.btc, e), st.ln1_mean + (l + 1) * s.bt,
                 st.ln1_rstd + (l + 1) * s.bt, residual2, fcproj, pn.ln1w, pn.ln1b, BT, C);
         } else {
-            be->residual_layernorm_forward(residual3, a.lnf, st.lnf_mean, st.lnf_rstd, residual2,
-                                           fcproj, lnfw, lnfb, BT, C);
+            be->residual_layernorm_forward(be, residual3, a.lnf, st.lnf_mean, st.lnf_rstd,
+                                           residual2, fcproj, lnfw, lnfb, BT, C);
         }
     }
-    be->matmul_forward(a.logits, a.lnf, wte, NULL, BT, C, Vp);
+    be->matmul_forward(be, a.logits, a.lnf, wte, NULL, BT, C, Vp);
     if (!targets) return 0.0;
 
-    be->classifier(a.logits, st.losses, m->targets, BT, c->vocab, Vp, dloss);
-    be->to_host(m->losses_host, st.losses, (size_t)BT * sizeof(real));
+    be->classifier(be, a.logits, st.losses, m->targets, BT, c->vocab, Vp, dloss);
+    be->to_host(be, m->losses_host, st.losses, (size_t)BT * sizeof(real));
     double sum = 0.0;
     for (int i = 0; i < BT; i++)
         sum += m->losses_host[i];
@@ -336,7 +336,7 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
     acts_layout(m, m->acts, &a);
     acts_layout(m, m->grad_acts, &d);
     stats_layout(m, m->stats, &st);
-    be->zero(m->grad_acts, m->n_acts * e);
+    be->zero(be, m->grad_acts, m->n_acts * e);
 
     const void *wte = at(m->params, m->tensors[0].offset, pe);
     const void *lnfw = at(m->params, m->tensors[m->n_tensors - 2].offset, pe);
@@ -346,10 +346,11 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
     real *dlnfb = m->grads + m->tensors[m->n_tensors - 1].offset;
 
     // a.logits holds dlogits (written by the classifier in forward)
-    be->matmul_backward(d.lnf, dwte, NULL, a.logits, a.lnf, wte, BT, C, Vp);
+    be->matmul_backward(be, d.lnf, dwte, NULL, a.logits, a.lnf, wte, BT, C, Vp);
     const void *last = at(a.residual3, (L - 1) * s.btc, e);
     void *dlast = at(d.residual3, (L - 1) * s.btc, e);
-    be->layernorm_backward(dlast, dlnfw, dlnfb, d.lnf, last, lnfw, st.lnf_mean, st.lnf_rstd, BT, C);
+    be->layernorm_backward(be, dlast, dlnfw, dlnfb, d.lnf, last, lnfw, st.lnf_mean, st.lnf_rstd, BT,
+                           C);
     GRADS_READY(m->tensors[m->n_tensors - 2].offset);
 
     for (int l = L - 1; l >= 0; l--) {
@@ -361,30 +362,30 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
 
         // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
         void *dres3 = at(d.residual3, o, e), *dres2 = at(d.residual2, o, e);
-        be->matmul_backward(at(d.fch_gelu, o4, e), g.fcprojw, g.fcprojb, dres3,
+        be->matmul_backward(be, at(d.fch_gelu, o4, e), g.fcprojw, g.fcprojb, dres3,
                             at(a.fch_gelu, o4, e), p.fcprojw, BT, 4 * C, C);
-        be->gelu_backward(at(d.fch, o4, e), at(a.fch, o4, e), at(d.fch_gelu, o4, e),
+        be->gelu_backward(be, at(d.fch, o4, e), at(a.fch, o4, e), at(d.fch_gelu, o4, e),
                           (size_t)BT * 4 * C);
-        be->matmul_backward(at(d.ln2, o, e), g.fcw, g.fcb, at(d.fch, o4, e), at(a.ln2, o, e), p.fcw,
-                            BT, C, 4 * C);
-        be->add_inplace(dres2, dres3, (size_t)BT * C);
-        be->layernorm_backward(dres2, g.ln2w, g.ln2b, at(d.ln2, o, e), at(a.residual2, o, e),
+        be->matmul_backward(be, at(d.ln2, o, e), g.fcw, g.fcb, at(d.fch, o4, e), at(a.ln2, o, e),
+                            p.fcw, BT, C, 4 * C);
+        be->add_inplace(be, dres2, dres3, (size_t)BT * C);
+        be->layernorm_backward(be, dres2, g.ln2w, g.ln2b, at(d.ln2, o, e), at(a.residual2, o, e),
                                p.ln2w, st.ln2_mean + ob, st.ln2_rstd + ob, BT, C);
 
         // residual2 = residual + proj(attention(qkv(ln1(residual))))
-        be->matmul_backward(at(d.atty, o, e), g.projw, g.projb, dres2, at(a.atty, o, e), p.projw,
-                            BT, C, C);
-        be->attention_backward(at(d.qkv, o3, e), at(d.atty, o, e), at(a.qkv, o3, e),
+        be->matmul_backward(be, at(d.atty, o, e), g.projw, g.projb, dres2, at(a.atty, o, e),
+                            p.projw, BT, C, C);
+        be->attention_backward(be, at(d.qkv, o3, e), at(d.atty, o, e), at(a.qkv, o3, e),
                                at(a.atty, o, e), at(m->att_state, l, m->att_state_stride), B, T, C,
                                NH);
-        be->matmul_backward(at(d.ln1, o, e), g.qkvw, g.qkvb, at(d.qkv, o3, e), at(a.ln1, o, e),
+        be->matmul_backward(be, at(d.ln1, o, e), g.qkvw, g.qkvb, at(d.qkv, o3, e), at(a.ln1, o, e),
                             p.qkvw, BT, C, 3 * C);
-        be->add_inplace(dresidual, dres2, (size_t)BT * C);
-        be->layernorm_backward(dresidual, g.ln1w, g.ln1b, at(d.ln1, o, e), residual, p.ln1w,
+        be->add_inplace(be, dresidual, dres2, (size_t)BT * C);
+        be->layernorm_backward(be, dresidual, g.ln1w, g.ln1b, at(d.ln1, o, e), residual, p.ln1w,
                                st.ln1_mean + ob, st.ln1_rstd + ob, BT, C);
         GRADS_READY(m->tensors[2 + 12 * l].offset);
     }
-    be->embed_backward(dwte, dwpe, d.encoded, m->tokens, B, T, C);
+    be->embed_backward(be, dwte, dwpe, d.encoded, m->tokens, B, T, C);
     GRADS_READY(0);
     return TS_OK;
 }

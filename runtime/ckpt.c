@@ -37,7 +37,7 @@ ts_status ckpt_write_weights(const char *path, const gpt2 *m, int step) {
         ok = ok && h5attr_write(file, ckpt_int_attrs[i], H5T_NATIVE_INT, &values[i]);
     hid_t group = H5Gcreate2(file, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     float *host = ts_malloc(m->n_params * sizeof(float), "weights for saving");
-    m->be->to_host(host, m->master, m->n_params * sizeof(float));
+    m->be->to_host(m->be, host, m->master, m->n_params * sizeof(float));
     for (int i = 0; ok && group >= 0 && i < m->n_tensors; i++) {
         const gpt2_tensor *t = &m->tensors[i];
         hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
@@ -132,7 +132,7 @@ ts_status ckpt_read_weights(const char *path, gpt2 *m) {
     }
     H5Fclose(file);
     if (st == TS_OK) {
-        m->be->to_device(m->master, host, m->n_params * sizeof(float));
+        m->be->to_device(m->be, m->master, host, m->n_params * sizeof(float));
         gpt2_sync_params(m);
     }
     free(host);

@@ -5,6 +5,8 @@
 #include "runtime/config.h"
 #include "runtime/config_internal.h"
 
+#include "kernels/registry.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -29,9 +31,10 @@ const cfg_key cfg_keys[] = {
     KEY(run, out_dir, CFG_STRING, "runs", 0, 0, NULL, "folder where run directories are created"),
     KEY(run, seed, CFG_INT64, "1337", 0, 9007199254740991.0, NULL,
         "seed of the data order and the initial weights"),
-    KEY(run, backend, CFG_ENUM, "auto", 0, 0, "auto|cpu|cuda",
-        "compute backend (auto: CUDA when tessera was built with it and a GPU is present, else "
-        "the CPU)"),
+    // the choices are the registry's: every backend tessera knows (kernels/registry.h)
+    KEY(run, backend, CFG_ENUM, "auto", 0, 0, backend_registry_choices,
+        "compute backend (auto: a GPU backend when tessera was built with one and this host has a "
+        "device, else the CPU; `tessera help` lists the backends built)"),
     KEY(run, precision, CFG_ENUM, "bf16", 0, 0, "bf16|fp32",
         "CUDA: bf16 activations and weights with fp32 master weights (bf16), or all fp32 (fp32, "
         "for checking); the CPU computes in fp32 either way"),

@@ -28,8 +28,8 @@ void optim_create_sharded(optim_state *o, const gpt2 *model, const size_t *first
         o->moment_at[i] = o->n_owned;
         o->n_owned += count[i];
     }
-    o->m = model->be->alloc((o->n_owned ? o->n_owned : 1) * sizeof(real));
-    o->v = model->be->alloc((o->n_owned ? o->n_owned : 1) * sizeof(real));
+    o->m = model->be->alloc(model->be, (o->n_owned ? o->n_owned : 1) * sizeof(real));
+    o->v = model->be->alloc(model->be, (o->n_owned ? o->n_owned : 1) * sizeof(real));
 }
 
 void optim_create(optim_state *o, const gpt2 *model) {
@@ -38,8 +38,8 @@ void optim_create(optim_state *o, const gpt2 *model) {
 }
 
 void optim_destroy(optim_state *o, const gpt2 *model) {
-    if (o->m) model->be->free(o->m);
-    if (o->v) model->be->free(o->v);
+    if (o->m) model->be->free(model->be, o->m);
+    if (o->v) model->be->free(model->be, o->v);
     free(o->first);
     free(o->count);
     free(o->moment_at);
@@ -47,13 +47,14 @@ void optim_destroy(optim_state *o, const gpt2 *model) {
 }
 
 double optim_grad_norm(const gpt2 *model) {
-    return sqrt(model->be->sum_squares(model->grads, model->n_params));
+    return sqrt(model->be->sum_squares(model->be, model->grads, model->n_params));
 }
 
 double optim_grad_sumsq(const optim_state *o, const gpt2 *model) {
     double s = 0;
     for (int i = 0; i < o->n_ranges; i++)
-        if (o->count[i]) s += model->be->sum_squares(model->grads + o->first[i], o->count[i]);
+        if (o->count[i])
+            s += model->be->sum_squares(model->be, model->grads + o->first[i], o->count[i]);
     return s;
 }
 
@@ -65,7 +66,7 @@ void optim_step(optim_state *o, gpt2 *model, const tessera_config *cfg, double l
     o->t++;
     for (int r = 0; r < o->n_ranges; r++) {
         size_t lo = o->first[r], hi = o->first[r] + o->count[r];
-        if (scale && hi > lo) be->scale(model->grads + lo, (real)(clip / norm), hi - lo);
+        if (scale && hi > lo) be->scale(be, model->grads + lo, (real)(clip / norm), hi - lo);
         // AdamW per tensor piece: weight decay depends on the tensor
         for (int i = 0; i < model->n_tensors; i++) {
             const gpt2_tensor *t = &model->tensors[i];
@@ -75,7 +76,7 @@ void optim_step(optim_state *o, gpt2 *model, const tessera_config *cfg, double l
             size_t mo = o->moment_at[r] + (a - lo);
             float wd = t->decay ? (float)cfg->train.weight_decay : 0.0f;
             void *param = (char *)model->params + a * psz;
-            be->adamw(model->master + a, param, model->grads + a, o->m + mo, o->v + mo, b - a,
+            be->adamw(be, model->master + a, param, model->grads + a, o->m + mo, o->v + mo, b - a,
                       (float)lr, (float)cfg->train.beta1, (float)cfg->train.beta2,
                       (float)cfg->train.eps, wd, o->t);
         }

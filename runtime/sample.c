@@ -187,7 +187,7 @@ ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int 
         gpt2_forward(m, seq + start, NULL, 1, T, 0);
         const char *logits =
             (const char *)gpt2_logits(m) + (size_t)(T - 1) * Vp * ts_dtype_size(m->be->act_dtype);
-        m->be->act_to_host(row, logits, (size_t)Vp);
+        m->be->act_to_host(m->be, row, logits, (size_t)Vp);
         seq[n] = sample_token(row, V, opt->temperature, opt->top_k, scratch, &rng);
         if (seq[n] == tok->eot) break;
         tokenizer_write(tok, seq[n], out);

@@ -85,8 +85,10 @@ static void train_moments_to_host(trainer *tr, float *m, float *v) {
     const optim_state *o = &tr->opt;
     for (int i = 0; i < o->n_ranges; i++) {
         if (!o->count[i]) continue;
-        tr->be->to_host(m + o->first[i], o->m + o->moment_at[i], o->count[i] * sizeof(real));
-        tr->be->to_host(v + o->first[i], o->v + o->moment_at[i], o->count[i] * sizeof(real));
+        tr->be->to_host(tr->be, m + o->first[i], o->m + o->moment_at[i],
+                        o->count[i] * sizeof(real));
+        tr->be->to_host(tr->be, v + o->first[i], o->v + o->moment_at[i],
+                        o->count[i] * sizeof(real));
     }
 }
 
@@ -125,7 +127,7 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
         TS_CHECK(c->all_reduce_sum_f32(c, v, n));
     }
     if (!tr->ckpt_writer) return TS_OK;
-    tr->be->to_host(tr->writer.w, tr->model.master, n * sizeof(real));
+    tr->be->to_host(tr->be, tr->writer.w, tr->model.master, n * sizeof(real));
     char parent[sizeof tr->run_dir + 16];
     snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
     if (mkdir(parent, 0755) != 0 && errno != EEXIST)
@@ -225,13 +227,15 @@ ts_status train_resume(trainer *tr) {
     if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), holder);
     if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), holder);
     if (st == TS_OK) {
-        tr->be->to_device(tr->model.master, w, n * sizeof(real));
+        tr->be->to_device(tr->be, tr->model.master, w, n * sizeof(real));
         gpt2_sync_params(&tr->model);
         const optim_state *o = &tr->opt;
         for (int i = 0; i < o->n_ranges; i++) {
             if (!o->count[i]) continue;
-            tr->be->to_device(o->m + o->moment_at[i], m + o->first[i], o->count[i] * sizeof(real));
-            tr->be->to_device(o->v + o->moment_at[i], v + o->first[i], o->count[i] * sizeof(real));
+            tr->be->to_device(tr->be, o->m + o->moment_at[i], m + o->first[i],
+                              o->count[i] * sizeof(real));
+            tr->be->to_device(tr->be, o->v + o->moment_at[i], v + o->first[i],
+                              o->count[i] * sizeof(real));
         }
         tr->opt.t = head[1];
         tr->start_step = head[0];

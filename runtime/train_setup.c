@@ -13,13 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "collectives/comm.h"
-#include "collectives/reducer.h"
-#ifdef TESSERA_HAVE_CUDA
-#include "kernels/cuda/backend_cuda.h"
-#endif
 #include "base/env.h"
 #include "base/fs.h"
+#include "collectives/comm.h"
+#include "collectives/reducer.h"
+#include "kernels/registry.h"
 #include "runtime/batch.h"
 #include "runtime/ckpt.h"
 #include "runtime/ckpt_state.h"
@@ -124,35 +122,68 @@ ts_status train_agree(comm *c, ts_status mine) {
     return st != TS_OK ? st : (ts_status)v;
 }
 
-// "auto": CUDA when tessera was built with it and this host has a GPU, else the CPU
+// the backends one could ask for instead of `name`: "auto" and every built one usable here, as
+// `"auto", "cpu" or "x"`
+static void train_backend_alternatives(const char *name, char *buf, size_t len) {
+    const char *alt[16];
+    int n = 0;
+    alt[n++] = "auto";
+    for (int i = 0; i < backend_registry_count() && n < 16; i++) {
+        const backend_entry *e = backend_registry_at(i);
+        char why[256];
+        if (strcmp(e->name, name) != 0 && !e->missing && e->probe(why, sizeof why) > 0)
+            alt[n++] = e->name;
+    }
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < len; i++) {
+        const char *sep = i == 0 ? "" : i == n - 1 ? " or " : ", ";
+        used += (size_t)snprintf(buf + used, len - used, "%s\"%s\"", sep, alt[i]);
+    }
+}
+
+// run.backend through the registry (kernels/registry.h): "auto" takes the usable backend it
+// prefers (a GPU when the build has one and the host too, else the CPU); a named one must be
+// built and usable here. Under mpirun the ranks of one host take its devices in turn.
 static ts_status train_pick_backend(trainer *tr) {
     const tessera_config *cfg = &tr->cfg;
-    int want_cuda = strcmp(cfg->run.backend, "cuda") == 0;
+    const char *name = cfg->run.backend;
     tr->threads = train_pick_threads(cfg);
-    backend_cpu_set_threads(tr->threads); // the CPU also serves the CUDA backend's host work
-#ifdef TESSERA_HAVE_CUDA
-    int gpus = backend_cuda_device_count();
-    if (want_cuda || (strcmp(cfg->run.backend, "auto") == 0 && gpus > 0)) {
-        if (gpus == 0) {
-            log_error("[run] backend: \"cuda\" requested but no CUDA device is usable on this "
-                      "host (expected \"auto\" or \"cpu\" here)");
+    backend_cpu_set_threads(tr->threads); // the CPU also serves a device backend's host work
+    const backend_entry *e;
+    int devices = 0;
+    char why[256] = "", alternatives[256];
+    if (strcmp(name, "auto") == 0) {
+        e = backend_registry_auto(&devices);
+        if (!e) {
+            log_error("[run] backend: \"auto\" finds no usable backend on this host");
             return TS_ERR_INPUT;
         }
-        const char *lr = env_get("OMPI_COMM_WORLD_LOCAL_RANK");
-        int device = (lr ? atoi(lr) : 0) % gpus; // ranks on one host take its GPUs in turn
-        ts_dtype dt = strcmp(cfg->run.precision, "fp32") == 0 ? TS_F32 : TS_BF16;
-        return backend_cuda_create(&tr->be, dt, device);
+    } else {
+        e = backend_registry_find(name);
+        train_backend_alternatives(name, alternatives, sizeof alternatives);
+        if (!e) {
+            log_error("[run] backend: \"%s\" is not a backend of tessera (expected %s)", name,
+                      alternatives);
+            return TS_ERR_INPUT;
+        }
+        if (e->missing) {
+            log_error("[run] backend: \"%s\" requested but this build of tessera has no %s "
+                      "backend (expected %s; %s)",
+                      name, e->title, alternatives, e->missing);
+            return TS_ERR_INPUT;
+        }
+        devices = e->probe(why, sizeof why);
+        if (devices <= 0) {
+            log_error("[run] backend: \"%s\" requested but %s (expected %s here)", name, why,
+                      alternatives);
+            return TS_ERR_INPUT;
+        }
     }
-#else
-    if (want_cuda) {
-        log_error("[run] backend: \"cuda\" requested but this build of tessera has no CUDA "
-                  "backend (expected \"auto\" or \"cpu\"; build where the CUDA toolkit is "
-                  "installed)");
-        return TS_ERR_INPUT;
-    }
-#endif
-    tr->be = backend_cpu();
-    return TS_OK;
+    const char *lr = env_get("OMPI_COMM_WORLD_LOCAL_RANK");
+    int device = (lr ? atoi(lr) : 0) % devices; // ranks on one host take its devices in turn
+    ts_dtype dt = strcmp(cfg->run.precision, "fp32") == 0 ? TS_F32 : TS_BF16;
+    return e->create(&tr->be, dt, device);
 }
 
 static ts_status train_setup(trainer *tr) {
@@ -187,9 +218,10 @@ static ts_status train_setup(trainer *tr) {
         tr->trace = fopen(path, "w");
     }
     log_info("run directory: %s", tr->run_dir);
-    if (tr->be->act_dtype == TS_F32 && strcmp(tr->be->name, "cpu") == 0)
-        log_info("backend: cpu, %d thread%s per rank, %d rank%s (%s communicator)", tr->threads,
-                 tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s", c->name);
+    if (tr->be->host_memory) // the host's threads run the ops
+        log_info("backend: %s, %d thread%s per rank, %d rank%s (%s communicator)", tr->be->name,
+                 tr->threads, tr->threads == 1 ? "" : "s", c->size, c->size == 1 ? "" : "s",
+                 c->name);
     else
         log_info("backend: %s (%s, %s), %d rank%s (%s communicator)", tr->be->name, tr->be->device,
                  ts_dtype_name(tr->be->act_dtype), c->size, c->size == 1 ? "" : "s", c->name);
@@ -223,12 +255,12 @@ static ts_status train_setup(trainer *tr) {
     // rank 0's weights for everyone (the communicator works on host buffers: a device backend's
     // weights go through a host copy)
     if (c->size > 1) {
-        int device_memory = strcmp(tr->be->name, "cpu") != 0;
+        int device_memory = !tr->be->host_memory;
         real *w = device_memory ? ts_malloc(n_params * sizeof(real), "weights") : tr->model.master;
-        if (device_memory) tr->be->to_host(w, tr->model.master, n_params * sizeof(real));
+        if (device_memory) tr->be->to_host(tr->be, w, tr->model.master, n_params * sizeof(real));
         st = c->broadcast(c, w, n_params * sizeof(real), 0);
         if (device_memory && st == TS_OK)
-            tr->be->to_device(tr->model.master, w, n_params * sizeof(real));
+            tr->be->to_device(tr->be, tr->model.master, w, n_params * sizeof(real));
         if (device_memory) free(w);
         TS_CHECK(st);
         gpt2_sync_params(&tr->model);
@@ -293,6 +325,8 @@ static void train_teardown(trainer *tr) {
     free(tr->inputs);
     free(tr->targets);
     free(tr->hosts);
+    if (tr->be) tr->be->destroy(tr->be); // last: the model and optimizer memory is freed
+    tr->be = NULL;
 }
 
 ts_status trainer_open(trainer **out, comm *c, int argc, char **argv) {

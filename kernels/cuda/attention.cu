@@ -4,8 +4,8 @@
 // Shapes as in backend.h: qkv (B,T,3C), row (b,t) = q | k | v, each C = NH heads of hs = C/NH;
 // out and dout (B,T,C). The simple path's state (what forward saves for backward) is
 // preatt | att, (B,NH,T,T) each, of the activation type; its backward's dpreatt and datt
-// ((nb,NH,T,T) each for a chunk of nb samples, below) live in a device buffer of this file,
-// grown when a call needs more and freed by cuda_attention_free.
+// ((nb,NH,T,T) each for a chunk of nb samples, below) live in a device buffer of the backend's
+// context (cx->att_bwd_buf), grown when a call needs more and freed by cuda_attention_free.
 //
 // One head's Q, K, V are (T,hs) matrices with row stride 3C inside qkv, and the heads of one
 // batch row are hs apart, so (b,h) pairs are not one stride apart. The kernels therefore first
@@ -36,10 +36,10 @@
 
 // matmul.cu: row-major C[i] = alpha op(A[i]) op(B[i]) + beta C[i] for i < batch, where matrix i
 // of X starts stride_x elements after matrix i-1; all of type dt, fp32 accumulation.
-void cuda_gemm_batched(ts_dtype dt, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                       const void *A, int64_t lda, int64_t stride_a, const void *B, int64_t ldb,
-                       int64_t stride_b, float beta, void *C, int64_t ldc, int64_t stride_c,
-                       int batch, cudaStream_t s);
+void cuda_gemm_batched(cuda_ctx *cx, ts_dtype dt, bool trans_a, bool trans_b, int M, int N, int K,
+                       float alpha, const void *A, int64_t lda, int64_t stride_a, const void *B,
+                       int64_t ldb, int64_t stride_b, float beta, void *C, int64_t ldc,
+                       int64_t stride_c, int batch);
 
 #define ATT_THREADS    256
 #define ATT_MAX_BLOCKS 65536
@@ -103,20 +103,8 @@ __global__ void att_merge_heads_kernel(T *dst, att_parts<T> src, int nparts, int
 // softmax, forward and backward: one warp per row of a (T,T) score matrix; `rows` rows of
 // length T, row r is query t = r % T. Block of ATT_THREADS = ATT_WARPS rows; grid-stride over
 // rows. Each lane walks columns lane, lane+32, ... in order and the warp combines its 32 partial
-// results with a xor butterfly: every lane ends with the same value, bit for bit, so the result
-// is deterministic.
-
-__device__ __forceinline__ float att_warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ __forceinline__ float att_warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+// results with warp_max / warp_sum (warp.cuh): every lane ends with the same value, bit for
+// bit, so the result is deterministic.
 
 // A[t,u] = exp(P[t,u] - max) / sum for u <= t; A and P = 0 for u > t.
 template <typename T> __global__ void att_softmax_kernel(T *att, T *preatt, int Tn, size_t rows) {
@@ -129,11 +117,11 @@ template <typename T> __global__ void att_softmax_kernel(T *att, T *preatt, int 
         float m = -INFINITY;
         for (int u = lane; u <= t; u += 32)
             m = fmaxf(m, to_f32(p[u]));
-        m = att_warp_max(m); // finite: column 0 is always present
+        m = warp_max(m); // finite: column 0 is always present
         float s = 0.0f;
         for (int u = lane; u <= t; u += 32)
             s += expf(to_f32(p[u]) - m);
-        s = att_warp_sum(s);
+        s = warp_sum(s);
         const float inv = 1.0f / s;
         for (int u = lane; u < Tn; u += 32) {
             if (u <= t) {
@@ -159,7 +147,7 @@ __global__ void att_softmax_backward_kernel(T *dpreatt, T *datt, const T *att, i
         float s = 0.0f;
         for (int u = lane; u <= t; u += 32)
             s += to_f32(a[u]) * to_f32(da[u]);
-        s = att_warp_sum(s);
+        s = warp_sum(s);
         for (int u = lane; u < Tn; u += 32) {
             if (u <= t) {
                 dp[u] = from_f32<T>(to_f32(a[u]) * (to_f32(da[u]) - s));
@@ -182,9 +170,10 @@ typedef struct {
 
 static size_t att_round256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-static att_plan att_plan_scratch(ts_dtype dt, int B, int T, int C, int nslots, const char *what) {
+static att_plan att_plan_scratch(cuda_ctx *cx, ts_dtype dt, int B, int T, int C, int nslots,
+                                 const char *what) {
     const size_t sample = (size_t)T * C * ts_dtype_size(dt); // one sample of one slot
-    const size_t have = cuda_scratch_max();
+    const size_t have = cuda_scratch_max(cx);
     att_plan pl;
     size_t nb = have / nslots > 256 ? (have / nslots - 256) / sample : 0;
     if (nb > (size_t)B) nb = (size_t)B;
@@ -196,28 +185,25 @@ static att_plan att_plan_scratch(ts_dtype dt, int B, int T, int C, int nslots, c
     }
     pl.nb = (int)nb;
     pl.slot_bytes = att_round256(nb * sample);
-    pl.base = (char *)cuda_scratch(nslots * pl.slot_bytes);
+    pl.base = (char *)cuda_scratch(cx, nslots * pl.slot_bytes);
     return pl;
 }
 
-// backward's dpreatt | datt: a device buffer kept between calls, grown when a call needs more
-// (the old one freed once the stream is done with it). The first backward allocates it: 2 x
-// nb*NH*T*T elements, 0.75 GiB for GPT-2 124M at B=16, T=1024 in bf16.
-static void *att_bwd_buf;
-static size_t att_bwd_bytes;
-
-static void *att_backward_scratch(size_t bytes, cudaStream_t s) {
-    if (bytes <= att_bwd_bytes) return att_bwd_buf;
-    if (att_bwd_buf) {
-        CUDA_CHECK(cudaStreamSynchronize(s));
-        CUDA_CHECK(cudaFree(att_bwd_buf));
-        att_bwd_buf = NULL;
-        att_bwd_bytes = 0;
+// backward's dpreatt | datt: a device buffer of the context kept between calls, grown when a
+// call needs more (the old one freed once the stream is done with it). The first backward
+// allocates it: 2 x nb*NH*T*T elements, 0.75 GiB for GPT-2 124M at B=16, T=1024 in bf16.
+static void *att_backward_scratch(cuda_ctx *cx, size_t bytes) {
+    if (bytes <= cx->att_bwd_bytes) return cx->att_bwd_buf;
+    if (cx->att_bwd_buf) {
+        CUDA_CHECK(cudaStreamSynchronize(cx->stream));
+        CUDA_CHECK(cudaFree(cx->att_bwd_buf));
+        cx->att_bwd_buf = NULL;
+        cx->att_bwd_bytes = 0;
     }
-    cudaError_t err = cudaMalloc(&att_bwd_buf, bytes);
+    cudaError_t err = cudaMalloc(&cx->att_bwd_buf, bytes);
     if (err != cudaSuccess) {
         cudaGetLastError();
-        att_bwd_buf = NULL;
+        cx->att_bwd_buf = NULL;
         size_t free_b = 0, total_b = 0;
         if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();
         int dev = -1;
@@ -227,27 +213,28 @@ static void *att_backward_scratch(size_t bytes, cudaStream_t s) {
                  "for the attention backward scratch: %s; lower train.micro_batch",
                  dev, bytes, bytes / 1048576.0, free_b / 1048576.0, cudaGetErrorString(err));
     }
-    att_bwd_bytes = bytes;
-    return att_bwd_buf;
+    cx->att_bwd_bytes = bytes;
+    return cx->att_bwd_buf;
 }
 
-void cuda_attention_free(void) {
-    if (att_bwd_buf) CUDA_CHECK(cudaFree(att_bwd_buf));
-    att_bwd_buf = NULL;
-    att_bwd_bytes = 0;
+void cuda_attention_free(cuda_ctx *cx) {
+    if (cx->att_bwd_buf) CUDA_CHECK(cudaFree(cx->att_bwd_buf));
+    cx->att_bwd_buf = NULL;
+    cx->att_bwd_bytes = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // the launchers of the simple path
 
 template <typename T>
-static void att_forward(T *out, T *preatt, T *att, const T *qkv, int B, int Tn, int C, int NH,
-                        cudaStream_t s) {
+static void att_forward(cuda_ctx *cx, T *out, T *preatt, T *att, const T *qkv, int B, int Tn, int C,
+                        int NH) {
+    cudaStream_t s = cx->stream;
     const ts_dtype dt = sizeof(T) == 2 ? TS_BF16 : TS_F32;
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     const int64_t TT = (int64_t)Tn * Tn, Thd = (int64_t)Tn * hs;
-    att_plan pl = att_plan_scratch(dt, B, Tn, C, 3, "forward");
+    att_plan pl = att_plan_scratch(cx, dt, B, Tn, C, 3, "forward");
     T *q = (T *)pl.base, *k = (T *)(pl.base + pl.slot_bytes),
       *v = (T *)(pl.base + 2 * pl.slot_bytes);
     T *o = q; // Q is dead once the scores exist
@@ -259,35 +246,33 @@ static void att_forward(T *out, T *preatt, T *att, const T *qkv, int B, int Tn, 
         T *P = preatt + (size_t)b0 * NH * TT, *A = att + (size_t)b0 * NH * TT;
 
         att_parts<T> qkv_h = {{q, k, v}};
-        att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
-            qkv_h, qkv + (size_t)b0 * Tn * 3 * C, 3, 3 * (int64_t)C, NH, Tn, hs, n);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(att_grid(n), ATT_THREADS, 0, s, att_split_heads_kernel<T>, qkv_h,
+                    qkv + (size_t)b0 * Tn * 3 * C, 3, 3 * (int64_t)C, NH, Tn, hs, n);
         // P(T,T) = scale Q(T,hs) K(T,hs)^T per head
-        cuda_gemm_batched(dt, false, true, Tn, Tn, hs, scale, q, hs, Thd, k, hs, Thd, 0.0f, P, Tn,
-                          TT, nbh, s);
-        att_softmax_kernel<T><<<att_grid(rows * 32), ATT_THREADS, 0, s>>>(A, P, Tn, rows);
-        CUDA_CHECK_LAUNCH();
+        cuda_gemm_batched(cx, dt, false, true, Tn, Tn, hs, scale, q, hs, Thd, k, hs, Thd, 0.0f, P,
+                          Tn, TT, nbh);
+        CUDA_LAUNCH(att_grid(rows * 32), ATT_THREADS, 0, s, att_softmax_kernel<T>, A, P, Tn, rows);
         // O(T,hs) = A(T,T) V(T,hs) per head
-        cuda_gemm_batched(dt, false, false, Tn, hs, Tn, 1.0f, A, Tn, TT, v, hs, Thd, 0.0f, o, hs,
-                          Thd, nbh, s);
+        cuda_gemm_batched(cx, dt, false, false, Tn, hs, Tn, 1.0f, A, Tn, TT, v, hs, Thd, 0.0f, o,
+                          hs, Thd, nbh);
         att_parts<T> o_h = {{o, NULL, NULL}};
-        att_merge_heads_kernel<T, false><<<att_grid(n), ATT_THREADS, 0, s>>>(
-            out + (size_t)b0 * Tn * C, o_h, 1, C, NH, Tn, hs, n);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(att_grid(n), ATT_THREADS, 0, s, att_merge_heads_kernel<T, false>,
+                    out + (size_t)b0 * Tn * C, o_h, 1, C, NH, Tn, hs, n);
     }
 }
 
 template <typename T>
-static void att_backward(T *dqkv, const T *dout, const T *qkv, const T *att, int B, int Tn, int C,
-                         int NH, cudaStream_t s) {
+static void att_backward(cuda_ctx *cx, T *dqkv, const T *dout, const T *qkv, const T *att, int B,
+                         int Tn, int C, int NH) {
+    cudaStream_t s = cx->stream;
     const ts_dtype dt = sizeof(T) == 2 ? TS_BF16 : TS_F32;
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     const int64_t TT = (int64_t)Tn * Tn, Thd = (int64_t)Tn * hs;
-    att_plan pl = att_plan_scratch(dt, B, Tn, C, 4, "backward");
+    att_plan pl = att_plan_scratch(cx, dt, B, Tn, C, 4, "backward");
     // dA and dP of one chunk, reused by the next (the stream orders them)
     const size_t chunk_tt = (size_t)pl.nb * NH * TT;
-    T *dA = (T *)att_backward_scratch(2 * chunk_tt * sizeof(T), s), *dP = dA + chunk_tt;
+    T *dA = (T *)att_backward_scratch(cx, 2 * chunk_tt * sizeof(T)), *dP = dA + chunk_tt;
     T *slot[4];
     for (int i = 0; i < 4; i++)
         slot[i] = (T *)(pl.base + i * pl.slot_bytes);
@@ -302,31 +287,27 @@ static void att_backward(T *dqkv, const T *dout, const T *qkv, const T *att, int
         const T *A = att + (size_t)b0 * NH * TT;
 
         att_parts<T> qkv_h = {{q, k, v}}, do_h = {{dO, NULL, NULL}};
-        att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
-            qkv_h, qkv + (size_t)b0 * Tn * 3 * C, 3, 3 * (int64_t)C, NH, Tn, hs, n);
-        CUDA_CHECK_LAUNCH();
-        att_split_heads_kernel<T><<<att_grid(n), ATT_THREADS, 0, s>>>(
-            do_h, dout + (size_t)b0 * Tn * C, 1, C, NH, Tn, hs, n);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(att_grid(n), ATT_THREADS, 0, s, att_split_heads_kernel<T>, qkv_h,
+                    qkv + (size_t)b0 * Tn * 3 * C, 3, 3 * (int64_t)C, NH, Tn, hs, n);
+        CUDA_LAUNCH(att_grid(n), ATT_THREADS, 0, s, att_split_heads_kernel<T>, do_h,
+                    dout + (size_t)b0 * Tn * C, 1, C, NH, Tn, hs, n);
         // dA(T,T) = dO(T,hs) V(T,hs)^T   (V is dead afterwards: its slot takes dV)
-        cuda_gemm_batched(dt, false, true, Tn, Tn, hs, 1.0f, dO, hs, Thd, v, hs, Thd, 0.0f, dA, Tn,
-                          TT, nbh, s);
+        cuda_gemm_batched(cx, dt, false, true, Tn, Tn, hs, 1.0f, dO, hs, Thd, v, hs, Thd, 0.0f, dA,
+                          Tn, TT, nbh);
         // dV(T,hs) = A(T,T)^T dO(T,hs)   (dO is dead afterwards: its slot takes dQ)
-        cuda_gemm_batched(dt, true, false, Tn, hs, Tn, 1.0f, A, Tn, TT, dO, hs, Thd, 0.0f, dV, hs,
-                          Thd, nbh, s);
-        att_softmax_backward_kernel<T>
-            <<<att_grid(rows * 32), ATT_THREADS, 0, s>>>(dP, dA, A, Tn, rows);
-        CUDA_CHECK_LAUNCH();
+        cuda_gemm_batched(cx, dt, true, false, Tn, hs, Tn, 1.0f, A, Tn, TT, dO, hs, Thd, 0.0f, dV,
+                          hs, Thd, nbh);
+        CUDA_LAUNCH(att_grid(rows * 32), ATT_THREADS, 0, s, att_softmax_backward_kernel<T>, dP, dA,
+                    A, Tn, rows);
         // dQ(T,hs) = scale dP(T,T) K(T,hs)   (K is dead afterwards: its slot takes dK)
-        cuda_gemm_batched(dt, false, false, Tn, hs, Tn, scale, dP, Tn, TT, k, hs, Thd, 0.0f, dQ, hs,
-                          Thd, nbh, s);
+        cuda_gemm_batched(cx, dt, false, false, Tn, hs, Tn, scale, dP, Tn, TT, k, hs, Thd, 0.0f, dQ,
+                          hs, Thd, nbh);
         // dK(T,hs) = scale dP(T,T)^T Q(T,hs)
-        cuda_gemm_batched(dt, true, false, Tn, hs, Tn, scale, dP, Tn, TT, q, hs, Thd, 0.0f, dK, hs,
-                          Thd, nbh, s);
+        cuda_gemm_batched(cx, dt, true, false, Tn, hs, Tn, scale, dP, Tn, TT, q, hs, Thd, 0.0f, dK,
+                          hs, Thd, nbh);
         att_parts<T> d_h = {{dQ, dK, dV}};
-        att_merge_heads_kernel<T, true><<<att_grid(n), ATT_THREADS, 0, s>>>(
-            dqkv + (size_t)b0 * Tn * 3 * C, d_h, 3, 3 * (int64_t)C, NH, Tn, hs, n);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(att_grid(n), ATT_THREADS, 0, s, att_merge_heads_kernel<T, true>,
+                    dqkv + (size_t)b0 * Tn * 3 * C, d_h, 3, 3 * (int64_t)C, NH, Tn, hs, n);
     }
 }
 
@@ -335,25 +316,25 @@ size_t cuda_attention_simple_state_bytes(ts_dtype dt, int B, int T, int C, int N
     return 2 * (size_t)B * NH * T * T * ts_dtype_size(dt);
 }
 
-void cuda_attention_simple_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B,
-                                   int T, int C, int NH, cudaStream_t s) {
+void cuda_attention_simple_forward(cuda_ctx *cx, ts_dtype dt, void *out, void *state,
+                                   const void *qkv, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0 || C <= 0) return;
     TS_ASSERT(NH > 0 && C % NH == 0);
     const size_t n = (size_t)B * NH * T * T;
     TS_DISPATCH(
         dt, E,
-        att_forward<E>((E *)out, (E *)state, (E *)state + n, (const E *)qkv, B, T, C, NH, s));
+        att_forward<E>(cx, (E *)out, (E *)state, (E *)state + n, (const E *)qkv, B, T, C, NH));
 }
 
-void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
-                                    const void *state, int B, int T, int C, int NH,
-                                    cudaStream_t s) {
+void cuda_attention_simple_backward(cuda_ctx *cx, ts_dtype dt, void *dqkv, const void *dout,
+                                    const void *qkv, const void *state, int B, int T, int C,
+                                    int NH) {
     if (B <= 0 || T <= 0 || C <= 0) return;
     TS_ASSERT(NH > 0 && C % NH == 0);
     const size_t n = (size_t)B * NH * T * T;
     TS_DISPATCH(dt, E,
-                att_backward<E>((E *)dqkv, (const E *)dout, (const E *)qkv, (const E *)state + n, B,
-                                T, C, NH, s));
+                att_backward<E>(cx, (E *)dqkv, (const E *)dout, (const E *)qkv,
+                                (const E *)state + n, B, T, C, NH));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,42 +345,39 @@ void cuda_attention_simple_backward(ts_dtype dt, void *dqkv, const void *dout, c
 // path for the same (dt, C, NH), so backward reads the state its forward wrote, and the choice
 // does not depend on B or T, so state sized for the largest shapes serves smaller ones.
 
-static bool att_use_flash(ts_dtype dt, int C, int NH) {
+static bool att_use_flash(cuda_ctx *cx, ts_dtype dt, int C, int NH) {
     enum { ATT_AUTO, ATT_FLASH, ATT_SIMPLE }; // the knob's choices (base/env.c)
     int choice;
     if (env_get_choice("TESSERA_ATTENTION", &choice) != TS_OK) ts_exit(TS_ERR_INPUT);
     const bool ok = cuda_flash_supported(dt, C, NH);
     if (choice == ATT_SIMPLE) return false;
-    if (choice == ATT_FLASH && !ok) {
-        static bool warned = false;
-        if (!warned) {
-            log_warn("TESSERA_ATTENTION=flash: the flash kernels need bf16 and head size 64 or "
-                     "128 (here %s, head size %d): using the simple path",
-                     ts_dtype_name(dt), NH > 0 ? C / NH : 0);
-            warned = true;
-        }
+    if (choice == ATT_FLASH && !ok && !cx->att_flash_warned) {
+        log_warn("TESSERA_ATTENTION=flash: the flash kernels need bf16 and head size 64 or 128 "
+                 "(here %s, head size %d): using the simple path",
+                 ts_dtype_name(dt), NH > 0 ? C / NH : 0);
+        cx->att_flash_warned = true;
     }
     return ok;
 }
 
-size_t cuda_attention_state_bytes(ts_dtype dt, int B, int T, int C, int NH) {
-    if (att_use_flash(dt, C, NH)) return cuda_flash_state_bytes(B, T, NH);
+size_t cuda_attention_state_bytes(cuda_ctx *cx, ts_dtype dt, int B, int T, int C, int NH) {
+    if (att_use_flash(cx, dt, C, NH)) return cuda_flash_state_bytes(B, T, NH);
     return cuda_attention_simple_state_bytes(dt, B, T, C, NH);
 }
 
-void cuda_attention_forward(ts_dtype dt, void *out, void *state, const void *qkv, int B, int T,
-                            int C, int NH, cudaStream_t s) {
-    if (att_use_flash(dt, C, NH))
-        cuda_flash_forward(out, (float *)state, qkv, B, T, C, NH, s);
+void cuda_attention_forward(cuda_ctx *cx, ts_dtype dt, void *out, void *state, const void *qkv,
+                            int B, int T, int C, int NH) {
+    if (att_use_flash(cx, dt, C, NH))
+        cuda_flash_forward(cx, out, (float *)state, qkv, B, T, C, NH);
     else
-        cuda_attention_simple_forward(dt, out, state, qkv, B, T, C, NH, s);
+        cuda_attention_simple_forward(cx, dt, out, state, qkv, B, T, C, NH);
 }
 
-void cuda_attention_backward(ts_dtype dt, void *dqkv, const void *dout, const void *qkv,
-                             const void *out, const void *state, int B, int T, int C, int NH,
-                             cudaStream_t s) {
-    if (att_use_flash(dt, C, NH))
-        cuda_flash_backward(dqkv, dout, qkv, out, (const float *)state, B, T, C, NH, s);
+void cuda_attention_backward(cuda_ctx *cx, ts_dtype dt, void *dqkv, const void *dout,
+                             const void *qkv, const void *out, const void *state, int B, int T,
+                             int C, int NH) {
+    if (att_use_flash(cx, dt, C, NH))
+        cuda_flash_backward(cx, dqkv, dout, qkv, out, (const float *)state, B, T, C, NH);
     else
-        cuda_attention_simple_backward(dt, dqkv, dout, qkv, state, B, T, C, NH, s);
+        cuda_attention_simple_backward(cx, dt, dqkv, dout, qkv, state, B, T, C, NH);
 }

@@ -27,13 +27,24 @@ template <typename T, int P> using cls_pack = cuda_pack<T, P>;
 // is (a NaN must reach the loss); rescaling with exp(-inf - m') could give 0 * inf otherwise.
 __device__ __forceinline__ float cls_ref(float m) { return m == -INFINITY ? 0.0f : m; }
 
-// merge (m2, s2) into (m, s): the sum of exp relative to the larger max
-__device__ __forceinline__ void cls_merge(float &m, float &s, float m2, float s2) {
-    const float mn = fmaxf(m, m2);
-    const float a = m == -INFINITY ? s : s * expf(m - mn);
-    const float b = m2 == -INFINITY ? s2 : s2 * expf(m2 - mn);
-    s = a + b;
-    m = mn;
+// the running pair of a thread, a warp or the block
+struct cls_pair {
+    float m, s;
+};
+
+// merge y into x: the sum of exp relative to the larger max
+struct cls_merge {
+    __device__ __forceinline__ cls_pair operator()(cls_pair x, cls_pair y) const {
+        const float mn = fmaxf(x.m, y.m);
+        const float a = x.m == -INFINITY ? x.s : x.s * expf(x.m - mn);
+        const float b = y.m == -INFINITY ? y.s : y.s * expf(y.m - mn);
+        return cls_pair{mn, a + b};
+    }
+};
+
+// a pair crosses lanes member by member (for warp_reduce)
+__device__ __forceinline__ cls_pair shfl_xor(cls_pair x, int mask) {
+    return cls_pair{shfl_xor(x.m, mask), shfl_xor(x.s, mask)};
 }
 
 // Grid N blocks (row n = blockIdx.x), CLS_THREADS threads striding over the row in packs of P
@@ -41,9 +52,8 @@ __device__ __forceinline__ void cls_merge(float &m, float &s, float m2, float s2
 template <typename T, int P>
 __global__ void __launch_bounds__(CLS_THREADS)
     classifier_kernel(T *logits, float *losses, const int *targets, int V, int Vp, float dloss) {
-    __shared__ float warp_m[CLS_THREADS / 32], warp_s[CLS_THREADS / 32];
+    __shared__ cls_pair warp_ms[CLS_THREADS / 32];
     __shared__ float row_m, row_s;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const size_t n = blockIdx.x;
     T *row = logits + n * Vp;
     const int tgt = targets[n];
@@ -70,32 +80,13 @@ __global__ void __launch_bounds__(CLS_THREADS)
         for (int k = 0; k < P; k++)
             s += expf(xv[k] - r);
     }
-    // merge across the warp, then across warps (warp 0); one thread publishes the result
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-        const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
-        cls_merge(m, s, m2, s2);
-    }
-    if (lane == 0) {
-        warp_m[warp] = m;
-        warp_s[warp] = s;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        m = lane < CLS_THREADS / 32 ? warp_m[lane] : -INFINITY;
-        s = lane < CLS_THREADS / 32 ? warp_s[lane] : 0.0f;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-            const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
-            cls_merge(m, s, m2, s2);
-        }
-        if (lane == 0) {
-            row_m = m;
-            row_s = s;
-            losses[n] = bad ? NAN : logf(s) - (to_f32(row[tgt]) - m);
-        }
+    // merge across the block (warps, then warp 0 over them); one thread publishes the result
+    const cls_pair row_pair =
+        block_reduce<CLS_THREADS>(cls_pair{m, s}, cls_merge(), cls_pair{-INFINITY, 0.0f}, warp_ms);
+    if (threadIdx.x == 0) {
+        row_m = row_pair.m;
+        row_s = row_pair.s;
+        losses[n] = bad ? NAN : logf(row_pair.s) - (to_f32(row[tgt]) - row_pair.m);
     }
     if (dloss == 0.0f) return; // uniform across the block: nothing else to do
     __syncthreads();
@@ -123,16 +114,16 @@ static void classifier(T *logits, float *losses, const int *targets, int N, int 
                        float dloss, cudaStream_t s) {
     if (N <= 0) return;
     constexpr int P = 16 / sizeof(T);
-    if (Vp % P == 0 && ((uintptr_t)logits & 15) == 0) {
-        classifier_kernel<T, P><<<N, CLS_THREADS, 0, s>>>(logits, losses, targets, V, Vp, dloss);
-    } else {
-        classifier_kernel<T, 1><<<N, CLS_THREADS, 0, s>>>(logits, losses, targets, V, Vp, dloss);
-    }
-    CUDA_CHECK_LAUNCH();
+    if (Vp % P == 0 && ((uintptr_t)logits & 15) == 0)
+        CUDA_LAUNCH(N, CLS_THREADS, 0, s, classifier_kernel<T, P>, logits, losses, targets, V, Vp,
+                    dloss);
+    else
+        CUDA_LAUNCH(N, CLS_THREADS, 0, s, classifier_kernel<T, 1>, logits, losses, targets, V, Vp,
+                    dloss);
 }
 
 // logits (N,Vp) in dt, losses (N) fp32, targets (N) int32. No scratch.
-void cuda_classifier(ts_dtype dt, void *logits, float *losses, const int *targets, int N, int V,
-                     int Vp, float dloss, cudaStream_t s) {
-    TS_DISPATCH(dt, T, classifier((T *)logits, losses, targets, N, V, Vp, dloss, s));
+void cuda_classifier(cuda_ctx *cx, ts_dtype dt, void *logits, float *losses, const int *targets,
+                     int N, int V, int Vp, float dloss) {
+    TS_DISPATCH(dt, T, classifier((T *)logits, losses, targets, N, V, Vp, dloss, cx->stream));
 }

@@ -59,14 +59,12 @@ static void embed_forward(T *out, const int *tokens, const T *wte, const T *wpe,
     const size_t n = (size_t)B * T_ * C;
     if (n == 0) return;
     constexpr int P = 16 / sizeof(T);
-    if (C % P == 0 && cuda_aligned16(out) && cuda_aligned16(wte) && cuda_aligned16(wpe)) {
-        embed_forward_kernel<T, P>
-            <<<emb_grid(n / P), EMB_THREADS, 0, s>>>(out, tokens, wte, wpe, T_, C, n / P);
-    } else {
-        embed_forward_kernel<T, 1>
-            <<<emb_grid(n), EMB_THREADS, 0, s>>>(out, tokens, wte, wpe, T_, C, n);
-    }
-    CUDA_CHECK_LAUNCH();
+    if (C % P == 0 && cuda_aligned16(out) && cuda_aligned16(wte) && cuda_aligned16(wpe))
+        CUDA_LAUNCH(emb_grid(n / P), EMB_THREADS, 0, s, embed_forward_kernel<T, P>, out, tokens,
+                    wte, wpe, T_, C, n / P);
+    else
+        CUDA_LAUNCH(emb_grid(n), EMB_THREADS, 0, s, embed_forward_kernel<T, 1>, out, tokens, wte,
+                    wpe, T_, C, n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,14 +130,14 @@ __global__ void embed_backward_tok_kernel(float *dwte, const T *dout, const int 
 //                                  B*T positions, at most 4*B*T + 8 KiB)
 // In all at most 20*B*T + 16 KiB bytes.
 template <typename T>
-static void embed_backward(float *dwte, float *dwpe, const T *dout, const int *tokens, int B,
-                           int T_, int C, cudaStream_t s) {
+static void embed_backward(cuda_ctx *cx, float *dwte, float *dwpe, const T *dout, const int *tokens,
+                           int B, int T_, int C) {
     const int n = B * T_;
     if (n == 0 || C == 0) return;
+    cudaStream_t s = cx->stream;
 
-    embed_backward_pos_kernel<T>
-        <<<emb_grid((size_t)T_ * C), EMB_THREADS, 0, s>>>(dwpe, dout, B, T_, C);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(emb_grid((size_t)T_ * C), EMB_THREADS, 0, s, embed_backward_pos_kernel<T>, dwpe,
+                dout, B, T_, C);
 
     // sort (token, position) pairs by token
     const size_t arr = emb_align_up((size_t)n * sizeof(int));
@@ -147,33 +145,33 @@ static void embed_backward(float *dwte, float *dwpe, const T *dout, const int *t
     size_t cub_bytes = 0;
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, keys, pos, n, 0,
                                                (int)(8 * sizeof(int)), s));
-    char *scratch = (char *)cuda_scratch(4 * arr + emb_align_up(cub_bytes));
+    char *scratch = (char *)cuda_scratch(cx, 4 * arr + emb_align_up(cub_bytes));
     keys = cub::DoubleBuffer<int>((int *)scratch, (int *)(scratch + arr));
     pos = cub::DoubleBuffer<int>((int *)(scratch + 2 * arr), (int *)(scratch + 3 * arr));
     void *cub_tmp = scratch + 4 * arr;
 
-    embed_sort_init_kernel<<<emb_grid(n), EMB_THREADS, 0, s>>>(keys.Current(), pos.Current(),
-                                                               tokens, n);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(emb_grid(n), EMB_THREADS, 0, s, embed_sort_init_kernel, keys.Current(),
+                pos.Current(), tokens, n);
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, keys, pos, n, 0,
                                                (int)(8 * sizeof(int)), s));
-    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK_LAUNCH(); // CUB's own launches
 
     const dim3 grid((unsigned)n, cuda_ceil_div((size_t)C, EMB_THREADS));
-    embed_backward_tok_kernel<T>
-        <<<grid, EMB_THREADS, 0, s>>>(dwte, dout, keys.Current(), pos.Current(), n, C);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(grid, EMB_THREADS, 0, s, embed_backward_tok_kernel<T>, dwte, dout, keys.Current(),
+                pos.Current(), n, C);
 }
 
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void cuda_embed_forward(ts_dtype dt, void *out, const int *tokens, const void *wte, const void *wpe,
-                        int B, int T, int C, cudaStream_t s) {
-    TS_DISPATCH(dt, E, embed_forward((E *)out, tokens, (const E *)wte, (const E *)wpe, B, T, C, s));
+void cuda_embed_forward(cuda_ctx *cx, ts_dtype dt, void *out, const int *tokens, const void *wte,
+                        const void *wpe, int B, int T, int C) {
+    TS_DISPATCH(
+        dt, E,
+        embed_forward((E *)out, tokens, (const E *)wte, (const E *)wpe, B, T, C, cx->stream));
 }
 
-void cuda_embed_backward(ts_dtype dt, float *dwte, float *dwpe, const void *dout, const int *tokens,
-                         int B, int T, int C, cudaStream_t s) {
-    TS_DISPATCH(dt, E, embed_backward(dwte, dwpe, (const E *)dout, tokens, B, T, C, s));
+void cuda_embed_backward(cuda_ctx *cx, ts_dtype dt, float *dwte, float *dwpe, const void *dout,
+                         const int *tokens, int B, int T, int C) {
+    TS_DISPATCH(dt, E, embed_backward(cx, dwte, dwpe, (const E *)dout, tokens, B, T, C));
 }

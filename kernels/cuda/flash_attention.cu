@@ -1,5 +1,6 @@
-// flash_attention.cu — the launchers of the flash-attention kernels (flash_attention.cuh):
-// bf16 activations, head size 64 or 128, any T. attention.cu decides when they are used.
+// flash_attention.cu — the backend's entry points to the flash-attention kernels
+// (flash_attention.cuh, which also holds their launch configurations): bf16 activations, head
+// size 64 or 128, any T. attention.cu decides when they are used.
 //
 // State saved by the forward for the backward: lse2 (B,NH,T) fp32, nothing else (the backward
 // also reads the forward's output). The backward's dsum (B,NH,T) fp32 lives in the backend's
@@ -18,11 +19,19 @@ bool cuda_flash_supported(ts_dtype dt, int C, int NH) {
 
 size_t cuda_flash_state_bytes(int B, int T, int NH) { return (size_t)B * NH * T * sizeof(float); }
 
-// kernels needing more than 48 KB of dynamic shared memory must say so once
-template <typename K> static void flash_allow_smem(K kernel, int bytes, bool *done) {
-    if (*done) return;
+// Kernels with more than 48 KB of dynamic shared memory must be allowed it, once per device: all
+// of them, at backend creation (the largest, dQ at head size 128, takes 104 KB of an A100's 163).
+template <typename K> static void flash_allow_smem(K kernel, int bytes) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    *done = true;
+}
+
+void cuda_flash_init(void) {
+    flash_allow_smem(flash_fwd_kernel<64>, flash_fwd_smem<64>());
+    flash_allow_smem(flash_fwd_kernel<128>, flash_fwd_smem<128>());
+    flash_allow_smem(flash_bwd_dkv_kernel<64>, flash_dkv_smem<64>());
+    flash_allow_smem(flash_bwd_dkv_kernel<128>, flash_dkv_smem<128>());
+    flash_allow_smem(flash_bwd_dq_kernel<64>, flash_dq_smem<64>());
+    flash_allow_smem(flash_bwd_dq_kernel<128>, flash_dq_smem<128>());
 }
 
 static flash_params flash_make_params(const void *qkv, int B, int T, int C, int NH) {
@@ -50,34 +59,8 @@ static void flash_check_aligned(const void *p, const char *what) {
     }
 }
 
-template <int HS> static void flash_forward_hs(const flash_params &p, cudaStream_t s) {
-    static bool smem_set = false;
-    const int smem = flash_fwd_smem<HS>();
-    flash_allow_smem(flash_fwd_kernel<HS>, smem, &smem_set);
-    dim3 grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, flash_fwd_rows<HS>()));
-    flash_fwd_kernel<HS><<<grid, FLASH_THREADS, smem, s>>>(p);
-    CUDA_CHECK_LAUNCH();
-}
-
-template <int HS> static void flash_backward_hs(const flash_params &p, cudaStream_t s) {
-    static bool dkv_set = false, dq_set = false;
-    const size_t rows = (size_t)p.B * p.T * p.NH;
-    const size_t needed = (rows + FLASH_THREADS / 32 - 1) / (FLASH_THREADS / 32);
-    const unsigned dsum_blocks = (unsigned)(needed < 65536 ? needed : 65536);
-    flash_bwd_dsum_kernel<HS><<<dsum_blocks, FLASH_THREADS, 0, s>>>(p);
-    CUDA_CHECK_LAUNCH();
-    dim3 grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, FLASH_BR));
-    flash_allow_smem(flash_bwd_dkv_kernel<HS>, flash_dkv_smem<HS>(), &dkv_set);
-    flash_bwd_dkv_kernel<HS><<<grid, FLASH_THREADS, flash_dkv_smem<HS>(), s>>>(p);
-    CUDA_CHECK_LAUNCH();
-    flash_allow_smem(flash_bwd_dq_kernel<HS>, flash_dq_smem<HS>(), &dq_set);
-    dim3 dq_grid((unsigned)(p.B * p.NH), cuda_ceil_div(p.T, flash_dq_rows<HS>()));
-    flash_bwd_dq_kernel<HS><<<dq_grid, FLASH_THREADS, flash_dq_smem<HS>(), s>>>(p);
-    CUDA_CHECK_LAUNCH();
-}
-
-void cuda_flash_forward(void *out, float *lse, const void *qkv, int B, int T, int C, int NH,
-                        cudaStream_t s) {
+void cuda_flash_forward(cuda_ctx *cx, void *out, float *lse, const void *qkv, int B, int T, int C,
+                        int NH) {
     if (B <= 0 || T <= 0) return;
     TS_ASSERT(cuda_flash_supported(TS_BF16, C, NH));
     flash_check_aligned(qkv, "qkv");
@@ -86,13 +69,13 @@ void cuda_flash_forward(void *out, float *lse, const void *qkv, int B, int T, in
     p.out = (bf16 *)out;
     p.lse = lse;
     if (C / NH == 64)
-        flash_forward_hs<64>(p, s);
+        flash_launch_forward<64>(p, cx->stream);
     else
-        flash_forward_hs<128>(p, s);
+        flash_launch_forward<128>(p, cx->stream);
 }
 
-void cuda_flash_backward(void *dqkv, const void *dout, const void *qkv, const void *out,
-                         const float *lse, int B, int T, int C, int NH, cudaStream_t s) {
+void cuda_flash_backward(cuda_ctx *cx, void *dqkv, const void *dout, const void *qkv,
+                         const void *out, const float *lse, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return;
     TS_ASSERT(cuda_flash_supported(TS_BF16, C, NH));
     flash_check_aligned(qkv, "qkv");
@@ -105,15 +88,15 @@ void cuda_flash_backward(void *dqkv, const void *dout, const void *qkv, const vo
     p.lse = (float *)lse;
     p.dqkv = (bf16 *)dqkv;
     const size_t dsum_bytes = (size_t)B * NH * T * sizeof(float);
-    if (dsum_bytes > cuda_scratch_max()) {
+    if (dsum_bytes > cuda_scratch_max(cx)) {
         ts_fatal(TS_ERR_INTERNAL,
                  "flash attention backward needs %zu bytes of scratch (B=%d, T=%d, NH=%d) but "
                  "the backend has %zu",
-                 dsum_bytes, B, T, NH, cuda_scratch_max());
+                 dsum_bytes, B, T, NH, cuda_scratch_max(cx));
     }
-    p.dsum = (float *)cuda_scratch(dsum_bytes);
+    p.dsum = (float *)cuda_scratch(cx, dsum_bytes);
     if (C / NH == 64)
-        flash_backward_hs<64>(p, s);
+        flash_launch_backward<64>(p, cx->stream);
     else
-        flash_backward_hs<128>(p, s);
+        flash_launch_backward<128>(p, cx->stream);
 }

@@ -39,11 +39,18 @@
 // products of a tile whose every key comes after its every row, and only the tiles that cross
 // the diagonal (or reach past T) are masked. Blocks are ordered heaviest first (query tiles from
 // the end, key tiles from the start) to even out the last wave.
+//
+// Launches: flash_launch_forward / flash_launch_backward at the end of this file give every
+// kernel its grid and shared memory through CUDA_LAUNCH, the one launch macro, which the GPU build
+// (common.cuh) and the host emulation define each in its own way; reductions across lanes are
+// warp.cuh's, over the shuffle each of them provides.
 #ifndef TESSERA_FLASH_ATTENTION_CUH
 #define TESSERA_FLASH_ATTENTION_CUH
 
 #include <math.h>
 #include <stdint.h>
+
+#include "kernels/cuda/warp.cuh"
 
 #define FLASH_THREADS 128
 #define FLASH_BR      64 // queries per block (dQ); keys per block (dK/dV)
@@ -309,9 +316,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
             for (int mt = 0; mt < MW; mt++)
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
-                    float v = mx[mt][r];
-                    v = fmaxf(v, shfl_xor_f32(v, 1));
-                    v = fmaxf(v, shfl_xor_f32(v, 2));
+                    const float v = quad_reduce(mx[mt][r], warp_op_max()); // the row's quad
                     // new running maximum, base 2; a row with no visible key yet keeps
                     // m = -inf and l = 0 (base 0 avoids -inf - -inf)
                     const float mnew = fmaxf(m[mt][r], v * p.scale_log2);
@@ -348,9 +353,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_fwd_kernel(flash_params p
     for (int mt = 0; mt < MW; mt++)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float lr = l[mt][r];
-            lr += shfl_xor_f32(lr, 1);
-            lr += shfl_xor_f32(lr, 2);
+            const float lr = quad_reduce(l[mt][r], warp_op_sum());
             const int t = wr0 + 16 * mt + g + 8 * r;
             if (t >= T) continue;
             const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
@@ -384,8 +387,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dsum_kernel(flash_par
             const float2 o = unpack_bf16x2(*reinterpret_cast<const uint32_t *>(p.o + off + d));
             acc += a.x * o.x + a.y * o.y;
         }
-        for (int k = 16; k > 0; k >>= 1)
-            acc += shfl_xor_f32(acc, k);
+        acc = warp_sum(acc);
         const int64_t b = bt / p.T, t = bt % p.T;
         if (lane == 0) p.dsum[(b * p.NH + h) * p.T + t] = acc;
     }
@@ -591,6 +593,32 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_bwd_dq_kernel(flash_param
                 flash_add_pair(hd.dq + (int64_t)t * hd.rs + i * 8 + tq * 2,
                                dq[mt][i][2 * r] * p.scale, dq[mt][i][2 * r + 1] * p.scale);
         }
+}
+
+// ---------------------------------------------------------------------------------------------
+// launches (shapes from p; s: the stream). Kernels needing more than 48 KB of dynamic shared
+// memory must have been allowed it on the device first (cuda_flash_init, at backend creation).
+
+template <int HS> void flash_launch_forward(const flash_params &p, cudaStream_t s) {
+    const dim3 grid((unsigned)(p.B * p.NH),
+                    (unsigned)((p.T + flash_fwd_rows<HS>() - 1) / flash_fwd_rows<HS>()));
+    CUDA_LAUNCH(grid, FLASH_THREADS, flash_fwd_smem<HS>(), s, flash_fwd_kernel<HS>, p);
+}
+
+// dsum, then dK/dV, then dQ. dsum runs grid-stride over the B*T*NH rows, one warp per row, on at
+// most dsum_max_blocks blocks (the emulated test takes few, to walk the stride).
+template <int HS>
+void flash_launch_backward(const flash_params &p, cudaStream_t s,
+                           unsigned dsum_max_blocks = 65536) {
+    const size_t rows = (size_t)p.B * p.T * p.NH;
+    const size_t needed = (rows + FLASH_THREADS / 32 - 1) / (FLASH_THREADS / 32);
+    const unsigned dsum_blocks = (unsigned)(needed < dsum_max_blocks ? needed : dsum_max_blocks);
+    CUDA_LAUNCH(dsum_blocks, FLASH_THREADS, 0, s, flash_bwd_dsum_kernel<HS>, p);
+    const dim3 dkv_grid((unsigned)(p.B * p.NH), (unsigned)((p.T + FLASH_BR - 1) / FLASH_BR));
+    CUDA_LAUNCH(dkv_grid, FLASH_THREADS, flash_dkv_smem<HS>(), s, flash_bwd_dkv_kernel<HS>, p);
+    const dim3 dq_grid((unsigned)(p.B * p.NH),
+                       (unsigned)((p.T + flash_dq_rows<HS>() - 1) / flash_dq_rows<HS>()));
+    CUDA_LAUNCH(dq_grid, FLASH_THREADS, flash_dq_smem<HS>(), s, flash_bwd_dq_kernel<HS>, p);
 }
 
 #endif

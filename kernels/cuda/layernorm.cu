@@ -1,8 +1,8 @@
 // layernorm.cu — CUDA LayerNorm: forward, fused residual add + forward, and backward.
 //
 // Rows are independent, so the row-wise work (statistics, normalisation, the input gradient)
-// gives each row to one warp: lanes stride over the C channels, sums are combined with xor
-// shuffles (every lane ends with the same bits). Rows are re-read from L1/L2 for each pass
+// gives each row to one warp: lanes stride over the C channels, sums are combined with warp_sum
+// (warp.cuh: every lane ends with the same bits). Rows are re-read from L1/L2 for each pass
 // rather than held in registers, so any C works. Statistics use two passes (mean, then the mean
 // of squared deviations), which has no cancellation problem whatever the mean.
 //
@@ -30,13 +30,6 @@ template <typename T, int P> __device__ __forceinline__ ln_pack<T, P> ln_load(co
 template <typename T, int P>
 __device__ __forceinline__ void ln_store(T *p, int i, ln_pack<T, P> x) {
     reinterpret_cast<ln_pack<T, P> *>(p)[i] = x;
-}
-
-__device__ __forceinline__ float ln_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
 }
 
 static unsigned ln_row_grid(int N) {
@@ -76,7 +69,7 @@ __global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, T *re
             for (int k = 0; k < P; k++)
                 s += to_f32(xv.v[k]);
         }
-        const float m = ln_warp_sum(s) / C;
+        const float m = warp_sum(s) / C;
         // pass 2: variance around the mean (each lane re-reads what it wrote itself)
         float ss = 0.0f;
         for (int i = lane; i < cp; i += 32) {
@@ -87,7 +80,7 @@ __global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, T *re
                 ss += d * d;
             }
         }
-        const float r = 1.0f / sqrtf(ln_warp_sum(ss) / C + LN_EPS);
+        const float r = 1.0f / sqrtf(warp_sum(ss) / C + LN_EPS);
         // pass 3: normalise
         for (int i = lane; i < cp; i += 32) {
             const ln_pack<T, P> xv = ln_load<T, P>(x, i);
@@ -113,14 +106,12 @@ static void layernorm_forward(T *out, float *mean, float *rstd, T *residual, con
     const bool vec = C % P == 0 && cuda_aligned16(out) && cuda_aligned16(a) && cuda_aligned16(w) &&
                      cuda_aligned16(b) &&
                      (!RESID || (cuda_aligned16(residual) && cuda_aligned16(b_in)));
-    if (vec) {
-        layernorm_forward_kernel<T, P, RESID><<<ln_row_grid(N), 32 * LN_WARPS, 0, s>>>(
-            out, mean, rstd, residual, a, b_in, w, b, N, C);
-    } else {
-        layernorm_forward_kernel<T, 1, RESID><<<ln_row_grid(N), 32 * LN_WARPS, 0, s>>>(
-            out, mean, rstd, residual, a, b_in, w, b, N, C);
-    }
-    CUDA_CHECK_LAUNCH();
+    if (vec)
+        CUDA_LAUNCH(ln_row_grid(N), 32 * LN_WARPS, 0, s, layernorm_forward_kernel<T, P, RESID>, out,
+                    mean, rstd, residual, a, b_in, w, b, N, C);
+    else
+        CUDA_LAUNCH(ln_row_grid(N), 32 * LN_WARPS, 0, s, layernorm_forward_kernel<T, 1, RESID>, out,
+                    mean, rstd, residual, a, b_in, w, b, N, C);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,8 +140,8 @@ __global__ void layernorm_backward_inp_kernel(T *dinp, const T *dout, const T *i
                 sgx += g * ((to_f32(x.v[k]) - m) * r);
             }
         }
-        sg = ln_warp_sum(sg) / C;
-        sgx = ln_warp_sum(sgx) / C;
+        sg = warp_sum(sg) / C;
+        sgx = warp_sum(sgx) / C;
         for (int i = lane; i < cp; i += 32) {
             const ln_pack<T, P> d = ln_load<T, P>(dout + off, i), x = ln_load<T, P>(inp + off, i);
             const ln_pack<T, P> wv = ln_load<T, P>(w, i);
@@ -205,58 +196,57 @@ __global__ void layernorm_backward_sum_kernel(float *dw, float *db, const float 
 
 // Scratch: nchunk * 2 * C floats, nchunk <= LN_MAX_CHUNKS: at most 512 * C bytes.
 template <typename T>
-static void layernorm_backward(T *dinp, float *dw, float *db, const T *dout, const T *inp,
-                               const T *w, const float *mean, const float *rstd, int N, int C,
-                               cudaStream_t s) {
+static void layernorm_backward(cuda_ctx *cx, T *dinp, float *dw, float *db, const T *dout,
+                               const T *inp, const T *w, const float *mean, const float *rstd,
+                               int N, int C) {
     if (N <= 0 || C <= 0) return;
+    cudaStream_t s = cx->stream;
     constexpr int P = 16 / sizeof(T);
     const bool vec = C % P == 0 && cuda_aligned16(dinp) && cuda_aligned16(dout) &&
                      cuda_aligned16(inp) && cuda_aligned16(w);
-    if (vec) {
-        layernorm_backward_inp_kernel<T, P>
-            <<<ln_row_grid(N), 32 * LN_WARPS, 0, s>>>(dinp, dout, inp, w, mean, rstd, N, C);
-    } else {
-        layernorm_backward_inp_kernel<T, 1>
-            <<<ln_row_grid(N), 32 * LN_WARPS, 0, s>>>(dinp, dout, inp, w, mean, rstd, N, C);
-    }
-    CUDA_CHECK_LAUNCH();
+    if (vec)
+        CUDA_LAUNCH(ln_row_grid(N), 32 * LN_WARPS, 0, s, layernorm_backward_inp_kernel<T, P>, dinp,
+                    dout, inp, w, mean, rstd, N, C);
+    else
+        CUDA_LAUNCH(ln_row_grid(N), 32 * LN_WARPS, 0, s, layernorm_backward_inp_kernel<T, 1>, dinp,
+                    dout, inp, w, mean, rstd, N, C);
 
     // rows per chunk: LN_MIN_ROWS at least, and few enough chunks to stay within LN_MAX_CHUNKS
     int rows = (int)(((size_t)N + LN_MAX_CHUNKS - 1) / LN_MAX_CHUNKS);
     if (rows < LN_MIN_ROWS) rows = LN_MIN_ROWS;
     const int nchunk = (int)(((size_t)N + rows - 1) / rows);
-    float *part = (float *)cuda_scratch((size_t)nchunk * 2 * C * sizeof(float));
+    float *part = (float *)cuda_scratch(cx, (size_t)nchunk * 2 * C * sizeof(float));
     const unsigned cblocks = cuda_ceil_div((size_t)C, LN_COL_THREADS);
-    layernorm_backward_part_kernel<T><<<dim3(cblocks, (unsigned)nchunk), LN_COL_THREADS, 0, s>>>(
-        part, dout, inp, mean, rstd, N, C, rows);
-    CUDA_CHECK_LAUNCH();
-    layernorm_backward_sum_kernel<<<cblocks, LN_COL_THREADS, 0, s>>>(dw, db, part, nchunk, C);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(dim3(cblocks, (unsigned)nchunk), LN_COL_THREADS, 0, s,
+                layernorm_backward_part_kernel<T>, part, dout, inp, mean, rstd, N, C, rows);
+    CUDA_LAUNCH(cblocks, LN_COL_THREADS, 0, s, layernorm_backward_sum_kernel, dw, db, part, nchunk,
+                C);
 }
 
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void cuda_layernorm_forward(ts_dtype dt, void *out, float *mean, float *rstd, const void *inp,
-                            const void *w, const void *b, int N, int C, cudaStream_t s) {
-    TS_DISPATCH(
-        dt, T,
-        (layernorm_forward<T, false>((T *)out, mean, rstd, (T *)nullptr, (const T *)inp,
-                                     (const T *)nullptr, (const T *)w, (const T *)b, N, C, s)));
+void cuda_layernorm_forward(cuda_ctx *cx, ts_dtype dt, void *out, float *mean, float *rstd,
+                            const void *inp, const void *w, const void *b, int N, int C) {
+    TS_DISPATCH(dt, T,
+                (layernorm_forward<T, false>((T *)out, mean, rstd, (T *)nullptr, (const T *)inp,
+                                             (const T *)nullptr, (const T *)w, (const T *)b, N, C,
+                                             cx->stream)));
 }
 
-void cuda_residual_layernorm_forward(ts_dtype dt, void *residual, void *out, float *mean,
-                                     float *rstd, const void *a, const void *b_in, const void *w,
-                                     const void *b, int N, int C, cudaStream_t s) {
+void cuda_residual_layernorm_forward(cuda_ctx *cx, ts_dtype dt, void *residual, void *out,
+                                     float *mean, float *rstd, const void *a, const void *b_in,
+                                     const void *w, const void *b, int N, int C) {
     TS_DISPATCH(dt, T,
                 (layernorm_forward<T, true>((T *)out, mean, rstd, (T *)residual, (const T *)a,
-                                            (const T *)b_in, (const T *)w, (const T *)b, N, C, s)));
+                                            (const T *)b_in, (const T *)w, (const T *)b, N, C,
+                                            cx->stream)));
 }
 
-void cuda_layernorm_backward(ts_dtype dt, void *dinp, float *dw, float *db, const void *dout,
-                             const void *inp, const void *w, const float *mean, const float *rstd,
-                             int N, int C, cudaStream_t s) {
+void cuda_layernorm_backward(cuda_ctx *cx, ts_dtype dt, void *dinp, float *dw, float *db,
+                             const void *dout, const void *inp, const void *w, const float *mean,
+                             const float *rstd, int N, int C) {
     TS_DISPATCH(dt, T,
-                layernorm_backward((T *)dinp, dw, db, (const T *)dout, (const T *)inp, (const T *)w,
-                                   mean, rstd, N, C, s));
+                layernorm_backward(cx, (T *)dinp, dw, db, (const T *)dout, (const T *)inp,
+                                   (const T *)w, mean, rstd, N, C));
 }

@@ -12,7 +12,8 @@
 // descriptors are host objects made per call. When no algorithm supports an epilogue for the
 // given pointers, the forward ops fall back to a plain GEMM plus separate kernels.
 //
-// The workspace (32 MiB) is allocated once in cuda_matmul_init; nothing here allocates later.
+// The handles, the workspace (32 MiB) and the algorithm cache are the backend context's (cx->mm),
+// made once in cuda_matmul_init; nothing here allocates later.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <stdint.h>
@@ -31,27 +32,6 @@
 
 #define MM_WORKSPACE_BYTES ((size_t)32 << 20)
 #define MM_CACHE_SIZE      256 // algorithms remembered (a GPT-2 step uses a few dozen shapes)
-
-static cublasLtHandle_t mm_handle;
-static cublasHandle_t mm_blas; // the fallback for plain GEMMs cuBLASLt has no algorithm for
-static void *mm_workspace;     // shared by both handles: all their work is on one stream
-
-void cuda_matmul_init(void) {
-    if (mm_handle) return;
-    CUBLAS_CHECK(cublasLtCreate(&mm_handle));
-    CUDA_CHECK(cudaMalloc(&mm_workspace, MM_WORKSPACE_BYTES));
-    CUBLAS_CHECK(cublasCreate(&mm_blas));
-    CUBLAS_CHECK(cublasSetWorkspace(mm_blas, mm_workspace, MM_WORKSPACE_BYTES));
-}
-
-void cuda_matmul_free(void) {
-    if (mm_blas) CUBLAS_CHECK(cublasDestroy(mm_blas));
-    if (mm_workspace) CUDA_CHECK(cudaFree(mm_workspace));
-    if (mm_handle) CUBLAS_CHECK(cublasLtDestroy(mm_handle));
-    mm_blas = NULL;
-    mm_workspace = NULL;
-    mm_handle = NULL;
-}
 
 static cudaDataType mm_cuda_type(ts_dtype dt) { return dt == TS_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
@@ -90,8 +70,35 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
 } lt_algo_entry;
 
-static lt_algo_entry mm_cache[MM_CACHE_SIZE];
-static int mm_cache_used, mm_cache_next;
+// the matmul part of a backend's context (cx->mm)
+struct cuda_matmul_state {
+    cublasLtHandle_t lt;
+    cublasHandle_t blas; // the fallback for plain GEMMs cuBLASLt has no algorithm for
+    void *workspace;     // shared by both handles: all their work is on the context's stream
+    lt_algo_entry cache[MM_CACHE_SIZE]; // filled in order, then replaced round-robin
+    int cache_used, cache_next;
+};
+
+void cuda_matmul_init(cuda_ctx *cx) {
+    if (cx->mm) return;
+    cuda_matmul_state *mm = (cuda_matmul_state *)calloc(1, sizeof(*mm));
+    if (!mm) ts_fatal(TS_ERR_SYSTEM, "out of memory allocating the cuBLASLt algorithm cache");
+    CUBLAS_CHECK(cublasLtCreate(&mm->lt));
+    CUDA_CHECK(cudaMalloc(&mm->workspace, MM_WORKSPACE_BYTES));
+    CUBLAS_CHECK(cublasCreate(&mm->blas));
+    CUBLAS_CHECK(cublasSetWorkspace(mm->blas, mm->workspace, MM_WORKSPACE_BYTES));
+    cx->mm = mm;
+}
+
+void cuda_matmul_free(cuda_ctx *cx) {
+    cuda_matmul_state *mm = cx->mm;
+    if (!mm) return;
+    if (mm->blas) CUBLAS_CHECK(cublasDestroy(mm->blas));
+    if (mm->workspace) CUDA_CHECK(cudaFree(mm->workspace));
+    if (mm->lt) CUBLAS_CHECK(cublasLtDestroy(mm->lt));
+    free(mm);
+    cx->mm = NULL;
+}
 
 static size_t mm_type_size(cudaDataType t) { return t == CUDA_R_16BF ? 2 : 4; }
 
@@ -118,8 +125,10 @@ static void mm_layout(cublasLtMatrixLayout_t *l, cudaDataType t, int rows, int c
 // Run the GEMM. Returns false, having done nothing, when cuBLASLt has no algorithm for these
 // arguments and `required` is false; with `required` (plain GEMMs only) the product then goes
 // through cublasGemmStridedBatchedEx, and only a failure there is fatal.
-static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
+static bool lt_gemm(cuda_ctx *cx, const lt_gemm_args *g, bool required) {
     if (g->m <= 0 || g->n <= 0 || g->batch <= 0) return true;
+    cuda_matmul_state *mm = cx->mm;
+    cudaStream_t s = cx->stream;
     const size_t esz_ab = mm_type_size(g->ab), esz_cd = mm_type_size(g->cd);
 
     lt_algo_key key;
@@ -178,15 +187,15 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
 
     // the algorithm: cached, else asked of the heuristic with the actual alignments
     lt_algo_entry *e = NULL;
-    for (int i = 0; i < mm_cache_used; i++)
-        if (memcmp(&mm_cache[i].key, &key, sizeof(key)) == 0) {
-            e = &mm_cache[i];
+    for (int i = 0; i < mm->cache_used; i++)
+        if (memcmp(&mm->cache[i].key, &key, sizeof(key)) == 0) {
+            e = &mm->cache[i];
             break;
         }
     if (!e) {
-        e = &mm_cache[mm_cache_next];
-        mm_cache_next = (mm_cache_next + 1) % MM_CACHE_SIZE;
-        if (mm_cache_used < MM_CACHE_SIZE) mm_cache_used++;
+        e = &mm->cache[mm->cache_next];
+        mm->cache_next = (mm->cache_next + 1) % MM_CACHE_SIZE;
+        if (mm->cache_used < MM_CACHE_SIZE) mm->cache_used++;
         e->key = key;
         cublasLtMatmulPreference_t pref;
         CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -208,7 +217,7 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
         // a failure here is an answer (no algorithm for these arguments), reported below when
         // the caller has no other way
         e->status =
-            cublasLtMatmulAlgoGetHeuristic(mm_handle, desc, la, lb, ld, ld, pref, 1, &res, &got);
+            cublasLtMatmulAlgoGetHeuristic(mm->lt, desc, la, lb, ld, ld, pref, 1, &res, &got);
         if (e->status == CUBLAS_STATUS_SUCCESS && (got < 1 || res.state != CUBLAS_STATUS_SUCCESS))
             e->status = got < 1 ? CUBLAS_STATUS_NOT_SUPPORTED : res.state;
         e->found = e->status == CUBLAS_STATUS_SUCCESS;
@@ -221,8 +230,8 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
         // an algorithm the heuristic offered can still refuse the call (alignment of a pointer
         // it did not judge): remembered as "none", so the caller's fallback runs instead
         const cublasStatus_t st =
-            cublasLtMatmul(mm_handle, desc, &g->alpha, g->a, la, g->b, lb, &g->beta, g->d, ld, g->d,
-                           ld, &e->algo, mm_workspace, MM_WORKSPACE_BYTES, s);
+            cublasLtMatmul(mm->lt, desc, &g->alpha, g->a, la, g->b, lb, &g->beta, g->d, ld, g->d,
+                           ld, &e->algo, mm->workspace, MM_WORKSPACE_BYTES, s);
         if (st != CUBLAS_STATUS_SUCCESS) {
             if (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE)
                 cuda_fail("cublasLtMatmul", cublasLtGetStatusName(st), __FILE__, __LINE__);
@@ -240,13 +249,14 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
             g->epilogue != CUBLASLT_EPILOGUE_DEFAULT || g->lda > INT32_MAX || g->ldb > INT32_MAX ||
                     g->ldd > INT32_MAX
                 ? CUBLAS_STATUS_NOT_SUPPORTED
-            : cublasSetStream(mm_blas, s) != CUBLAS_STATUS_SUCCESS
+            : cublasSetStream(mm->blas, s) != CUBLAS_STATUS_SUCCESS
                 ? CUBLAS_STATUS_INTERNAL_ERROR
-                : cublasGemmStridedBatchedEx(
-                      mm_blas, g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, g->tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                      g->m, g->n, g->k, &g->alpha, g->a, g->ab, (int)g->lda, g->stride_a, g->b,
-                      g->ab, (int)g->ldb, g->stride_b, &g->beta, g->d, g->cd, (int)g->ldd,
-                      g->stride_d, g->batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                : cublasGemmStridedBatchedEx(mm->blas, g->ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                             g->tb ? CUBLAS_OP_T : CUBLAS_OP_N, g->m, g->n, g->k,
+                                             &g->alpha, g->a, g->ab, (int)g->lda, g->stride_a, g->b,
+                                             g->ab, (int)g->ldb, g->stride_b, &g->beta, g->d, g->cd,
+                                             (int)g->ldd, g->stride_d, g->batch, CUBLAS_COMPUTE_32F,
+                                             CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS) {
             ts_fatal(TS_ERR_INTERNAL,
                      "cuBLASLt has no algorithm (%s) and cublasGemmStridedBatchedEx fails (%s) "
@@ -270,10 +280,10 @@ static bool lt_gemm(const lt_gemm_args *g, cudaStream_t s, bool required) {
 
 // Row-major C(M,N) = alpha op(A) op(B) + beta C with op(A) (M,K), op(B) (K,N): the column-major
 // C^T = op(B)^T op(A)^T. Plain (no epilogue), optionally batched.
-static void lt_gemm_rm(ts_dtype ab, ts_dtype cd, bool ta, bool tb, int M, int N, int K, float alpha,
-                       const void *A, int64_t lda, int64_t stride_a, const void *B, int64_t ldb,
-                       int64_t stride_b, float beta, void *C, int64_t ldc, int64_t stride_c,
-                       int batch, cudaStream_t s) {
+static void lt_gemm_rm(cuda_ctx *cx, ts_dtype ab, ts_dtype cd, bool ta, bool tb, int M, int N,
+                       int K, float alpha, const void *A, int64_t lda, int64_t stride_a,
+                       const void *B, int64_t ldb, int64_t stride_b, float beta, void *C,
+                       int64_t ldc, int64_t stride_c, int batch) {
     lt_gemm_args g;
     memset(&g, 0, sizeof(g));
     g.ab = mm_cuda_type(ab);
@@ -296,16 +306,16 @@ static void lt_gemm_rm(ts_dtype ab, ts_dtype cd, bool ta, bool tb, int M, int N,
     g.alpha = alpha;
     g.beta = beta;
     g.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-    lt_gemm(&g, s, true);
+    lt_gemm(cx, &g, true);
 }
 
 // For attention.cu (declared there): row-major batched GEMM on matrices of type dt.
-void cuda_gemm_batched(ts_dtype dt, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                       const void *A, int64_t lda, int64_t stride_a, const void *B, int64_t ldb,
-                       int64_t stride_b, float beta, void *C, int64_t ldc, int64_t stride_c,
-                       int batch, cudaStream_t s) {
-    lt_gemm_rm(dt, dt, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta,
-               C, ldc, stride_c, batch, s);
+void cuda_gemm_batched(cuda_ctx *cx, ts_dtype dt, bool trans_a, bool trans_b, int M, int N, int K,
+                       float alpha, const void *A, int64_t lda, int64_t stride_a, const void *B,
+                       int64_t ldb, int64_t stride_b, float beta, void *C, int64_t ldc,
+                       int64_t stride_c, int batch) {
+    lt_gemm_rm(cx, dt, dt, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+               beta, C, ldc, stride_c, batch);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,18 +371,18 @@ __global__ void mm_bias_grad_final_kernel(float *dbias, const float *partial, in
 #define MM_BG_MIN_ROWS   256
 
 template <typename T>
-static void mm_bias_grad(float *dbias, const T *dout, int N, int OC, cudaStream_t s) {
+static void mm_bias_grad(cuda_ctx *cx, float *dbias, const T *dout, int N, int OC) {
     int R = (N + MM_BG_MIN_ROWS - 1) / MM_BG_MIN_ROWS;
     if (R > MM_BG_MAX_CHUNKS) R = MM_BG_MAX_CHUNKS;
     if (R < 1) R = 1;
     const int rows = (N + R - 1) / R;
     R = (N + rows - 1) / rows; // no empty chunk
-    float *partial = (float *)cuda_scratch((size_t)R * OC * sizeof(float));
+    float *partial = (float *)cuda_scratch(cx, (size_t)R * OC * sizeof(float));
     dim3 grid(cuda_ceil_div((size_t)OC, 32), (unsigned)R), block(32, MM_BG_ROWS);
-    mm_bias_grad_partial_kernel<T><<<grid, block, 0, s>>>(partial, dout, N, OC, rows);
-    CUDA_CHECK_LAUNCH();
-    mm_bias_grad_final_kernel<<<cuda_ceil_div((size_t)OC, 256), 256, 0, s>>>(dbias, partial, R, OC);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(grid, block, 0, cx->stream, mm_bias_grad_partial_kernel<T>, partial, dout, N, OC,
+                rows);
+    CUDA_LAUNCH(cuda_ceil_div((size_t)OC, 256), 256, 0, cx->stream, mm_bias_grad_final_kernel,
+                dbias, partial, R, OC);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,9 +391,9 @@ static void mm_bias_grad(float *dbias, const T *dout, int N, int OC, cudaStream_
 // out(N,OC) = inp(N,C) @ w(OC,C)^T (+ bias) with epilogue epi (DEFAULT, BIAS or GELU_AUX_BIAS);
 // in column-major terms D(OC,N) = w^T... i.e. A = w stored (C,OC) transposed, B = inp (C,N).
 // Returns false when cuBLASLt has no algorithm for that epilogue (nothing done).
-static bool mm_forward_lt(ts_dtype dt, void *out, void *aux, const void *inp, const void *w,
-                          const void *bias, int N, int C, int OC, cublasLtEpilogue_t epi,
-                          cudaStream_t s) {
+static bool mm_forward_lt(cuda_ctx *cx, ts_dtype dt, void *out, void *aux, const void *inp,
+                          const void *w, const void *bias, int N, int C, int OC,
+                          cublasLtEpilogue_t epi) {
     // The epilogues' vectors are not covered by the MIN_ALIGNMENT preferences, and an algorithm
     // the heuristic accepts may still refuse a bias or aux pointer that is not 16-byte aligned
     // when cublasLtMatmul runs (which is fatal here): leave such pointers to the fallback.
@@ -408,24 +418,24 @@ static bool mm_forward_lt(ts_dtype dt, void *out, void *aux, const void *inp, co
     g.epilogue = epi;
     g.bias = bias;
     g.aux = aux;
-    return lt_gemm(&g, s, epi == CUBLASLT_EPILOGUE_DEFAULT);
+    return lt_gemm(cx, &g, epi == CUBLASLT_EPILOGUE_DEFAULT);
 }
 
-void cuda_matmul_forward(ts_dtype dt, void *out, const void *inp, const void *w, const void *bias,
-                         int N, int C, int OC, cudaStream_t s) {
+void cuda_matmul_forward(cuda_ctx *cx, ts_dtype dt, void *out, const void *inp, const void *w,
+                         const void *bias, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (!bias) {
-        mm_forward_lt(dt, out, NULL, inp, w, NULL, N, C, OC, CUBLASLT_EPILOGUE_DEFAULT, s);
+        mm_forward_lt(cx, dt, out, NULL, inp, w, NULL, N, C, OC, CUBLASLT_EPILOGUE_DEFAULT);
         return;
     }
-    if (mm_forward_lt(dt, out, NULL, inp, w, bias, N, C, OC, CUBLASLT_EPILOGUE_BIAS, s)) return;
+    if (mm_forward_lt(cx, dt, out, NULL, inp, w, bias, N, C, OC, CUBLASLT_EPILOGUE_BIAS)) return;
     // no bias epilogue for these pointers: out = bias, then out += inp @ w^T
     const size_t n = (size_t)N * OC;
     const unsigned grid = n / 256 + 1 < 65536 ? (unsigned)(n / 256 + 1) : 65536;
     TS_DISPATCH(dt, T,
-                mm_bias_fill_kernel<T><<<grid, 256, 0, s>>>((T *)out, (const T *)bias, n, OC));
-    CUDA_CHECK_LAUNCH();
-    lt_gemm_rm(dt, dt, false, true, N, OC, C, 1.0f, inp, C, 0, w, C, 0, 1.0f, out, OC, 0, 1, s);
+                CUDA_LAUNCH(grid, 256, 0, cx->stream, mm_bias_fill_kernel<T>, (T *)out,
+                            (const T *)bias, n, OC));
+    lt_gemm_rm(cx, dt, dt, false, true, N, OC, C, 1.0f, inp, C, 0, w, C, 0, 1.0f, out, OC, 0, 1);
 }
 
 // The fused path needs what cuBLASLt documents for the GELU aux matrix: its leading dimension
@@ -434,25 +444,25 @@ void cuda_matmul_forward(ts_dtype dt, void *out, const void *inp, const void *w,
 // bf16 out may differ from gelu(pre) in the last bit). Only bf16 takes the fused path: the
 // epilogue's tanh is not documented to be accurate to fp32 rounding, and fp32 mode exists to
 // match the CPU tightly, so it computes GELU with cuda_gelu_forward (the CPU's formula).
-void cuda_matmul_gelu_forward(ts_dtype dt, void *pre, void *out, const void *inp, const void *w,
-                              const void *bias, int N, int C, int OC, cudaStream_t s) {
+void cuda_matmul_gelu_forward(cuda_ctx *cx, ts_dtype dt, void *pre, void *out, const void *inp,
+                              const void *w, const void *bias, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (dt == TS_BF16 && bias && OC % 8 == 0 &&
-        mm_forward_lt(dt, out, pre, inp, w, bias, N, C, OC, CUBLASLT_EPILOGUE_GELU_AUX_BIAS, s))
+        mm_forward_lt(cx, dt, out, pre, inp, w, bias, N, C, OC, CUBLASLT_EPILOGUE_GELU_AUX_BIAS))
         return;
-    cuda_matmul_forward(dt, pre, inp, w, bias, N, C, OC, s);
-    cuda_gelu_forward(dt, out, pre, (size_t)N * OC, s);
+    cuda_matmul_forward(cx, dt, pre, inp, w, bias, N, C, OC);
+    cuda_gelu_forward(cx, dt, out, pre, (size_t)N * OC);
 }
 
-void cuda_matmul_backward(ts_dtype dt, void *dinp, float *dw, float *dbias, const void *dout,
-                          const void *inp, const void *w, int N, int C, int OC, cudaStream_t s) {
+void cuda_matmul_backward(cuda_ctx *cx, ts_dtype dt, void *dinp, float *dw, float *dbias,
+                          const void *dout, const void *inp, const void *w, int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
     // dinp(N,C) += dout(N,OC) @ w(OC,C)
     if (dinp)
-        lt_gemm_rm(dt, dt, false, false, N, C, OC, 1.0f, dout, OC, 0, w, C, 0, 1.0f, dinp, C, 0, 1,
-                   s);
+        lt_gemm_rm(cx, dt, dt, false, false, N, C, OC, 1.0f, dout, OC, 0, w, C, 0, 1.0f, dinp, C, 0,
+                   1);
     // dw(OC,C) += dout^T(OC,N) @ inp(N,C), bf16 or fp32 inputs, fp32 accumulator
-    lt_gemm_rm(dt, TS_F32, true, false, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dw, C, 0, 1,
-               s);
-    if (dbias) TS_DISPATCH(dt, T, mm_bias_grad<T>(dbias, (const T *)dout, N, OC, s));
+    lt_gemm_rm(cx, dt, TS_F32, true, false, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dw, C, 0,
+               1);
+    if (dbias) TS_DISPATCH(dt, T, mm_bias_grad<T>(cx, dbias, (const T *)dout, N, OC));
 }

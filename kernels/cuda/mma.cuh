@@ -1,8 +1,10 @@
 // mma.cuh — the warp-level primitives the tensor-core kernels are written in (CUDA side).
 //
-// flash_attention.cuh uses only what is declared here, so the same kernel source also compiles
-// for the host against tests/emu/emu_prims.h, which implements every primitive below on CPU
-// threads (one per GPU thread) from the layouts of the PTX ISA. Keep the two files in step.
+// flash_attention.cuh uses only what is declared here and in common.cuh's CUDA_LAUNCH and
+// shfl_xor (the shuffle warp.cuh's reductions are written over), so the same kernel source also
+// compiles for the host against tests/emu/emu_prims.h, which implements every primitive below,
+// the launch and the shuffle on CPU threads (one per GPU thread) from the layouts of the PTX ISA.
+// Keep the two files in step.
 //
 // Layouts (PTX ISA, "Matrix fragments for mma.m16n8k16" with .bf16), for lane l of a warp,
 // g = l / 4 (group) and q = l % 4 (thread in group); a "pair" is two bf16 in one 32-bit register,
@@ -44,9 +46,6 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 __device__ __forceinline__ float2 unpack_bf16x2(uint32_t v) {
     __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162 *>(&v);
     return __bfloat1622float2(h);
-}
-__device__ __forceinline__ float shfl_xor_f32(float v, int mask) {
-    return __shfl_xor_sync(0xffffffffu, v, mask);
 }
 
 // ---- shared-memory fragment loads ---------------------------------------------------------------

@@ -46,44 +46,21 @@ __global__ void adamw_kernel(float *master, T *param, const float *grad, float *
     }
 }
 
-void cuda_adamw(ts_dtype dt, float *master, void *param, const float *grad, float *m, float *v,
-                size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
-                cudaStream_t s) {
+void cuda_adamw(cuda_ctx *cx, ts_dtype dt, float *master, void *param, const float *grad, float *m,
+                float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                float weight_decay, int t) {
     if (n == 0) return;
     const float c1 = (float)(1.0 / (1.0 - pow((double)beta1, t)));
     const float c2 = (float)(1.0 / (1.0 - pow((double)beta2, t)));
     if (param == (void *)master) param = nullptr;
     const unsigned grid = opt_grid(n);
-    if (dt == TS_BF16)
-        adamw_kernel<bf16><<<grid, OPT_THREADS, 0, s>>>(master, (bf16 *)param, grad, m, v, n, lr,
-                                                        beta1, beta2, eps, weight_decay, c1, c2);
-    else
-        adamw_kernel<float><<<grid, OPT_THREADS, 0, s>>>(master, (float *)param, grad, m, v, n, lr,
-                                                         beta1, beta2, eps, weight_decay, c1, c2);
-    CUDA_CHECK_LAUNCH();
+    TS_DISPATCH(dt, T,
+                CUDA_LAUNCH(grid, OPT_THREADS, 0, cx->stream, adamw_kernel<T>, master, (T *)param,
+                            grad, m, v, n, lr, beta1, beta2, eps, weight_decay, c1, c2));
 }
 
 // ---------------------------------------------------------------------------------------------
 // sum of squares
-
-// Sum of v over the block in a fixed tree (xor shuffles in each warp, then warp 0 over the warp
-// sums); the result is valid in thread 0. Uses the caller's shared array of SS_THREADS/32.
-__device__ double ss_block_sum(double v, double *warp_sums) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    v = 0.0;
-    if (warp == 0) {
-        v = lane < SS_THREADS / 32 ? warp_sums[lane] : 0.0;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            v += __shfl_xor_sync(0xffffffffu, v, o);
-    }
-    return v;
-}
 
 // Pass 1. Grid G blocks of SS_THREADS; thread g of the grid sums x[g], x[g + G*SS_THREADS], ...
 // in double; part[blockIdx.x] = the block's sum.
@@ -96,7 +73,7 @@ __global__ void __launch_bounds__(SS_THREADS)
         const double xi = x[i];
         acc += xi * xi;
     }
-    acc = ss_block_sum(acc, warp_sums);
+    acc = block_reduce<SS_THREADS>(acc, warp_op_sum(), 0.0, warp_sums);
     if (threadIdx.x == 0) part[blockIdx.x] = acc;
 }
 
@@ -108,21 +85,20 @@ __global__ void __launch_bounds__(SS_THREADS)
     double acc = 0.0;
     for (int j = threadIdx.x; j < nparts; j += SS_THREADS)
         acc += part[j];
-    acc = ss_block_sum(acc, warp_sums);
+    acc = block_reduce<SS_THREADS>(acc, warp_op_sum(), 0.0, warp_sums);
     if (threadIdx.x == 0) out[0] = acc;
 }
 
 // Scratch: (G + 1) doubles, G <= SS_MAX_BLOCKS: at most 8200 bytes.
-double cuda_sum_squares(const float *x, size_t n, cudaStream_t s) {
+double cuda_sum_squares(cuda_ctx *cx, const float *x, size_t n) {
     if (n == 0) return 0.0;
+    cudaStream_t s = cx->stream;
     size_t g = (n + SS_THREADS - 1) / SS_THREADS;
     const int nparts = (int)(g < SS_MAX_BLOCKS ? g : SS_MAX_BLOCKS);
-    double *part = (double *)cuda_scratch((size_t)(nparts + 1) * sizeof(double));
+    double *part = (double *)cuda_scratch(cx, (size_t)(nparts + 1) * sizeof(double));
     double *total = part + nparts;
-    sum_squares_part_kernel<<<nparts, SS_THREADS, 0, s>>>(part, x, n);
-    CUDA_CHECK_LAUNCH();
-    sum_squares_final_kernel<<<1, SS_THREADS, 0, s>>>(total, part, nparts);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(nparts, SS_THREADS, 0, s, sum_squares_part_kernel, part, x, n);
+    CUDA_LAUNCH(1, SS_THREADS, 0, s, sum_squares_final_kernel, total, part, nparts);
     double host = 0.0;
     CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
@@ -138,8 +114,7 @@ __global__ void scale_kernel(float *x, float k, size_t n) {
         x[i] *= k;
 }
 
-void cuda_scale(float *x, float k, size_t n, cudaStream_t s) {
+void cuda_scale(cuda_ctx *cx, float *x, float k, size_t n) {
     if (n == 0) return;
-    scale_kernel<<<opt_grid(n), OPT_THREADS, 0, s>>>(x, k, n);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(opt_grid(n), OPT_THREADS, 0, cx->stream, scale_kernel, x, k, n);
 }

@@ -107,38 +107,42 @@ static void pw_map(TO *out, const TA *a, const TB *b, size_t n, Op op, cudaStrea
                                 : (sizeof(TA) > sizeof(TB) ? sizeof(TA) : sizeof(TB));
     constexpr int P = (int)(16 / wmax);
     const bool vec = cuda_aligned16(out) && cuda_aligned16(a) && (!b || cuda_aligned16(b));
-    if (vec) {
-        pw_map_kernel<P><<<pw_grid(n / P + 1), PW_THREADS, 0, s>>>(out, a, b, n, op);
-    } else {
-        pw_map_kernel<1><<<pw_grid(n), PW_THREADS, 0, s>>>(out, a, b, n, op);
-    }
-    CUDA_CHECK_LAUNCH();
+    if (vec)
+        CUDA_LAUNCH(pw_grid(n / P + 1), PW_THREADS, 0, s, pw_map_kernel<P, TO, TA, TB, Op>, out, a,
+                    b, n, op);
+    else
+        CUDA_LAUNCH(pw_grid(n), PW_THREADS, 0, s, pw_map_kernel<1, TO, TA, TB, Op>, out, a, b, n,
+                    op);
 }
 
 // ---------------------------------------------------------------------------------------------
 // launchers (shapes: n elements of dt; see backend.h)
 
-void cuda_gelu_forward(ts_dtype dt, void *out, const void *inp, size_t n, cudaStream_t s) {
-    TS_DISPATCH(dt, T, pw_map((T *)out, (const T *)inp, (const T *)nullptr, n, op_gelu_fwd(), s));
+void cuda_gelu_forward(cuda_ctx *cx, ts_dtype dt, void *out, const void *inp, size_t n) {
+    TS_DISPATCH(dt, T,
+                pw_map((T *)out, (const T *)inp, (const T *)nullptr, n, op_gelu_fwd(), cx->stream));
 }
 
 // dinp += dout * gelu'(inp)
-void cuda_gelu_backward(ts_dtype dt, void *dinp, const void *inp, const void *dout, size_t n,
-                        cudaStream_t s) {
-    TS_DISPATCH(dt, T, pw_map((T *)dinp, (const T *)inp, (const T *)dout, n, op_gelu_bwd(), s));
+void cuda_gelu_backward(cuda_ctx *cx, ts_dtype dt, void *dinp, const void *inp, const void *dout,
+                        size_t n) {
+    TS_DISPATCH(dt, T,
+                pw_map((T *)dinp, (const T *)inp, (const T *)dout, n, op_gelu_bwd(), cx->stream));
 }
 
-void cuda_add(ts_dtype dt, void *out, const void *a, const void *b, size_t n, cudaStream_t s) {
-    TS_DISPATCH(dt, T, pw_map((T *)out, (const T *)a, (const T *)b, n, op_add(), s));
+void cuda_add(cuda_ctx *cx, ts_dtype dt, void *out, const void *a, const void *b, size_t n) {
+    TS_DISPATCH(dt, T, pw_map((T *)out, (const T *)a, (const T *)b, n, op_add(), cx->stream));
 }
 
-void cuda_add_inplace(ts_dtype dt, void *y, const void *x, size_t n, cudaStream_t s) {
-    TS_DISPATCH(dt, T, pw_map((T *)y, (const T *)x, (const T *)nullptr, n, op_add_inplace(), s));
+void cuda_add_inplace(cuda_ctx *cx, ts_dtype dt, void *y, const void *x, size_t n) {
+    TS_DISPATCH(dt, T,
+                pw_map((T *)y, (const T *)x, (const T *)nullptr, n, op_add_inplace(), cx->stream));
 }
 
 // dst (dt) = src (fp32): a device copy for fp32, round-to-nearest-even for bf16
-void cuda_convert_from_f32(ts_dtype dt, void *dst, const float *src, size_t n, cudaStream_t s) {
+void cuda_convert_from_f32(cuda_ctx *cx, ts_dtype dt, void *dst, const float *src, size_t n) {
     if (n == 0) return;
+    cudaStream_t s = cx->stream;
     if (dt != TS_BF16) {
         if (dst != (const void *)src)
             CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
@@ -148,8 +152,9 @@ void cuda_convert_from_f32(ts_dtype dt, void *dst, const float *src, size_t n, c
 }
 
 // dst (fp32) = src (dt): exact in both cases
-void cuda_convert_to_f32(ts_dtype dt, float *dst, const void *src, size_t n, cudaStream_t s) {
+void cuda_convert_to_f32(cuda_ctx *cx, ts_dtype dt, float *dst, const void *src, size_t n) {
     if (n == 0) return;
+    cudaStream_t s = cx->stream;
     if (dt != TS_BF16) {
         if ((const void *)dst != src)
             CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, s));

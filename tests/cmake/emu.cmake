@@ -22,6 +22,7 @@ foreach(variant "" "_dq_mw2")
                          -fsanitize=address,undefined -fno-sanitize-recover=all)
   target_link_options(${t} PRIVATE -fsanitize=address,undefined)
   target_link_libraries(${t} PRIVATE Threads::Threads)
+  target_include_directories(${t} PRIVATE ${CMAKE_SOURCE_DIR}) # root-relative kernel includes
 endforeach()
 target_compile_definitions(test_flash_emu_dq_mw2 PRIVATE FLASH_DQ_MW_64=2)
 add_test(NAME flash_emu COMMAND test_flash_emu)

@@ -2,7 +2,9 @@
 // tensor-core kernels (kernels/cuda/flash_attention.cuh) run and are checked on a machine
 // without a GPU.
 //
-// Every GPU thread of a block is a host thread; blocks run one after another. Warp-collective
+// Every GPU thread of a block is a host thread; blocks run one after another. Kernels are started
+// through CUDA_LAUNCH, defined here as on the GPU (common.cuh), so the launch code that sets
+// their grids runs too. Warp-collective
 // operations (ldmatrix, mma.sync, shuffles) are a rendezvous of the warp's 32 threads: each posts
 // its operands, a barrier, each computes its own result from the others' operands following the
 // fragment layouts of the PTX ISA (restated in mma.cuh), a second barrier. __syncthreads is a
@@ -180,6 +182,28 @@ inline void launch(int gridx, int gridy, int nthreads, size_t smem_bytes,
 
 } // namespace emu
 
+// ---- launches ---------------------------------------------------------------------------------
+// CUDA_LAUNCH as common.cuh defines it on the GPU (grid, block, shared bytes, stream, kernel,
+// arguments), here running the kernel through emu::launch: the launchers of the kernel headers
+// are the same code in both.
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+typedef struct emu_stream *cudaStream_t; // launches are synchronous here: any value will do
+
+namespace emu {
+template <typename... Params, typename... Args>
+void launch_kernel(dim3 grid, dim3 block, size_t smem, void (*kernel)(Params...), Args... args) {
+    if (grid.z != 1 || block.y != 1 || block.z != 1)
+        fail("emulated launches are 2-D grids of 1-D blocks", nullptr);
+    launch((int)grid.x, (int)grid.y, (int)block.x, smem, [&] { kernel(args...); });
+}
+} // namespace emu
+
+#define CUDA_LAUNCH(grid, block, smem, stream, ...)                                                \
+    ((void)(stream), emu::launch_kernel(grid, block, smem, __VA_ARGS__))
+
 inline int mma_tid(void) { return emu::tid; }
 inline int mma_bx(void) { return emu::blk->bx; }
 inline int mma_by(void) { return emu::blk->by; }
@@ -187,7 +211,8 @@ inline int mma_gridx(void) { return emu::blk->gridx; }
 inline void mma_sync_block(void) { emu::blk->all->arrive_and_wait(); }
 inline char *mma_smem(void) { return emu::blk->smem; }
 
-inline float shfl_xor_f32(float v, int mask) {
+// __shfl_xor_sync over the full warp (common.cuh's shfl_xor, which warp.cuh reduces with)
+inline float shfl_xor(float v, int mask) {
     emu::blk->f[emu::tid] = v;
     emu::warp_sync();
     const float r = emu::blk->f[(emu::tid / 32) * 32 + ((emu::tid % 32) ^ mask)];

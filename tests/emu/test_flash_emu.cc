@@ -1,8 +1,9 @@
 // test_flash_emu.cc — the flash-attention kernels (kernels/cuda/flash_attention.cuh), compiled
-// for the host against the emulated tensor-core primitives (emu_prims.h), checked against a
-// direct double-precision reference: forward output and log-sum-exp, dsum, and dQ, dK, dV, the
-// accumulation into an existing gradient, bit-identical repeated backward passes, and no bank
-// conflicts in any ldmatrix.
+// for the host against the emulated tensor-core primitives (emu_prims.h) and launched by their
+// own launch code (flash_launch_forward/backward), checked against a direct double-precision
+// reference: forward output and log-sum-exp, dsum, and dQ, dK, dV, the accumulation into an
+// existing gradient, bit-identical repeated backward passes, and no bank conflicts in any
+// ldmatrix.
 //
 //   test_flash_emu [T:HS:B:NH ...]     default: the shapes below
 //
@@ -13,7 +14,7 @@
 // masking error, which shows up as O(1).
 #include "emu_prims.h"
 
-#include "../../kernels/cuda/flash_attention.cuh"
+#include "kernels/cuda/flash_attention.cuh"
 
 #include <algorithm>
 #include <chrono>
@@ -161,12 +162,9 @@ template <int HS> void run_case(int T, int B, int NH) {
     p.NH = NH;
     p.scale = 1.0f / std::sqrt((float)HS);
     p.scale_log2 = p.scale * 1.4426950408889634f;
-    const int ntiles = (T + FLASH_BR - 1) / FLASH_BR,
-              fwd_tiles = (T + flash_fwd_rows<HS>() - 1) / flash_fwd_rows<HS>(),
-              dq_tiles = (T + flash_dq_rows<HS>() - 1) / flash_dq_rows<HS>();
 
-    emu::launch(B * NH, fwd_tiles, FLASH_THREADS, flash_fwd_smem<HS>(),
-                [&] { flash_fwd_kernel<HS>(p); });
+    // the kernels' own launch code (flash_attention.cuh), as the GPU build runs it
+    flash_launch_forward<HS>(p, nullptr);
     check(
         "out", shape, nout, [&](size_t i) { return f(out[i]); }, ref.out.data(),
         [](size_t) { return true; }, 1e-2);
@@ -177,6 +175,11 @@ template <int HS> void run_case(int T, int B, int NH) {
     check(
         "lse", shape, nrow, [&](size_t i) { return (double)lse[i]; }, lse2.data(),
         [](size_t) { return true; }, 1e-4);
+
+    // the backward: dsum on few blocks, to walk its grid stride, then dK/dV and dQ
+    const unsigned dsum_blocks = (unsigned)std::max<size_t>(1, std::min<size_t>(5, nrow / 4));
+    auto backward = [&] { flash_launch_backward<HS>(p, nullptr, dsum_blocks); };
+    backward();
 
     // dsum from the kernel's own (bf16) output: a plain dot product, tight tolerance
     std::vector<double> dsum_ref(nrow);
@@ -190,19 +193,10 @@ template <int HS> void run_case(int T, int B, int NH) {
                 }
                 dsum_ref[((size_t)b * NH + h) * T + t] = s;
             }
-    const int dsum_grid = std::max(1, (int)std::min<size_t>(5, nrow / 4)); // exercise the stride
-    emu::launch(dsum_grid, 1, FLASH_THREADS, 0, [&] { flash_bwd_dsum_kernel<HS>(p); });
     check(
         "dsum", shape, nrow, [&](size_t i) { return (double)dsum[i]; }, dsum_ref.data(),
         [](size_t) { return true; }, 1e-5);
 
-    auto backward = [&] {
-        emu::launch(B * NH, ntiles, FLASH_THREADS, flash_dkv_smem<HS>(),
-                    [&] { flash_bwd_dkv_kernel<HS>(p); });
-        emu::launch(B * NH, dq_tiles, FLASH_THREADS, flash_dq_smem<HS>(),
-                    [&] { flash_bwd_dq_kernel<HS>(p); });
-    };
-    backward();
     auto part = [&](int which) { return [=](size_t i) { return (int)((i % rs) / C) == which; }; };
     auto grad = [&](size_t i) { return f(dqkv[i]); };
     check("dq", shape, nqkv, grad, ref.dqkv.data(), part(0), 2e-2);

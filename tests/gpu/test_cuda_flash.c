@@ -20,15 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/gpu/gpu_check.h"
+#include "tests/ops/harness.h"
 
-static gpu_ctx G;
+static harness G;
 static uint64_t RNG = 0xf1a5ba11u;
 
 static float *rand_host(size_t n, float lo, float hi) {
     float *x = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
-        x[i] = gpu_round_bf16(gpu_rng_uniform(&RNG, lo, hi));
+        x[i] = harness_round_bf16((float)harness_rng_uniform(&RNG, lo, hi));
     return x;
 }
 
@@ -48,62 +48,64 @@ static void check_shape(int T, int HS, int B, int NH) {
 
     float *h_qkv = rand_host(nqkv, -1.5f, 1.5f), *h_dout = rand_host(nout, -1.0f, 1.0f);
     // the CPU reference
-    const backend *cpu = G.cpu, *gpu = G.gpu;
-    float *c_qkv = cpu->alloc(nqkv * 4), *c_dout = cpu->alloc(nout * 4);
-    float *c_out = cpu->alloc(nout * 4), *c_dqkv = cpu->alloc(nqkv * 4);
-    void *c_state = cpu->alloc(cpu->attention_state_bytes(B, T, C, NH));
+    const backend *cpu = G.cpu, *gpu = G.dev;
+    float *c_qkv = cpu->alloc(cpu, nqkv * 4), *c_dout = cpu->alloc(cpu, nout * 4);
+    float *c_out = cpu->alloc(cpu, nout * 4), *c_dqkv = cpu->alloc(cpu, nqkv * 4);
+    void *c_state = cpu->alloc(cpu, cpu->attention_state_bytes(cpu, B, T, C, NH));
     memcpy(c_qkv, h_qkv, nqkv * 4);
     memcpy(c_dout, h_dout, nout * 4);
-    cpu->attention_forward(c_out, c_state, c_qkv, B, T, C, NH);
-    cpu->attention_backward(c_dqkv, c_dout, c_qkv, c_out, c_state, B, T, C, NH);
+    cpu->attention_forward(cpu, c_out, c_state, c_qkv, B, T, C, NH);
+    cpu->attention_backward(cpu, c_dqkv, c_dout, c_qkv, c_out, c_state, B, T, C, NH);
 
     // the GPU
-    const size_t state = gpu->attention_state_bytes(B, T, C, NH);
+    const size_t state = gpu->attention_state_bytes(gpu, B, T, C, NH);
     snprintf(name, sizeof name, "state bytes (B*NH*T*4 = %zu)", (size_t)B * NH * T * 4);
-    gpu_check_err(&G, name, fabs((double)state - (double)B * NH * T * 4), 0);
-    void *g_qkv = gpu->alloc(nqkv * 2), *g_dout = gpu->alloc(nout * 2);
-    void *g_out = gpu->alloc(nout * 2), *g_dqkv = gpu->alloc(nqkv * 2),
-         *g_state = gpu->alloc(state);
-    gpu->act_to_device(g_qkv, h_qkv, nqkv);
-    gpu->act_to_device(g_dout, h_dout, nout);
-    gpu->attention_forward(g_out, g_state, g_qkv, B, T, C, NH);
+    harness_check_err(&G, name, fabs((double)state - (double)B * NH * T * 4), 0);
+    void *g_qkv = gpu->alloc(gpu, nqkv * 2), *g_dout = gpu->alloc(gpu, nout * 2);
+    void *g_out = gpu->alloc(gpu, nout * 2), *g_dqkv = gpu->alloc(gpu, nqkv * 2),
+         *g_state = gpu->alloc(gpu, state);
+    gpu->act_to_device(gpu, g_qkv, h_qkv, nqkv);
+    gpu->act_to_device(gpu, g_dout, h_dout, nout);
+    gpu->attention_forward(gpu, g_out, g_state, g_qkv, B, T, C, NH);
     float *out = malloc(nout * 4), *dqkv = malloc(nqkv * 4), *twice = malloc(nqkv * 4);
-    gpu->act_to_host(out, g_out, nout);
-    gpu_check_close(&G, "out", out, c_out, nout, 1e-2);
+    gpu->act_to_host(gpu, out, g_out, nout);
+    harness_check_close(&G, "out", out, c_out, nout, 1e-2);
 
-    gpu->attention_backward(g_dqkv, g_dout, g_qkv, g_out, g_state, B, T, C, NH);
-    gpu->act_to_host(dqkv, g_dqkv, nqkv);
+    gpu->attention_backward(gpu, g_dqkv, g_dout, g_qkv, g_out, g_state, B, T, C, NH);
+    gpu->act_to_host(gpu, dqkv, g_dqkv, nqkv);
     static const char *parts[3] = {"dq", "dk", "dv"};
     for (int w = 0; w < 3; w++) {
         float *got = part(dqkv, rows, C, w), *ref = part(c_dqkv, rows, C, w);
-        gpu_check_close(&G, parts[w], got, ref, nout, 2e-2);
+        harness_check_close(&G, parts[w], got, ref, nout, 2e-2);
         free(got), free(ref);
     }
 
     // bits of the first backward, then += and a repeat from zero
     unsigned short *bits = malloc(nqkv * 2), *bits2 = malloc(nqkv * 2);
-    gpu->to_host(bits, g_dqkv, nqkv * 2);
-    gpu->attention_backward(g_dqkv, g_dout, g_qkv, g_out, g_state, B, T, C, NH);
-    gpu->act_to_host(twice, g_dqkv, nqkv);
+    gpu->to_host(gpu, bits, g_dqkv, nqkv * 2);
+    gpu->attention_backward(gpu, g_dqkv, g_dout, g_qkv, g_out, g_state, B, T, C, NH);
+    gpu->act_to_host(gpu, twice, g_dqkv, nqkv);
     for (size_t i = 0; i < nqkv; i++)
         dqkv[i] *= 2;
-    gpu_check_close(&G, "second backward: += (twice the first)", twice, dqkv, nqkv, 1e-2);
-    gpu->zero(g_dqkv, nqkv * 2);
-    gpu->attention_backward(g_dqkv, g_dout, g_qkv, g_out, g_state, B, T, C, NH);
-    gpu->to_host(bits2, g_dqkv, nqkv * 2);
+    harness_check_close(&G, "second backward: += (twice the first)", twice, dqkv, nqkv, 1e-2);
+    gpu->zero(gpu, g_dqkv, nqkv * 2);
+    gpu->attention_backward(gpu, g_dqkv, g_dout, g_qkv, g_out, g_state, B, T, C, NH);
+    gpu->to_host(gpu, bits2, g_dqkv, nqkv * 2);
     size_t differ = 0;
     for (size_t i = 0; i < nqkv; i++)
         differ += bits[i] != bits2[i];
-    gpu_check_err(&G, "repeat from zero: elements with different bits", (double)differ, 0);
+    harness_check_err(&G, "repeat from zero: elements with different bits", (double)differ, 0);
 
-    gpu->free(g_qkv), gpu->free(g_dout), gpu->free(g_out), gpu->free(g_dqkv), gpu->free(g_state);
-    cpu->free(c_qkv), cpu->free(c_dout), cpu->free(c_out), cpu->free(c_dqkv), cpu->free(c_state);
+    gpu->free(gpu, g_qkv), gpu->free(gpu, g_dout), gpu->free(gpu, g_out), gpu->free(gpu, g_dqkv),
+        gpu->free(gpu, g_state);
+    cpu->free(cpu, c_qkv), cpu->free(cpu, c_dout), cpu->free(cpu, c_out), cpu->free(cpu, c_dqkv),
+        cpu->free(cpu, c_state);
     free(h_qkv), free(h_dout), free(out), free(dqkv), free(twice), free(bits), free(bits2);
 }
 
 int main(int argc, char **argv) {
-    int rc = gpu_check_start(&G, argc, argv, "bf16 [T:HS:B:NH ...]");
-    if (rc) return rc;
+    int rc = harness_start(&G, "cuda", argc > 1 ? argv[1] : NULL, argv[0]);
+    if (rc) return rc; // HARNESS_SKIP without a device, 1 on a bad mode
     if (G.mode != TS_BF16) {
         log_error("test_cuda_flash: the flash kernels are bf16 only: run it as 'test_cuda_flash "
                   "bf16'");
@@ -128,5 +130,5 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);
     }
-    return gpu_check_finish(&G, "test_cuda_flash");
+    return harness_finish(&G, "test_cuda_flash", ts_dtype_name(G.mode));
 }

@@ -35,9 +35,9 @@
 #include <string.h>
 
 #include "models/gpt2.h"
-#include "tests/gpu/gpu_check.h"
+#include "tests/ops/harness.h"
 
-static gpu_ctx G;
+static harness G;
 
 #ifdef TRAIN_FLASH_SHAPE
 // test_cuda_train_flash: head size 64, so the bf16 backend takes the flash kernels; T = 80 is one
@@ -78,14 +78,14 @@ static int trainer_create(trainer *tr, const backend *be) {
     memset(tr, 0, sizeof *tr);
     if (gpt2_create(&tr->m, &cfg, be, B) != TS_OK) return -1;
     gpt2_init_weights(&tr->m, SEED);
-    tr->adam_m = be->alloc(tr->m.n_params * sizeof(real));
-    tr->adam_v = be->alloc(tr->m.n_params * sizeof(real));
+    tr->adam_m = be->alloc(be, tr->m.n_params * sizeof(real));
+    tr->adam_v = be->alloc(be, tr->m.n_params * sizeof(real));
     return 0;
 }
 
 static void trainer_destroy(trainer *tr) {
-    tr->m.be->free(tr->adam_m);
-    tr->m.be->free(tr->adam_v);
+    tr->m.be->free(tr->m.be, tr->adam_m);
+    tr->m.be->free(tr->m.be, tr->adam_v);
     gpt2_destroy(&tr->m);
 }
 
@@ -101,14 +101,14 @@ static double trainer_grad(trainer *tr, const int *tokens, const int *targets) {
 static double trainer_update(trainer *tr) {
     gpt2 *m = &tr->m;
     const backend *be = m->be;
-    double norm = sqrt(be->sum_squares(m->grads, m->n_params));
-    if (norm > CLIP) be->scale(m->grads, (real)(CLIP / norm), m->n_params);
+    double norm = sqrt(be->sum_squares(be, m->grads, m->n_params));
+    if (norm > CLIP) be->scale(be, m->grads, (real)(CLIP / norm), m->n_params);
     tr->t++;
     size_t psz = ts_dtype_size(be->param_dtype);
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2_tensor *t = &m->tensors[i];
         void *param = (char *)m->params + t->offset * psz;
-        be->adamw(m->master + t->offset, param, m->grads + t->offset, tr->adam_m + t->offset,
+        be->adamw(be, m->master + t->offset, param, m->grads + t->offset, tr->adam_m + t->offset,
                   tr->adam_v + t->offset, t->numel, LR, BETA1, BETA2, EPS, t->decay ? WD : 0.0f,
                   tr->t);
     }
@@ -117,8 +117,8 @@ static double trainer_update(trainer *tr) {
 
 static float *host_copy(const backend *be, const void *src, size_t n) {
     float *h = malloc(n * sizeof(float));
-    be->synchronize();
-    be->to_host(h, src, n * sizeof(float));
+    be->synchronize(be);
+    be->to_host(be, h, src, n * sizeof(float));
     return h;
 }
 
@@ -128,7 +128,7 @@ static void make_batch(int *tokens, int *targets) {
     int seq[B][T + 1];
     for (int b = 0; b < B; b++)
         for (int t = 0; t <= T; t++)
-            seq[b][t] = gpu_rng_int(&s, V);
+            seq[b][t] = harness_rng_int(&s, V);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             tokens[b * T + t] = seq[b][t];
@@ -139,7 +139,7 @@ static void make_batch(int *tokens, int *targets) {
 // 1. one step: logits, loss, every gradient
 static void check_one_step(const tolerances *tol, const int *tokens, const int *targets) {
     trainer cpu, gpu;
-    if (trainer_create(&cpu, G.cpu) || trainer_create(&gpu, G.gpu)) {
+    if (trainer_create(&cpu, G.cpu) || trainer_create(&gpu, G.dev)) {
         G.failures++;
         return;
     }
@@ -152,9 +152,9 @@ static void check_one_step(const tolerances *tol, const int *tokens, const int *
     gpt2_forward(&gpu.m, tokens, NULL, B, T, 0);
     size_t nl = (size_t)B * T * Vp;
     float *lc = malloc(nl * sizeof(float)), *lg = malloc(nl * sizeof(float));
-    G.cpu->act_to_host(lc, gpt2_logits(&cpu.m), nl);
-    G.gpu->synchronize();
-    G.gpu->act_to_host(lg, gpt2_logits(&gpu.m), nl);
+    G.cpu->act_to_host(G.cpu, lc, gpt2_logits(&cpu.m), nl);
+    G.dev->synchronize(G.dev);
+    G.dev->act_to_host(G.dev, lg, gpt2_logits(&gpu.m), nl);
     // the real classes only (padding columns are whatever wte's zero rows give: 0 on both)
     size_t k = 0;
     for (int r = 0; r < B * T; r++)
@@ -162,21 +162,21 @@ static void check_one_step(const tolerances *tol, const int *tokens, const int *
             lc[k] = lc[(size_t)r * Vp + v];
             lg[k] = lg[(size_t)r * Vp + v];
         }
-    gpu_check_close(&G, "logits", lg, lc, k, tol->logits);
+    harness_check_close(&G, "logits", lg, lc, k, tol->logits);
     free(lc), free(lg);
 
     double loss_c = trainer_grad(&cpu, tokens, targets);
     double loss_g = trainer_grad(&gpu, tokens, targets);
     printf("  loss: cpu %.7f  gpu %.7f\n", loss_c, loss_g);
-    gpu_check_err(&G, "loss", fabs(loss_g - loss_c) / loss_c, tol->loss);
+    harness_check_err(&G, "loss", fabs(loss_g - loss_c) / loss_c, tol->loss);
 
     float *gc = host_copy(G.cpu, cpu.m.grads, cpu.m.n_params);
-    float *gg = host_copy(G.gpu, gpu.m.grads, gpu.m.n_params);
+    float *gg = host_copy(G.dev, gpu.m.grads, gpu.m.n_params);
     for (int i = 0; i < cpu.m.n_tensors; i++) {
         const gpt2_tensor *t = &cpu.m.tensors[i];
         char what[80];
         snprintf(what, sizeof what, "grad %s", t->name);
-        gpu_check_close(&G, what, gg + t->offset, gc + t->offset, t->numel, tol->grad);
+        harness_check_close(&G, what, gg + t->offset, gc + t->offset, t->numel, tol->grad);
     }
     free(gc), free(gg);
     trainer_destroy(&cpu);
@@ -189,7 +189,7 @@ static int worse(double e, double worst) { return !isnan(worst) && !(e <= worst)
 // 2. STEPS steps side by side
 static void check_training(const tolerances *tol, const int *tokens, const int *targets) {
     trainer cpu, gpu;
-    if (trainer_create(&cpu, G.cpu) || trainer_create(&gpu, G.gpu)) {
+    if (trainer_create(&cpu, G.cpu) || trainer_create(&gpu, G.dev)) {
         G.failures++;
         return;
     }
@@ -212,11 +212,11 @@ static void check_training(const tolerances *tol, const int *tokens, const int *
     }
     char what[96];
     snprintf(what, sizeof what, "loss, worst of %d steps (step %d)", STEPS, worst_loss_step);
-    gpu_check_err(&G, what, worst_loss, tol->loss_steps);
+    harness_check_err(&G, what, worst_loss, tol->loss_steps);
     snprintf(what, sizeof what, "grad norm, worst of %d steps (step %d)", STEPS, worst_norm_step);
-    gpu_check_err(&G, what, worst_norm, tol->norm_steps);
+    harness_check_err(&G, what, worst_norm, tol->norm_steps);
     // the GPU run learns: the loss falls by at least a tenth over the steps
-    gpu_check_err(&G, "gpu loss last/first (must be < 0.9)", last_g / first_g, 0.9);
+    harness_check_err(&G, "gpu loss last/first (must be < 0.9)", last_g / first_g, 0.9);
     trainer_destroy(&cpu);
     trainer_destroy(&gpu);
 }
@@ -225,7 +225,7 @@ static void check_training(const tolerances *tol, const int *tokens, const int *
 static void run_gpu(double *losses, float **master, float **grads, const int *tokens,
                     const int *targets) {
     trainer tr;
-    if (trainer_create(&tr, G.gpu)) {
+    if (trainer_create(&tr, G.dev)) {
         G.failures++;
         *master = *grads = NULL;
         return;
@@ -234,9 +234,9 @@ static void run_gpu(double *losses, float **master, float **grads, const int *to
         losses[step] = trainer_grad(&tr, tokens, targets);
         if (step + 1 < DET_STEPS) trainer_update(&tr); // keep the last step's gradients
     }
-    *grads = host_copy(G.gpu, tr.m.grads, tr.m.n_params);
+    *grads = host_copy(G.dev, tr.m.grads, tr.m.n_params);
     trainer_update(&tr);
-    *master = host_copy(G.gpu, tr.m.master, tr.m.n_params);
+    *master = host_copy(G.dev, tr.m.master, tr.m.n_params);
     trainer_destroy(&tr);
 }
 
@@ -259,9 +259,10 @@ static void check_determinism(const int *tokens, const int *targets) {
         grad_diff += memcmp(&g1[i], &g2[i], sizeof *g1) != 0;
     }
     printf("  losses run 1: %.9f ... %.9f\n", l1[0], l1[DET_STEPS - 1]);
-    gpu_check_err(&G, "losses: steps with different bits", loss_diff, 0);
-    gpu_check_err(&G, "last gradients: elements with different bits", (double)grad_diff, 0);
-    gpu_check_err(&G, "final master weights: elements with different bits", (double)master_diff, 0);
+    harness_check_err(&G, "losses: steps with different bits", loss_diff, 0);
+    harness_check_err(&G, "last gradients: elements with different bits", (double)grad_diff, 0);
+    harness_check_err(&G, "final master weights: elements with different bits", (double)master_diff,
+                      0);
     free(m1), free(m2), free(g1), free(g2);
 }
 
@@ -278,11 +279,11 @@ static size_t run_losses(const char *attention, double *losses, const int *token
     const char *was = getenv("TESSERA_ATTENTION");
     char *saved = was ? strdup(was) : NULL;
     setenv("TESSERA_ATTENTION", attention, 1);
-    const size_t state = G.gpu->attention_state_bytes(B, T, C, NH);
+    const size_t state = G.dev->attention_state_bytes(G.dev, B, T, C, NH);
     trainer tr;
     for (int i = 0; i < STEPS; i++)
         losses[i] = NAN;
-    if (trainer_create(&tr, G.gpu) == 0) {
+    if (trainer_create(&tr, G.dev) == 0) {
         for (int step = 0; step < STEPS; step++) {
             losses[step] = trainer_grad(&tr, tokens, targets);
             trainer_update(&tr);
@@ -304,24 +305,24 @@ static void check_flash_vs_simple(const int *tokens, const int *targets) {
     const size_t simple_state = run_losses("simple", simple, tokens, targets);
     const size_t flash_state = run_losses("flash", flash, tokens, targets);
     // the flash run really took the flash kernels
-    gpu_check_err(&G, "flash state bytes = B*NH*T*4", fabs((double)flash_state - 4.0 * B * NH * T),
-                  0);
-    gpu_check_err(&G, "simple state bytes > flash state bytes", simple_state > flash_state ? 0 : 1,
-                  0);
+    harness_check_err(&G, "flash state bytes = B*NH*T*4",
+                      fabs((double)flash_state - 4.0 * B * NH * T), 0);
+    harness_check_err(&G, "simple state bytes > flash state bytes",
+                      simple_state > flash_state ? 0 : 1, 0);
     for (int i = 0; i < STEPS; i++) {
         double d = fabs(flash[i] - simple[i]) / fabs(simple[i]);
         if (!(d <= worst)) worst = d; // NaN sticks
     }
     printf("  losses simple %.6f ... %.6f, flash %.6f ... %.6f\n", simple[0], simple[STEPS - 1],
            flash[0], flash[STEPS - 1]);
-    gpu_check_err(&G, "per-step loss, flash vs simple", worst, 5e-3);
-    gpu_check_err(&G, "loss falls with flash (last/first)", flash[STEPS - 1] / flash[0], 0.9);
+    harness_check_err(&G, "per-step loss, flash vs simple", worst, 5e-3);
+    harness_check_err(&G, "loss falls with flash (last/first)", flash[STEPS - 1] / flash[0], 0.9);
 }
 #endif
 
 int main(int argc, char **argv) {
-    int rc = gpu_check_start(&G, argc, argv, "f32|bf16");
-    if (rc) return rc;
+    int rc = harness_start(&G, "cuda", argc > 1 ? argv[1] : NULL, argv[0]);
+    if (rc) return rc; // HARNESS_SKIP without a device, 1 on a bad mode
     const tolerances *tol = G.mode == TS_BF16 ? &TOL_BF16_MODE : &TOL_F32_MODE;
     int tokens[B * T], targets[B * T];
     make_batch(tokens, targets);
@@ -330,8 +331,8 @@ int main(int argc, char **argv) {
     check_determinism(tokens, targets);
 #ifdef TRAIN_FLASH_SHAPE
     if (G.mode == TS_BF16) check_flash_vs_simple(tokens, targets);
-    return gpu_check_finish(&G, "test_cuda_train_flash");
+    return harness_finish(&G, "test_cuda_train_flash", ts_dtype_name(G.mode));
 #else
-    return gpu_check_finish(&G, "test_cuda_train");
+    return harness_finish(&G, "test_cuda_train", ts_dtype_name(G.mode));
 #endif
 }

@@ -258,7 +258,7 @@ static int check_table(const fixture *fx, const TS_REAL(gpt2) * m) {
 static int compare_tensors(const fixture *fx, const TS_REAL(gpt2) * m, const real *dev,
                            const char *prefix, double tol, double tol_qkv_bias) {
     real *host = ts_malloc(m->n_params * sizeof(real), "host copy");
-    m->be->to_host(host, dev, m->n_params * sizeof(real));
+    m->be->to_host(m->be, host, dev, m->n_params * sizeof(real));
     int rc = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2_tensor *t = &m->tensors[i];
@@ -297,8 +297,8 @@ static int run_reference(const fixture *fx) {
     int rc = -1;
     real *host = ts_malloc(m.n_params * sizeof(real), "parameters");
     real *logits = ts_malloc((size_t)BT * Vp * sizeof(real), "logits");
-    real *adam_m = be->alloc(m.n_params * sizeof(real));
-    real *adam_v = be->alloc(m.n_params * sizeof(real));
+    real *adam_m = be->alloc(be, m.n_params * sizeof(real));
+    real *adam_v = be->alloc(be, m.n_params * sizeof(real));
     if (check_table(fx, &m)) goto done;
 
     // the fixture's parameters, converted to this precision
@@ -308,7 +308,7 @@ static int run_reference(const fixture *fx) {
         for (size_t j = 0; j < t->numel; j++)
             host[t->offset + j] = (real)src[j];
     }
-    be->to_device(m.master, host, m.n_params * sizeof(real));
+    be->to_device(be, m.master, host, m.n_params * sizeof(real));
 
     // logits: a forward without targets keeps them (a forward with dloss != 0 overwrites them)
     printf("[%s] forward, B=%d T=%d (maxT=%d) V=%d Vp=%d\n", PRECISION, B, T, fx->maxT, V, Vp);
@@ -316,7 +316,7 @@ static int run_reference(const fixture *fx) {
     const fx_array *ref_loss = fixture_get(fx, "loss", 1);
     if (!ref_logits || !ref_loss) goto done;
     TS_REAL(gpt2_forward)(&m, fx->tokens, NULL, B, T, 0);
-    be->to_host(logits, TS_REAL(gpt2_logits)(&m), (size_t)BT * Vp * sizeof(real));
+    be->to_host(be, logits, TS_REAL(gpt2_logits)(&m), (size_t)BT * Vp * sizeof(real));
     compare("logits", logits, (size_t)BT, (size_t)V, (size_t)Vp, ref_logits->data, TOL_FORWARD);
 
     // loss and gradients of the mean loss
@@ -341,7 +341,7 @@ static int run_reference(const fixture *fx) {
         TS_REAL(gpt2_backward)(&m);
         for (int i = 0; i < m.n_tensors; i++) {
             const gpt2_tensor *t = &m.tensors[i];
-            be->adamw(m.master + t->offset, m.master + t->offset, m.grads + t->offset,
+            be->adamw(be, m.master + t->offset, m.master + t->offset, m.grads + t->offset,
                       adam_m + t->offset, adam_v + t->offset, t->numel, (float)fx->lr,
                       (float)fx->beta1, (float)fx->beta2, (float)fx->eps,
                       t->decay ? (float)fx->weight_decay : 0.0f, step);
@@ -353,8 +353,8 @@ static int run_reference(const fixture *fx) {
     if (compare_tensors(fx, &m, m.master, "adam_final", TOL_ADAM, TOL_ADAM_QKV_BIAS)) goto done;
     rc = 0;
 done:
-    be->free(adam_m);
-    be->free(adam_v);
+    be->free(be, adam_m);
+    be->free(be, adam_v);
     free(logits);
     free(host);
     TS_REAL(gpt2_destroy)(&m);

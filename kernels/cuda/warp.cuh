@@ -1,0 +1,42 @@
+// warp.cuh — the reductions across the lanes of a warp that every kernel uses: warp_reduce over
+// all 32 lanes, quad_reduce over the 4 lanes of a quad (where an mma fragment keeps a row), and
+// their sum and max forms. common.cuh adds block_reduce on top of them.
+//
+// Written over one primitive, shfl_xor(v, mask) (v of the lane `lane ^ mask`, every lane of the
+// warp taking part), which the includer provides: common.cuh on the GPU (__shfl_xor_sync), and
+// tests/emu/emu_prims.h in the host emulation, so the flash kernels reduce through the same code
+// on both.
+//
+// Determinism: a xor butterfly leaves every lane with the same value, bit for bit, whatever the
+// operation, and the order of the steps is fixed (warp: masks 16, 8, 4, 2, 1; quad: 1, 2), so a
+// reduction gives the same bits on every run. Each step computes op(mine, theirs).
+#ifndef TESSERA_CUDA_WARP_CUH
+#define TESSERA_CUDA_WARP_CUH
+
+struct warp_op_sum {
+    template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct warp_op_max {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// op over the 32 lanes of the warp; T needs a shfl_xor overload
+template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v, Op op) {
+#pragma unroll
+    for (int mask = 16; mask > 0; mask >>= 1)
+        v = op(v, shfl_xor(v, mask));
+    return v;
+}
+
+// op over the 4 lanes of each quad (lanes 4g .. 4g+3); all 32 lanes take part
+template <typename T, typename Op> __device__ __forceinline__ T quad_reduce(T v, Op op) {
+    v = op(v, shfl_xor(v, 1));
+    return op(v, shfl_xor(v, 2));
+}
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+    return warp_reduce(v, warp_op_sum());
+}
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, warp_op_max()); }
+
+#endif
