@@ -41,6 +41,9 @@ const cfg_key cfg_keys[] = {
         "resume from a checkpoint: empty = start fresh; \"auto\" = the newest intact one in "
         "<run_dir>/ckpt/<host> of any rank (none: start fresh); or the path of a step-NNNNNNNN "
         "directory"),
+    KEY(run, overwrite, CFG_BOOL, "false", 0, 0, NULL,
+        "a fresh start (no resume) in a run directory holding an earlier run's results "
+        "(model.h5, metrics.jsonl, train.log, checkpoints) replaces them; false: it is refused"),
 
     KEY(model, layers, CFG_INT, "4", 1, 4096, NULL, "transformer blocks"),
     KEY(model, heads, CFG_INT, "4", 1, 65536, NULL, "attention heads (must divide width)"),

@@ -10,6 +10,14 @@
 # with exit 2; old checkpoints are pruned to ckpt.keep. A tiny run takes well under a second.
 # Further down: elastic resume (4 -> 3 -> 2 ranks) and replicas on two played hosts.
 set(CKPT_DIR ${TESSERA_TEST_DATA}/ckpt)
+
+# ckpt_dir_unit: the checkpoint root's logic with plain files, no HDF5 (tests/unit/test_ckpt_dir.c):
+# names, the run identity, keep-K of the own lineage, links, half-deleted .del directories, the
+# choice of the checkpoint to resume, a fresh start's check and run.overwrite
+tessera_unit_test(test_ckpt_dir SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ckpt_dir.c
+                  LIBS tessera_runtime)
+add_test(NAME ckpt_dir_unit COMMAND test_ckpt_dir ${CKPT_DIR}/unit)
+set_tests_properties(ckpt_dir_unit PROPERTIES LABELS unit TIMEOUT 60)
 # the shards of the train_corpus fixture (train.cmake, which is included after this file)
 set(CKPT_CORPUS ${TESSERA_TEST_DATA}/train/corpus)
 set(CKPT_EXPECT_ERROR ${CMAKE_SOURCE_DIR}/tests/expect_error.sh)
