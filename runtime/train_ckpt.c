@@ -235,13 +235,17 @@ static ts_status train_resume_read(trainer *tr, const char *dir, const ckpt_iden
 // No checkpoint of this run anywhere, but `dir` (on this rank) holds one of another run: the one
 // error line of the refused resume
 static void train_resume_refuse(trainer *tr, const char *dir) {
-    char diff[800];
+    char diff[800], how[CKPT_DIR_PATH_MAX + 100];
     train_ckpt_diff(tr, dir, diff, sizeof diff);
+    if (strncmp(diff, "[model]", 7) == 0)
+        snprintf(how, sizeof how, "a resume needs the same [model]");
+    else
+        snprintf(how, sizeof how,
+                 "resume it by its path (--resume %s) to continue with this config", dir);
     log_error("%s: written by another run (%s); --resume auto continues only checkpoints of this "
-              "run (the keys a resume may change are listed in docs/checkpoint-format.md): "
-              "resume it by its path (--resume %s) to continue with this config, or start a new "
-              "run under another run.name",
-              dir, diff[0] ? diff : "its seed or config differs", dir);
+              "run (the keys a resume may change are listed in docs/checkpoint-format.md): %s, or "
+              "start a new run under another run.name",
+              dir, diff[0] ? diff : "its seed or config differs", how);
 }
 
 // the lowest rank whose value equals the agreed maximum (-1 when none: the caller checks first)

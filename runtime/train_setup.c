@@ -273,8 +273,6 @@ static ts_status train_setup(trainer *tr) {
         log_info("backend: %s (%s, %s), %d rank%s (%s communicator)", tr->be->name, tr->be->device,
                  ts_dtype_name(tr->be->act_dtype), c->size, c->size == 1 ? "" : "s", c->name);
     TS_CHECK(train_ckpt_setup(tr));
-    TRAIN_AGREE_QUIET(c, train_check_run_dir(tr), st);
-    TS_CHECK(st);
 
     // data: every rank checks its own copy of the shards; all agree before going on
     int T = cfg->model.seq_len;
@@ -341,6 +339,9 @@ static ts_status train_setup(trainer *tr) {
     log_info("batch: %d sequences per step = %d on this rank (rank 0) in micro-batches of %d",
              cfg->train.global_batch, tr->share, tr->micro);
 
+    // the inputs are good: what the run directory holds decides whether the run may start there
+    TRAIN_AGREE_QUIET(c, train_check_run_dir(tr), st);
+    TS_CHECK(st);
     TS_CHECK(train_resume(tr));
     TRAIN_AGREE_QUIET(c, train_commit_run_dir(tr), st);
     TS_CHECK(st);

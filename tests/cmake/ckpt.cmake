@@ -92,12 +92,18 @@ ${CKPT_SAME_LOSSES} ${straight}.jsonl ${run_dir}/metrics.jsonl 21 40")
                        FIXTURES_SETUP ckpt_${name}_c)
 endforeach()
 
-# resuming with another model shape: one line naming the checkpoint and both shapes, exit 2
+# resuming with another model shape: one line naming the checkpoint and both shapes, exit 2 (by
+# its path); --resume auto sees a checkpoint of another run and names the key that differs
 add_test(NAME ckpt_resume_other_width
          COMMAND ${CKPT_EXPECT_ERROR} 2 "state\\.h5: the checkpoint's model .*width 32.* differs from the config's .*width 64"
                  -- ${TESSERA_BIN} train ${CKPT_ARGS} --run.name=np1 --model.width=64
+                    --run.resume=${CKPT_DIR}/runs/np1/ckpt/h/step-00000040)
+add_test(NAME ckpt_resume_other_width_auto
+         COMMAND ${CKPT_EXPECT_ERROR} 2 "step-00000040: written by another run \\(\\[model\\] width = 32 in the checkpoint, 64 here\\); --resume auto continues only checkpoints of this run .*: a resume needs the same \\[model\\], or start a new run under another run.name$"
+                 -- ${TESSERA_BIN} train ${CKPT_ARGS} --run.name=np1 --model.width=64
                     --run.resume=auto)
-set_tests_properties(ckpt_resume_other_width PROPERTIES LABELS unit ENVIRONMENT TESSERA_HOST=h
+set_tests_properties(ckpt_resume_other_width ckpt_resume_other_width_auto PROPERTIES LABELS unit
+                     ENVIRONMENT TESSERA_HOST=h
                      FIXTURES_REQUIRED "train_corpus;ckpt_np1_a;ckpt_np1_b;ckpt_np1_c")
 # an explicit resume path that is not an intact checkpoint: exit 2
 add_test(NAME ckpt_resume_bad_path
@@ -240,3 +246,18 @@ add_test(NAME ckpt_disk_full
                  "--data.train=${CKPT_CORPUS}/train_*.bin" "--data.val=${CKPT_CORPUS}/val_*.bin")
 set_tests_properties(ckpt_disk_full PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
                      ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")
+
+# What a start may do to a run directory (tests/ckpt/run_dir.sh): a failed start leaves a finished
+# run byte-identical; a fresh start over another run's checkpoints or results is refused unless
+# run.overwrite; stray, foreign, linked and half-deleted step directories; keep-K counts only
+# the run's own lineage; checkpoints written before run identities; --resume PATH with a change.
+foreach(scenario failed_start fresh_over_ckpt stray keep_lineage symlink half_deleted overwrite
+                 legacy by_path)
+  add_test(NAME ckpt_run_dir_${scenario}
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/ckpt/run_dir.sh ${scenario} ${TESSERA_BIN}
+                   $<TARGET_FILE:test_ckpt_dir> ${CKPT_EXPECT_ERROR} ${CKPT_DIR}/run_dir
+                   ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${CKPT_CORPUS}/train_*.bin"
+                   "--data.val=${CKPT_CORPUS}/val_*.bin")
+  set_tests_properties(ckpt_run_dir_${scenario} PROPERTIES LABELS unit TIMEOUT 120
+                       FIXTURES_REQUIRED train_corpus)
+endforeach()
