@@ -198,6 +198,12 @@ static ts_status check_replaceable(const char *final, const ckpt_identity *id) {
 ts_status ckpt_dir_save(const char *root, int step, const ckpt_identity *id, int keep,
                         ckpt_dir_fill_fn fill, void *ctx) {
     char name[CKPT_DIR_NAME_LEN], final[CKPT_DIR_PATH_MAX], tmp[CKPT_DIR_PATH_MAX + 8];
+    if (step < 0 || step > 99999999) {
+        log_error("%s: step %d has more than the 8 digits of a step directory's name; no "
+                  "checkpoint is written for it",
+                  root, step);
+        return TS_ERR_INPUT;
+    }
     ckpt_dir_step_name(step, name);
     snprintf(final, sizeof final, "%s/%s", root, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);

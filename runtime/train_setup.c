@@ -252,9 +252,9 @@ static ts_status train_setup(trainer *tr) {
     char host[TRAIN_HOST_MAX]; // named in the status file
     train_host_name(host);
     status_file_set_host(host);
-    // this run's identity in the sample audit: rank 0's wall clock at start, the same on all
-    // ranks, so that two runs resumed from the same step are told apart and ordered; and the
-    // lineage a fresh start begins (a resume continues the checkpoint's)
+    // the run id of the sample audit: rank 0's wall clock at start, the same on all ranks, so
+    // that two runs resumed from the same step are told apart and ordered; and the lineage a
+    // fresh start begins (a resume continues the checkpoint's: train_resume)
     uint64_t ids[2] = {0, 0};
     if (c->rank == 0) {
         struct timespec now;
