@@ -99,6 +99,13 @@ static int victim_intact(const char *dir) {
     return exists(a) && exists(b) && strcmp(listing(dir), "MANIFEST precious.txt") == 0;
 }
 
+static int intact(const char *dir);
+
+// the linked checkpoint: still whole
+static int linked_intact(const char *dir) {
+    return intact(dir) && strcmp(listing(dir), "IDENTITY MANIFEST state.bin") == 0;
+}
+
 // the fill function of a save: one plain file naming the step
 static ts_status fill_plain(const char *tmp_dir, void *ctx) {
     char path[4300], text[64];
@@ -338,7 +345,13 @@ static void test_save_and_prune(void) {
 // links in place of step and .tmp directories: targets untouched, never resumed or written over
 static void test_links(void) {
     const char *root = scratch(0, "links");
-    const char *v1 = victim(1, "victim1"), *v2 = victim(2, "victim2"), *v3 = victim(3, "victim3");
+    const char *v2 = victim(2, "victim2"), *v3 = victim(3, "victim3");
+    // v1: an intact checkpoint of this very run at step 9 elsewhere, linked in: it would verify
+    // and be the newest, yet it is not one of this root's step directories
+    const char *elsewhere = scratch(1, "elsewhere");
+    EXPECT(save(elsewhere, 9, &g_a, 1) == TS_OK, "save 9 elsewhere");
+    char v1[4300];
+    snprintf(v1, sizeof v1, "%s", step_path(elsewhere, 9));
     EXPECT(save(root, 1, &g_a, 1) == TS_OK, "save 1");
     char link9[4300], link_tmp[4300], link_del[4300];
     snprintf(link9, sizeof link9, "%s", step_path(root, 9));
@@ -349,7 +362,7 @@ static void test_links(void) {
 
     // a save cleans leftovers (links removed as links) and prunes: targets survive
     EXPECT(save(root, 2, &g_a, 1) == TS_OK, "save 2");
-    EXPECT(victim_intact(v1) && victim_intact(v2) && victim_intact(v3), "a target lost files");
+    EXPECT(linked_intact(v1) && victim_intact(v2) && victim_intact(v3), "a target lost files");
     EXPECT(is_link(link9), "the linked step directory was removed");
     EXPECT(!exists(link_tmp) && !exists(link_del), "leftover links remain");
     EXPECT(strcmp(listing(root), "step-00000002 step-00000009") == 0, "root: %s", listing(root));
@@ -360,10 +373,10 @@ static void test_links(void) {
     EXPECT(choice.step == 2, "resume picked step %d, want 2 (not the link)", choice.step);
     // a save at the link's step fails: the link and its target stay
     EXPECT(save(root, 9, &g_a, 1) == TS_ERR_INPUT, "save over a link");
-    EXPECT(is_link(link9) && victim_intact(v1), "the link or its target changed");
+    EXPECT(is_link(link9) && linked_intact(v1), "the link or its target changed");
     // prune with keep 0 would have everything of lineage A go, never the link
     ckpt_dir_prune(root, g_a.lineage, 2, 0);
-    EXPECT(is_link(link9) && victim_intact(v1), "prune touched the link");
+    EXPECT(is_link(link9) && linked_intact(v1), "prune touched the link");
     // a fresh start sees the link as an earlier run's checkpoint; run.overwrite removes the link,
     // never its target
     char name[CKPT_DIR_NAME_LEN];
@@ -371,7 +384,7 @@ static void test_links(void) {
            name);
     int removed = -1;
     EXPECT(ckpt_dir_remove_all(root, &removed) == TS_OK && removed == 1, "remove_all %d", removed);
-    EXPECT(!exists(link9) && victim_intact(v1), "remove_all followed the link");
+    EXPECT(!exists(link9) && linked_intact(v1), "remove_all followed the link");
 }
 
 // a pruning killed in the middle leaves a half-deleted .del: never chosen, cleaned at the next save
