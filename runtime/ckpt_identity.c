@@ -140,7 +140,7 @@ static void diff_visit(const char *a, const char *b, size_t la, size_t lb, void 
     // "section.key = value": name the key once, then both values
     const char *dot = memchr(a, '.', la), *eq = strstr(a, " = ");
     const char *eq_b = strstr(b, " = ");
-    if (!dot || !eq || !eq_b || eq > a + la) {
+    if (!dot || !eq || !eq_b || eq + 3 > a + la || eq_b + 3 > b + lb || dot > eq) {
         snprintf(d->out, d->out_len, "%.*s in the checkpoint, %.*s here", (int)la, a, (int)lb, b);
         return;
     }

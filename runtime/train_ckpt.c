@@ -1,7 +1,10 @@
 // train_ckpt.c — the trainer's checkpoints and resume (see the section comment below).
+#include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/env.h"
@@ -85,32 +88,71 @@ static const char *train_host_of(const trainer *tr, int rank) {
     return tr->hosts + (size_t)rank * TRAIN_HOST_MAX;
 }
 
-ts_status train_ckpt_check_fresh(trainer *tr) {
+// 1 when some rank of the job runs on host (a name under <run_dir>/ckpt/)
+static int train_host_in_job(const trainer *tr, const char *host) {
+    for (int r = 0; r < tr->comm->size; r++)
+        if (strcmp(train_host_of(tr, r), host) == 0) return 1;
+    return 0;
+}
+
+// The checkpoint roots this rank looks after at the start: its host's (the first rank of each
+// host), and on rank 0 also the roots under <run_dir>/ckpt/ of hosts outside the job that its
+// disk shows (a shared file system, or one machine playing several hosts). Real directories
+// only: a link there is not this run's to delete. visit returns non-OK to stop.
+typedef ts_status (*train_root_fn)(trainer *tr, const char *root);
+static ts_status train_ckpt_roots(trainer *tr, train_root_fn visit) {
+    if (tr->host_leader) TS_CHECK(visit(tr, tr->ckpt_root));
+    if (tr->comm->rank != 0) return TS_OK;
+    char parent[sizeof tr->run_dir + 16];
+    snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
+    DIR *d = opendir(parent);
+    if (!d) return TS_OK;
+    ts_status st = TS_OK;
+    struct dirent *e;
+    while (st == TS_OK && (e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (e->d_name[0] == '.' || train_host_in_job(tr, e->d_name) ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode))
+            continue;
+        char root[sizeof parent + 256];
+        snprintf(root, sizeof root, "%s/%s", parent, e->d_name);
+        st = visit(tr, root);
+    }
+    closedir(d);
+    return st;
+}
+
+static ts_status train_check_root(trainer *tr, const char *root) {
     char name[CKPT_DIR_NAME_LEN];
-    if (!tr->host_leader || tr->cfg.run.overwrite || !ckpt_dir_find_any(tr->ckpt_root, name))
-        return TS_OK;
+    if (!ckpt_dir_find_any(root, name)) return TS_OK;
     log_error("%s: holds checkpoints of an earlier run (%s); a fresh start does not mix with "
               "them: continue that run with --resume auto, start this one under another "
               "run.name, remove %s/ckpt, or set run.overwrite = true to replace that run",
-              tr->ckpt_root, name, tr->run_dir);
+              root, name, tr->run_dir);
     return TS_ERR_INPUT;
 }
 
+ts_status train_ckpt_check_fresh(trainer *tr) {
+    return tr->cfg.run.overwrite ? TS_OK : train_ckpt_roots(tr, train_check_root);
+}
+
+// run.overwrite: every step directory of root goes (links as links, never followed)
+static ts_status train_overwrite_root(trainer *tr, const char *root) {
+    (void)tr;
+    int removed = 0;
+    ts_status st = ckpt_dir_remove_all(root, &removed);
+    if (removed)
+        log_warn("run.overwrite: removed %d checkpoint%s of an earlier run from %s", removed,
+                 removed == 1 ? "" : "s", root);
+    if (st != TS_OK)
+        log_error("run.overwrite: %s: the earlier run's checkpoints could not all be removed",
+                  root);
+    return st;
+}
+
 ts_status train_ckpt_commit(trainer *tr, int overwrite) {
-    if (!tr->host_leader) return TS_OK;
-    if (overwrite) {
-        int removed = 0;
-        ts_status st = ckpt_dir_remove_all(tr->ckpt_root, &removed);
-        if (removed)
-            log_warn("run.overwrite: removed %d checkpoint%s of an earlier run from %s", removed,
-                     removed == 1 ? "" : "s", tr->ckpt_root);
-        if (st != TS_OK) {
-            log_error("run.overwrite: %s: the earlier run's checkpoints could not all be removed",
-                      tr->ckpt_root);
-            return st;
-        }
-    }
-    ckpt_dir_clean_leftovers(tr->ckpt_root); // of a save or pruning a killed process left
+    if (overwrite) TS_CHECK(train_ckpt_roots(tr, train_overwrite_root));
+    if (tr->host_leader) ckpt_dir_clean_leftovers(tr->ckpt_root); // a killed process left them
     return TS_OK;
 }
 

@@ -107,10 +107,12 @@ void train_stop_serve(trainer *tr, int votes, int step);
 
 // train_ckpt.c: checkpoints and resume
 ts_status train_ckpt_setup(trainer *tr);
-// a fresh start: this host's checkpoint root holds no other run's checkpoint (else one error line)
+// a fresh start: no checkpoint root of the run directory holds a checkpoint (else one error line,
+// unless run.overwrite); the first rank of each host checks its host's root, rank 0 also the
+// roots of hosts outside the job that it sees under <run_dir>/ckpt/
 ts_status train_ckpt_check_fresh(trainer *tr);
-// the run directory is committed: run.overwrite's removal of the earlier run's checkpoints, and
-// the leftovers of interrupted saves (host leaders, each in its host's root)
+// the run directory is taken: run.overwrite's removal of the earlier run's checkpoints (the same
+// roots), and the leftovers of interrupted saves in each host's own root
 ts_status train_ckpt_commit(trainer *tr, int overwrite);
 ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *stall_ms);
 ts_status train_ckpt_finish(trainer *tr);

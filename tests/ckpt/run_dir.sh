@@ -8,8 +8,9 @@
 #                  a fresh start without run.overwrite, a bad resume path, --resume auto with a
 #                  changed learning rate) each exit 2 with one error line and leave model.h5,
 #                  metrics.jsonl, train.log, config.toml and the checkpoints byte-identical
-#   fresh_over_ckpt  only another run's checkpoints in ckpt/: a fresh start is refused before
-#                  anything is written
+#   fresh_over_ckpt  only another run's checkpoints in ckpt/ (this host's root, or a root of a
+#                  host outside the job): a fresh start is refused before anything is written;
+#                  run.overwrite removes them
 #   stray          an empty step-99999999 (fresh start) and another run's step-99999999 (resume):
 #                  every new save is kept (ckpt.keep = 1), the stray one too
 #   keep_lineage   another run's step directories among this run's: keep-K counts and deletes
@@ -94,6 +95,14 @@ fresh_over_ckpt)
     for f in model.h5 metrics.jsonl train.log config.toml; do
         [ -e "$dir/$f" ] && fail "a refused start wrote $f"
     done
+    # the root of a host outside the job (one machine playing hosts, or a shared disk) counts too
+    mv "$root" "$dir/ckpt/b"
+    expect_refused "ckpt/b: holds checkpoints of an earlier run \\(step-00000004\\)" "$@"
+    train_ok "$scenario" "$@" --train.steps=2 --ckpt.every=2 --run.overwrite=true
+    grep -q "run.overwrite: removed 2 checkpoints of an earlier run from .*/ckpt/b" \
+        "$out/$scenario.log" || fail "run.overwrite left host b's checkpoints"
+    [ -z "$(listing "$dir/ckpt/b")" ] && [ "$(listing "$root")" = "step-00000002" ] ||
+        fail "after run.overwrite: b: $(listing "$dir/ckpt/b"), h: $(listing "$root")"
     ;;
 stray)
     # an empty stray directory: a fresh start is allowed, every save kept with ckpt.keep = 1
