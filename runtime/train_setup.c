@@ -79,11 +79,11 @@ static int train_pick_threads(const tessera_config *cfg) {
 // ---------------------------------------------------------------------------------------------
 // set-up
 
-// The run directory (design: "a failed start must not wipe the previous run"). Set-up first
-// checks everything it can (config, backend, the earlier run's results, data, tokenizer, model,
-// resume) and writes nothing but the empty directory and a status file; only then it commits
-// the directory to this run (train_commit_run_dir). Rank 0's log lines until then are kept in
-// memory and start train.log.
+// The run directory: a start that fails must not wipe an earlier run. Set-up first checks
+// everything it can (config, backend, data, tokenizer, model, what the run directory holds, the
+// checkpoint to resume) and writes nothing but the empty directory and a status file; only then
+// it takes the directory for this run (train_commit_run_dir). Rank 0's log lines until then are
+// kept in memory and start train.log.
 
 // rank 0: keep the lines logged from here on until the run directory is committed
 static void train_log_buffer(trainer *tr) {
