@@ -197,6 +197,21 @@ ${CKPT_SAME_LOSSES} ${rep_dir}_straight.jsonl ${rep_dir}/metrics.jsonl 11 20")
                        FIXTURES_SETUP ckpt_replicas)
   set_tests_properties(ckpt_replicas_straight ckpt_replicas_lose_a ckpt_replicas_lose_b PROPERTIES
                        LABELS mpi PROCESSORS 2 ENVIRONMENT OMP_NUM_THREADS=1)
+
+  # A fresh start over checkpoints that only rank 1's host (b) holds: refused by that rank, one
+  # error line for the job, exit 2 on every rank, nothing written
+  set(fr_dir ${CKPT_DIR}/runs/fresh_mpi)
+  set(fr_one "${TESSERA_BIN} train ${CKPT_ARGS_SH} --run.name=fresh_mpi --train.steps=2 \
+--ckpt.every=2")
+  add_test(NAME ckpt_fresh_refused_mpi
+           COMMAND sh -c "rm -rf ${fr_dir} && TESSERA_HOST=b ${fr_one} > /dev/null && \
+rm ${fr_dir}/model.h5 ${fr_dir}/metrics.jsonl ${fr_dir}/train.log ${fr_dir}/config.toml && \
+${CKPT_EXPECT_ERROR} 2 'ckpt/b: holds checkpoints of an earlier run \\(step-00000002\\)' -- \
+${CKPT_MPIRUN} -np 1 -x TESSERA_HOST=a ${fr_one} : -np 1 -x TESSERA_HOST=b ${fr_one} && \
+[ ! -e ${fr_dir}/metrics.jsonl ] && [ ! -e ${fr_dir}/ckpt/a ] && \
+[ \"$(ls ${fr_dir}/ckpt/b)\" = step-00000002 ]")
+  set_tests_properties(ckpt_fresh_refused_mpi PROPERTIES LABELS mpi PROCESSORS 2
+                       FIXTURES_REQUIRED train_corpus ENVIRONMENT OMP_NUM_THREADS=1)
 endif()
 
 # Fault tests of the background writer (scripts in tests/ckpt/, real processes and files).
