@@ -1,26 +1,20 @@
-// ckpt_state.c — training checkpoints: atomic save, pruning, choice of the newest intact step
-// directory, load (see ckpt_state.h and docs/checkpoint-format.md).
+// ckpt_state.c — the state file of a training checkpoint, state.h5: write, load, and its config
+// alone (see ckpt_state.h and docs/checkpoint-format.md). The step directory around it is
+// runtime/ckpt_dir.c's.
 #define _GNU_SOURCE // open_memstream
 #include "runtime/ckpt_state.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include "base/fs.h"
-#include "runtime/fault.h"
 #include "runtime/h5attr.h"
 #include "runtime/h5read.h"
 #include "runtime/h5zstd.h"
-#include "runtime/manifest.h"
 
 #define CKPT_STATE_FORMAT  "tessera-checkpoint"
 #define CKPT_STATE_VERSION 1
@@ -29,61 +23,6 @@
 _Static_assert(sizeof(real) == sizeof(float), "checkpoints hold fp32 master weights and moments");
 
 static const char *const ckpt_groups[3] = {"params", "adam_m", "adam_v"};
-
-// ---------------------------------------------------------------------------------------------
-// small file-system helpers
-
-// remove the step-*.tmp, step-*.old and step-*.del directories of ckpt_dir: left by a save (or
-// a pruning) that was interrupted (process killed), never part of a checkpoint (only a renamed step
-// directory with a verifying manifest is one). Only the writer of ckpt_dir calls this, between
-// saves.
-static void remove_stale(const char *ckpt_dir) {
-    DIR *d = opendir(ckpt_dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, "step-", 5) != 0 || len < 9 ||
-            (strcmp(e->d_name + len - 4, ".tmp") != 0 && strcmp(e->d_name + len - 4, ".old") != 0 &&
-             strcmp(e->d_name + len - 4, ".del") != 0))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", ckpt_dir, e->d_name);
-        log_warn("%s: removing the leftover of an interrupted save", path);
-        fs_remove_tree(path);
-    }
-    closedir(d);
-}
-
-static int cmp_desc(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-// step numbers of ckpt_dir's "step-NNNNNNNN" directories, newest first; *n = how many
-static int *list_steps(const char *ckpt_dir, int *n) {
-    *n = 0;
-    DIR *d = opendir(ckpt_dir);
-    if (!d) return NULL;
-    int cap = 16, *steps = ts_malloc(cap * sizeof(int), "checkpoint list");
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        int step, len = 0;
-        if (strlen(e->d_name) != 13 || sscanf(e->d_name, "step-%8d%n", &step, &len) != 1 ||
-            len != 13 || step < 0)
-            continue;
-        if (*n == cap) {
-            cap *= 2;
-            int *grown = realloc(steps, cap * sizeof(int));
-            if (!grown) ts_panic(__FILE__, __LINE__, "out of memory listing checkpoints");
-            steps = grown;
-        }
-        steps[(*n)++] = step;
-    }
-    closedir(d);
-    qsort(steps, (size_t)*n, sizeof(int), cmp_desc);
-    return steps;
-}
 
 // ---------------------------------------------------------------------------------------------
 // save
@@ -117,8 +56,11 @@ static int write_tensor(hid_t group, const gpt2_tensor *t, const float *data) {
     return ok;
 }
 
-static ts_status write_state_file(const char *path, const gpt2 *m, const tessera_config *cfg,
-                                  const ckpt_state_meta *meta, const float *const bufs[3]) {
+ts_status ckpt_state_write(const char *path, const gpt2 *m, const tessera_config *cfg,
+                           const ckpt_state_meta *meta, const float *master, const float *adam_m,
+                           const float *adam_v) {
+    h5attr_quiet();
+    const float *const bufs[3] = {master, adam_m, adam_v};
     char *text = NULL;
     size_t text_len = 0;
     FILE *mem = open_memstream(&text, &text_len);
@@ -180,78 +122,8 @@ static ts_status write_state_file(const char *path, const gpt2 *m, const tessera
     return st;
 }
 
-static void prune(const char *ckpt_dir, int keep) {
-    int n, *steps = list_steps(ckpt_dir, &n);
-    char dir[4096];
-    for (int i = keep; i < n; i++) {
-        // renamed first: a process killed while deleting leaves a .del directory (removed by the
-        // next save), never a step directory with part of its files
-        char del[4104];
-        snprintf(dir, sizeof dir, "%s/step-%08d", ckpt_dir, steps[i]);
-        snprintf(del, sizeof del, "%.4090s.del", dir);
-        fs_remove_tree(del);
-        fs_remove_tree(rename(dir, del) == 0 ? del : dir);
-    }
-    free(steps);
-}
-
-ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_config *cfg,
-                          const ckpt_state_meta *meta, const float *master, const float *adam_m,
-                          const float *adam_v, int keep) {
-    h5attr_quiet();
-    if (mkdir(ckpt_dir, 0755) != 0 && errno != EEXIST) {
-        log_error("%s: cannot create the checkpoint directory: %s", ckpt_dir, strerror(errno));
-        return TS_ERR_SYSTEM;
-    }
-    char final[4096], tmp[4104], file[4200];
-    snprintf(final, sizeof final, "%s/step-%08d", ckpt_dir, meta->step);
-    snprintf(tmp, sizeof tmp, "%.4090s.tmp", final);
-    remove_stale(ckpt_dir); // left by an interrupted save
-    if (mkdir(tmp, 0755) != 0) {
-        log_error("%s: cannot create directory: %s", tmp, strerror(errno));
-        return TS_ERR_SYSTEM;
-    }
-    snprintf(file, sizeof file, "%s/%s", tmp, CKPT_STATE_FILE);
-    const float *bufs[3] = {master, adam_m, adam_v};
-    ts_status st = write_state_file(file, m, cfg, meta, bufs);
-    if (st == TS_OK) fault_point("ckpt", meta->step); // tests: die between state and manifest
-    if (st == TS_OK) st = manifest_write(tmp);
-    if (st != TS_OK) {
-        fs_remove_tree(tmp);
-        return st;
-    }
-    // a directory of the same step (a resumed run redoing steps) is replaced
-    st = fs_commit_dir(tmp, final);
-    if (st == TS_OK) prune(ckpt_dir, keep);
-    return st;
-}
-
 // ---------------------------------------------------------------------------------------------
-// resume
-
-ts_status ckpt_state_pick(const char *ckpt_dir, const char *spec, char *out, size_t out_len) {
-    char why[512];
-    out[0] = '\0';
-    if (strcmp(spec, "auto") != 0) {
-        if (manifest_verify(spec, why, sizeof why) != TS_OK) {
-            log_error("[run] resume: %s is not an intact checkpoint: %s", spec, why);
-            return TS_ERR_INPUT;
-        }
-        snprintf(out, out_len, "%s", spec);
-        return TS_OK;
-    }
-    int n, *steps = list_steps(ckpt_dir, &n);
-    char dir[4096];
-    for (int i = 0; i < n && !out[0]; i++) {
-        snprintf(dir, sizeof dir, "%s/step-%08d", ckpt_dir, steps[i]);
-        if (manifest_verify(dir, why, sizeof why) == TS_OK)
-            snprintf(out, out_len, "%s", dir);
-        else
-            log_warn("skipping step-%08d: %s", steps[i], why);
-    }
-    free(steps);
-    return TS_OK;
-}
+// load
 
 // ---------------------------------------------------------------------------------------------
 // reading: every attribute checked by a table (h5attr_read_table), every dataset's links,
@@ -389,4 +261,13 @@ ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_con
         st = read_group(file, path, m, ckpt_groups[g], bufs[g]);
     H5Fclose(file);
     return st;
+}
+
+char *ckpt_state_read_config(const char *step_dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", step_dir, CKPT_STATE_FILE);
+    ckpt_state_meta meta;
+    char *text = NULL;
+    if (ckpt_state_read_meta(path, &meta, &text) != TS_OK) return NULL;
+    return text;
 }

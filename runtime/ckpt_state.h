@@ -1,6 +1,6 @@
-// ckpt_state.h — training checkpoints: everything a run needs to continue, in
-// <run_dir>/ckpt/<host>/step-NNNNNNNN/ (state.h5 + MANIFEST; layout in
-// docs/checkpoint-format.md). ckpt_dir below is one host's checkpoint root.
+// ckpt_state.h — the state file of a training checkpoint: everything a run needs to continue, as
+// <run_dir>/ckpt/<host>/step-NNNNNNNN/state.h5 (the step directory around it, its IDENTITY and
+// MANIFEST are runtime/ckpt_dir.h's; layout in docs/checkpoint-format.md).
 //
 // state.h5: attributes on "/" (format "tessera-checkpoint", version, step, world_size,
 // global_batch, seed, optimizer_t, next_sample, config = the resolved config text) and, per
@@ -30,20 +30,12 @@ typedef struct {
     uint64_t next_sample; // next global sample index = step * global_batch (the loader's state)
 } ckpt_state_meta;
 
-// Write ckpt_dir/step-NNNNNNNN atomically (a .tmp directory, state.h5 fsynced, MANIFEST, rename,
-// fsync of ckpt_dir), then delete all but the newest `keep` step directories. Leftover
-// step-*.tmp/.old/.del directories of an interrupted save are removed first. ckpt_dir is created
-// if missing. On failure nothing but the .tmp directory is touched (removed when possible) and
-// one error line is logged.
-ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_config *cfg,
-                          const ckpt_state_meta *meta, const float *master, const float *adam_m,
-                          const float *adam_v, int keep);
-
-// Which step directory to resume from. spec "auto": the newest step directory of ckpt_dir whose
-// manifest verifies (damaged ones are skipped with a warning "skipping step-...: why"); none:
-// TS_OK with out[0] == '\0'. Any other spec is a step directory, which must verify (else one
-// error line, TS_ERR_INPUT).
-ts_status ckpt_state_pick(const char *ckpt_dir, const char *spec, char *out, size_t out_len);
+// Create the state file at path (it must not exist) from the three buffers (n_params floats
+// each), written and fsynced: a file of a step directory committed as a whole afterwards. The
+// file is built in memory and written with plain write(2). On failure one error line is logged.
+ts_status ckpt_state_write(const char *path, const gpt2 *m, const tessera_config *cfg,
+                           const ckpt_state_meta *meta, const float *master, const float *adam_m,
+                           const float *adam_v);
 
 // Read and check the attributes on "/" of a state file (path: .../state.h5): every one of the
 // type, shape and bounds docs/checkpoint-format.md gives, and consistent with each other. On
@@ -57,5 +49,9 @@ ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **c
 // shape in the checkpoint's config must equal cfg's. Else one error line and TS_ERR_INPUT.
 ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v);
+
+// The resolved config a checkpoint was written with (step_dir/state.h5's attribute "config"):
+// malloc'ed text, or NULL with one error line.
+char *ckpt_state_read_config(const char *step_dir);
 
 #endif

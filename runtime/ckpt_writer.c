@@ -13,12 +13,20 @@ void ckpt_writer_create(ckpt_writer *wr, size_t n, int with_weights) {
     wr->v = ts_calloc(n, sizeof(float), "checkpoint snapshot");
 }
 
+// the content of the step directory: state.h5
+static ts_status ckpt_writer_fill(const char *tmp_dir, void *ctx) {
+    const ckpt_writer *wr = ctx;
+    char path[CKPT_DIR_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, CKPT_STATE_FILE);
+    return ckpt_state_write(path, wr->model, wr->cfg, &wr->meta, wr->w, wr->m, wr->v);
+}
+
 // the thread: write, then one line saying what the save cost the loop and took in the background
 static void *ckpt_writer_main(void *arg) {
     ckpt_writer *wr = arg;
     double t0 = ts_now();
-    wr->result = ckpt_state_save(wr->dir, wr->model, wr->cfg, &wr->meta, wr->w, wr->m, wr->v,
-                                 wr->cfg->ckpt.keep);
+    wr->result =
+        ckpt_dir_save(wr->dir, wr->meta.step, &wr->id, wr->cfg->ckpt.keep, ckpt_writer_fill, wr);
     wr->write_ms = (ts_now() - t0) * 1e3;
     char waited[96] = "";
     if (wr->wait_ms >= 0.05)
@@ -47,13 +55,15 @@ double ckpt_writer_wait(ckpt_writer *wr) {
 }
 
 ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
-                            const tessera_config *cfg, const ckpt_state_meta *meta, double stall_ms,
-                            double wait_ms, double step_ms) {
+                            const tessera_config *cfg, const ckpt_state_meta *meta,
+                            const ckpt_identity *id, double stall_ms, double wait_ms,
+                            double step_ms) {
     TS_ASSERT(!wr->running && wr->w && wr->m && wr->v);
     snprintf(wr->dir, sizeof wr->dir, "%s", dir);
     wr->model = model;
     wr->cfg = cfg;
     wr->meta = *meta;
+    wr->id = *id;
     wr->stall_ms = stall_ms;
     wr->wait_ms = wait_ms;
     wr->step_ms = step_ms;

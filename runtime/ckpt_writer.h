@@ -1,6 +1,7 @@
 // ckpt_writer.h — asynchronous checkpoint saves: the training loop copies the state into a host
 // snapshot (allocated once, fp32 weights and both AdamW moments) and a background thread
-// compresses and writes it with ckpt_state_save (atomic step directory + MANIFEST). One save at a
+// compresses and writes it as a step directory (ckpt_dir_save: state.h5, IDENTITY, MANIFEST,
+// atomic commit, pruning). One save at a
 // time: the next one waits for the previous to finish. HDF5 (a serial build) is not thread-safe:
 // while a save is in flight nothing else in the process may call HDF5 — call ckpt_writer_wait
 // before any other HDF5 work (the final model.h5, a resume).
@@ -12,6 +13,7 @@
 
 #include "base/common.h"
 #include "models/gpt2.h"
+#include "runtime/ckpt_dir.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/config.h"
 
@@ -25,6 +27,7 @@ typedef struct {
     const gpt2 *model;
     const tessera_config *cfg;
     ckpt_state_meta meta;
+    ckpt_identity id; // the run's identity and lineage, recorded in the step directory
     double stall_ms, wait_ms, step_ms; // what the loop paid for this save, and a step's time
     // outcome of the saves joined so far
     ts_status result; // of the last one
@@ -39,11 +42,13 @@ void ckpt_writer_create(ckpt_writer *wr, size_t n, int with_weights);
 // waited.
 double ckpt_writer_wait(ckpt_writer *wr);
 
-// Start writing the snapshot (already filled) as dir/step-<meta->step> on a background thread.
-// stall_ms/wait_ms/step_ms only go into its log line. Must not be called while a save runs.
+// Start writing the snapshot (already filled) as dir/step-<meta->step> of run id on a background
+// thread. stall_ms/wait_ms/step_ms only go into its log line. Must not be called while a save
+// runs.
 ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
-                            const tessera_config *cfg, const ckpt_state_meta *meta, double stall_ms,
-                            double wait_ms, double step_ms);
+                            const tessera_config *cfg, const ckpt_state_meta *meta,
+                            const ckpt_identity *id, double stall_ms, double wait_ms,
+                            double step_ms);
 
 // Wait for a pending save, then free the snapshot. Safe on a zeroed struct.
 void ckpt_writer_destroy(ckpt_writer *wr);

@@ -41,9 +41,12 @@ const cfg_key cfg_keys[] = {
     KEY(run, threads, CFG_INT, "0", 0, 1024, NULL,
         "compute threads per rank (0: the host's cores divided by its ranks)"),
     KEY(run, resume, CFG_STRING, "", 0, 0, NULL,
-        "resume from a checkpoint: empty = start fresh; \"auto\" = the newest intact one in "
-        "<run_dir>/ckpt/<host> of any rank (none: start fresh); or the path of a step-NNNNNNNN "
-        "directory"),
+        "resume from a checkpoint: empty = start fresh; \"auto\" = the newest intact one of this "
+        "run (same seed and config) in <run_dir>/ckpt/<host> of any rank (none: start fresh); or "
+        "the path of a step-NNNNNNNN directory"),
+    KEY(run, overwrite, CFG_BOOL, "false", 0, 0, NULL,
+        "a fresh start (no resume) in a run directory holding an earlier run's results "
+        "(model.h5, metrics.jsonl, train.log, checkpoints) replaces them; false: it is refused"),
 
     KEY(model, layers, CFG_INT, "4", 1, 4096, NULL, "transformer blocks"),
     KEY(model, heads, CFG_INT, "4", 1, 65536, NULL, "attention heads (must divide width)"),

@@ -37,6 +37,7 @@ typedef struct {
         char precision[8];     // bf16 | fp32 (CUDA only)
         int threads;           // compute threads per rank (0 = cores / ranks on this host)
         char resume[CFG_STR];  // "" fresh, "auto" newest intact checkpoint, or a step directory
+        int overwrite;         // a fresh start may replace an earlier run's results
     } run;
     struct {
         int layers, heads, width, seq_len, vocab;

@@ -1,11 +1,14 @@
 // train_ckpt.c — the trainer's checkpoints and resume (see the section comment below).
-#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/env.h"
+#include "runtime/ckpt_dir.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/train_internal.h"
 
@@ -15,7 +18,9 @@
 // rank order) on distinct hosts each write a full copy there. The ZeRO-1 moments are gathered to
 // every rank first: each rank fills its owned ranges of a zeroed full-size buffer and a sum over
 // ranks assembles them (exact: the other ranks add zeros). On resume the ranks agree on the
-// newest intact step any of them holds; the lowest rank holding it reads it and broadcasts it.
+// newest intact step of this run (its identity: ckpt_identity.h) any of them holds; the lowest
+// rank holding it reads it and broadcasts it. The first rank on each host looks after that host's
+// root: the check of a fresh start, run.overwrite, leftovers.
 
 // this rank's host: TESSERA_HOST, else gethostname(); bytes other than [A-Za-z0-9._-] become
 // '_' (the name is a directory name)
@@ -36,7 +41,7 @@ void train_host_name(char out[TRAIN_HOST_MAX]) {
 
 // every rank's host name (a size x TRAIN_HOST_MAX table: each rank writes its row of a zeroed
 // table, one element per byte, and a max over ranks fills in the rest), this rank's checkpoint
-// root, and whether this rank writes a replica
+// root, whether this rank writes a replica and whether it is the first rank on its host
 ts_status train_ckpt_setup(trainer *tr) {
     comm *c = tr->comm;
     char host[TRAIN_HOST_MAX];
@@ -55,6 +60,9 @@ ts_status train_ckpt_setup(trainer *tr) {
         tr->hosts[i] = (char)table[i];
     free(table);
     snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s/ckpt/%s", tr->run_dir, host);
+    tr->host_leader = 1;
+    for (int q = 0; q < c->rank && tr->host_leader; q++)
+        tr->host_leader = strcmp(host, tr->hosts + (size_t)q * TRAIN_HOST_MAX) != 0;
 
     char writers[256] = "";
     int n_writers = 0;
@@ -78,6 +86,74 @@ ts_status train_ckpt_setup(trainer *tr) {
 
 static const char *train_host_of(const trainer *tr, int rank) {
     return tr->hosts + (size_t)rank * TRAIN_HOST_MAX;
+}
+
+// 1 when some rank of the job runs on host (a name under <run_dir>/ckpt/)
+static int train_host_in_job(const trainer *tr, const char *host) {
+    for (int r = 0; r < tr->comm->size; r++)
+        if (strcmp(train_host_of(tr, r), host) == 0) return 1;
+    return 0;
+}
+
+// The checkpoint roots this rank looks after at the start: its host's (the first rank of each
+// host), and on rank 0 also the roots under <run_dir>/ckpt/ of hosts outside the job that its
+// disk shows (a shared file system, or one machine playing several hosts). Real directories
+// only: a link there is not this run's to delete. visit returns non-OK to stop.
+typedef ts_status (*train_root_fn)(trainer *tr, const char *root);
+static ts_status train_ckpt_roots(trainer *tr, train_root_fn visit) {
+    if (tr->host_leader) TS_CHECK(visit(tr, tr->ckpt_root));
+    if (tr->comm->rank != 0) return TS_OK;
+    char parent[sizeof tr->run_dir + 16];
+    snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
+    DIR *d = opendir(parent);
+    if (!d) return TS_OK;
+    ts_status st = TS_OK;
+    struct dirent *e;
+    while (st == TS_OK && (e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (e->d_name[0] == '.' || train_host_in_job(tr, e->d_name) ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode))
+            continue;
+        char root[sizeof parent + 256];
+        snprintf(root, sizeof root, "%s/%s", parent, e->d_name);
+        st = visit(tr, root);
+    }
+    closedir(d);
+    return st;
+}
+
+static ts_status train_check_root(trainer *tr, const char *root) {
+    char name[CKPT_DIR_NAME_LEN];
+    if (!ckpt_dir_find_any(root, name)) return TS_OK;
+    log_error("%s: holds checkpoints of an earlier run (%s); a fresh start does not mix with "
+              "them: continue that run with --resume auto, start this one under another "
+              "run.name, remove %s/ckpt, or set run.overwrite = true to replace that run",
+              root, name, tr->run_dir);
+    return TS_ERR_INPUT;
+}
+
+ts_status train_ckpt_check_fresh(trainer *tr) {
+    return tr->cfg.run.overwrite ? TS_OK : train_ckpt_roots(tr, train_check_root);
+}
+
+// run.overwrite: every step directory of root goes (links as links, never followed)
+static ts_status train_overwrite_root(trainer *tr, const char *root) {
+    (void)tr;
+    int removed = 0;
+    ts_status st = ckpt_dir_remove_all(root, &removed);
+    if (removed)
+        log_warn("run.overwrite: removed %d checkpoint%s of an earlier run from %s", removed,
+                 removed == 1 ? "" : "s", root);
+    if (st != TS_OK)
+        log_error("run.overwrite: %s: the earlier run's checkpoints could not all be removed",
+                  root);
+    return st;
+}
+
+ts_status train_ckpt_commit(trainer *tr, int overwrite) {
+    if (overwrite) TS_CHECK(train_ckpt_roots(tr, train_overwrite_root));
+    if (tr->host_leader) ckpt_dir_clean_leftovers(tr->ckpt_root); // a killed process left them
+    return TS_OK;
 }
 
 // this rank's moments into whole zeroed host buffers m, v (n_params each), at their offsets
@@ -128,16 +204,12 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
     }
     if (!tr->ckpt_writer) return TS_OK;
     tr->be->to_host(tr->be, tr->writer.w, tr->model.master, n * sizeof(real));
-    char parent[sizeof tr->run_dir + 16];
-    snprintf(parent, sizeof parent, "%s/ckpt", tr->run_dir);
-    if (mkdir(parent, 0755) != 0 && errno != EEXIST)
-        log_warn("%s: cannot create the checkpoint directory: %s", parent, strerror(errno));
     ckpt_state_meta meta = {
         step,      c->size,       cfg->train.global_batch,
         tr->opt.t, cfg->run.seed, (uint64_t)step * (uint64_t)cfg->train.global_batch};
     *stall_ms = (ts_now() - t0) * 1e3;
-    return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, *stall_ms,
-                             waited * 1e3, step_ms);
+    return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, &tr->identity,
+                             *stall_ms, waited * 1e3, step_ms);
 }
 
 // the end of the run: the last save must be committed (and HDF5 free) before model.h5 is
@@ -156,9 +228,37 @@ ts_status train_ckpt_finish(trainer *tr) {
     return train_agree(tr->comm, mine);
 }
 
-// the holder: read the chosen step directory into whole host buffers and check it fits the run
-static ts_status train_resume_read(trainer *tr, const char *dir, ckpt_state_meta *meta, float *w,
-                                   float *m, float *v) {
+// The config a checkpoint was written with, parsed (quietly: the caller says what went wrong);
+// 0 when it cannot be read.
+static int train_ckpt_config(const char *dir, tessera_config *out) {
+    log_set_quiet_errors(1);
+    char *text = ckpt_state_read_config(dir);
+    config_defaults(out);
+    int ok = text && config_parse_text(out, text, strlen(text), CKPT_STATE_FILE) == TS_OK;
+    log_set_quiet_errors(0);
+    free(text);
+    return ok;
+}
+
+// "[section] key = A in the checkpoint, B here (and N more keys)", or "" when the identity keys
+// of dir's config equal this run's (or it cannot be read)
+static void train_ckpt_diff(trainer *tr, const char *dir, char *out, size_t len) {
+    tessera_config theirs;
+    out[0] = '\0';
+    if (!train_ckpt_config(dir, &theirs)) return;
+    char first[700];
+    int n = ckpt_identity_diff(&theirs, &tr->cfg, first, sizeof first);
+    if (n > 1)
+        snprintf(out, len, "%s (and %d more key%s)", first, n - 1, n > 2 ? "s" : "");
+    else if (n == 1)
+        snprintf(out, len, "%s", first);
+}
+
+// The holder: read the chosen step directory into whole host buffers and check it fits the run.
+// A checkpoint of another identity (a path the user gave; or one written before identities) is
+// continued with this config, with a warning naming what changed.
+static ts_status train_resume_read(trainer *tr, const char *dir, const ckpt_identity *found,
+                                   ckpt_state_meta *meta, float *w, float *m, float *v) {
     TS_CHECK(ckpt_state_load(dir, &tr->model, &tr->cfg, meta, w, m, v));
     if (meta->step > tr->cfg.train.steps) {
         log_error("%s: checkpoint at step %d is past [train] steps = %d (expected steps >= %d "
@@ -166,51 +266,87 @@ static ts_status train_resume_read(trainer *tr, const char *dir, ckpt_state_meta
                   dir, meta->step, tr->cfg.train.steps, meta->step);
         return TS_ERR_INPUT;
     }
-    if (meta->global_batch != tr->cfg.train.global_batch || meta->seed != tr->cfg.run.seed)
-        log_warn("%s: saved with global_batch %d and seed %lld; continuing with %d and %lld "
-                 "changes the data order",
-                 dir, meta->global_batch, (long long)meta->seed, tr->cfg.train.global_batch,
-                 (long long)tr->cfg.run.seed);
+    if (found->lineage != 0 && ckpt_identity_same_run(found, &tr->identity)) return TS_OK;
+    char diff[800];
+    train_ckpt_diff(tr, dir, diff, sizeof diff);
+    if (diff[0])
+        log_warn("%s: written with %s; the run continues with this config (a changed seed, "
+                 "batch or data changes the data order)",
+                 dir, diff);
     return TS_OK;
 }
 
-// step number of a ".../step-NNNNNNNN" directory, or -1
-static int train_step_of_dir(const char *dir) {
-    const char *base = strrchr(dir, '/');
-    int step = -1;
-    if (sscanf(base ? base + 1 : dir, "step-%d", &step) != 1) step = -1;
-    return step;
+// No checkpoint of this run anywhere, but `dir` (on this rank) holds one of another run: the one
+// error line of the refused resume
+static void train_resume_refuse(trainer *tr, const char *dir) {
+    char diff[800], how[CKPT_DIR_PATH_MAX + 100];
+    train_ckpt_diff(tr, dir, diff, sizeof diff);
+    if (strncmp(diff, "[model]", 7) == 0)
+        snprintf(how, sizeof how, "a resume needs the same [model]");
+    else
+        snprintf(how, sizeof how,
+                 "resume it by its path (--resume %s) to continue with this config", dir);
+    log_error("%s: written by another run (%s); --resume auto continues only checkpoints of this "
+              "run (the keys a resume may change are listed in docs/checkpoint-format.md): %s, or "
+              "start a new run under another run.name",
+              dir, diff[0] ? diff : "its seed or config differs", how);
 }
 
-// run.resume. "auto": every rank looks in its own checkpoint root for the newest intact step,
-// the ranks agree on the newest step anyone holds, and the lowest rank holding it reads it. A
-// path: rank 0 reads it. The reader broadcasts weights and whole moments (whatever the world
-// size that wrote them), each rank keeps the moments of the ranges it owns.
+// the lowest rank whose value equals the agreed maximum (-1 when none: the caller checks first)
+static ts_status train_lowest_with(comm *c, int mine, int agreed, int *who) {
+    int w = mine == agreed ? -c->rank : -c->size;
+    TS_CHECK(c->all_reduce_max_i32(c, &w, 1));
+    *who = -w;
+    return TS_OK;
+}
+
+// run.resume. "auto": every rank looks in its own checkpoint root for the newest intact step of
+// this run (ckpt_dir_pick), the ranks agree on the newest step anyone holds, and the lowest rank
+// holding it reads it; when no rank holds one but some hold another run's, the resume is refused
+// (exit 2). A path: rank 0 reads it. The reader broadcasts weights and whole moments (whatever
+// the world size that wrote them) and the lineage the run continues; each rank keeps the moments
+// of the ranges it owns.
 ts_status train_resume(trainer *tr) {
     const char *spec = tr->cfg.run.resume;
     if (!spec[0]) return TS_OK;
     comm *c = tr->comm;
     int by_path = strcmp(spec, "auto") != 0;
-    char dir[CFG_STR + 200] = "";
+    char dir[CKPT_DIR_PATH_MAX] = "";
+    ckpt_identity found = {0};
     ts_status mine = TS_OK;
-    if (!by_path || c->rank == 0) mine = ckpt_state_pick(tr->ckpt_root, spec, dir, sizeof dir);
-    TS_CHECK(train_agree(c, mine)); // only a path can fail (rank 0): it has said why
+    ckpt_dir_choice *choice = ts_calloc(1, sizeof *choice, "checkpoint choice");
+    if (by_path && c->rank == 0) {
+        mine = ckpt_dir_check_path(spec, &found);
+        snprintf(dir, sizeof dir, "%s", spec);
+    } else if (!by_path) {
+        ckpt_dir_pick(tr->ckpt_root, &tr->identity, choice);
+        snprintf(dir, sizeof dir, "%s", choice->dir);
+        found = choice->id;
+    }
+    ts_status st = train_agree(c, mine); // only a path can fail (rank 0): it has said why
 
     int holder = 0;
-    if (!by_path) {
-        int newest = dir[0] ? train_step_of_dir(dir) : -1;
-        int mine_step = newest;
-        TS_CHECK(c->all_reduce_max_i32(c, &newest, 1));
-        if (newest < 0) {
-            log_warn("run.resume = \"auto\": no intact checkpoint in %s/ckpt/<host> of any rank; "
-                     "starting fresh",
+    if (st == TS_OK && !by_path) {
+        int newest = choice->step, other = choice->other_step;
+        st = c->all_reduce_max_i32(c, &newest, 1);
+        if (st == TS_OK && newest < 0) st = c->all_reduce_max_i32(c, &other, 1);
+        if (st == TS_OK && newest < 0 && other >= 0) {
+            // another run's checkpoints only: the lowest rank holding the newest says so
+            int who = 0;
+            st = train_lowest_with(c, choice->other_step, other, &who);
+            if (st == TS_OK && who == c->rank) train_resume_refuse(tr, choice->other_dir);
+            if (st == TS_OK) st = TS_ERR_INPUT;
+        } else if (st == TS_OK && newest < 0) {
+            log_warn("run.resume = \"auto\": no intact checkpoint of this run in %s/ckpt/<host> "
+                     "of any rank; starting fresh",
                      tr->run_dir);
+            free(choice);
             return TS_OK;
         }
-        int who = mine_step == newest ? -c->rank : -c->size;
-        TS_CHECK(c->all_reduce_max_i32(c, &who, 1));
-        holder = -who;
+        if (st == TS_OK) st = train_lowest_with(c, choice->step, newest, &holder);
     }
+    free(choice);
+    TS_CHECK(st);
 
     size_t n = tr->model.n_params;
     float *w = ts_calloc(n, sizeof(float), "resumed weights");
@@ -218,10 +354,12 @@ ts_status train_resume(trainer *tr) {
     float *v = ts_calloc(n, sizeof(float), "resumed moments");
     ckpt_state_meta meta;
     memset(&meta, 0, sizeof meta);
-    mine = c->rank == holder ? train_resume_read(tr, dir, &meta, w, m, v) : TS_OK;
-    ts_status st = train_agree(c, mine); // only the holder can fail: it has said why
+    mine = c->rank == holder ? train_resume_read(tr, dir, &found, &meta, w, m, v) : TS_OK;
+    st = train_agree(c, mine); // only the holder can fail: it has said why
     int head[2] = {meta.step, meta.opt_t};
+    uint64_t lineage = found.lineage;
     if (st == TS_OK) st = c->broadcast(c, head, sizeof head, holder);
+    if (st == TS_OK) st = c->broadcast(c, &lineage, sizeof lineage, holder);
     if (st == TS_OK) st = c->broadcast(c, dir, sizeof dir, holder);
     if (st == TS_OK) st = c->broadcast(c, w, n * sizeof(float), holder);
     if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), holder);
@@ -239,11 +377,14 @@ ts_status train_resume(trainer *tr) {
         }
         tr->opt.t = head[1];
         tr->start_step = head[0];
+        tr->identity.lineage = lineage; // the run continues the checkpoint's lineage
         if (by_path)
             log_info("resumed from step %d (%s, read by rank 0)", head[0], dir);
         else
             log_info("resumed from step %d (held by rank %d on host %s: %s)", head[0], holder,
                      train_host_of(tr, holder), dir);
+        log_info("lineage %016" PRIx64 "%s", lineage,
+                 lineage ? "" : " (continues checkpoints written before run identities)");
     }
     free(w);
     free(m);

@@ -7,6 +7,7 @@
 
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
+#include "runtime/ckpt_identity.h"
 #include "runtime/ckpt_writer.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
@@ -34,8 +35,12 @@ struct trainer {
     char run_dir[CFG_STR + 160];
     FILE *metrics;
     FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
-    tokenizer tok;  // rank 0: decodes the end-of-run sample
-    reducer red;    // bucketed gradient sums over ranks
+    // rank 0: the lines logged before the run directory is committed (train.log gets them then)
+    FILE *log_early;
+    char *log_early_text;
+    size_t log_early_len;
+    tokenizer tok; // rank 0: decodes the end-of-run sample
+    reducer red;   // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
     FILE *trace;     // comm.trace: per-step bucket timestamps (JSON lines), or NULL
@@ -46,6 +51,8 @@ struct trainer {
     char *hosts;     // every rank's host name, (size, TRAIN_HOST_MAX) bytes
     char ckpt_root[CFG_STR + 240]; // <run_dir>/ckpt/<host>: this host's checkpoints
     int ckpt_writer;               // this rank writes a replica
+    int host_leader;               // the lowest rank on its host: looks after ckpt_root
+    ckpt_identity identity;        // the run's identity and lineage, recorded in checkpoints
     ckpt_writer writer;            // the host snapshot and its background writer
     int snapshot;                  // writer.m/v (and .w on a writer) are allocated
     int stop_warned;               // a STOP that is not a regular file was reported
@@ -100,6 +107,13 @@ void train_stop_serve(trainer *tr, int votes, int step);
 
 // train_ckpt.c: checkpoints and resume
 ts_status train_ckpt_setup(trainer *tr);
+// a fresh start: no checkpoint root of the run directory holds a checkpoint (else one error line,
+// unless run.overwrite); the first rank of each host checks its host's root, rank 0 also the
+// roots of hosts outside the job that it sees under <run_dir>/ckpt/
+ts_status train_ckpt_check_fresh(trainer *tr);
+// the run directory is taken: run.overwrite's removal of the earlier run's checkpoints (the same
+// roots), and the leftovers of interrupted saves in each host's own root
+ts_status train_ckpt_commit(trainer *tr, int overwrite);
 ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *stall_ms);
 ts_status train_ckpt_finish(trainer *tr);
 ts_status train_resume(trainer *tr);

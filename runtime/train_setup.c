@@ -2,8 +2,9 @@
 // broadcasts its text, so nodes need no shared disk and every rank reaches the same verdict on it;
 // only rank 0 prints errors), threads, backend, run directory, data, model, reducer, optimizer,
 // checkpoints and resume.
-#define _GNU_SOURCE // sched_getaffinity
+#define _GNU_SOURCE // sched_getaffinity, open_memstream
 #include <errno.h>
+#include <glob.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -20,7 +21,7 @@
 #include "kernels/registry.h"
 #include "runtime/batch.h"
 #include "runtime/ckpt.h"
-#include "runtime/ckpt_state.h"
+#include "runtime/ckpt_identity.h"
 #include "runtime/ckpt_writer.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
@@ -77,32 +78,101 @@ static int train_pick_threads(const tessera_config *cfg) {
 // ---------------------------------------------------------------------------------------------
 // set-up
 
-// rank 0 creates the run directory and its files: the resolved config, metrics, the log. A
-// model.h5 left by an earlier run of the same name is removed, so the directory never pairs new
-// metrics with old weights.
-static ts_status train_open_run_dir(trainer *tr) {
+// The run directory: a start that fails must not wipe an earlier run. Set-up first checks
+// everything it can (config, backend, data, tokenizer, model, what the run directory holds, the
+// checkpoint to resume) and writes nothing but the empty directory and a status file; only then
+// it takes the directory for this run (train_commit_run_dir). Rank 0's log lines until then are
+// kept in memory and start train.log.
+
+// rank 0: keep the lines logged from here on until the run directory is committed
+static void train_log_buffer(trainer *tr) {
+    if (tr->comm->rank != 0) return;
+    tr->log_early = open_memstream(&tr->log_early_text, &tr->log_early_len);
+    if (!tr->log_early) ts_panic(__FILE__, __LINE__, "open_memstream failed");
+    log_set_file(tr->log_early);
+}
+
+// the run directory, created when missing (an empty directory replaces nothing): every rank may
+// leave its status file there (<run_dir>/rank-N.status)
+static ts_status train_make_run_dir(trainer *tr) {
     const tessera_config *cfg = &tr->cfg;
     snprintf(tr->run_dir, sizeof tr->run_dir, "%s/%s", cfg->run.out_dir, cfg->run.name);
+    return fs_mkdir_p(tr->run_dir, "[run] out_dir");
+}
+
+// what an earlier run leaves in the run directory (rank 0's host) and a fresh start would replace
+static const char *const train_results[] = {"model.h5", "metrics.jsonl", "train.log"};
+
+// A fresh start (no run.resume) does not replace an earlier run's results unless run.overwrite
+// says so: rank 0 looks at the run directory, the first rank of each host at its checkpoint root.
+// Reads only.
+static ts_status train_check_run_dir(trainer *tr) {
+    const tessera_config *cfg = &tr->cfg;
+    if (cfg->run.resume[0]) return TS_OK;
+    TS_CHECK(train_ckpt_check_fresh(tr));
+    if (tr->comm->rank != 0 || cfg->run.overwrite) return TS_OK;
+    for (size_t i = 0; i < sizeof train_results / sizeof *train_results; i++) {
+        char path[sizeof tr->run_dir + 32];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", tr->run_dir, train_results[i]);
+        if (lstat(path, &sb) != 0) continue;
+        log_error("%s: holds the results of an earlier run (%s); a fresh start would replace "
+                  "them: continue that run with --resume auto, start this one under another "
+                  "run.name, or set run.overwrite = true to replace them",
+                  tr->run_dir, train_results[i]);
+        return TS_ERR_INPUT;
+    }
+    return TS_OK;
+}
+
+// the resolved config as config.toml, durably (temporary name, fsync, rename)
+static ts_status train_write_config(trainer *tr) {
+    char *text = NULL, path[sizeof tr->run_dir + 32];
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) ts_panic(__FILE__, __LINE__, "open_memstream failed");
+    config_write(&tr->cfg, mem);
+    fclose(mem);
+    snprintf(path, sizeof path, "%s/config.toml", tr->run_dir);
+    ts_status st = fs_atomic_write(path, NULL, text, len);
+    free(text);
+    return st;
+}
+
+// run.overwrite: the earlier run's sample audits on this host go with it
+static void train_remove_sample_logs(trainer *tr) {
+    char pattern[sizeof tr->run_dir + 32];
+    snprintf(pattern, sizeof pattern, "%s/samples.rank-*.txt", tr->run_dir);
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0) return;
+    for (size_t i = 0; i < g.gl_pathc; i++)
+        if (unlink(g.gl_pathv[i]) != 0 && errno != ENOENT)
+            log_warn("%s: cannot remove: %s", g.gl_pathv[i], strerror(errno));
+    globfree(&g);
+}
+
+// Every check has passed: the run directory becomes this run's. The first rank of each host
+// clears its checkpoint root (run.overwrite: the earlier run's checkpoints; always: leftovers of
+// interrupted saves). Rank 0 removes model.h5 (an earlier run's, replaced under run.overwrite,
+// or this run's before it resumed: the directory never pairs new metrics with old weights),
+// writes config.toml, opens metrics.jsonl and train.log (a fresh start rewrites them, a resumed
+// run appends) and moves the buffered log lines into train.log.
+static ts_status train_commit_run_dir(trainer *tr) {
+    const tessera_config *cfg = &tr->cfg;
+    int overwrite = !cfg->run.resume[0] && cfg->run.overwrite;
+    TS_CHECK(train_ckpt_commit(tr, overwrite));
+    if (overwrite && tr->host_leader) train_remove_sample_logs(tr);
     if (tr->comm->rank != 0) return TS_OK;
-    TS_CHECK(fs_mkdir_p(tr->run_dir, "[run] out_dir"));
     char path[sizeof tr->run_dir + 32];
     snprintf(path, sizeof path, "%s/model.h5", tr->run_dir);
     if (unlink(path) != 0 && errno != ENOENT) {
         log_error("%s: cannot remove the weights of an earlier run: %s", path, strerror(errno));
         return TS_ERR_SYSTEM;
     }
-    snprintf(path, sizeof path, "%s/config.toml", tr->run_dir);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        config_write(cfg, f);
-        if (fclose(f) != 0) f = NULL;
-    }
-    // a resumed run appends: the metrics and log of the steps before its checkpoint stay
+    TS_CHECK(train_write_config(tr));
     const char *mode = cfg->run.resume[0] ? "a" : "w";
-    if (f) {
-        snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
-        tr->metrics = fopen(path, mode);
-    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
+    tr->metrics = fopen(path, mode);
     if (tr->metrics) {
         snprintf(path, sizeof path, "%s/train.log", tr->run_dir);
         tr->log_file = fopen(path, mode);
@@ -111,7 +181,18 @@ static ts_status train_open_run_dir(trainer *tr) {
         log_error("%s: cannot write: %s", path, strerror(errno));
         return TS_ERR_SYSTEM;
     }
+    fflush(tr->log_early);
+    fwrite(tr->log_early_text, 1, tr->log_early_len, tr->log_file);
+    fflush(tr->log_file);
     log_set_file(tr->log_file);
+    fclose(tr->log_early);
+    free(tr->log_early_text);
+    tr->log_early = NULL;
+    tr->log_early_text = NULL;
+    if (cfg->comm.trace) {
+        snprintf(path, sizeof path, "%s/comm_trace.jsonl", tr->run_dir);
+        tr->trace = fopen(path, "w");
+    }
     return TS_OK;
 }
 
@@ -192,31 +273,30 @@ static ts_status train_setup(trainer *tr) {
     c->timeout_s = cfg->comm.timeout_s;
 
     ts_status st;
+    train_log_buffer(tr);
     TRAIN_AGREE_QUIET(c, train_pick_backend(tr), st);
     TS_CHECK(st);
     batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
     tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
-    TRAIN_AGREE_QUIET(c, train_open_run_dir(tr), st);
+    TRAIN_AGREE_QUIET(c, train_make_run_dir(tr), st);
     TS_CHECK(st);
-    // every rank may leave a status file there (<run_dir>/rank-N.status) when it gives up
-    TS_CHECK(train_agree(c, c->rank != 0 ? fs_mkdir_p(tr->run_dir, "[run] out_dir") : TS_OK));
     status_file_set_dir(tr->run_dir);
     char host[TRAIN_HOST_MAX]; // named in the status file
     train_host_name(host);
     status_file_set_host(host);
-    // this run's identity in the sample audit: rank 0's wall clock at start, the same on all
-    // ranks, so that two runs resumed from the same step are told apart and ordered
+    // the run id of the sample audit: rank 0's wall clock at start, the same on all ranks, so
+    // that two runs resumed from the same step are told apart and ordered; and the lineage a
+    // fresh start begins (a resume continues the checkpoint's: train_resume)
+    uint64_t ids[2] = {0, 0};
     if (c->rank == 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        tr->run_id = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        ids[0] = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        ids[1] = ckpt_identity_new_lineage(ids[0]);
     }
-    TS_CHECK(c->broadcast(c, &tr->run_id, sizeof tr->run_id, 0));
-    if (cfg->comm.trace && c->rank == 0) {
-        char path[sizeof tr->run_dir + 32];
-        snprintf(path, sizeof path, "%s/comm_trace.jsonl", tr->run_dir);
-        tr->trace = fopen(path, "w");
-    }
+    TS_CHECK(c->broadcast(c, ids, sizeof ids, 0));
+    tr->run_id = ids[0];
+    ckpt_identity_of(cfg, ids[1], &tr->identity);
     log_info("run directory: %s", tr->run_dir);
     if (tr->be->host_memory) // the host's threads run the ops
         log_info("backend: %s, %d thread%s per rank, %d rank%s (%s communicator)", tr->be->name,
@@ -225,6 +305,7 @@ static ts_status train_setup(trainer *tr) {
     else
         log_info("backend: %s (%s, %s), %d rank%s (%s communicator)", tr->be->name, tr->be->device,
                  ts_dtype_name(tr->be->act_dtype), c->size, c->size == 1 ? "" : "s", c->name);
+    TS_CHECK(train_ckpt_setup(tr));
 
     // data: every rank checks its own copy of the shards; all agree before going on
     int T = cfg->model.seq_len;
@@ -291,8 +372,12 @@ static ts_status train_setup(trainer *tr) {
     log_info("batch: %d sequences per step = %d on this rank (rank 0) in micro-batches of %d",
              cfg->train.global_batch, tr->share, tr->micro);
 
-    TS_CHECK(train_ckpt_setup(tr));
+    // the inputs are good: what the run directory holds decides whether the run may start there
+    TRAIN_AGREE_QUIET(c, train_check_run_dir(tr), st);
+    TS_CHECK(st);
     TS_CHECK(train_resume(tr));
+    TRAIN_AGREE_QUIET(c, train_commit_run_dir(tr), st);
+    TS_CHECK(st);
     // the checkpoint snapshot, once (after the resume, which uses HDF5 itself): writers hold
     // weights and moments; with ZeRO-1 every rank joins the gather of the moments
     int sharded = cfg->comm.zero_stage == 1 && c->size > 1;
@@ -313,6 +398,8 @@ static void train_teardown(trainer *tr) {
     if (tr->metrics) fclose(tr->metrics);
     log_set_file(NULL);
     if (tr->log_file) fclose(tr->log_file);
+    if (tr->log_early) fclose(tr->log_early); // a start that failed: its lines were not kept
+    free(tr->log_early_text);
     if (tr->model.be) optim_destroy(&tr->opt, &tr->model);
     gpt2_destroy(&tr->model);
     dataset_close(&tr->train);

@@ -10,6 +10,14 @@
 # with exit 2; old checkpoints are pruned to ckpt.keep. A tiny run takes well under a second.
 # Further down: elastic resume (4 -> 3 -> 2 ranks) and replicas on two played hosts.
 set(CKPT_DIR ${TESSERA_TEST_DATA}/ckpt)
+
+# ckpt_dir_unit: the checkpoint root's logic with plain files, no HDF5 (tests/unit/test_ckpt_dir.c):
+# names, the run identity, keep-K of the own lineage, links, half-deleted .del directories, the
+# choice of the checkpoint to resume, a fresh start's check and run.overwrite
+tessera_unit_test(test_ckpt_dir SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ckpt_dir.c
+                  LIBS tessera_runtime)
+add_test(NAME ckpt_dir_unit COMMAND test_ckpt_dir ${CKPT_DIR}/unit)
+set_tests_properties(ckpt_dir_unit PROPERTIES LABELS unit TIMEOUT 60)
 # the shards of the train_corpus fixture (train.cmake, which is included after this file)
 set(CKPT_CORPUS ${TESSERA_TEST_DATA}/train/corpus)
 set(CKPT_EXPECT_ERROR ${CMAKE_SOURCE_DIR}/tests/expect_error.sh)
@@ -84,12 +92,18 @@ ${CKPT_SAME_LOSSES} ${straight}.jsonl ${run_dir}/metrics.jsonl 21 40")
                        FIXTURES_SETUP ckpt_${name}_c)
 endforeach()
 
-# resuming with another model shape: one line naming the checkpoint and both shapes, exit 2
+# resuming with another model shape: one line naming the checkpoint and both shapes, exit 2 (by
+# its path); --resume auto sees a checkpoint of another run and names the key that differs
 add_test(NAME ckpt_resume_other_width
          COMMAND ${CKPT_EXPECT_ERROR} 2 "state\\.h5: the checkpoint's model .*width 32.* differs from the config's .*width 64"
                  -- ${TESSERA_BIN} train ${CKPT_ARGS} --run.name=np1 --model.width=64
+                    --run.resume=${CKPT_DIR}/runs/np1/ckpt/h/step-00000040)
+add_test(NAME ckpt_resume_other_width_auto
+         COMMAND ${CKPT_EXPECT_ERROR} 2 "step-00000040: written by another run \\(\\[model\\] width = 32 in the checkpoint, 64 here\\); --resume auto continues only checkpoints of this run .*: a resume needs the same \\[model\\], or start a new run under another run.name$"
+                 -- ${TESSERA_BIN} train ${CKPT_ARGS} --run.name=np1 --model.width=64
                     --run.resume=auto)
-set_tests_properties(ckpt_resume_other_width PROPERTIES LABELS unit ENVIRONMENT TESSERA_HOST=h
+set_tests_properties(ckpt_resume_other_width ckpt_resume_other_width_auto PROPERTIES LABELS unit
+                     ENVIRONMENT TESSERA_HOST=h
                      FIXTURES_REQUIRED "train_corpus;ckpt_np1_a;ckpt_np1_b;ckpt_np1_c")
 # an explicit resume path that is not an intact checkpoint: exit 2
 add_test(NAME ckpt_resume_bad_path
@@ -183,6 +197,21 @@ ${CKPT_SAME_LOSSES} ${rep_dir}_straight.jsonl ${rep_dir}/metrics.jsonl 11 20")
                        FIXTURES_SETUP ckpt_replicas)
   set_tests_properties(ckpt_replicas_straight ckpt_replicas_lose_a ckpt_replicas_lose_b PROPERTIES
                        LABELS mpi PROCESSORS 2 ENVIRONMENT OMP_NUM_THREADS=1)
+
+  # A fresh start over checkpoints that only rank 1's host (b) holds: refused by that rank, one
+  # error line for the job, exit 2 on every rank, nothing written
+  set(fr_dir ${CKPT_DIR}/runs/fresh_mpi)
+  set(fr_one "${TESSERA_BIN} train ${CKPT_ARGS_SH} --run.name=fresh_mpi --train.steps=2 \
+--ckpt.every=2")
+  add_test(NAME ckpt_fresh_refused_mpi
+           COMMAND sh -c "rm -rf ${fr_dir} && TESSERA_HOST=b ${fr_one} > /dev/null && \
+rm ${fr_dir}/model.h5 ${fr_dir}/metrics.jsonl ${fr_dir}/train.log ${fr_dir}/config.toml && \
+${CKPT_EXPECT_ERROR} 2 'ckpt/b: holds checkpoints of an earlier run \\(step-00000002\\)' -- \
+${CKPT_MPIRUN} -np 1 -x TESSERA_HOST=a ${fr_one} : -np 1 -x TESSERA_HOST=b ${fr_one} && \
+[ ! -e ${fr_dir}/metrics.jsonl ] && [ ! -e ${fr_dir}/ckpt/a ] && \
+[ \"$(ls ${fr_dir}/ckpt/b)\" = step-00000002 ]")
+  set_tests_properties(ckpt_fresh_refused_mpi PROPERTIES LABELS mpi PROCESSORS 2
+                       FIXTURES_REQUIRED train_corpus ENVIRONMENT OMP_NUM_THREADS=1)
 endif()
 
 # Fault tests of the background writer (scripts in tests/ckpt/, real processes and files).
@@ -232,3 +261,18 @@ add_test(NAME ckpt_disk_full
                  "--data.train=${CKPT_CORPUS}/train_*.bin" "--data.val=${CKPT_CORPUS}/val_*.bin")
 set_tests_properties(ckpt_disk_full PROPERTIES LABELS unit FIXTURES_REQUIRED train_corpus
                      ENVIRONMENT "OMP_NUM_THREADS=1;TESSERA_HOST=h")
+
+# What a start may do to a run directory (tests/ckpt/run_dir.sh): a failed start leaves a finished
+# run byte-identical; a fresh start over another run's checkpoints or results is refused unless
+# run.overwrite; stray, foreign, linked and half-deleted step directories; keep-K counts only
+# the run's own lineage; checkpoints written before run identities; --resume PATH with a change.
+foreach(scenario failed_start fresh_over_ckpt stray keep_lineage symlink half_deleted overwrite
+                 legacy by_path)
+  add_test(NAME ckpt_run_dir_${scenario}
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/ckpt/run_dir.sh ${scenario} ${TESSERA_BIN}
+                   $<TARGET_FILE:test_ckpt_dir> ${CKPT_EXPECT_ERROR} ${CKPT_DIR}/run_dir
+                   ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${CKPT_CORPUS}/train_*.bin"
+                   "--data.val=${CKPT_CORPUS}/val_*.bin")
+  set_tests_properties(ckpt_run_dir_${scenario} PROPERTIES LABELS unit TIMEOUT 120
+                       FIXTURES_REQUIRED train_corpus)
+endforeach()

@@ -10,7 +10,7 @@ set(DP_CORPUS ${TESSERA_TEST_DATA}/train/corpus) # prepared by train_corpus (tra
 set(DP_ARGS ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${DP_CORPUS}/train_*.bin"
     "--data.val=${DP_CORPUS}/val_*.bin" --run.out_dir=${DP_DIR}/runs --train.eps=1e-6
     --train.steps=20 --train.global_batch=12 --train.micro_batch=2 --comm.bucket_mb=0.02
-    --log.every=5 --eval.every=0)
+    --log.every=5 --eval.every=0 --run.overwrite=true) # every ctest run trains there again
 
 string(REPLACE ";" " " DP_ARGS_STR "${DP_ARGS}")
 string(REPLACE "*" "\\*" DP_ARGS_STR "${DP_ARGS_STR}")

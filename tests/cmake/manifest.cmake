@@ -74,7 +74,8 @@ set(INFO_CORPUS ${TESSERA_TEST_DATA}/train/corpus)
 add_test(NAME ckpt_info_checkpoint
          COMMAND sh -c "${TESSERA_BIN} train ${CMAKE_SOURCE_DIR}/configs/tiny.ini \
 '--data.train=${INFO_CORPUS}/train_*.bin' '--data.val=${INFO_CORPUS}/val_*.bin' \
---run.out_dir=${TESSERA_TEST_DATA}/ckpt_info --run.name=info --train.steps=4 >/dev/null && \
+--run.out_dir=${TESSERA_TEST_DATA}/ckpt_info --run.name=info --train.steps=4 \
+--run.overwrite=true >/dev/null && \
 ${TESSERA_BIN} ckpt info ${TESSERA_TEST_DATA}/ckpt_info/info/ckpt/x/step-00000004 > \
 ${TESSERA_TEST_DATA}/ckpt_info/out.txt && cat ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
 grep -Eq '^  step +4$' ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \

@@ -12,8 +12,10 @@
 # the noise stays noise and every tensor with a real gradient is compared at full strictness.
 set(TRAIN_DIR ${TESSERA_TEST_DATA}/train)
 set(TRAIN_CORPUS ${TRAIN_DIR}/corpus)
+# run.overwrite: every ctest run trains into the same run directories again
 set(TRAIN_ARGS ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${TRAIN_CORPUS}/train_*.bin"
-    "--data.val=${TRAIN_CORPUS}/val_*.bin" --run.out_dir=${TRAIN_DIR}/runs --train.eps=1e-6)
+    "--data.val=${TRAIN_CORPUS}/val_*.bin" --run.out_dir=${TRAIN_DIR}/runs --train.eps=1e-6
+    --run.overwrite=true)
 set(EXPECT_ERROR ${CMAKE_SOURCE_DIR}/tests/expect_error.sh)
 
 add_test(NAME train_corpus

@@ -24,6 +24,8 @@
 
 #include "base/fs.h"
 #include "runtime/ckpt.h"
+#include "runtime/ckpt_dir.h"
+#include "runtime/ckpt_identity.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/config.h"
 #include "runtime/h5zstd.h"
@@ -649,6 +651,19 @@ static void write_outside(void) {
     free(v);
 }
 
+// the good checkpoint's step directory: the state file, as the checkpoint writer fills it
+typedef struct {
+    const ckpt_state_meta *meta;
+    const float *master, *mom;
+} good_state;
+
+static ts_status fill_good_state(const char *tmp_dir, void *ctx) {
+    const good_state *g = ctx;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, CKPT_STATE_FILE);
+    return ckpt_state_write(path, &g_model, &g_cfg, g->meta, g->master, g->mom, g->mom);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CONFIG DIR\n", argv[0]);
@@ -689,8 +704,10 @@ int main(int argc, char **argv) {
                             STEP,
                             g_cfg.run.seed,
                             (uint64_t)STEP * (uint64_t)g_cfg.train.global_batch};
-    EXPECT(ckpt_state_save(path_of("%s", "state/good"), &g_model, &g_cfg, &meta, master, mom, mom,
-                           1) == TS_OK,
+    good_state st = {&meta, master, mom};
+    ckpt_identity id;
+    ckpt_identity_of(&g_cfg, 1, &id);
+    EXPECT(ckpt_dir_save(path_of("%s", "state/good"), STEP, &id, 1, fill_good_state, &st) == TS_OK,
            "good checkpoint");
 
     for (size_t i = 0; i < sizeof k_weights / sizeof k_weights[0]; i++)
