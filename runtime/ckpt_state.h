@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "base/common.h"
-#include "models/gpt2.h"
+#include "models/model.h"
 #include "runtime/config.h"
 
 #define CKPT_STATE_FILE "state.h5"
@@ -35,7 +35,7 @@ typedef struct {
 // step-*.tmp/.old/.del directories of an interrupted save are removed first. ckpt_dir is created
 // if missing. On failure nothing but the .tmp directory is touched (removed when possible) and
 // one error line is logged.
-ts_status ckpt_state_save(const char *ckpt_dir, const gpt2 *m, const tessera_config *cfg,
+ts_status ckpt_state_save(const char *ckpt_dir, const model *m, const tessera_config *cfg,
                           const ckpt_state_meta *meta, const float *master, const float *adam_m,
                           const float *adam_v, int keep);
 
@@ -54,8 +54,9 @@ ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **c
 // Read step_dir/state.h5 into meta and the three buffers (n_params floats each). Every attribute
 // is checked as ckpt_state_read_meta checks it, every dataset before it is read (hard links only,
 // chunked with the zstd filter alone, float32, the tensor's shape: runtime/h5read.h). The model
-// shape in the checkpoint's config must equal cfg's. Else one error line and TS_ERR_INPUT.
-ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
+// (architecture and shape) in the checkpoint's config must equal cfg's. Else one error line and
+// TS_ERR_INPUT.
+ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v);
 
 #endif

@@ -39,6 +39,7 @@ typedef struct {
         char resume[CFG_STR];  // "" fresh, "auto" newest intact checkpoint, or a step directory
     } run;
     struct {
+        char arch[16]; // an architecture of the model registry (models/model.h): gpt2
         int layers, heads, width, seq_len, vocab;
     } model;
     struct {
