@@ -18,7 +18,7 @@
 
 #include "app/commands.h"
 #include "base/common.h"
-#include "models/gpt2.h"
+#include "models/model.h"
 #include "runtime/ckpt.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/h5read.h"
@@ -161,13 +161,13 @@ static int ckpt_info_dir(const char *path) {
 }
 
 static int ckpt_info_weights(const char *path) {
-    gpt2_config cfg;
+    model_shape shape;
     int step;
-    if (ckpt_read_config(path, &cfg, &step) != TS_OK) return TS_EXIT_INPUT; // logged
+    if (ckpt_read_shape(path, &shape, &step) != TS_OK) return TS_EXIT_INPUT; // logged
     size_t n_params = 0;
-    int n = gpt2_param_table(&cfg, NULL, 0, &n_params);
-    gpt2_tensor *t = ts_malloc((size_t)n * sizeof *t, "tensor table");
-    gpt2_param_table(&cfg, t, n, &n_params);
+    int n = model_param_table(&shape, NULL, 0, &n_params);
+    model_tensor *t = ts_malloc((size_t)n * sizeof *t, "tensor table");
+    model_param_table(&shape, t, n, &n_params);
 
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -179,14 +179,25 @@ static int ckpt_info_weights(const char *path) {
     struct stat sb;
     long long file_bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
     printf("%s: tessera weights, step %d\n", path, step);
-    printf("model: layers %d, heads %d, width %d, seq_len %d, vocab %d (padded %d)\n", cfg.layers,
-           cfg.heads, cfg.width, cfg.seq_len, cfg.vocab, cfg.padded_vocab);
+    // the config dims by name, the derived ones in parentheses ("vocab 256 (padded 256)"); an
+    // architecture other than GPT-2 (the default) named first
+    printf("model: ");
+    if (strcmp(shape.arch->name, "gpt2") != 0) printf("%s, ", shape.arch->name);
+    for (int i = 0; i < shape.arch->n_dims; i++) {
+        const model_dim *d = &shape.arch->dims[i];
+        printf(d->from_config ? "%s%s %d" : "%s(%s %d)",
+               i == 0           ? ""
+               : d->from_config ? ", "
+                                : " ",
+               d->label ? d->label : d->name, shape.dim[i]);
+    }
+    printf("\n");
     printf("tensors: %d, %zu parameters, %zu bytes as float32; file %lld bytes\n", n, n_params,
            n_params * sizeof(float), file_bytes);
     int rc = TS_EXIT_OK;
     for (int i = 0; i < n; i++) {
         // stored in this file, as tessera writes it, with the model's shape (nothing is read)
-        char name[GPT2_MAX_NAME + 16];
+        char name[MODEL_MAX_NAME + 16];
         snprintf(name, sizeof name, "params/%s", t[i].name);
         const hsize_t dims[2] = {(hsize_t)t[i].shape[0], (hsize_t)t[i].shape[1]};
         if (h5read_tensor(file, path, name, t[i].ndim, dims, H5READ_CONTIGUOUS, NULL, NULL) !=

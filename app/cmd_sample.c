@@ -8,7 +8,7 @@
 #include "app/commands.h"
 #include "base/common.h"
 #include "kernels/backend.h"
-#include "models/gpt2.h"
+#include "models/model.h"
 #include "runtime/ckpt.h"
 #include "runtime/sample.h"
 
@@ -90,12 +90,13 @@ int cmd_sample(int argc, char **argv) {
         log_error("sample: give --prompt or --prompt-ids, not both");
         return TS_EXIT_INPUT;
     }
-    gpt2_config cfg;
-    ts_status st = ckpt_read_config(model_path, &cfg, NULL);
+    model_shape shape;
+    ts_status st = ckpt_read_shape(model_path, &shape, NULL);
     if (st != TS_OK) return ts_exit_code(st);
-    if (!tok_spec) tok_spec = cfg.vocab == 256 ? "byte" : "";
+    int vocab = model_shape_get(&shape, "vocab");
+    if (!tok_spec) tok_spec = vocab == 256 ? "byte" : "";
     tokenizer tok;
-    st = tokenizer_load(&tok, tok_spec, cfg.vocab);
+    st = tokenizer_load(&tok, tok_spec, vocab);
     if (st != TS_OK) return ts_exit_code(st);
 
     int n_prompt = 0;
@@ -106,10 +107,10 @@ int cmd_sample(int argc, char **argv) {
         for (const char *p = prompt_ids;;) {
             char *end;
             long id = strtol(p, &end, 10);
-            if (end == p || id < 0 || id >= cfg.vocab || (*end && (*end != ',' || !end[1]))) {
+            if (end == p || id < 0 || id >= vocab || (*end && (*end != ',' || !end[1]))) {
                 log_error("sample: --prompt-ids: expected comma-separated token ids in [0, %d), "
                           "got \"%s\"",
-                          cfg.vocab, prompt_ids);
+                          vocab, prompt_ids);
                 return TS_EXIT_INPUT;
             }
             ids[n_prompt++] = (int)id;
@@ -126,14 +127,14 @@ int cmd_sample(int argc, char **argv) {
     }
     if (n_prompt == 0) ids[n_prompt++] = tok.eot >= 0 ? tok.eot : 0;
 
-    gpt2 m;
-    st = gpt2_create(&m, &cfg, backend_cpu(), 1);
+    model m;
+    st = model_create(&m, &shape, backend_cpu(), 1);
     if (st == TS_OK) st = ckpt_read_weights(model_path, &m);
     if (st == TS_OK) {
         sample_options opt = {(int)length, (float)temperature, (int)top_k, (uint64_t)seed};
         st = sample_generate(&m, &tok, ids, n_prompt, &opt, stdout);
     }
-    gpt2_destroy(&m);
+    model_destroy(&m);
     tokenizer_free(&tok);
     free(ids);
     return ts_exit_code(st);

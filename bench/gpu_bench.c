@@ -96,10 +96,12 @@ int main(int argc, char **argv) {
                        .padded_vocab = gpt2_padded_vocab(o.vocab)};
     size_t n_params = 0;
     gpt2_param_table(&cfg, NULL, 0, &n_params);
-    gpt2 m;
+    model_shape shape;
+    gpt2_shape(&shape, &cfg);
+    model m;
     size_t moments = 2 * n_params * sizeof(real);
-    if (gpt2_create_ex(&m, &cfg, be, o.batch, moments) != TS_OK) return TS_EXIT_INPUT;
-    gpt2_init_weights(&m, 1337);
+    if (model_create_ex(&m, &shape, be, o.batch, moments) != TS_OK) return TS_EXIT_INPUT;
+    model_init_weights(&m, 1337);
     real *adam_m = be->alloc(be, n_params * sizeof(real)),
          *adam_v = be->alloc(be, n_params * sizeof(real));
     const int B = o.batch, T = o.seq_len, BT = B * T;
@@ -130,17 +132,17 @@ int main(int argc, char **argv) {
         const int *batch = tokens + (size_t)(step % N_BATCHES) * (BT + 1);
         if (o.profile && step == o.warmup) op_timer_reset();
         double t0 = ts_now();
-        gpt2_zero_grad(&m);
+        model_zero_grad(&m);
         // inputs are the first BT tokens, targets the same shifted by one
-        double loss = gpt2_forward(&m, batch, batch + 1, B, T, dloss) / BT;
+        double loss = model_forward(&m, batch, batch + 1, B, T, dloss) / BT;
         double t1 = ts_now();
-        gpt2_backward(&m);
+        model_backward(&m);
         be->synchronize(be);
         double t2 = ts_now();
         double norm = sqrt(be->sum_squares(be, m.grads, n_params));
         if (norm > 1.0) be->scale(be, m.grads, (real)(1.0 / norm), n_params);
         for (int i = 0; i < m.n_tensors; i++) {
-            const gpt2_tensor *t = &m.tensors[i];
+            const model_tensor *t = &m.tensors[i];
             be->adamw(be, m.master + t->offset, (char *)m.params + t->offset * psz,
                       m.grads + t->offset, adam_m + t->offset, adam_v + t->offset, t->numel, 6e-4f,
                       0.9f, 0.95f, 1e-8f, t->decay ? 0.1f : 0.0f, step + 1);
@@ -213,7 +215,7 @@ int main(int argc, char **argv) {
 
     be->free(be, adam_m);
     be->free(be, adam_v);
-    gpt2_destroy(&m);
+    model_destroy(&m);
     be->destroy(be);
     free(tokens), free(step_ms), free(fwd_ms), free(bwd_ms), free(opt_ms);
     return 0;

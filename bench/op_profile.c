@@ -36,11 +36,13 @@ int main(int argc, char **argv) {
     const backend *timed = op_timer_wrap(backend_cpu(), 0);
 
     gpt2_config mc = {L, NH, C, T, V, gpt2_padded_vocab(V)};
-    gpt2 model;
-    if (gpt2_create(&model, &mc, timed, B) != TS_OK) return 2;
-    gpt2_init_weights(&model, 1337);
+    model_shape shape;
+    gpt2_shape(&shape, &mc);
+    model net;
+    if (model_create(&net, &shape, timed, B) != TS_OK) return 2;
+    model_init_weights(&net, 1337);
     optim_state opt;
-    optim_create(&opt, &model);
+    optim_create(&opt, &net);
     tessera_config cfg;
     config_defaults(&cfg);
 
@@ -57,22 +59,22 @@ int main(int argc, char **argv) {
     for (int step = 0; step < warmup + steps; step++) {
         if (step == warmup) op_timer_reset(); // forget the warm-up
         double t0 = ts_now();
-        gpt2_zero_grad(&model);
-        gpt2_forward(&model, tokens, targets, B, T, (real)(1.0 / ((double)B * T)));
-        gpt2_backward(&model);
-        double norm = optim_grad_norm(&model);
-        optim_step(&opt, &model, &cfg, 1e-4, norm);
+        model_zero_grad(&net);
+        model_forward(&net, tokens, targets, B, T, (real)(1.0 / ((double)B * T)));
+        model_backward(&net);
+        double norm = optim_grad_norm(&net);
+        optim_step(&opt, &net, &cfg, 1e-4, norm);
         if (step >= warmup) step_s += ts_now() - t0;
     }
 
     printf("GPT-2 L%d H%d C%d T%d V%d (padded %d), B=%d, %d thread%s, %zu parameters: "
            "%.1f ms/step (mean of %d step%s after %d warm-up)\n",
-           L, NH, C, T, V, model.cfg.padded_vocab, B, threads, threads == 1 ? "" : "s",
-           model.n_params, step_s / steps * 1e3, steps, steps == 1 ? "" : "s", warmup);
+           L, NH, C, T, V, net.logits_stride, B, threads, threads == 1 ? "" : "s", net.n_params,
+           step_s / steps * 1e3, steps, steps == 1 ? "" : "s", warmup);
     op_timer_print(stdout, step_s, steps);
 
-    optim_destroy(&opt, &model);
-    gpt2_destroy(&model);
+    optim_destroy(&opt, &net);
+    model_destroy(&net);
     free(tokens);
     free(targets);
     return 0;

@@ -4,9 +4,10 @@
 // backward produces gradients from the last tensors of the parameter table (final LayerNorm,
 // last block) to the first (embeddings), so reverse layer order is reverse buffer order and
 // every bucket is one contiguous range. The model reports, after each block of its backward,
-// that every gradient from some offset to the end is final (gpt2's grads_ready hook); the reducer
-// then starts the collectives of the buckets that became complete, and advances those in flight,
-// while backward continues on earlier layers. reducer_finish waits for the rest.
+// that every gradient from some offset to the end is final (the model's grads_ready hook,
+// models/model.h); the reducer then starts the collectives of the buckets that became complete, and
+// advances those in flight, while backward continues on earlier layers. reducer_finish waits for
+// the rest.
 //
 // With ZeRO-1 the buckets are reduce-scattered instead of all-reduced: rank r then holds the
 // summed gradient of its chunk of each bucket (comm_chunk), which is all its optimizer shard
@@ -47,7 +48,7 @@ void reducer_destroy(reducer *r);
 
 // Arm the reducer for the backward that follows (the last micro-step of an optimizer step).
 void reducer_begin(reducer *r);
-// Hook for gpt2's grads_ready: gradients at offsets >= ready_from are final.
+// Hook for the model's grads_ready: gradients at offsets >= ready_from are final.
 ts_status reducer_grads_ready(reducer *r, size_t ready_from);
 // After backward: start what is left, wait for everything, copy back to the device.
 ts_status reducer_finish(reducer *r);

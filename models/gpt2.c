@@ -41,12 +41,11 @@ typedef struct {
     size_t esz;     // bytes per activation element
 } acts_strides;
 
-static acts_strides strides_of(const TS_REAL(gpt2) * m) {
-    const gpt2_config *c = &m->cfg;
+static acts_strides strides_of(const gpt2_config *c, int max_B, size_t esz) {
     acts_strides s;
-    s.bt = (size_t)m->max_B * c->seq_len;
+    s.bt = (size_t)max_B * c->seq_len;
     s.btc = s.bt * c->width;
-    s.esz = ts_dtype_size(m->be->act_dtype);
+    s.esz = esz;
     return s;
 }
 
@@ -54,9 +53,7 @@ static acts_strides strides_of(const TS_REAL(gpt2) * m) {
 static inline void *at(const void *base, size_t i, size_t esz) { return (char *)base + i * esz; }
 
 // carve base into regions; with base == NULL just count elements
-static size_t acts_layout(const TS_REAL(gpt2) * m, void *base, acts_view *v) {
-    const gpt2_config *c = &m->cfg;
-    acts_strides s = strides_of(m);
+static size_t acts_layout(const gpt2_config *c, acts_strides s, void *base, acts_view *v) {
     size_t L = (size_t)c->layers, off = 0;
     acts_view tmp;
     if (!v) v = &tmp;
@@ -80,9 +77,8 @@ static size_t acts_layout(const TS_REAL(gpt2) * m, void *base, acts_view *v) {
     return off;
 }
 
-static size_t stats_layout(const TS_REAL(gpt2) * m, real *base, stats_view *v) {
-    acts_strides s = strides_of(m);
-    size_t L = (size_t)m->cfg.layers, off = 0;
+static size_t stats_layout(const gpt2_config *c, acts_strides s, real *base, stats_view *v) {
+    size_t L = (size_t)c->layers, off = 0;
     stats_view tmp;
     if (!v) v = &tmp;
 #define REGION(field, n)                                                                           \
@@ -99,14 +95,34 @@ static size_t stats_layout(const TS_REAL(gpt2) * m, real *base, stats_view *v) {
     return off;
 }
 
+// GPT-2's own state (model->impl): the shape as a struct, and the activations
+typedef struct {
+    gpt2_config cfg;
+    int B, T;          // shape of the last forward
+    acts_strides s;    // activations are sized for (max_B, maxT)
+    size_t n_acts;     // elements of act_dtype in acts (and in grad_acts)
+    size_t n_stats;    // `real` elements in stats
+    void *acts;        // backend memory: all forward activations
+    void *grad_acts;   // backend memory: activation gradients (same layout)
+    real *stats;       // backend memory: LayerNorm means and rstds, per-token losses
+    int *tokens;       // backend memory (max_B*maxT)
+    int *targets;      // backend memory (max_B*maxT)
+    real *losses_host; // host copy of per-token losses (max_B*maxT)
+    // backend memory: what attention forward saves for backward, in the backend's own layout;
+    // layer l's at byte att_state_stride * l, the stride being attention_state_bytes for
+    // (max_B, maxT) rounded up to 256
+    void *att_state;
+    size_t att_state_stride;
+} gpt2_state;
+
 // the parameters of one block, as pointers into a flat buffer of esz-byte elements
 typedef struct {
     void *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
 } block_params;
 
-static block_params block_at(const TS_REAL(gpt2) * m, void *flat, size_t esz, int l) {
+static block_params block_at(const TS_REAL(model) * m, void *flat, size_t esz, int l) {
     // tensors 2 + 12*l ... follow the order of gpt2_param_table
-    const gpt2_tensor *t = &m->tensors[2 + 12 * l];
+    const model_tensor *t = &m->tensors[2 + 12 * l];
     block_params p;
     void **f = &p.ln1w;
     for (int i = 0; i < 12; i++)
@@ -115,88 +131,124 @@ static block_params block_at(const TS_REAL(gpt2) * m, void *flat, size_t esz, in
 }
 
 // ---------------------------------------------------------------------------------------------
-// lifetime
+// shape: the [model] keys, and the padded vocabulary derived from vocab
 
-ts_status TS_REAL(gpt2_create_ex)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
-                                  const TS_REAL(backend) * be, int max_B, size_t extra_bytes) {
-    memset(m, 0, sizeof *m);
-    if (cfg->layers < 1 || cfg->heads < 1 || cfg->width < 1 || cfg->seq_len < 1 || cfg->vocab < 2 ||
-        max_B < 1) {
-        log_error("model: layers, heads, width, seq_len and micro-batch must be >= 1 and vocab "
-                  ">= 2 (got %d, %d, %d, %d, %d, vocab %d)",
-                  cfg->layers, cfg->heads, cfg->width, cfg->seq_len, max_B, cfg->vocab);
-        return TS_ERR_INPUT;
-    }
-    if (cfg->width % cfg->heads != 0) {
-        log_error("model: width %d is not a multiple of heads %d", cfg->width, cfg->heads);
-        return TS_ERR_INPUT;
-    }
-    m->cfg = *cfg;
-    if (m->cfg.padded_vocab < m->cfg.vocab) m->cfg.padded_vocab = gpt2_padded_vocab(cfg->vocab);
-    m->be = be;
-    m->max_B = max_B;
-    m->n_tensors = gpt2_param_table(&m->cfg, NULL, 0, NULL);
-    m->tensors = ts_calloc((size_t)m->n_tensors, sizeof(gpt2_tensor), "parameter table");
-    gpt2_param_table(&m->cfg, m->tensors, m->n_tensors, &m->n_params);
-    m->n_acts = acts_layout(m, NULL, NULL);
-    m->n_stats = stats_layout(m, NULL, NULL);
-    size_t state = be->attention_state_bytes(be, max_B, m->cfg.seq_len, m->cfg.width, m->cfg.heads);
-    m->att_state_stride = (state + 255) / 256 * 256;
+static const model_dim gpt2_dims[] = {
+    {"layers", 1, 0, 0, NULL}, {"heads", 1, 0, 0, NULL},
+    {"width", 1, 0, 0, NULL},  {"seq_len", 1, 0, 0, NULL},
+    {"vocab", 1, 0, 0, NULL},  {"padded_vocab", 0, 2, 2147483647, "padded"},
+};
+enum { D_LAYERS, D_HEADS, D_WIDTH, D_SEQ_LEN, D_VOCAB, D_PADDED_VOCAB, GPT2_N_DIMS };
 
-    // everything is sized here, once; refuse what cannot fit before allocating any of it
-    size_t psz = ts_dtype_size(be->param_dtype), asz = ts_dtype_size(be->act_dtype);
-    int shared_master = psz == sizeof(real) && be->param_dtype != TS_BF16;
-    size_t bt = (size_t)max_B * m->cfg.seq_len;
-    m->bytes = m->n_params * sizeof(real) * 2 + (shared_master ? 0 : m->n_params * psz) +
-               m->n_acts * asz * 2 + m->n_stats * sizeof(real) +
-               (size_t)m->cfg.layers * m->att_state_stride + 2 * bt * sizeof(int);
-    size_t avail = be->mem_free ? be->mem_free(be) : 0;
-    if (avail && m->bytes + extra_bytes > avail) {
-        log_error("model: needs %.2f GiB of %s memory (weights, gradients, activations for "
-                  "micro-batch %d, optimizer state), only %.2f GiB are free; lower "
-                  "train.micro_batch or the model size",
-                  (double)(m->bytes + extra_bytes) / (1 << 30), be->name, max_B,
-                  (double)avail / (1 << 30));
-        free(m->tensors);
-        memset(m, 0, sizeof *m);
+static gpt2_config config_of(const TS_REAL(model_shape) * s) {
+    gpt2_config c = {s->dim[D_LAYERS],  s->dim[D_HEADS], s->dim[D_WIDTH],
+                     s->dim[D_SEQ_LEN], s->dim[D_VOCAB], s->dim[D_PADDED_VOCAB]};
+    return c;
+}
+
+void TS_REAL(gpt2_shape)(TS_REAL(model_shape) * out, const gpt2_config *c) {
+    TS_REAL(model_shape_init)(out, &TS_REAL(model_arch_gpt2));
+    const int v[GPT2_N_DIMS] = {c->layers,  c->heads, c->width,
+                                c->seq_len, c->vocab, c->padded_vocab};
+    memcpy(out->dim, v, sizeof v);
+}
+
+static ts_status gpt2_complete(TS_REAL(model_shape) * s, char *why, size_t why_len) {
+    gpt2_config c = config_of(s);
+    if (c.layers < 1 || c.heads < 1 || c.width < 1 || c.seq_len < 1 || c.vocab < 2) {
+        snprintf(why, why_len,
+                 "layers, heads, width and seq_len must be >= 1 and vocab >= 2 (got %d, %d, %d, "
+                 "%d, vocab %d)",
+                 c.layers, c.heads, c.width, c.seq_len, c.vocab);
         return TS_ERR_INPUT;
     }
-    m->master = be->alloc(be, m->n_params * sizeof(real));
-    m->params = shared_master ? (void *)m->master : be->alloc(be, m->n_params * psz);
-    m->grads = be->alloc(be, m->n_params * sizeof(real));
-    m->acts = be->alloc(be, m->n_acts * asz);
-    m->grad_acts = be->alloc(be, m->n_acts * asz);
-    m->stats = be->alloc(be, m->n_stats * sizeof(real));
-    m->att_state = be->alloc(be, (size_t)m->cfg.layers * m->att_state_stride);
-    m->tokens = be->alloc(be, bt * sizeof(int));
-    m->targets = be->alloc(be, bt * sizeof(int));
-    m->losses_host = ts_calloc(bt, sizeof(real), "per-token losses");
+    if (c.width % c.heads != 0) {
+        snprintf(why, why_len, "width %d is not a multiple of heads %d", c.width, c.heads);
+        return TS_ERR_INPUT;
+    }
+    if (c.vocab > 2147483520) {
+        snprintf(why, why_len, "vocab %d is too large to pad to a multiple of 128", c.vocab);
+        return TS_ERR_INPUT;
+    }
+    int padded = gpt2_padded_vocab(c.vocab);
+    if (s->dim[D_PADDED_VOCAB] == 0) s->dim[D_PADDED_VOCAB] = padded;
+    if (s->dim[D_PADDED_VOCAB] != padded) {
+        snprintf(why, why_len,
+                 "padded_vocab %d: expected %d (vocab %d rounded up to a multiple "
+                 "of 128)",
+                 s->dim[D_PADDED_VOCAB], padded, c.vocab);
+        return TS_ERR_INPUT;
+    }
     return TS_OK;
 }
 
-ts_status TS_REAL(gpt2_create)(TS_REAL(gpt2) * m, const gpt2_config *cfg,
-                               const TS_REAL(backend) * be, int max_B) {
-    return TS_REAL(gpt2_create_ex)(m, cfg, be, max_B, 0);
+static int gpt2_table(const TS_REAL(model_shape) * s, model_tensor *out, int cap,
+                      size_t *n_params) {
+    gpt2_config c = config_of(s);
+    return gpt2_param_table(&c, out, cap, n_params);
 }
 
-void TS_REAL(gpt2_destroy)(TS_REAL(gpt2) * m) {
-    if (!m->be) return;
-    if (m->params != (void *)m->master) m->be->free(m->be, m->params);
-    m->be->free(m->be, m->master);
-    m->be->free(m->be, m->grads);
-    m->be->free(m->be, m->acts);
-    m->be->free(m->be, m->grad_acts);
-    m->be->free(m->be, m->stats);
-    m->be->free(m->be, m->att_state);
-    m->be->free(m->be, m->tokens);
-    m->be->free(m->be, m->targets);
-    free(m->tensors);
-    free(m->losses_host);
-    memset(m, 0, sizeof *m);
+static void gpt2_describe(const TS_REAL(model_shape) * s, char *buf, size_t len) {
+    gpt2_config c = config_of(s);
+    snprintf(buf, len, "%d layers, %d heads, width %d, context %d, vocabulary %d (padded %d)",
+             c.layers, c.heads, c.width, c.seq_len, c.vocab, c.padded_vocab);
 }
 
-void TS_REAL(gpt2_sync_params)(TS_REAL(gpt2) * m) {
-    m->be->params_from_master(m->be, m->params, m->master, m->n_params);
+static int gpt2_logits_stride(const TS_REAL(model_shape) * s) { return s->dim[D_PADDED_VOCAB]; }
+
+// every size of the state, from the shape alone (the fit check needs them before create)
+static void state_sizes(const gpt2_config *c, const TS_REAL(backend) * be, int max_B,
+                        gpt2_state *gs) {
+    memset(gs, 0, sizeof *gs);
+    gs->cfg = *c;
+    gs->s = strides_of(c, max_B, ts_dtype_size(be->act_dtype));
+    gs->n_acts = acts_layout(c, gs->s, NULL, NULL);
+    gs->n_stats = stats_layout(c, gs->s, NULL, NULL);
+    size_t state = be->attention_state_bytes(be, max_B, c->seq_len, c->width, c->heads);
+    gs->att_state_stride = (state + 255) / 256 * 256;
+}
+
+static size_t gpt2_state_bytes(const TS_REAL(model_shape) * s, const TS_REAL(backend) * be,
+                               int max_B) {
+    gpt2_config c = config_of(s);
+    gpt2_state gs;
+    state_sizes(&c, be, max_B, &gs);
+    size_t bt = (size_t)max_B * c.seq_len;
+    return gs.n_acts * gs.s.esz * 2 + gs.n_stats * sizeof(real) +
+           (size_t)c.layers * gs.att_state_stride + 2 * bt * sizeof(int);
+}
+
+// ---------------------------------------------------------------------------------------------
+// lifetime
+
+static void gpt2_create(TS_REAL(model) * m) {
+    const TS_REAL(backend) *be = m->be;
+    gpt2_config c = config_of(&m->shape);
+    gpt2_state *gs = ts_calloc(1, sizeof *gs, "GPT-2 state");
+    state_sizes(&c, be, m->max_B, gs);
+    size_t bt = (size_t)m->max_B * c.seq_len;
+    gs->acts = be->alloc(be, gs->n_acts * gs->s.esz);
+    gs->grad_acts = be->alloc(be, gs->n_acts * gs->s.esz);
+    gs->stats = be->alloc(be, gs->n_stats * sizeof(real));
+    gs->att_state = be->alloc(be, (size_t)c.layers * gs->att_state_stride);
+    gs->tokens = be->alloc(be, bt * sizeof(int));
+    gs->targets = be->alloc(be, bt * sizeof(int));
+    gs->losses_host = ts_calloc(bt, sizeof(real), "per-token losses");
+    m->impl = gs;
+}
+
+static void gpt2_destroy(TS_REAL(model) * m) {
+    gpt2_state *gs = m->impl;
+    if (!gs) return;
+    m->be->free(m->be, gs->acts);
+    m->be->free(m->be, gs->grad_acts);
+    m->be->free(m->be, gs->stats);
+    m->be->free(m->be, gs->att_state);
+    m->be->free(m->be, gs->tokens);
+    m->be->free(m->be, gs->targets);
+    free(gs->losses_host);
+    free(gs);
+    m->impl = NULL;
 }
 
 // initialisation depends only on the seed (base/rng.h); uniform in (0, 1): never 0 for the log
@@ -207,11 +259,14 @@ static double normal01(uint64_t *s) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-void TS_REAL(gpt2_init_weights)(TS_REAL(gpt2) * m, uint64_t seed) {
-    real *host = ts_calloc(m->n_params, sizeof(real), "initial weights");
-    double resid_std = 0.02 / sqrt(2.0 * m->cfg.layers);
+// GPT-2 initialisation, deterministic in seed: weights N(0, 0.02), residual projections
+// (attn.proj.w, mlp.proj.w) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm weights 1; the padding
+// rows of wte stay 0.
+static void gpt2_init_weights(const TS_REAL(model) * m, real *host, uint64_t seed) {
+    const gpt2_state *gs = m->impl;
+    double resid_std = 0.02 / sqrt(2.0 * gs->cfg.layers);
     for (int i = 0; i < m->n_tensors; i++) {
-        const gpt2_tensor *t = &m->tensors[i];
+        const model_tensor *t = &m->tensors[i];
         real *p = host + t->offset;
         // each tensor has its own stream so adding layers does not shift the others
         uint64_t s = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
@@ -225,51 +280,45 @@ void TS_REAL(gpt2_init_weights)(TS_REAL(gpt2) * m, uint64_t seed) {
         int resid = strstr(t->name, "attn.proj.w") || strstr(t->name, "mlp.proj.w");
         double std = resid ? resid_std : 0.02;
         size_t n = t->numel;
-        if (strcmp(t->name, "wte") == 0) n = (size_t)m->cfg.vocab * m->cfg.width; // pad rows 0
+        if (strcmp(t->name, "wte") == 0) n = (size_t)gs->cfg.vocab * gs->cfg.width; // pad rows 0
         for (size_t j = 0; j < n; j++)
             p[j] = (real)(std * normal01(&s));
     }
-    m->be->to_device(m->be, m->master, host, m->n_params * sizeof(real));
-    free(host);
-    TS_REAL(gpt2_sync_params)(m);
 }
 
-void TS_REAL(gpt2_zero_grad)(TS_REAL(gpt2) * m) {
-    m->be->zero(m->be, m->grads, m->n_params * sizeof(real));
-}
-
-const void *TS_REAL(gpt2_logits)(const TS_REAL(gpt2) * m) {
+static const void *gpt2_logits(const TS_REAL(model) * m) {
+    const gpt2_state *gs = m->impl;
     acts_view a;
-    acts_layout(m, m->acts, &a);
+    acts_layout(&gs->cfg, gs->s, gs->acts, &a);
     return a.logits;
 }
 
 // ---------------------------------------------------------------------------------------------
 // forward
 
-double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *targets, int B, int T,
-                             real dloss) {
+static double gpt2_forward(TS_REAL(model) * m, const int *tokens, const int *targets, int B, int T,
+                           real dloss) {
     const TS_REAL(backend) *be = m->be;
-    const gpt2_config *c = &m->cfg;
-    TS_ASSERT(B >= 1 && B <= m->max_B && T >= 1 && T <= c->seq_len);
+    gpt2_state *gs = m->impl;
+    const gpt2_config *c = &gs->cfg;
     int C = c->width, NH = c->heads, L = c->layers, Vp = c->padded_vocab;
     int BT = B * T;
-    m->B = B;
-    m->T = T;
-    acts_strides s = strides_of(m);
+    gs->B = B;
+    gs->T = T;
+    acts_strides s = gs->s;
     size_t e = s.esz, pe = ts_dtype_size(be->param_dtype);
     acts_view a;
     stats_view st;
-    acts_layout(m, m->acts, &a);
-    stats_layout(m, m->stats, &st);
-    be->to_device(be, m->tokens, tokens, (size_t)BT * sizeof(int));
-    if (targets) be->to_device(be, m->targets, targets, (size_t)BT * sizeof(int));
+    acts_layout(c, s, gs->acts, &a);
+    stats_layout(c, s, gs->stats, &st);
+    be->to_device(be, gs->tokens, tokens, (size_t)BT * sizeof(int));
+    if (targets) be->to_device(be, gs->targets, targets, (size_t)BT * sizeof(int));
 
     const void *wte = at(m->params, m->tensors[0].offset, pe);
     const void *wpe = at(m->params, m->tensors[1].offset, pe);
     const void *lnfw = at(m->params, m->tensors[m->n_tensors - 2].offset, pe);
     const void *lnfb = at(m->params, m->tensors[m->n_tensors - 1].offset, pe);
-    be->embed_forward(be, a.encoded, m->tokens, wte, wpe, B, T, C);
+    be->embed_forward(be, a.encoded, gs->tokens, wte, wpe, B, T, C);
     block_params p0 = block_at(m, m->params, pe, 0);
     be->layernorm_forward(be, a.ln1, st.ln1_mean, st.ln1_rstd, a.encoded, p0.ln1w, p0.ln1b, BT, C);
     for (int l = 0; l < L; l++) {
@@ -277,7 +326,7 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
         const void *residual = l == 0 ? a.encoded : at(a.residual3, (l - 1) * s.btc, e);
         void *ln1 = at(a.ln1, l * s.btc, e), *qkv = at(a.qkv, l * 3 * s.btc, e);
         void *atty = at(a.atty, l * s.btc, e), *attproj = at(a.attproj, l * s.btc, e);
-        void *att_state = at(m->att_state, l, m->att_state_stride);
+        void *att_state = at(gs->att_state, l, gs->att_state_stride);
         void *residual2 = at(a.residual2, l * s.btc, e), *ln2 = at(a.ln2, l * s.btc, e);
         void *fch = at(a.fch, l * 4 * s.btc, e), *fch_gelu = at(a.fch_gelu, l * 4 * s.btc, e);
         void *fcproj = at(a.fcproj, l * s.btc, e), *residual3 = at(a.residual3, l * s.btc, e);
@@ -304,11 +353,11 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
     be->matmul_forward(be, a.logits, a.lnf, wte, NULL, BT, C, Vp);
     if (!targets) return 0.0;
 
-    be->classifier(be, a.logits, st.losses, m->targets, BT, c->vocab, Vp, dloss);
-    be->to_host(be, m->losses_host, st.losses, (size_t)BT * sizeof(real));
+    be->classifier(be, a.logits, st.losses, gs->targets, BT, c->vocab, Vp, dloss);
+    be->to_host(be, gs->losses_host, st.losses, (size_t)BT * sizeof(real));
     double sum = 0.0;
     for (int i = 0; i < BT; i++)
-        sum += m->losses_host[i];
+        sum += gs->losses_host[i];
     return sum;
 }
 
@@ -324,19 +373,20 @@ double TS_REAL(gpt2_forward)(TS_REAL(gpt2) * m, const int *tokens, const int *ta
         }                                                                                          \
     } while (0)
 
-ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
+static ts_status gpt2_backward(TS_REAL(model) * m) {
     const TS_REAL(backend) *be = m->be;
-    const gpt2_config *c = &m->cfg;
-    int B = m->B, T = m->T, C = c->width, NH = c->heads, L = c->layers, Vp = c->padded_vocab;
+    gpt2_state *gs = m->impl;
+    const gpt2_config *c = &gs->cfg;
+    int B = gs->B, T = gs->T, C = c->width, NH = c->heads, L = c->layers, Vp = c->padded_vocab;
     int BT = B * T;
-    acts_strides s = strides_of(m);
+    acts_strides s = gs->s;
     size_t e = s.esz, pe = ts_dtype_size(be->param_dtype);
     acts_view a, d;
     stats_view st;
-    acts_layout(m, m->acts, &a);
-    acts_layout(m, m->grad_acts, &d);
-    stats_layout(m, m->stats, &st);
-    be->zero(be, m->grad_acts, m->n_acts * e);
+    acts_layout(c, s, gs->acts, &a);
+    acts_layout(c, s, gs->grad_acts, &d);
+    stats_layout(c, s, gs->stats, &st);
+    be->zero(be, gs->grad_acts, gs->n_acts * e);
 
     const void *wte = at(m->params, m->tensors[0].offset, pe);
     const void *lnfw = at(m->params, m->tensors[m->n_tensors - 2].offset, pe);
@@ -376,8 +426,8 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
         be->matmul_backward(be, at(d.atty, o, e), g.projw, g.projb, dres2, at(a.atty, o, e),
                             p.projw, BT, C, C);
         be->attention_backward(be, at(d.qkv, o3, e), at(d.atty, o, e), at(a.qkv, o3, e),
-                               at(a.atty, o, e), at(m->att_state, l, m->att_state_stride), B, T, C,
-                               NH);
+                               at(a.atty, o, e), at(gs->att_state, l, gs->att_state_stride), B, T,
+                               C, NH);
         be->matmul_backward(be, at(d.ln1, o, e), g.qkvw, g.qkvb, at(d.qkv, o3, e), at(a.ln1, o, e),
                             p.qkvw, BT, C, 3 * C);
         be->add_inplace(be, dresidual, dres2, (size_t)BT * C);
@@ -385,7 +435,28 @@ ts_status TS_REAL(gpt2_backward)(TS_REAL(gpt2) * m) {
                                st.ln1_mean + ob, st.ln1_rstd + ob, BT, C);
         GRADS_READY(m->tensors[2 + 12 * l].offset);
     }
-    be->embed_backward(be, dwte, dwpe, d.encoded, m->tokens, B, T, C);
+    be->embed_backward(be, dwte, dwpe, d.encoded, gs->tokens, B, T, C);
     GRADS_READY(0);
     return TS_OK;
 }
+
+// ---------------------------------------------------------------------------------------------
+// the architecture, as the registry lists it (models/model.c)
+
+const TS_REAL(model_arch) TS_REAL(model_arch_gpt2) = {
+    .name = "gpt2",
+    .title = "GPT-2",
+    .n_dims = GPT2_N_DIMS,
+    .dims = gpt2_dims,
+    .complete = gpt2_complete,
+    .param_table = gpt2_table,
+    .describe = gpt2_describe,
+    .logits_stride = gpt2_logits_stride,
+    .state_bytes = gpt2_state_bytes,
+    .create = gpt2_create,
+    .destroy = gpt2_destroy,
+    .init_weights = gpt2_init_weights,
+    .forward = gpt2_forward,
+    .backward = gpt2_backward,
+    .logits = gpt2_logits,
+};

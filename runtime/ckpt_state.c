@@ -15,6 +15,7 @@
 #include "runtime/h5attr.h"
 #include "runtime/h5read.h"
 #include "runtime/h5zstd.h"
+#include "runtime/model_config.h"
 
 #define CKPT_STATE_FORMAT  "tessera-checkpoint"
 #define CKPT_STATE_VERSION 1
@@ -27,7 +28,7 @@ static const char *const ckpt_groups[3] = {"params", "adam_m", "adam_v"};
 // ---------------------------------------------------------------------------------------------
 // save
 
-static int write_tensor(hid_t group, const gpt2_tensor *t, const float *data) {
+static int write_tensor(hid_t group, const model_tensor *t, const float *data) {
     hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)(t->ndim == 2 ? t->shape[1] : 1)};
     hsize_t chunk[2];
     if (t->ndim == 2) {
@@ -56,7 +57,7 @@ static int write_tensor(hid_t group, const gpt2_tensor *t, const float *data) {
     return ok;
 }
 
-ts_status ckpt_state_write(const char *path, const gpt2 *m, const tessera_config *cfg,
+ts_status ckpt_state_write(const char *path, const model *m, const tessera_config *cfg,
                            const ckpt_state_meta *meta, const float *master, const float *adam_m,
                            const float *adam_v) {
     h5attr_quiet();
@@ -134,15 +135,15 @@ typedef struct {
     int has_xxh64;
 } tensor_attrs;
 
-static ts_status read_group(hid_t file, const char *path, const gpt2 *m, const char *group,
+static ts_status read_group(hid_t file, const char *path, const model *m, const char *group,
                             float *buf) {
     const h5attr_spec spec[2] = {
         {"xxh64", H5ATTR_HASH, offsetof(tensor_attrs, xxh64), 0, 0, NULL, 1},
         {"dtype", H5ATTR_STRING, 0, 0, 64, "float32", 1},
     };
     for (int i = 0; i < m->n_tensors; i++) {
-        const gpt2_tensor *t = &m->tensors[i];
-        char name[GPT2_MAX_NAME + 16];
+        const model_tensor *t = &m->tensors[i];
+        char name[MODEL_MAX_NAME + 16];
         snprintf(name, sizeof name, "%s/%s", group, t->name);
         const hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
         hid_t ds;
@@ -164,21 +165,27 @@ static ts_status read_group(hid_t file, const char *path, const gpt2 *m, const c
     return TS_OK;
 }
 
-// the checkpoint's resolved config must describe the same model as the current one
+// the checkpoint's resolved config must describe the same model (architecture and shape) as the
+// current one
 static ts_status check_shape(const char *path, const char *text, const tessera_config *cfg) {
     tessera_config saved;
     config_defaults(&saved);
     if (config_parse_text(&saved, text, strlen(text), path) != TS_OK) return TS_ERR_INPUT;
-    const int a_v[5] = {saved.model.layers, saved.model.heads, saved.model.width,
-                        saved.model.seq_len, saved.model.vocab};
-    const int b_v[5] = {cfg->model.layers, cfg->model.heads, cfg->model.width, cfg->model.seq_len,
-                        cfg->model.vocab};
-    if (memcmp(a_v, b_v, sizeof a_v) != 0) {
-        log_error("%s: the checkpoint's model (layers %d heads %d width %d seq_len %d vocab %d) "
-                  "differs from the config's (layers %d heads %d width %d seq_len %d vocab %d); "
-                  "resume needs the same [model]",
-                  path, a_v[0], a_v[1], a_v[2], a_v[3], a_v[4], b_v[0], b_v[1], b_v[2], b_v[3],
-                  b_v[4]);
+    model_shape a, b;
+    TS_CHECK(model_config_shape(&saved, &a));
+    TS_CHECK(model_config_shape(cfg, &b));
+    if (a.arch != b.arch || memcmp(a.dim, b.dim, sizeof a.dim) != 0) {
+        // the architecture is named only when it is not the same
+        char da[256], db[256], aa[40] = "", ab[40] = "";
+        model_shape_format(&a, 1, da, sizeof da);
+        model_shape_format(&b, 1, db, sizeof db);
+        if (a.arch != b.arch) {
+            snprintf(aa, sizeof aa, "%s ", a.arch->name);
+            snprintf(ab, sizeof ab, "%s ", b.arch->name);
+        }
+        log_error("%s: the checkpoint's model (%s%s) differs from the config's (%s%s); resume "
+                  "needs the same [model]",
+                  path, aa, da, ab, db);
         return TS_ERR_INPUT;
     }
     return TS_OK;
@@ -245,7 +252,7 @@ ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **c
     return st;
 }
 
-ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
+ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v) {
     TS_CHECK(h5zstd_register());
     char path[4200];

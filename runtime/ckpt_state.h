@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "base/common.h"
-#include "models/gpt2.h"
+#include "models/model.h"
 #include "runtime/config.h"
 
 #define CKPT_STATE_FILE "state.h5"
@@ -33,7 +33,7 @@ typedef struct {
 // Create the state file at path (it must not exist) from the three buffers (n_params floats
 // each), written and fsynced: a file of a step directory committed as a whole afterwards. The
 // file is built in memory and written with plain write(2). On failure one error line is logged.
-ts_status ckpt_state_write(const char *path, const gpt2 *m, const tessera_config *cfg,
+ts_status ckpt_state_write(const char *path, const model *m, const tessera_config *cfg,
                            const ckpt_state_meta *meta, const float *master, const float *adam_m,
                            const float *adam_v);
 
@@ -46,8 +46,9 @@ ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **c
 // Read step_dir/state.h5 into meta and the three buffers (n_params floats each). Every attribute
 // is checked as ckpt_state_read_meta checks it, every dataset before it is read (hard links only,
 // chunked with the zstd filter alone, float32, the tensor's shape: runtime/h5read.h). The model
-// shape in the checkpoint's config must equal cfg's. Else one error line and TS_ERR_INPUT.
-ts_status ckpt_state_load(const char *step_dir, const gpt2 *m, const tessera_config *cfg,
+// (architecture and shape) in the checkpoint's config must equal cfg's. Else one error line and
+// TS_ERR_INPUT.
+ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v);
 
 // The resolved config a checkpoint was written with (step_dir/state.h5's attribute "config"):

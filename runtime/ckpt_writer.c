@@ -54,13 +54,13 @@ double ckpt_writer_wait(ckpt_writer *wr) {
     return ts_now() - t0;
 }
 
-ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
+ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const model *m,
                             const tessera_config *cfg, const ckpt_state_meta *meta,
                             const ckpt_identity *id, double stall_ms, double wait_ms,
                             double step_ms) {
     TS_ASSERT(!wr->running && wr->w && wr->m && wr->v);
     snprintf(wr->dir, sizeof wr->dir, "%s", dir);
-    wr->model = model;
+    wr->model = m;
     wr->cfg = cfg;
     wr->meta = *meta;
     wr->id = *id;

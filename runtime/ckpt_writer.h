@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 #include "base/common.h"
-#include "models/gpt2.h"
+#include "models/model.h"
 #include "runtime/ckpt_dir.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/config.h"
@@ -24,7 +24,7 @@ typedef struct {
     pthread_t thread;
     int running; // a thread was started and not yet joined
     char dir[4096];
-    const gpt2 *model;
+    const model *model;
     const tessera_config *cfg;
     ckpt_state_meta meta;
     ckpt_identity id; // the run's identity and lineage, recorded in the step directory
@@ -45,7 +45,7 @@ double ckpt_writer_wait(ckpt_writer *wr);
 // Start writing the snapshot (already filled) as dir/step-<meta->step> of run id on a background
 // thread. stall_ms/wait_ms/step_ms only go into its log line. Must not be called while a save
 // runs.
-ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const gpt2 *model,
+ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const model *m,
                             const tessera_config *cfg, const ckpt_state_meta *meta,
                             const ckpt_identity *id, double stall_ms, double wait_ms,
                             double step_ms);

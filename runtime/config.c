@@ -6,6 +6,7 @@
 #include "runtime/config_internal.h"
 
 #include "kernels/registry.h"
+#include "models/model.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -48,6 +49,9 @@ const cfg_key cfg_keys[] = {
         "a fresh start (no resume) in a run directory holding an earlier run's results "
         "(model.h5, metrics.jsonl, train.log, checkpoints) replaces them; false: it is refused"),
 
+    // the choices are the registry's: every architecture tessera knows (models/model.h)
+    KEY(model, arch, CFG_ENUM, "gpt2", 0, 0, model_arch_choices,
+        "model architecture; the other [model] keys give its shape"),
     KEY(model, layers, CFG_INT, "4", 1, 4096, NULL, "transformer blocks"),
     KEY(model, heads, CFG_INT, "4", 1, 65536, NULL, "attention heads (must divide width)"),
     KEY(model, width, CFG_INT, "128", 1, 65536, NULL, "channels of the residual stream"),

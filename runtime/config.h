@@ -40,6 +40,7 @@ typedef struct {
         int overwrite;         // a fresh start may replace an earlier run's results
     } run;
     struct {
+        char arch[16]; // an architecture of the model registry (models/model.h): gpt2
         int layers, heads, width, seq_len, vocab;
     } model;
     struct {

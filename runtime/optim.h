@@ -3,7 +3,7 @@
 #ifndef TESSERA_OPTIM_H
 #define TESSERA_OPTIM_H
 
-#include "models/gpt2.h"
+#include "models/model.h"
 #include "runtime/config.h"
 
 // Linear warmup over warmup_steps (from lr/warmup to lr), then cosine decay to lr*lr_min_ratio
@@ -20,19 +20,19 @@ typedef struct {
 } optim_state;
 
 // Whole optimizer state (every rank updates every parameter).
-void optim_create(optim_state *o, const gpt2 *model);
+void optim_create(optim_state *o, const model *m);
 // Sharded: only the given ranges (absolute offsets into the flat buffer) are owned.
-void optim_create_sharded(optim_state *o, const gpt2 *model, const size_t *first,
-                          const size_t *count, int n_ranges);
-void optim_destroy(optim_state *o, const gpt2 *model);
+void optim_create_sharded(optim_state *o, const model *m, const size_t *first, const size_t *count,
+                          int n_ranges);
+void optim_destroy(optim_state *o, const model *m);
 
 // Sum of squares of the owned gradients (the whole norm^2 when not sharded).
-double optim_grad_sumsq(const optim_state *o, const gpt2 *model);
+double optim_grad_sumsq(const optim_state *o, const model *m);
 // Global gradient norm (L2 over all gradients) of the model's grads (not sharded).
-double optim_grad_norm(const gpt2 *model);
+double optim_grad_norm(const model *m);
 
 // Scale the owned gradients to norm <= clip (when clip > 0 and norm > clip), then one AdamW
 // update of the owned parameters with weight decay on matrices only.
-void optim_step(optim_state *o, gpt2 *model, const tessera_config *cfg, double lr, double norm);
+void optim_step(optim_state *o, model *m, const tessera_config *cfg, double lr, double norm);
 
 #endif

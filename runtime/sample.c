@@ -170,9 +170,9 @@ static int sample_token(const float *logits, int V, float temperature, int top_k
     return 0;
 }
 
-ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int n_prompt,
+ts_status sample_generate(model *m, const tokenizer *tok, const int *prompt, int n_prompt,
                           const sample_options *opt, FILE *out) {
-    int maxT = m->cfg.seq_len, V = m->cfg.vocab, Vp = m->cfg.padded_vocab;
+    int maxT = m->seq_len, V = m->vocab, Vp = m->logits_stride;
     int total = n_prompt + opt->length;
     int *seq = ts_malloc((size_t)(total > 0 ? total : 1) * sizeof(int), "sample tokens");
     float *row = ts_malloc((size_t)Vp * sizeof(float), "logits row");
@@ -184,9 +184,9 @@ ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int 
     for (int n = n_prompt; n < total; n++) {
         // the model sees at most maxT tokens: slide the window over the sequence
         int start = n > maxT ? n - maxT : 0, T = n - start;
-        gpt2_forward(m, seq + start, NULL, 1, T, 0);
+        model_forward(m, seq + start, NULL, 1, T, 0);
         const char *logits =
-            (const char *)gpt2_logits(m) + (size_t)(T - 1) * Vp * ts_dtype_size(m->be->act_dtype);
+            (const char *)model_logits(m) + (size_t)(T - 1) * Vp * ts_dtype_size(m->be->act_dtype);
         m->be->act_to_host(m->be, row, logits, (size_t)Vp);
         seq[n] = sample_token(row, V, opt->temperature, opt->top_k, scratch, &rng);
         if (seq[n] == tok->eot) break;

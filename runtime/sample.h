@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "base/common.h"
-#include "models/gpt2.h"
+#include "models/model.h"
 
 typedef struct {
     int length;        // tokens to generate
@@ -34,7 +34,7 @@ void tokenizer_write(const tokenizer *tok, int token, FILE *out);
 
 // Generate opt->length tokens after the prompt tokens and write prompt + continuation to out.
 // m must have been created with max_B >= 1 and hold the weights.
-ts_status sample_generate(gpt2 *m, const tokenizer *tok, const int *prompt, int n_prompt,
+ts_status sample_generate(model *m, const tokenizer *tok, const int *prompt, int n_prompt,
                           const sample_options *opt, FILE *out);
 
 #endif

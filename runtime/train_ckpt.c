@@ -366,7 +366,7 @@ ts_status train_resume(trainer *tr) {
     if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), holder);
     if (st == TS_OK) {
         tr->be->to_device(tr->be, tr->model.master, w, n * sizeof(real));
-        gpt2_sync_params(&tr->model);
+        model_sync_params(&tr->model);
         const optim_state *o = &tr->opt;
         for (int i = 0; i < o->n_ranges; i++) {
             if (!o->count[i]) continue;

@@ -25,7 +25,7 @@ struct trainer {
     comm *comm;
     const backend *be;
     int threads;
-    gpt2 model;
+    model model;
     optim_state opt;
     dataset train, val;
     int share, offset; // this rank's sequences of each global batch, and where they start

@@ -26,6 +26,7 @@
 #include "runtime/config.h"
 #include "runtime/data.h"
 #include "runtime/fault.h"
+#include "runtime/model_config.h"
 #include "runtime/optim.h"
 #include "runtime/sample.h"
 #include "runtime/train_internal.h"
@@ -35,9 +36,10 @@ void trainer_print_usage(FILE *out) {
             "usage: tessera train CONFIG [--section.key=value ...] [--resume auto|PATH]\n"
             "       mpirun -np N tessera train CONFIG [...]\n"
             "\n"
-            "Trains a GPT-2 model as described by the config file; every key can be overridden on\n"
-            "the command line. The run directory (run.out_dir/run.name) receives config.toml (the\n"
-            "resolved config), metrics.jsonl, train.log and model.h5.\n\nkeys:\n");
+            "Trains a model (model.arch: GPT-2 by default) as described by the config file;\n"
+            "every key can be overridden on the command line. The run directory\n"
+            "(run.out_dir/run.name) receives config.toml (the resolved config), metrics.jsonl,\n"
+            "train.log and model.h5.\n\nkeys:\n");
     config_print_help(out);
 }
 
@@ -324,15 +326,15 @@ static ts_status train_setup(trainer *tr) {
     }
     TS_CHECK(train_agree(c, cfg->log.sample_tokens > 0 && c->rank == 0 ? st : TS_OK));
 
-    gpt2_config mc = {cfg->model.layers,  cfg->model.heads, cfg->model.width,
-                      cfg->model.seq_len, cfg->model.vocab, gpt2_padded_vocab(cfg->model.vocab)};
+    model_shape shape;
+    TS_CHECK(train_agree(c, model_config_shape(cfg, &shape)));
     size_t n_params;
-    gpt2_param_table(&mc, NULL, 0, &n_params);
+    model_param_table(&shape, NULL, 0, &n_params);
     // AdamW moments (a 1/size share of them with ZeRO-1), counted in the fit check
     size_t owned = cfg->comm.zero_stage == 1 ? n_params / c->size + 64 : n_params;
     size_t optim_bytes = 2 * owned * sizeof(real);
-    TS_CHECK(train_agree(c, gpt2_create_ex(&tr->model, &mc, tr->be, tr->micro, optim_bytes)));
-    if (c->rank == 0) gpt2_init_weights(&tr->model, (uint64_t)cfg->run.seed);
+    TS_CHECK(train_agree(c, model_create_ex(&tr->model, &shape, tr->be, tr->micro, optim_bytes)));
+    if (c->rank == 0) model_init_weights(&tr->model, (uint64_t)cfg->run.seed);
     // rank 0's weights for everyone (the communicator works on host buffers: a device backend's
     // weights go through a host copy)
     if (c->size > 1) {
@@ -344,7 +346,7 @@ static ts_status train_setup(trainer *tr) {
             tr->be->to_device(tr->be, tr->model.master, w, n_params * sizeof(real));
         if (device_memory) free(w);
         TS_CHECK(st);
-        gpt2_sync_params(&tr->model);
+        model_sync_params(&tr->model);
     }
     TS_CHECK(reducer_create(&tr->red, c, tr->be, tr->model.grads, n_params, cfg->comm.bucket_mb,
                             cfg->comm.zero_stage == 1, cfg->comm.overlap));
@@ -365,10 +367,9 @@ static ts_status train_setup(trainer *tr) {
              tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s", cfg->comm.bucket_mb,
              cfg->comm.overlap ? ", reduced during backward" : "",
              (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);
-    log_info("model: GPT-2, %d layers, %d heads, width %d, context %d, vocabulary %d (padded "
-             "%d): %zu parameters",
-             mc.layers, mc.heads, mc.width, mc.seq_len, mc.vocab, tr->model.cfg.padded_vocab,
-             tr->model.n_params);
+    char described[256];
+    shape.arch->describe(&shape, described, sizeof described);
+    log_info("model: %s, %s: %zu parameters", shape.arch->title, described, tr->model.n_params);
     log_info("batch: %d sequences per step = %d on this rank (rank 0) in micro-batches of %d",
              cfg->train.global_batch, tr->share, tr->micro);
 
@@ -401,7 +402,7 @@ static void train_teardown(trainer *tr) {
     if (tr->log_early) fclose(tr->log_early); // a start that failed: its lines were not kept
     free(tr->log_early_text);
     if (tr->model.be) optim_destroy(&tr->opt, &tr->model);
-    gpt2_destroy(&tr->model);
+    model_destroy(&tr->model);
     dataset_close(&tr->train);
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);

@@ -52,7 +52,7 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
         fprintf(tr->samples, "run %d %d %llu\n", tr->start_step, tr->comm->size,
                 (unsigned long long)tr->run_id);
     }
-    gpt2_zero_grad(&tr->model);
+    model_zero_grad(&tr->model);
     for (int done = 0; done < tr->share; done += tr->micro) {
         int B = tr->share - done < tr->micro ? tr->share - done : tr->micro;
         for (int b = 0; b < B; b++) {
@@ -62,14 +62,14 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
             if (tr->samples) fprintf(tr->samples, "%d %llu\n", step + 1, (unsigned long long)g);
         }
         split_batch(tr, B);
-        *loss_sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
+        *loss_sum += model_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
         int last = done + tr->micro >= tr->share;
         if (last) {
             reducer_begin(&tr->red);
             tr->model.grads_ready = train_grads_ready;
             tr->model.grads_ready_ctx = &tr->red;
         }
-        ts_status st = gpt2_backward(&tr->model);
+        ts_status st = model_backward(&tr->model);
         tr->model.grads_ready = NULL;
         TS_CHECK(st);
     }
@@ -135,7 +135,7 @@ ts_status train_step(trainer *tr, int step, train_step_result *res) {
     tr->t_compute += t2 - t1;
     if (zero) {
         TS_CHECK(reducer_gather_params(&tr->red, tr->model.master));
-        gpt2_sync_params(&tr->model);
+        model_sync_params(&tr->model);
         tr->t_wait += ts_now() - t2;
     }
     return TS_OK;
@@ -154,7 +154,7 @@ ts_status train_validate(trainer *tr, double *out) {
                 TS_CHECK(dataset_sequence(&tr->val, i, tr->seq_buf + b * (T + 1)));
             }
             split_batch(tr, B);
-            acc[0] += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T, 0);
+            acc[0] += model_forward(&tr->model, tr->inputs, tr->targets, B, T, 0);
             acc[1] += (double)B * T;
         }
     }

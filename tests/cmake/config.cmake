@@ -19,7 +19,7 @@ tessera_unit_test(test_config
                           ${CMAKE_SOURCE_DIR}/runtime/config.c ${CMAKE_SOURCE_DIR}/runtime/config_file.c
                           ${CMAKE_SOURCE_DIR}/runtime/config_value.c
                           ${CMAKE_SOURCE_DIR}/runtime/config_check.c ${CMAKE_SOURCE_DIR}/runtime/batch.c
-                  LIBS tessera_base tessera_backends PkgConfig::INIH m)
+                  LIBS tessera_base tessera_backends tessera_models_f32 PkgConfig::INIH m)
 add_test(NAME config_unit COMMAND test_config ${TESSERA_CONFIG_DIR}/bad ${CMAKE_SOURCE_DIR}/configs)
 set_tests_properties(config_unit PROPERTIES LABELS unit TIMEOUT 30)
 

@@ -68,7 +68,7 @@ static gpt2_config tiny_config(void) {
 
 // a model, its AdamW moments and step count
 typedef struct {
-    gpt2 m;
+    model m;
     real *adam_m, *adam_v;
     int t;
 } trainer;
@@ -76,8 +76,10 @@ typedef struct {
 static int trainer_create(trainer *tr, const backend *be) {
     gpt2_config cfg = tiny_config();
     memset(tr, 0, sizeof *tr);
-    if (gpt2_create(&tr->m, &cfg, be, B) != TS_OK) return -1;
-    gpt2_init_weights(&tr->m, SEED);
+    model_shape shape;
+    gpt2_shape(&shape, &cfg);
+    if (model_create(&tr->m, &shape, be, B) != TS_OK) return -1;
+    model_init_weights(&tr->m, SEED);
     tr->adam_m = be->alloc(be, tr->m.n_params * sizeof(real));
     tr->adam_v = be->alloc(be, tr->m.n_params * sizeof(real));
     return 0;
@@ -86,27 +88,27 @@ static int trainer_create(trainer *tr, const backend *be) {
 static void trainer_destroy(trainer *tr) {
     tr->m.be->free(tr->m.be, tr->adam_m);
     tr->m.be->free(tr->m.be, tr->adam_v);
-    gpt2_destroy(&tr->m);
+    model_destroy(&tr->m);
 }
 
 // forward + backward of the mean loss; returns the mean loss
 static double trainer_grad(trainer *tr, const int *tokens, const int *targets) {
-    gpt2_zero_grad(&tr->m);
-    double loss = gpt2_forward(&tr->m, tokens, targets, B, T, (real)(1.0 / (B * T))) / (B * T);
-    gpt2_backward(&tr->m);
+    model_zero_grad(&tr->m);
+    double loss = model_forward(&tr->m, tokens, targets, B, T, (real)(1.0 / (B * T))) / (B * T);
+    model_backward(&tr->m);
     return loss;
 }
 
 // gradient norm, clipping, AdamW per tensor (what the trainer's optimizer step does)
 static double trainer_update(trainer *tr) {
-    gpt2 *m = &tr->m;
+    model *m = &tr->m;
     const backend *be = m->be;
     double norm = sqrt(be->sum_squares(be, m->grads, m->n_params));
     if (norm > CLIP) be->scale(be, m->grads, (real)(CLIP / norm), m->n_params);
     tr->t++;
     size_t psz = ts_dtype_size(be->param_dtype);
     for (int i = 0; i < m->n_tensors; i++) {
-        const gpt2_tensor *t = &m->tensors[i];
+        const model_tensor *t = &m->tensors[i];
         void *param = (char *)m->params + t->offset * psz;
         be->adamw(be, m->master + t->offset, param, m->grads + t->offset, tr->adam_m + t->offset,
                   tr->adam_v + t->offset, t->numel, LR, BETA1, BETA2, EPS, t->decay ? WD : 0.0f,
@@ -143,18 +145,18 @@ static void check_one_step(const tolerances *tol, const int *tokens, const int *
         G.failures++;
         return;
     }
-    const int Vp = cpu.m.cfg.padded_vocab;
+    const int Vp = cpu.m.logits_stride;
     printf("[%s] one step: L=%d NH=%d C=%d T=%d V=%d (Vp %d) B=%d, %zu parameters\n",
            ts_dtype_name(G.mode), L, NH, C, T, V, Vp, B, cpu.m.n_params);
 
     // logits of a forward without targets (a forward with targets overwrites them)
-    gpt2_forward(&cpu.m, tokens, NULL, B, T, 0);
-    gpt2_forward(&gpu.m, tokens, NULL, B, T, 0);
+    model_forward(&cpu.m, tokens, NULL, B, T, 0);
+    model_forward(&gpu.m, tokens, NULL, B, T, 0);
     size_t nl = (size_t)B * T * Vp;
     float *lc = malloc(nl * sizeof(float)), *lg = malloc(nl * sizeof(float));
-    G.cpu->act_to_host(G.cpu, lc, gpt2_logits(&cpu.m), nl);
+    G.cpu->act_to_host(G.cpu, lc, model_logits(&cpu.m), nl);
     G.dev->synchronize(G.dev);
-    G.dev->act_to_host(G.dev, lg, gpt2_logits(&gpu.m), nl);
+    G.dev->act_to_host(G.dev, lg, model_logits(&gpu.m), nl);
     // the real classes only (padding columns are whatever wte's zero rows give: 0 on both)
     size_t k = 0;
     for (int r = 0; r < B * T; r++)
@@ -173,7 +175,7 @@ static void check_one_step(const tolerances *tol, const int *tokens, const int *
     float *gc = host_copy(G.cpu, cpu.m.grads, cpu.m.n_params);
     float *gg = host_copy(G.dev, gpu.m.grads, gpu.m.n_params);
     for (int i = 0; i < cpu.m.n_tensors; i++) {
-        const gpt2_tensor *t = &cpu.m.tensors[i];
+        const model_tensor *t = &cpu.m.tensors[i];
         char what[80];
         snprintf(what, sizeof what, "grad %s", t->name);
         harness_check_close(&G, what, gg + t->offset, gc + t->offset, t->numel, tol->grad);

@@ -6,6 +6,9 @@
 #   getenv      nothing but base/env.c reads the environment
 #   layers      no include reaches upward: base/ includes only base/; kernels/ and models/ only
 #               base/, kernels/, models/; collectives/ not runtime/ or app/; runtime/ not app/
+#   models      nothing outside models/ (and the tests, benches) names an architecture's own
+#               symbols or header: the runtime and the commands go through models/model.h, so a new
+#               architecture touches models/ only (docs/architecture.md, "A new model")
 # usage: check_tree.sh SOURCE_DIR CHECK    (exit 0 clean, 1 with one line per offence, 77 when
 # the tool a check needs is missing)
 set -u
@@ -70,8 +73,17 @@ layers)
             grep -vE "#\s*include\s+\"($ok)")
     done
     ;;
+models)
+    # GPT-2's symbols (gpt2_*, *_gpt2) and header; the name "gpt2" in a string (the default of
+    # model.arch, a weights file without an arch attribute) is not a symbol
+    while IFS= read -r hit; do
+        offence "$hit: use the model interface (models/model.h), not an architecture's own symbols"
+    done < <(c_files '*.c' '*.h' '*.cu' '*.cuh' | grep -E '^(base|kernels|collectives|runtime|app)/' |
+        xargs grep -nE '(^|[^A-Za-z0-9_"])gpt2_[A-Za-z0-9_]|[A-Za-z0-9]_gpt2([^A-Za-z0-9_]|$)|models/gpt2' /dev/null |
+        grep -vE '^[^:]+:[0-9]+:\s*//')
+    ;;
 *)
-    echo "check_tree: unknown check $check (expected format, exits, getenv or layers)" >&2
+    echo "check_tree: unknown check $check (expected format, exits, getenv, layers or models)" >&2
     exit 2
     ;;
 esac

@@ -30,12 +30,13 @@
 #include "runtime/config.h"
 #include "runtime/h5zstd.h"
 #include "runtime/manifest.h"
+#include "runtime/model_config.h"
 
 #include "tests/unit/expect.h"
 
 static char g_dir[2048];
 static tessera_config g_cfg;
-static gpt2 g_model;
+static model g_model;
 
 #define STEP     10
 #define WTE_ROWS 256 // tiny.ini: vocab 256, width 32
@@ -567,14 +568,15 @@ static void run_weights_case(const hostile_case *c) {
         c->edit(f);
         H5Fclose(f);
     }
-    gpt2_config mc;
+    model_shape mc;
     int step = -1;
     capture_begin();
-    ts_status st = ckpt_read_config(path, &mc, &step);
+    ts_status st = ckpt_read_shape(path, &mc, &step);
     if (st == TS_OK) st = ckpt_read_weights(path, &g_model);
     char *log = capture_end();
     expect_outcome(c->name, path, st, log, c->want);
-    if (!c->want) EXPECT(step == STEP && mc.layers == 2, "%s: step %d", c->name, step);
+    if (!c->want)
+        EXPECT(step == STEP && model_shape_get(&mc, "layers") == 2, "%s: step %d", c->name, step);
 }
 
 static void run_state_case(const hostile_case *c, const float *want_master) {
@@ -682,18 +684,17 @@ int main(int argc, char **argv) {
     if (fs_mkdir_p(path_of("%s", "weights"), "test dir") != TS_OK ||
         fs_mkdir_p(path_of("%s", "state/good"), "test dir") != TS_OK)
         return 1;
-    gpt2_config mc = {g_cfg.model.layers,  g_cfg.model.heads, g_cfg.model.width,
-                      g_cfg.model.seq_len, g_cfg.model.vocab, gpt2_padded_vocab(g_cfg.model.vocab)};
-    if (mc.vocab != WTE_ROWS || mc.width != WTE_COLS ||
-        gpt2_create(&g_model, &mc, backend_cpu(), 1))
+    model_shape mc;
+    if (model_config_shape(&g_cfg, &mc) != TS_OK || g_cfg.model.vocab != WTE_ROWS ||
+        g_cfg.model.width != WTE_COLS || model_create(&g_model, &mc, backend_cpu(), 1))
         return 1;
-    gpt2_init_weights(&g_model, 42);
+    model_init_weights(&g_model, 42);
     size_t n = g_model.n_params;
     float *master = malloc(n * sizeof(float)), *mom = malloc(n * sizeof(float));
     memcpy(master, g_model.master, n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         mom[i] = (float)(i % 97) * 1e-4f;
-    const gpt2_tensor *wte = gpt2_find_tensor(g_model.tensors, g_model.n_tensors, "wte");
+    const model_tensor *wte = model_find_tensor(g_model.tensors, g_model.n_tensors, "wte");
     g_wte = master + wte->offset;
 
     write_outside();
@@ -716,7 +717,7 @@ int main(int argc, char **argv) {
         run_state_case(&k_states[i], master);
     check_info_meta();
 
-    gpt2_destroy(&g_model);
+    model_destroy(&g_model);
     free(master);
     free(mom);
     printf("hostile HDF5 files: %zu weights and %zu checkpoint cases, %d failure(s)\n",

@@ -14,17 +14,19 @@
 #define PROBES 6
 #define EPS    1e-5
 
-static double loss_at(gpt2_f64 *m, const int *tok, const int *tgt, int B, int T) {
-    return gpt2_forward_f64(m, tok, tgt, B, T, 0) / (B * T);
+static double loss_at(model_f64 *m, const int *tok, const int *tgt, int B, int T) {
+    return model_forward_f64(m, tok, tgt, B, T, 0) / (B * T);
 }
 
 int main(void) {
     gpt2_config cfg = {2, 2, 8, 6, 11, 128}; // L NH C maxT V Vp
     int B = 2, T = 5;
     const backend_f64 *be = backend_cpu_f64();
-    gpt2_f64 m;
-    if (gpt2_create_f64(&m, &cfg, be, B) != TS_OK) return 1;
-    gpt2_init_weights_f64(&m, 7);
+    model_shape_f64 shape;
+    gpt2_shape_f64(&shape, &cfg);
+    model_f64 m;
+    if (model_create_f64(&m, &shape, be, B) != TS_OK) return 1;
+    model_init_weights_f64(&m, 7);
     // make LayerNorm weights and all biases non-trivial so their gradients are exercised
     srand(3);
     for (int i = 0; i < m.n_tensors; i++)
@@ -39,13 +41,13 @@ int main(void) {
         tok[i] = rand() % cfg.vocab;
         tgt[i] = rand() % cfg.vocab;
     }
-    gpt2_zero_grad_f64(&m);
-    gpt2_forward_f64(&m, tok, tgt, B, T, 1.0 / (B * T));
-    gpt2_backward_f64(&m);
+    model_zero_grad_f64(&m);
+    model_forward_f64(&m, tok, tgt, B, T, 1.0 / (B * T));
+    model_backward_f64(&m);
 
     int failures = 0;
     for (int i = 0; i < m.n_tensors; i++) {
-        const gpt2_tensor *t = &m.tensors[i];
+        const model_tensor *t = &m.tensors[i];
         // wte rows >= V never receive gradient; probe only real rows
         size_t numel = i == 0 ? (size_t)cfg.vocab * cfg.width : t->numel;
         double num = 0, den = 0;
@@ -66,7 +68,7 @@ int main(void) {
         failures += !ok;
         printf("%-18s rel err %.2e %s\n", t->name, rel, ok ? "ok" : "FAIL");
     }
-    gpt2_destroy_f64(&m);
+    model_destroy_f64(&m);
     printf("%s: %d tensor(s) above tolerance %.0e\n", failures ? "FAIL" : "PASS", failures, TOL);
     return failures ? 1 : 0;
 }

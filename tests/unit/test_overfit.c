@@ -9,9 +9,11 @@
 int main(void) {
     gpt2_config mc = {2, 2, 64, 16, 64, 128};
     int B = 4, T = 16, steps = 300;
-    gpt2 m;
-    if (gpt2_create(&m, &mc, backend_cpu(), B) != TS_OK) return 1;
-    gpt2_init_weights(&m, 42);
+    model_shape shape;
+    gpt2_shape(&shape, &mc);
+    model m;
+    if (model_create(&m, &shape, backend_cpu(), B) != TS_OK) return 1;
+    model_init_weights(&m, 42);
     tessera_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.train.lr = 3e-3;
@@ -30,15 +32,15 @@ int main(void) {
     }
     double loss = 0;
     for (int s = 0; s < steps; s++) {
-        gpt2_zero_grad(&m);
-        loss = gpt2_forward(&m, tok, tgt, B, T, 1.0f / (B * T)) / (B * T);
-        gpt2_backward(&m);
+        model_zero_grad(&m);
+        loss = model_forward(&m, tok, tgt, B, T, 1.0f / (B * T)) / (B * T);
+        model_backward(&m);
         optim_step(&o, &m, &cfg, cfg.train.lr, optim_grad_norm(&m));
         if (s % 50 == 0) printf("step %3d loss %.4f\n", s, loss);
     }
-    loss = gpt2_forward(&m, tok, tgt, B, T, 0) / (B * T);
+    loss = model_forward(&m, tok, tgt, B, T, 0) / (B * T);
     printf("final loss %.4f (must be < 0.05)\n", loss);
     optim_destroy(&o, &m);
-    gpt2_destroy(&m);
+    model_destroy(&m);
     return loss < 0.05 ? 0 : 1;
 }

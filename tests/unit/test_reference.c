@@ -235,9 +235,9 @@ static void compare(const char *what, const real *ours, size_t rows, size_t cols
 // the checks
 
 // The model's table must be the fixture's: same names, same shapes, same order.
-static int check_table(const fixture *fx, const TS_REAL(gpt2) * m) {
+static int check_table(const fixture *fx, const TS_REAL(model) * m) {
     for (int i = 0; i < m->n_tensors; i++) {
-        const gpt2_tensor *t = &m->tensors[i];
+        const model_tensor *t = &m->tensors[i];
         char name[96];
         snprintf(name, sizeof name, "param/%s", t->name);
         const fx_array *a = fixture_get(fx, name, t->numel);
@@ -255,13 +255,13 @@ static int check_table(const fixture *fx, const TS_REAL(gpt2) * m) {
 
 // Every tensor of the model's buffer `dev` (backend memory) against the fixture's prefix/<name>.
 // tol_qkv_bias applies to the attention biases (qkv.b), tol to every other tensor.
-static int compare_tensors(const fixture *fx, const TS_REAL(gpt2) * m, const real *dev,
+static int compare_tensors(const fixture *fx, const TS_REAL(model) * m, const real *dev,
                            const char *prefix, double tol, double tol_qkv_bias) {
     real *host = ts_malloc(m->n_params * sizeof(real), "host copy");
     m->be->to_host(m->be, host, dev, m->n_params * sizeof(real));
     int rc = 0;
     for (int i = 0; i < m->n_tensors; i++) {
-        const gpt2_tensor *t = &m->tensors[i];
+        const model_tensor *t = &m->tensors[i];
         char name[96];
         snprintf(name, sizeof name, "%s/%s", prefix, t->name);
         const fx_array *a = fixture_get(fx, name, t->numel);
@@ -291,8 +291,10 @@ static int run_reference(const fixture *fx) {
                   gpt2_padded_vocab(fx->V));
         return -1;
     }
-    TS_REAL(gpt2) m;
-    if (TS_REAL(gpt2_create)(&m, &cfg, be, fx->B) != TS_OK) return -1;
+    TS_REAL(model_shape) shape;
+    TS_REAL(gpt2_shape)(&shape, &cfg);
+    TS_REAL(model) m;
+    if (TS_REAL(model_create)(&m, &shape, be, fx->B) != TS_OK) return -1;
     int B = fx->B, T = fx->T, BT = B * T, V = fx->V, Vp = fx->Vp;
     int rc = -1;
     real *host = ts_malloc(m.n_params * sizeof(real), "parameters");
@@ -303,7 +305,7 @@ static int run_reference(const fixture *fx) {
 
     // the fixture's parameters, converted to this precision
     for (int i = 0; i < m.n_tensors; i++) {
-        const gpt2_tensor *t = &m.tensors[i];
+        const model_tensor *t = &m.tensors[i];
         const double *src = fx->arrays[i].data; // check_table: array i is param/<tensor i>
         for (size_t j = 0; j < t->numel; j++)
             host[t->offset + j] = (real)src[j];
@@ -315,16 +317,16 @@ static int run_reference(const fixture *fx) {
     const fx_array *ref_logits = fixture_get(fx, "logits", (size_t)BT * V);
     const fx_array *ref_loss = fixture_get(fx, "loss", 1);
     if (!ref_logits || !ref_loss) goto done;
-    TS_REAL(gpt2_forward)(&m, fx->tokens, NULL, B, T, 0);
-    be->to_host(be, logits, TS_REAL(gpt2_logits)(&m), (size_t)BT * Vp * sizeof(real));
+    TS_REAL(model_forward)(&m, fx->tokens, NULL, B, T, 0);
+    be->to_host(be, logits, TS_REAL(model_logits)(&m), (size_t)BT * Vp * sizeof(real));
     compare("logits", logits, (size_t)BT, (size_t)V, (size_t)Vp, ref_logits->data, TOL_FORWARD);
 
     // loss and gradients of the mean loss
     real dloss = (real)(1.0 / BT);
-    TS_REAL(gpt2_zero_grad)(&m);
-    real loss = (real)(TS_REAL(gpt2_forward)(&m, fx->tokens, fx->targets, B, T, dloss) / BT);
+    TS_REAL(model_zero_grad)(&m);
+    real loss = (real)(TS_REAL(model_forward)(&m, fx->tokens, fx->targets, B, T, dloss) / BT);
     compare("loss", &loss, 1, 1, 1, ref_loss->data, TOL_FORWARD);
-    TS_REAL(gpt2_backward)(&m);
+    TS_REAL(model_backward)(&m);
     printf("[%s] gradients of the mean loss\n", PRECISION);
     if (compare_tensors(fx, &m, m.grads, "grad", TOL_GRAD, TOL_GRAD)) goto done;
 
@@ -335,12 +337,12 @@ static int run_reference(const fixture *fx) {
     if (!ref_losses) goto done;
     real *losses = ts_malloc((size_t)fx->steps * sizeof(real), "losses");
     for (int step = 1; step <= fx->steps; step++) {
-        TS_REAL(gpt2_zero_grad)(&m);
+        TS_REAL(model_zero_grad)(&m);
         losses[step - 1] =
-            (real)(TS_REAL(gpt2_forward)(&m, fx->tokens, fx->targets, B, T, dloss) / BT);
-        TS_REAL(gpt2_backward)(&m);
+            (real)(TS_REAL(model_forward)(&m, fx->tokens, fx->targets, B, T, dloss) / BT);
+        TS_REAL(model_backward)(&m);
         for (int i = 0; i < m.n_tensors; i++) {
-            const gpt2_tensor *t = &m.tensors[i];
+            const model_tensor *t = &m.tensors[i];
             be->adamw(be, m.master + t->offset, m.master + t->offset, m.grads + t->offset,
                       adam_m + t->offset, adam_v + t->offset, t->numel, (float)fx->lr,
                       (float)fx->beta1, (float)fx->beta2, (float)fx->eps,
@@ -357,7 +359,7 @@ done:
     be->free(be, adam_v);
     free(logits);
     free(host);
-    TS_REAL(gpt2_destroy)(&m);
+    TS_REAL(model_destroy)(&m);
     return rc;
 }
 

@@ -12,13 +12,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     double tol = atof(argv[3]);
-    gpt2_config ca, cb;
-    if (ckpt_read_config(argv[1], &ca, NULL) != TS_OK ||
-        ckpt_read_config(argv[2], &cb, NULL) != TS_OK)
+    model_shape ca, cb;
+    if (ckpt_read_shape(argv[1], &ca, NULL) != TS_OK ||
+        ckpt_read_shape(argv[2], &cb, NULL) != TS_OK)
         return 2;
-    gpt2 a, b;
-    if (gpt2_create(&a, &ca, backend_cpu(), 1) != TS_OK ||
-        gpt2_create(&b, &cb, backend_cpu(), 1) != TS_OK)
+    model a, b;
+    if (model_create(&a, &ca, backend_cpu(), 1) != TS_OK ||
+        model_create(&b, &cb, backend_cpu(), 1) != TS_OK)
         return 2;
     if (a.n_params != b.n_params) {
         fprintf(stderr, "different models: %zu vs %zu parameters\n", a.n_params, b.n_params);
@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
     int bad = 0;
     double worst = 0;
     for (int i = 0; i < a.n_tensors; i++) {
-        const gpt2_tensor *t = &a.tensors[i];
+        const model_tensor *t = &a.tensors[i];
         double num = 0, den = 0;
         for (size_t j = t->offset; j < t->offset + t->numel; j++) {
             double d = (double)a.master[j] - b.master[j];
@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     }
     printf("%s: %d tensors, largest relative difference %.3e (tolerance %.1e)\n",
            bad ? "FAIL" : "PASS", a.n_tensors, worst, tol);
-    gpt2_destroy(&a);
-    gpt2_destroy(&b);
+    model_destroy(&a);
+    model_destroy(&b);
     return bad ? 1 : 0;
 }
