@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "collectives/codec.h"
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
 #include "runtime/ckpt_writer.h"
@@ -35,6 +36,7 @@ struct trainer {
     FILE *metrics;
     FILE *log_file; // rank 0: every log line of the run, also what only the terminal saw
     tokenizer tok;  // rank 0: decodes the end-of-run sample
+    codec *codec;   // how gradient buckets travel (comm.codec); its state is checkpointed
     reducer red;    // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;
