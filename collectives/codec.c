@@ -202,21 +202,36 @@ static int codec_state_name_ok(const char *name, size_t len) {
     return 1;
 }
 
-static ts_status codec_pack_put(codec_state_io *io, const char *name, const void *data,
-                                size_t bytes) {
+static ts_status codec_blob_put(codec_blob *b, const char *name, const void *data, size_t bytes,
+                                ts_status bad_name) {
     size_t nl = strlen(name);
     if (!codec_state_name_ok(name, nl)) {
-        log_error("codec state array \"%s\": expected a name of 1 to %d characters from "
+        log_error("codec state array \"%.80s\": expected a name of 1 to %d characters from "
                   "[A-Za-z0-9_]",
                   name, CODEC_STATE_NAME_MAX);
-        return TS_ERR_INTERNAL;
+        return bad_name;
     }
-    codec_blob *b = io->ctx;
     blob_add_le(b, nl, 2);
     blob_add(b, name, nl);
     blob_add_le(b, bytes, 8);
     blob_add(b, data, bytes);
     return TS_OK;
+}
+
+// a codec's save hook naming an array badly is a bug in the codec
+static ts_status codec_pack_put(codec_state_io *io, const char *name, const void *data,
+                                size_t bytes) {
+    return codec_blob_put(io->ctx, name, data, bytes, TS_ERR_INTERNAL);
+}
+
+// a stored array named badly is a damaged checkpoint
+ts_status codec_state_append(unsigned char **blob, size_t *len, const char *name, const void *data,
+                             size_t bytes) {
+    codec_blob b = {*blob, *len, *len};
+    ts_status st = codec_blob_put(&b, name, data, bytes, TS_ERR_INPUT);
+    *blob = b.buf;
+    *len = b.len;
+    return st;
 }
 
 ts_status codec_state_pack(const codec *cx, unsigned char **blob, size_t *len) {
@@ -290,4 +305,83 @@ ts_status codec_state_unpack(codec *cx, const unsigned char *blob, size_t len, c
     codec_unpack_ctx u = {blob, len, what};
     codec_state_io io = {NULL, codec_unpack_get, &u};
     return cx->ops->load(cx, &io);
+}
+
+// ---------------------------------------------------------------------------------------------
+// state between ranks
+
+ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size_t *lens) {
+    *all = NULL;
+    memset(lens, 0, (size_t)c->size * sizeof *lens);
+    if (!codec_has_state(cx)) return TS_OK;
+    unsigned char *mine = NULL;
+    size_t len = 0;
+    TS_CHECK(codec_state_pack(cx, &mine, &len));
+    // every length first (exact in a double up to 2^53 bytes), so that all ranks pass the same
+    // room to the all-gather
+    double *table = ts_calloc((size_t)c->size, sizeof(double), "codec state lengths");
+    table[c->rank] = (double)len;
+    ts_status st = c->all_reduce_sum_f64(c, table, (size_t)c->size);
+    size_t total = 0;
+    for (int r = 0; r < c->size; r++)
+        total += (size_t)table[r];
+    free(table);
+    if (st == TS_OK) {
+        *all = ts_malloc(total ? total : 1, "codec state of every rank");
+        st = c->all_gather_v(c, mine, len, *all, total, lens);
+    }
+    free(mine);
+    if (st != TS_OK) {
+        free(*all);
+        *all = NULL;
+    }
+    return st;
+}
+
+ts_status codec_state_restore(codec *cx, comm *c, int holder, const char *saved_name,
+                              int saved_world, const unsigned char *all, const size_t *lens,
+                              const char *what) {
+    if (!codec_has_state(cx)) {
+        if (c->rank == holder && saved_name && saved_name[0])
+            log_warn("%s: holds state of codec %s, which codec %s does not use: ignored", what,
+                     saved_name, cx->ops->name);
+        return TS_OK;
+    }
+    // the holder's verdict and the bytes to come, for everyone
+    int64_t head[2] = {0, 0};
+    if (c->rank == holder) {
+        int same = saved_name && strcmp(saved_name, cx->ops->name) == 0;
+        if (!saved_name || !saved_name[0])
+            log_warn("%s: holds no codec state: codec %s starts afresh (zero error feedback)", what,
+                     cx->ops->name);
+        else if (!same)
+            log_warn("%s: holds state of codec %s, not %s: codec %s starts afresh", what,
+                     saved_name, cx->ops->name, cx->ops->name);
+        else if (saved_world != c->size)
+            log_warn("%s: codec state of %d ranks, this run has %d: codec %s starts afresh", what,
+                     saved_world, c->size, cx->ops->name);
+        head[0] = same && saved_world == c->size;
+        for (int r = 0; head[0] && r < c->size; r++)
+            head[1] += (int64_t)lens[r];
+    }
+    TS_CHECK(c->broadcast(c, head, sizeof head, holder));
+    if (!head[0]) return TS_OK;
+    uint64_t *len = ts_calloc((size_t)c->size, sizeof(uint64_t), "codec state lengths");
+    unsigned char *buf = c->rank == holder ? NULL : ts_malloc(head[1] ? head[1] : 1, "codec state");
+    if (c->rank == holder)
+        for (int r = 0; r < c->size; r++)
+            len[r] = lens[r];
+    ts_status st = c->broadcast(c, len, (size_t)c->size * sizeof(uint64_t), holder);
+    if (st == TS_OK)
+        st = c->broadcast(c, c->rank == holder ? (void *)all : buf, (size_t)head[1], holder);
+    if (st == TS_OK) {
+        size_t at = 0;
+        for (int r = 0; r < c->rank; r++)
+            at += (size_t)len[r];
+        st = codec_state_unpack(cx, (c->rank == holder ? all : buf) + at, (size_t)len[c->rank],
+                                what);
+    }
+    free(len);
+    free(buf);
+    return st;
 }

@@ -158,6 +158,23 @@ void codec_bucket_free(codec_bucket *b);
 // state.
 ts_status codec_state_pack(const codec *cx, unsigned char **blob, size_t *len); // free(*blob)
 ts_status codec_state_unpack(codec *cx, const unsigned char *blob, size_t len, const char *what);
+// A checkpoint: every rank's blob, all-gathered (the writers store them; the others drop them).
+// *all: the blobs back to back in rank order (free()), lens[0 .. size) their lengths. Every rank
+// calls it when the codec has state (the same everywhere); nothing moves for one without.
+ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size_t *lens);
+// A resume: `holder` read a checkpoint whose codec state (saved_name: "" when none; blobs `all`
+// with lengths lens[0 .. saved_world)) only it passes; every rank calls this. When the codec has
+// state and the checkpoint holds state of the same codec from a world of the same size, every
+// rank gets its own blob (broadcast from the holder) and loads it (codec_state_unpack, `what`
+// naming the checkpoint in errors; the caller agrees on the outcome). Otherwise the codec keeps
+// its fresh state and the holder says why in a warning. Nothing moves for a codec without state.
+ts_status codec_state_restore(codec *cx, comm *c, int holder, const char *saved_name,
+                              int saved_world, const unsigned char *all, const size_t *lens,
+                              const char *what);
+// Append one array to a blob (*blob NULL and *len 0 to begin; free(*blob)): how a checkpoint
+// reader rebuilds a rank's blob from stored arrays. A bad name is TS_ERR_INPUT (logged).
+ts_status codec_state_append(unsigned char **blob, size_t *len, const char *name, const void *data,
+                             size_t bytes);
 // Walk a blob's arrays: *pos starts at 0; returns 1 and fills name/data/bytes per array, 0 at
 // the end, -1 (logged, naming `what`) when the blob is malformed.
 int codec_state_next(const unsigned char *blob, size_t len, size_t *pos,

@@ -1,8 +1,7 @@
 # Communicator tests (collectives/comm*.c). One program, tests/mpi/test_comm.c, run in several
 # ways: alone (the "self" backend), under mpirun with 1 to 4 ranks (3 and 4 oversubscribe a
 # 2-core machine), and as jobs in which a rank stops answering (deadline, start-up and shut-down
-# watchdogs). The codec seam (collectives/codec*.c) the same way, tests/mpi/test_codec.c. Also
-# the all-reduce benchmark (bench/comm_bench.c), built here but run by hand.
+# watchdogs). Also the all-reduce benchmark (bench/comm_bench.c), built here but run by hand.
 
 tessera_unit_test(test_comm SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_comm.c LIBS tessera_runtime)
 set(TESSERA_EXPECT_EXIT ${CMAKE_CURRENT_SOURCE_DIR}/mpi/expect_exit.sh)
@@ -21,22 +20,7 @@ add_test(NAME comm_bad_backend
 set_tests_properties(comm_bad_backend PROPERTIES LABELS unit TIMEOUT 30
                      ENVIRONMENT "TESSERA_COMM=carrier-pigeon")
 
-# the codec seam (collectives/codec.h): the registry, `none` against the plain float
-# collectives, the other wires through test codecs, the reducer, the state hooks
-tessera_unit_test(test_codec SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_codec.c
-                  LIBS tessera_runtime)
-add_test(NAME codec_self COMMAND test_codec self 1)
-set_tests_properties(codec_self PROPERTIES LABELS unit TIMEOUT 30
-                     ENVIRONMENT_MODIFICATION "${TESSERA_COMM_PLAIN_ENV}")
-
 if(TESSERA_HAVE_MPI)
-  foreach(np 1 2 3)
-    add_test(NAME codec_mpi_np${np}
-             COMMAND ${TESSERA_MPIRUN} -np ${np} $<TARGET_FILE:test_codec> mpi ${np})
-    set_tests_properties(codec_mpi_np${np} PROPERTIES LABELS mpi TIMEOUT 60
-                         ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
-  endforeach()
-
   foreach(np 1 2 3 4)
     add_test(NAME comm_mpi_np${np}
              COMMAND ${TESSERA_MPIRUN} -np ${np} $<TARGET_FILE:test_comm> collectives mpi ${np})

@@ -7,7 +7,8 @@
 // defined here (a sparse one over the all-gather of variable blocks, with empty payloads, and a
 // block one over the combine), give exact sums on every rank, alone and through the reducer with
 // several buckets in flight; state hooks: a stateful test codec packs and unpacks its arrays,
-// and damaged, missing or mis-sized arrays are refused.
+// damaged, missing or mis-sized arrays are refused, every rank's state is gathered for a
+// checkpoint and each rank gets its own back on resume (another codec's or world's is not).
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -352,6 +353,70 @@ static void test_state(void) {
     codec_destroy(a), codec_destroy(b), codec_destroy(small);
 }
 
+// state between ranks: gathered for a checkpoint, restored on resume from a holder
+static void test_state_ranks(comm *c) {
+    const size_t n = 777;
+    int p = c->size, holder = p - 1;
+    codec *a = NULL, *b = NULL, *none = NULL;
+    EXPECT(codec_create_with(&a, &state_ops, c->rank, p, n) == TS_OK &&
+               codec_create_with(&b, &state_ops, c->rank, p, n) == TS_OK &&
+               codec_create(&none, "none", c->rank, p, n) == TS_OK,
+           "codecs not created");
+    if (g_failures) return;
+    state_test *sa = a->state, *sb = b->state;
+    for (size_t i = 0; i < n; i++)
+        sa->residual[i] = exact(c->rank, i);
+    sa->steps = 100 + (uint64_t)c->rank;
+
+    // none: nothing moves
+    uint64_t before = c->stats.collectives;
+    unsigned char *all = (unsigned char *)&all;
+    size_t *lens = malloc((size_t)p * sizeof *lens);
+    EXPECT(codec_state_gather(none, c, &all, lens) == TS_OK && all == NULL, "none: gathered state");
+    log_set_level(LOG_ERROR); // the expected warnings
+    EXPECT(codec_state_restore(none, c, holder, "test_state", p, NULL, lens, "ckpt") == TS_OK,
+           "none: restore failed");
+    log_set_level(LOG_INFO);
+    EXPECT(c->stats.collectives == before, "none: %llu collectives for its state",
+           (unsigned long long)(c->stats.collectives - before));
+
+    EXPECT(codec_state_gather(a, c, &all, lens) == TS_OK && all != NULL, "state not gathered");
+    if (g_failures) return;
+    size_t at = 0;
+    for (int r = 0; r < p; r++) { // every rank's blob, as that rank packed it
+        size_t pos = 0, bytes;
+        char name[CODEC_STATE_NAME_MAX + 1];
+        const unsigned char *data;
+        int k = codec_state_next(all + at, lens[r], &pos, name, &data, &bytes, "gathered");
+        float first;
+        if (k == 1) memcpy(&first, data, sizeof first);
+        EXPECT(k == 1 && strcmp(name, "residual") == 0 && bytes == n * 4 && first == exact(r, 0),
+               "rank %d's gathered blob: %d %s %zu bytes", r, k, name, bytes);
+        at += lens[r];
+    }
+    // refused: another codec's state, another world size, no state (the codec starts afresh)
+    const char *names[3] = {"test_other", "test_state", ""};
+    int worlds[3] = {p, p + 1, 0};
+    log_set_level(LOG_ERROR);
+    for (int k = 0; k < 3; k++) {
+        ts_status st = codec_state_restore(b, c, holder, names[k], worlds[k],
+                                           c->rank == holder ? all : NULL, lens, "ckpt");
+        EXPECT(st == TS_OK && sb->steps == 0 && sb->residual[1] == 0.0f,
+               "restore of %s from %d ranks: %s, steps %llu", names[k], worlds[k],
+               ts_status_name(st), (unsigned long long)sb->steps);
+    }
+    log_set_level(LOG_INFO);
+    // the same codec and world: every rank its own state back
+    ts_status st = codec_state_restore(b, c, holder, "test_state", p,
+                                       c->rank == holder ? all : NULL, lens, "ckpt");
+    EXPECT(st == TS_OK && sb->steps == sa->steps &&
+               memcmp(sb->residual, sa->residual, n * sizeof(float)) == 0,
+           "restored state differs from the saved one (%s, steps %llu)", ts_status_name(st),
+           (unsigned long long)sb->steps);
+    free(all), free(lens);
+    codec_destroy(a), codec_destroy(b), codec_destroy(none);
+}
+
 int main(int argc, char **argv) {
     comm *c = NULL;
     ts_status st = comm_init(&c, &argc, &argv, 60);
@@ -380,6 +445,7 @@ int main(int argc, char **argv) {
             test_reducer(c, &blocks_ops, 20011, zero);
         }
         test_state();
+        test_state_ranks(c);
     }
     int rc = g_failures ? 1 : 0;
     if (rc == 0 && c->rank == 0)
