@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/step_ab.sh — the training step time of two tessera builds, A B A B, on the demo model
+# bench/step_ab.sh — the training step time of two tessera builds, A B B A ..., on the demo model
 # over N MPI ranks (one thread each): is B slower than A beyond the noise?
 #
 #   bench/step_ab.sh A_BINARY B_BINARY [RUNS] [STEPS] [RANKS] [-- EXTRA TRAIN ARGS]
@@ -29,6 +29,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : 
 # one run: prints its median ms per step
 run() {
     local bin=$1 name=$2
+    shift 2
     "${MPI[@]}" -np "$NP" "$bin" train configs/demo.ini --run.out_dir="$OUT" --run.name="$name" \
         --run.threads=1 --train.steps="$STEPS" --log.every=5 --eval.every=0 --eval.batches=1 \
         --log.sample_tokens=0 "$@" > "$OUT/$name.log" 2>&1 || {
@@ -43,8 +44,13 @@ run() {
 : > "$OUT/b"
 : > "$OUT/ratio"
 for i in $(seq 1 "$RUNS"); do
-    a=$(run "$A" "a$i" "$@")
-    b=$(run "$B" "b$i" "$@")
+    if [ $((i % 2)) -eq 1 ]; then # A B, then B A: a load that drifts during a pair cancels out
+        a=$(run "$A" "a$i" "$@")
+        b=$(run "$B" "b$i" "$@")
+    else
+        b=$(run "$B" "b$i" "$@")
+        a=$(run "$A" "a$i" "$@")
+    fi
     echo "$a" >> "$OUT/a"
     echo "$b" >> "$OUT/b"
     awk -v a="$a" -v b="$b" 'BEGIN { print b / a }' >> "$OUT/ratio"
