@@ -27,7 +27,8 @@
 // A world of one rank reduces nothing: the reducer then calls no codec at all.
 //
 // Adding a codec: a file collectives/codec_<name>.c defining a codec_ops, its row in the
-// registry (codec.c) and its name in CODEC_CHOICES below (test codec_unit checks the two agree).
+// registry (codec.c) and its name in CODEC_CHOICES below (tests/mpi/test_codec.c checks that the
+// two agree); see docs/architecture.md.
 #ifndef TESSERA_CODEC_H
 #define TESSERA_CODEC_H
 
@@ -51,8 +52,9 @@ typedef enum { CODEC_WIRE_SUM_F32 = 0, CODEC_WIRE_COMBINE, CODEC_WIRE_GATHER } c
 // load() on resume, each with an io whose put()/get() store and fetch arrays in the checkpoint's
 // /codec group, per rank (docs/checkpoint-format.md):
 //   - save(cx, io) calls io->put(io, name, data, bytes) once per array; nothing else may change.
-//     A codec without state has no save hook (NULL): then nothing is stored and the checkpoint
-//     is exactly what it was before codecs (no new group, dataset or attribute).
+//     A codec without state has no save hook (NULL): then nothing is stored or moved and the
+//     checkpoint is laid out exactly as before codecs (no new group, dataset or attribute; only
+//     the resolved config it carries gains the line comm.codec = "none", like any new key).
 //   - load(cx, io) calls io->get(io, name, data, bytes) for each array it needs, with the exact
 //     length it expects; get() fails (TS_ERR_INPUT, one error line naming the checkpoint) when
 //     the array is missing or of another length. load() is called only with state saved by a

@@ -255,11 +255,14 @@ ts_status train_resume(trainer *tr) {
     if (st == TS_OK) st = c->broadcast(c, w, n * sizeof(float), holder);
     if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), holder);
     if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), holder);
-    // each rank its own codec state back (when the codec and the world size are the same)
-    if (st == TS_OK)
-        st = train_agree(c, codec_state_restore(tr->codec, c, holder, codec_state.name,
-                                                codec_state.world, codec_state.all,
-                                                codec_state.lens, dir));
+    // each rank its own codec state back (when the codec and the world size are the same); a
+    // codec without state moves nothing (the holder only warns about state it ignores)
+    if (st == TS_OK) {
+        ts_status restored =
+            codec_state_restore(tr->codec, c, holder, codec_state.name, codec_state.world,
+                                codec_state.all, codec_state.lens, dir);
+        st = codec_has_state(tr->codec) ? train_agree(c, restored) : restored;
+    }
     ckpt_codec_state_free(&codec_state);
     if (st == TS_OK) {
         tr->be->to_device(tr->model.master, w, n * sizeof(real));
