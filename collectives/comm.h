@@ -116,7 +116,8 @@ struct comm {
     // rank's block back to back in rank order (rank r's at lens[0] + ... + lens[r-1]) and
     // lens[0 .. size) their lengths. out has room for `cap` bytes, the same cap on every rank:
     // blocks that add up to more fail on every rank alike (TS_ERR_INTERNAL, logged), before any
-    // block moves. block and out must not overlap.
+    // block moves. block and out must not overlap; block, out and lens stay the caller's to keep
+    // alive until the request completes.
     ts_status (*start_all_gather_v)(comm *c, const void *block, size_t bytes, void *out, size_t cap,
                                     size_t *lens, comm_req **req);
     ts_status (*all_reduce_combine)(comm *c, void *buf, size_t n, const comm_combine *cb);
