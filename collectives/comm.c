@@ -85,6 +85,9 @@ const char *comm_op_name(comm_op op) {
     case COMM_ALL_GATHER: return "all-gather";
     case COMM_BROADCAST: return "broadcast";
     case COMM_BARRIER: return "barrier";
+    case COMM_ALL_REDUCE_COMBINE: return "all-reduce (combine)";
+    case COMM_REDUCE_SCATTER_COMBINE: return "reduce-scatter (combine)";
+    case COMM_ALL_GATHER_V: return "all-gather (variable blocks)";
     }
     return "unknown collective";
 }
@@ -92,8 +95,13 @@ const char *comm_op_name(comm_op op) {
 ts_status comm_check_start(const comm *c, comm_op op, const void *buf, size_t n, comm_dtype dt,
                            int root) {
     const char *name = comm_op_name(op);
-    if (op < COMM_ALL_REDUCE_SUM || op > COMM_BARRIER) {
+    if (op < COMM_ALL_REDUCE_SUM || op > COMM_ALL_GATHER_V) {
         log_error("collective %d: no such collective", (int)op);
+        return TS_ERR_INTERNAL;
+    }
+    if (op > COMM_BARRIER) {
+        log_error("%s through start(): use %s", name,
+                  op == COMM_ALL_GATHER_V ? "start_all_gather_v" : "start_combine");
         return TS_ERR_INTERNAL;
     }
     if (comm_dtype_size(dt) == 0) {
@@ -121,6 +129,57 @@ ts_status comm_check_start(const comm *c, comm_op op, const void *buf, size_t n,
     return TS_OK;
 }
 
+ts_status comm_check_combine(comm_op op, const void *buf, size_t n, const comm_combine *cb) {
+    if (op != COMM_ALL_REDUCE_COMBINE && op != COMM_REDUCE_SCATTER_COMBINE) {
+        log_error("start_combine of %s: expected all-reduce or reduce-scatter (combine)",
+                  comm_op_name(op));
+        return TS_ERR_INTERNAL;
+    }
+    if (!cb || !cb->fn || cb->esize < 1 || cb->esize > COMM_COMBINE_MAX_ESIZE) {
+        log_error("%s without a combine function or with elements of %zu bytes (expected 1 to "
+                  "%zu)",
+                  comm_op_name(op), cb ? cb->esize : 0, COMM_COMBINE_MAX_ESIZE);
+        return TS_ERR_INTERNAL;
+    }
+    if (n > 0 && buf == NULL) {
+        log_error("%s of %zu elements on a NULL buffer", comm_op_name(op), n);
+        return TS_ERR_INTERNAL;
+    }
+    return TS_OK;
+}
+
+ts_status comm_check_all_gather_v(const void *block, size_t bytes, const void *out, size_t cap,
+                                  const size_t *lens) {
+    const char *name = comm_op_name(COMM_ALL_GATHER_V);
+    if ((bytes > 0 && block == NULL) || (cap > 0 && out == NULL) || lens == NULL) {
+        log_error("%s with a NULL block (%zu bytes), output (%zu bytes) or length table", name,
+                  bytes, cap);
+        return TS_ERR_INTERNAL;
+    }
+    const unsigned char *b = block, *o = out;
+    if (bytes > 0 && cap > 0 && b < o + cap && o < b + bytes) {
+        log_error("%s: the block overlaps the output buffer", name);
+        return TS_ERR_INTERNAL;
+    }
+    return TS_OK;
+}
+
+ts_status comm_all_gather_v_place(comm_req *q, int rank, int size) {
+    size_t total = 0, at = 0;
+    for (int r = 0; r < size; r++) {
+        if (r == rank) at = total;
+        total += q->lens[r];
+    }
+    if (total > q->n) {
+        log_error("%s: the blocks add up to %zu bytes, the output holds %zu (expected room for "
+                  "every rank's block)",
+                  comm_op_name(q->op), total, q->n);
+        return TS_ERR_INTERNAL;
+    }
+    if (q->block_bytes > 0) memcpy(q->buf + at, q->block, q->block_bytes);
+    return TS_OK;
+}
+
 // ---------------------------------------------------------------------------------------------
 // request slots
 
@@ -136,6 +195,10 @@ comm_req *comm_req_acquire(comm_req *slots, comm_op op, void *buf, size_t n, com
         q->n = n;
         q->esize = comm_dtype_size(dt);
         q->root = root;
+        memset(&q->combine, 0, sizeof q->combine);
+        q->block = NULL;
+        q->block_bytes = 0;
+        q->lens = NULL;
         q->seq = seq;
         q->started = ts_now();
         q->deadline = q->started + timeout_s;
@@ -144,6 +207,26 @@ comm_req *comm_req_acquire(comm_req *slots, comm_op op, void *buf, size_t n, com
     log_error("%s: %d collectives already in flight (the most a communicator allows)",
               comm_op_name(op), COMM_MAX_INFLIGHT);
     return NULL;
+}
+
+comm_req *comm_req_acquire_combine(comm_req *slots, comm_op op, void *buf, size_t n,
+                                   const comm_combine *cb, uint64_t seq, double timeout_s) {
+    comm_req *q = comm_req_acquire(slots, op, buf, n, COMM_BYTES, 0, seq, timeout_s);
+    if (!q) return NULL;
+    q->combine = *cb;
+    q->esize = cb->esize;
+    return q;
+}
+
+comm_req *comm_req_acquire_all_gather_v(comm_req *slots, const void *block, size_t bytes, void *out,
+                                        size_t cap, size_t *lens, uint64_t seq, double timeout_s) {
+    comm_req *q =
+        comm_req_acquire(slots, COMM_ALL_GATHER_V, out, cap, COMM_BYTES, 0, seq, timeout_s);
+    if (!q) return NULL;
+    q->block = block;
+    q->block_bytes = bytes;
+    q->lens = lens;
+    return q;
 }
 
 ts_status comm_req_check(const comm_req *slots, const comm_req *req) {
@@ -185,6 +268,23 @@ static ts_status comm_broadcast(comm *c, void *buf, size_t bytes, int root) {
 }
 static ts_status comm_barrier(comm *c) { return comm_run(c, COMM_BARRIER, NULL, 0, COMM_F32, 0); }
 
+static ts_status comm_all_reduce_combine(comm *c, void *buf, size_t n, const comm_combine *cb) {
+    comm_req *req = NULL;
+    TS_CHECK(c->start_combine(c, COMM_ALL_REDUCE_COMBINE, buf, n, cb, &req));
+    return c->wait(c, req);
+}
+static ts_status comm_reduce_scatter_combine(comm *c, void *buf, size_t n, const comm_combine *cb) {
+    comm_req *req = NULL;
+    TS_CHECK(c->start_combine(c, COMM_REDUCE_SCATTER_COMBINE, buf, n, cb, &req));
+    return c->wait(c, req);
+}
+static ts_status comm_all_gather_v(comm *c, const void *block, size_t bytes, void *out, size_t cap,
+                                   size_t *lens) {
+    comm_req *req = NULL;
+    TS_CHECK(c->start_all_gather_v(c, block, bytes, out, cap, lens, &req));
+    return c->wait(c, req);
+}
+
 void comm_set_blocking_ops(comm *c) {
     c->all_reduce_sum_f32 = comm_all_reduce_sum_f32;
     c->all_reduce_sum_f64 = comm_all_reduce_sum_f64;
@@ -193,6 +293,9 @@ void comm_set_blocking_ops(comm *c) {
     c->all_gather_f32 = comm_all_gather_f32;
     c->broadcast = comm_broadcast;
     c->barrier = comm_barrier;
+    c->all_reduce_combine = comm_all_reduce_combine;
+    c->reduce_scatter_combine = comm_reduce_scatter_combine;
+    c->all_gather_v = comm_all_gather_v;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,16 @@
 //
 // Every sum is done in an order fixed by the world size, the same on every rank: results are
 // bit-identical run to run and across ranks.
+//
+// What gradient codecs need (collectives/codec.h), beside the sums:
+//   - a reduction with a caller-given combine (start_combine): all-reduce or reduce-scatter of n
+//     elements of any size, element i of the result combining the ranks' elements i in the same
+//     order as the float sums (see comm_combine). The elements might be blocks of quantized
+//     values with their scale: the ring cuts buffers only between elements.
+//   - an all-gather of variable-length byte blocks (start_all_gather_v): every rank contributes a
+//     block of its own length, possibly empty, and receives every block and every length. The
+//     lengths travel first (an all-gather of one 8-byte length per rank), then the blocks, in
+//     one request with one deadline.
 #ifndef TESSERA_COMM_H
 #define TESSERA_COMM_H
 
@@ -42,7 +52,26 @@ typedef enum {
     COMM_ALL_GATHER,
     COMM_BROADCAST,
     COMM_BARRIER,
+    COMM_ALL_REDUCE_COMBINE,     // start_combine only
+    COMM_REDUCE_SCATTER_COMBINE, // start_combine only
+    COMM_ALL_GATHER_V,           // start_all_gather_v only
 } comm_op;
+
+// A caller-given reduction over elements of `esize` bytes (1 <= esize <= COMM_COMBINE_MAX_ESIZE):
+// fn(dst, src, n, src_first, ctx) sets dst[i] = src[i] (+) dst[i] when src_first, else
+// dst[i] (+) src[i], for the n elements at dst and src (neither aligned beyond one byte). The
+// left operand is always the partial result of the ranks that come first in the algorithm's
+// order (the order of the float sums, comm_sched.h), so every rank evaluates the same expression
+// and holds the same bytes afterwards, whatever fn rounds; fn must be deterministic and must
+// not fail (a malformed element is the caller's bug to catch before starting).
+typedef void (*comm_combine_fn)(void *dst, const void *src, size_t n, int src_first, void *ctx);
+typedef struct {
+    comm_combine_fn fn;
+    size_t esize; // bytes per element
+    void *ctx;    // passed to fn
+} comm_combine;
+
+#define COMM_COMBINE_MAX_ESIZE ((size_t)64 << 10)
 
 // Exact accounting of this rank's traffic and waiting, cumulative since creation.
 typedef struct {
@@ -75,6 +104,26 @@ struct comm {
     ts_status (*all_gather_f32)(comm *c, float *buf, size_t n);
     ts_status (*broadcast)(comm *c, void *buf, size_t bytes, int root);
     ts_status (*barrier)(comm *c);
+
+    // ---- for codecs (non-blocking, then blocking) ------------------------------------------
+    // Post a reduction with a caller-given combine: op COMM_ALL_REDUCE_COMBINE (every rank ends
+    // with the whole result) or COMM_REDUCE_SCATTER_COMBINE (rank r's chunk of the n elements,
+    // comm_chunk, holds the result; the rest of buf is scratch). *cb is copied.
+    ts_status (*start_combine)(comm *c, comm_op op, void *buf, size_t n, const comm_combine *cb,
+                               comm_req **req);
+    // Post an all-gather of variable-length blocks: this rank's `bytes` bytes at `block` (read
+    // until the request completes; may be NULL when bytes is 0). When done, out holds every
+    // rank's block back to back in rank order (rank r's at lens[0] + ... + lens[r-1]) and
+    // lens[0 .. size) their lengths. out has room for `cap` bytes, the same cap on every rank:
+    // blocks that add up to more fail on every rank alike (TS_ERR_INTERNAL, logged), before any
+    // block moves. block and out must not overlap; block, out and lens stay the caller's to keep
+    // alive until the request completes.
+    ts_status (*start_all_gather_v)(comm *c, const void *block, size_t bytes, void *out, size_t cap,
+                                    size_t *lens, comm_req **req);
+    ts_status (*all_reduce_combine)(comm *c, void *buf, size_t n, const comm_combine *cb);
+    ts_status (*reduce_scatter_combine)(comm *c, void *buf, size_t n, const comm_combine *cb);
+    ts_status (*all_gather_v)(comm *c, const void *block, size_t bytes, void *out, size_t cap,
+                              size_t *lens);
 
     comm_stats stats;
     void (*finalize)(comm *c); // MPI_Finalize for mpi (under a watchdog); frees c

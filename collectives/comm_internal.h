@@ -20,9 +20,14 @@ struct comm_req {
     comm_req_state state; // DONE: complete, not yet reported by test/wait
     comm_op op;
     comm_dtype dt;
-    unsigned char *buf;
-    size_t n, esize; // elements and bytes per element
+    unsigned char *buf; // ALL_GATHER_V: out
+    size_t n, esize;    // elements and bytes per element (ALL_GATHER_V: cap and 1)
     int root;
+    comm_combine combine; // *_COMBINE: the caller's reduction (else fn NULL)
+    // ALL_GATHER_V: this rank's block, and where the lengths go
+    const unsigned char *block;
+    size_t block_bytes;
+    size_t *lens;
     uint64_t seq;             // start order: the same on every rank for the same collective
     double started, deadline; // ts_now() seconds
     void *backend;
@@ -38,8 +43,23 @@ ts_status comm_req_check(const comm_req *slots, const comm_req *req);
 // A wrong combination is a bug in the caller: logged, TS_ERR_INTERNAL.
 ts_status comm_check_start(const comm *c, comm_op op, const void *buf, size_t n, comm_dtype dt,
                            int root);
+// The same for start_combine and start_all_gather_v.
+ts_status comm_check_combine(comm_op op, const void *buf, size_t n, const comm_combine *cb);
+ts_status comm_check_all_gather_v(const void *block, size_t bytes, const void *out, size_t cap,
+                                  const size_t *lens);
+// Take a slot for a checked start_combine / start_all_gather_v call (comm_req_acquire, then the
+// fields those calls add).
+comm_req *comm_req_acquire_combine(comm_req *slots, comm_op op, void *buf, size_t n,
+                                   const comm_combine *cb, uint64_t seq, double timeout_s);
+comm_req *comm_req_acquire_all_gather_v(comm_req *slots, const void *block, size_t bytes, void *out,
+                                        size_t cap, size_t *lens, uint64_t seq, double timeout_s);
+// ALL_GATHER_V once every length is known (lens[0 .. size)): the blocks must fit the request's
+// cap (else logged, TS_ERR_INTERNAL: the same verdict on every rank, which hold the same
+// lengths); this rank's block is copied to its place in out.
+ts_status comm_all_gather_v_place(comm_req *q, int rank, int size);
 
-// Fill c's blocking entry points (all_reduce_sum_f32 ... barrier) with start + wait.
+// Fill c's blocking entry points (all_reduce_sum_f32 ... barrier, all_reduce_combine ...
+// all_gather_v) with start + wait.
 void comm_set_blocking_ops(comm *c);
 
 // ---- watchdog -------------------------------------------------------------------------------

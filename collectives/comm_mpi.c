@@ -37,6 +37,7 @@
 #include <mpi.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/env.h"
@@ -55,12 +56,17 @@ typedef struct {
 // progress state of one request slot
 typedef struct {
     comm_sched sched;
+    unsigned char *base;       // what the schedule's offsets point into (the request's buffer)
     int next_step;             // the next step to post
     int inflight;              // steps posted and not yet complete: flight[0 .. inflight)
     comm_mpi_flight flight[2]; // oldest first; at most sched.window
     unsigned char *scratch;    // received partial sums before they are added in
     size_t scratch_cap;
     int tag;
+    // ALL_GATHER_V: phase 0 all-gathers the lengths into vlen[0 .. size) (the schedule's base),
+    // phase 1 the blocks into the request's buffer at offsets vlen[size .. 2 size)
+    int phase;
+    uint64_t *vlen; // 2 * size entries, allocated on first use and kept
 } comm_mpi_prog;
 
 typedef struct {
@@ -153,7 +159,7 @@ static ts_status comm_mpi_post(comm *c, comm_req *q, const comm_step *cs) {
         TS_ASSERT(m->bytes <= INT_MAX);             // the schedules cut messages into segments
         unsigned char *ptr = m->bytes == 0   ? NULL // a barrier's message: no buffer
                              : m->to_scratch ? pr->scratch + m->scratch_off
-                                             : q->buf + m->off;
+                                             : pr->base + m->off;
         int rc = k == 0 ? MPI_Irecv(ptr, (int)m->bytes, MPI_BYTE, m->peer, pr->tag, MPI_COMM_WORLD,
                                     &fl->mreq[k])
                         : MPI_Isend(ptr, (int)m->bytes, MPI_BYTE, m->peer, pr->tag, MPI_COMM_WORLD,
@@ -177,12 +183,40 @@ static ts_status comm_mpi_fill(comm *c, comm_req *q) {
     return TS_OK;
 }
 
+// ALL_GATHER_V, the lengths all-gathered: check the blocks fit, put this rank's in place and
+// switch to the blocks' schedule. A misfit fails the request on every rank alike (they hold the
+// same lengths and the same cap) and frees its slot: no message of it is left in flight.
+static ts_status comm_mpi_blocks_phase(comm *c, comm_req *q) {
+    comm_mpi_prog *pr = q->backend;
+    int p = c->size;
+    uint64_t *len = pr->vlen, *off = pr->vlen + p, at = 0;
+    for (int r = 0; r < p; r++) {
+        q->lens[r] = (size_t)len[r];
+        off[r] = at;
+        at += len[r];
+    }
+    ts_status st = comm_all_gather_v_place(q, c->rank, p);
+    if (st != TS_OK) {
+        q->state = COMM_REQ_FREE;
+        return st;
+    }
+    comm_sched_init_blocks(&pr->sched, p, c->rank, len, off);
+    pr->base = q->buf;
+    pr->next_step = 0;
+    pr->phase = 1;
+    return TS_OK;
+}
+
 // Advance one request as far as it goes without waiting: fill the window, complete the oldest
 // step in flight, apply its reduction, repeat. *progressed is set when a step completed.
 static ts_status comm_mpi_advance(comm *c, comm_req *q, int *progressed) {
     comm_mpi_prog *pr = q->backend;
     while (q->state == COMM_REQ_ACTIVE) {
         TS_CHECK(comm_mpi_fill(c, q));
+        if (pr->inflight == 0 && q->op == COMM_ALL_GATHER_V && pr->phase == 0) {
+            TS_CHECK(comm_mpi_blocks_phase(c, q));
+            continue;
+        }
         if (pr->inflight == 0) { // every step done
             q->state = COMM_REQ_DONE;
             c->stats.collectives++;
@@ -203,9 +237,8 @@ static ts_status comm_mpi_advance(comm *c, comm_req *q, int *progressed) {
         // the step after still moves while this one is added in (window 2); the next step is
         // posted only after the add, since with two segments it sends what the add writes
         if (cs.reduce)
-            comm_reduce(q->buf + cs.red_off, pr->scratch + cs.recv.scratch_off,
-                        cs.recv.bytes / q->esize, q->dt, q->op == COMM_ALL_REDUCE_MAX,
-                        cs.scratch_first);
+            comm_step_reduce(&cs, pr->base, pr->scratch, q->esize, q->dt,
+                             q->op == COMM_ALL_REDUCE_MAX, &q->combine);
     }
     return TS_OK;
 }
@@ -221,19 +254,17 @@ static ts_status comm_mpi_advance_all(comm *c, int *progressed) {
 // ---------------------------------------------------------------------------------------------
 // start / test / wait
 
-static ts_status comm_mpi_start(comm *c, comm_op op, void *buf, size_t n, comm_dtype dt, int root,
+// give the acquired request q its progress state and tag, schedule sched, and post its first steps
+static ts_status comm_mpi_begin(comm *c, comm_req *q, const comm_sched *sched, unsigned char *base,
                                 comm_req **req) {
-    *req = NULL;
     comm_mpi_impl *impl = comm_mpi_of(c);
-    if (impl->failed) return comm_mpi_refuse(c);
-    TS_CHECK(comm_check_start(c, op, buf, n, dt, root));
-    comm_req *q = comm_req_acquire(impl->slots, op, buf, n, dt, root, impl->seq, c->timeout_s);
-    if (!q) return TS_ERR_INTERNAL;
     comm_mpi_prog *pr = &impl->prog[q - impl->slots];
     q->backend = pr;
     pr->tag = (int)(impl->seq % COMM_MPI_TAGS);
     impl->seq++;
-    comm_sched_init(&pr->sched, op, n, comm_dtype_size(dt), c->size, c->rank, root);
+    pr->sched = *sched;
+    pr->base = base;
+    pr->phase = 0;
     size_t need = comm_sched_scratch_bytes(&pr->sched);
     if (need > pr->scratch_cap) { // kept between requests: no page faults on every call
         free(pr->scratch);
@@ -244,7 +275,55 @@ static ts_status comm_mpi_start(comm *c, comm_op op, void *buf, size_t n, comm_d
     pr->inflight = 0;
     *req = q;
     int progressed = 0;
-    return comm_mpi_advance(c, q, &progressed); // post the first step now
+    ts_status st = comm_mpi_advance(c, q, &progressed);        // post the first step now
+    if (st != TS_OK && q->state == COMM_REQ_FREE) *req = NULL; // released on a caller's bug
+    return st;
+}
+
+static ts_status comm_mpi_start(comm *c, comm_op op, void *buf, size_t n, comm_dtype dt, int root,
+                                comm_req **req) {
+    *req = NULL;
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    if (impl->failed) return comm_mpi_refuse(c);
+    TS_CHECK(comm_check_start(c, op, buf, n, dt, root));
+    comm_req *q = comm_req_acquire(impl->slots, op, buf, n, dt, root, impl->seq, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    comm_sched sched;
+    comm_sched_init(&sched, op, n, comm_dtype_size(dt), c->size, c->rank, root);
+    return comm_mpi_begin(c, q, &sched, q->buf, req);
+}
+
+static ts_status comm_mpi_start_combine(comm *c, comm_op op, void *buf, size_t n,
+                                        const comm_combine *cb, comm_req **req) {
+    *req = NULL;
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    if (impl->failed) return comm_mpi_refuse(c);
+    TS_CHECK(comm_check_combine(op, buf, n, cb));
+    comm_req *q = comm_req_acquire_combine(impl->slots, op, buf, n, cb, impl->seq, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    comm_sched sched;
+    comm_sched_init(&sched, op, n, cb->esize, c->size, c->rank, 0);
+    return comm_mpi_begin(c, q, &sched, q->buf, req);
+}
+
+static ts_status comm_mpi_start_all_gather_v(comm *c, const void *block, size_t bytes, void *out,
+                                             size_t cap, size_t *lens, comm_req **req) {
+    *req = NULL;
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    if (impl->failed) return comm_mpi_refuse(c);
+    TS_CHECK(comm_check_all_gather_v(block, bytes, out, cap, lens));
+    comm_req *q = comm_req_acquire_all_gather_v(impl->slots, block, bytes, out, cap, lens,
+                                                impl->seq, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    comm_mpi_prog *pr = &impl->prog[q - impl->slots];
+    if (!pr->vlen) pr->vlen = ts_malloc(2 * (size_t)c->size * sizeof(uint64_t), "block lengths");
+    memset(pr->vlen, 0, (size_t)c->size * sizeof(uint64_t));
+    pr->vlen[c->rank] = bytes;
+    // phase 0: the lengths, one 8-byte element per rank (rank r's chunk is element r)
+    comm_sched sched;
+    comm_sched_init(&sched, COMM_ALL_GATHER, (size_t)c->size, sizeof(uint64_t), c->size, c->rank,
+                    0);
+    return comm_mpi_begin(c, q, &sched, (unsigned char *)pr->vlen, req);
 }
 
 // one round of progress for every request; then report on req
@@ -318,8 +397,10 @@ static void comm_mpi_finalize(comm *c) {
         }
     }
     if (!impl->failed) // a failed request's buffers may still be written into by MPI
-        for (int i = 0; i < COMM_MAX_INFLIGHT; i++)
+        for (int i = 0; i < COMM_MAX_INFLIGHT; i++) {
             free(impl->prog[i].scratch);
+            free(impl->prog[i].vlen);
+        }
     free(impl);
     free(c);
 }
@@ -360,6 +441,8 @@ ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeo
     c->start = comm_mpi_start;
     c->test = comm_mpi_test;
     c->wait = comm_mpi_wait;
+    c->start_combine = comm_mpi_start_combine;
+    c->start_all_gather_v = comm_mpi_start_all_gather_v;
     comm_set_blocking_ops(c);
     c->finalize = comm_mpi_finalize;
     c->impl = impl;

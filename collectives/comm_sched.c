@@ -22,6 +22,7 @@ const char *comm_algo_name(comm_algo algo) {
     case COMM_ALGO_BINOMIAL: return "binomial tree";
     case COMM_ALGO_CHAIN: return "chain";
     case COMM_ALGO_DISSEMINATION: return "dissemination";
+    case COMM_ALGO_RING_BLOCKS: return "ring of blocks";
     }
     return "unknown";
 }
@@ -58,6 +59,7 @@ void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size
     switch (op) {
     case COMM_ALL_REDUCE_SUM:
     case COMM_ALL_REDUCE_MAX:
+    case COMM_ALL_REDUCE_COMBINE:
         if (bytes < COMM_SMALL_BYTES || n < (size_t)p) {
             s->algo = COMM_ALGO_RECURSIVE_DOUBLING;
             int l = 0;
@@ -69,6 +71,7 @@ void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size
         }
         break;
     case COMM_REDUCE_SCATTER_SUM:
+    case COMM_REDUCE_SCATTER_COMBINE:
     case COMM_ALL_GATHER: comm_sched_ring(s, 1); break;
     case COMM_BROADCAST:
         if (bytes < COMM_SMALL_BYTES) {
@@ -83,12 +86,42 @@ void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size
         s->algo = COMM_ALGO_DISSEMINATION;
         s->steps = comm_ceil_log2(p);
         break;
+    case COMM_ALL_GATHER_V: // the lengths are not known here: comm_sched_init_blocks
+        s->algo = COMM_ALGO_NONE;
+        s->steps = 0;
+        break;
     }
+}
+
+void comm_sched_init_blocks(comm_sched *s, int size, int rank, const uint64_t *len,
+                            const uint64_t *off) {
+    memset(s, 0, sizeof *s);
+    s->op = COMM_ALL_GATHER_V;
+    s->esize = 1;
+    s->size = size;
+    s->rank = rank;
+    s->window = 1;
+    s->blk_len = len;
+    s->blk_off = off;
+    uint64_t longest = 0;
+    for (int r = 0; r < size; r++) {
+        s->n += len[r];
+        if (len[r] > longest) longest = len[r];
+    }
+    if (size == 1 || longest == 0) {
+        s->algo = COMM_ALGO_NONE;
+        return;
+    }
+    s->algo = COMM_ALGO_RING_BLOCKS;
+    s->seg_elems = COMM_RING_SEGMENT;
+    s->segments = (int)((longest + COMM_RING_SEGMENT - 1) / COMM_RING_SEGMENT);
+    s->steps = (size - 1) * s->segments;
+    s->window = s->segments >= 2 ? 2 : 1; // as the ring: a send reads a segment `segments` back
 }
 
 size_t comm_sched_scratch_bytes(const comm_sched *s) {
     if (s->algo == COMM_ALGO_RECURSIVE_DOUBLING) return s->n * s->esize;
-    if (s->algo == COMM_ALGO_RING && s->op != COMM_ALL_GATHER)
+    if (s->algo == COMM_ALGO_RING && s->op != COMM_ALL_GATHER && s->op != COMM_ALL_GATHER_V)
         return (size_t)s->window * s->seg_elems * s->esize; // one segment per step in flight
     return 0;
 }
@@ -129,6 +162,23 @@ static void comm_step_ring(const comm_sched *s, int step, int scratch_slot, comm
         comm_msg_segment(s, &out->send, right, comm_mod((long)r - k, p), seg, 0);
         comm_msg_segment(s, &out->recv, left, comm_mod((long)r - k - 1, p), seg, 0);
     }
+}
+
+// segment `seg` of block `blk` (no message when the block is shorter)
+static void comm_msg_block(const comm_sched *s, comm_msg *m, int peer, int blk, int seg) {
+    uint64_t len = s->blk_len[blk], lo = (uint64_t)seg * s->seg_elems, hi = lo + s->seg_elems;
+    if (lo > len) lo = len;
+    if (hi > len) hi = len;
+    m->peer = hi > lo ? peer : -1;
+    m->off = (size_t)(s->blk_off[blk] + lo);
+    m->bytes = (size_t)(hi - lo);
+}
+
+static void comm_step_ring_blocks(const comm_sched *s, int step, comm_step *out) {
+    int p = s->size, r = s->rank;
+    int k = step / s->segments, seg = step % s->segments;
+    comm_msg_block(s, &out->send, comm_mod(r + 1, p), comm_mod((long)r - k, p), seg);
+    comm_msg_block(s, &out->recv, comm_mod(r - 1, p), comm_mod((long)r - k - 1, p), seg);
 }
 
 static void comm_step_recursive_doubling(const comm_sched *s, int step, comm_step *out) {
@@ -214,6 +264,7 @@ void comm_sched_step(const comm_sched *s, int step, comm_step *out) {
     case COMM_ALGO_RECURSIVE_DOUBLING: comm_step_recursive_doubling(s, step, out); break;
     case COMM_ALGO_BINOMIAL: comm_step_binomial(s, step, out); break;
     case COMM_ALGO_CHAIN: comm_step_chain(s, step, out); break;
+    case COMM_ALGO_RING_BLOCKS: comm_step_ring_blocks(s, step, out); break;
     case COMM_ALGO_DISSEMINATION:
         out->send.peer = comm_mod((long)s->rank + (1L << step), s->size);
         out->recv.peer = comm_mod((long)s->rank - (1L << step), s->size);
@@ -265,4 +316,15 @@ void comm_reduce(void *dst, const void *src, size_t n, comm_dtype dt, int max, i
             COMM_REDUCE_LOOP(int32_t, (int32_t)((uint32_t)a + (uint32_t)b));
         break;
     }
+}
+
+void comm_step_reduce(const comm_step *cs, unsigned char *buf, const unsigned char *scratch,
+                      size_t esize, comm_dtype dt, int max, const comm_combine *cb) {
+    unsigned char *dst = buf + cs->red_off;
+    const unsigned char *src = scratch + cs->recv.scratch_off;
+    size_t n = cs->recv.bytes / esize;
+    if (cb && cb->fn)
+        cb->fn(dst, src, n, cs->scratch_first, cb->ctx);
+    else
+        comm_reduce(dst, src, n, dt, max, cs->scratch_first);
 }

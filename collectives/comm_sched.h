@@ -31,6 +31,13 @@
 //                        receives segment i.
 //   dissemination        barrier: ceil(log2 p) rounds of zero-byte messages to r + 2^k, from
 //                        r - 2^k.
+//   ring of blocks       all-gather of variable blocks, once every rank knows every length
+//                        (the lengths themselves travel first, as a ring all-gather of one
+//                        8-byte element per rank): p - 1 rounds, round k sends block r-k to r+1
+//                        and receives block r-k-1 from r-1, each round cut into as many steps as
+//                        the longest block has COMM_RING_SEGMENT-byte segments (window 2 as
+//                        for the ring above).
+// The combine collectives (COMM_*_COMBINE) use the schedules of the sums they stand for.
 // Messages of zero bytes are not sent (both sides know the lengths), except the barrier's. No
 // message is longer than max(COMM_RING_SEGMENT, COMM_CHAIN_SEGMENT, COMM_SMALL_BYTES), except
 // recursive doubling's when n < p: then n * esize is tiny anyway.
@@ -38,6 +45,7 @@
 #define TESSERA_COMM_SCHED_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "collectives/comm.h"
 
@@ -52,6 +60,7 @@ typedef enum {
     COMM_ALGO_BINOMIAL,
     COMM_ALGO_CHAIN,
     COMM_ALGO_DISSEMINATION,
+    COMM_ALGO_RING_BLOCKS,
 } comm_algo;
 
 typedef struct {
@@ -63,6 +72,8 @@ typedef struct {
     int window;       // steps that may be in flight at once (1 or 2)
     int segments;     // ring: steps per round
     size_t seg_elems; // ring: elements per segment (the last of a chunk may be shorter)
+    // ring of blocks: block r's length and byte offset, for r < size (the caller's arrays)
+    const uint64_t *blk_len, *blk_off;
 } comm_sched;
 
 typedef struct {
@@ -84,6 +95,9 @@ typedef struct {
 
 void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size, int rank,
                      int root);
+// The block phase of COMM_ALL_GATHER_V (len and off: `size` entries, kept alive by the caller).
+void comm_sched_init_blocks(comm_sched *s, int size, int rank, const uint64_t *len,
+                            const uint64_t *off);
 // Step `step` of this rank's schedule. With window 2, consecutive steps use alternate halves of
 // the scratch buffer.
 void comm_sched_step(const comm_sched *s, int step, comm_step *out);
@@ -93,5 +107,11 @@ const char *comm_algo_name(comm_algo algo);
 // dst[i] = a OP b over n elements, (a, b) = (src[i], dst[i]) when src_first else (dst[i],
 // src[i]); OP is + or max.
 void comm_reduce(void *dst, const void *src, size_t n, comm_dtype dt, int max, int src_first);
+
+// A completed step's reduction (cs->reduce set): buf + red_off combined with what the step
+// received into scratch, by cb->fn when cb is given (the *_COMBINE collectives), else with
+// comm_reduce over dt (max: COMM_ALL_REDUCE_MAX).
+void comm_step_reduce(const comm_step *cs, unsigned char *buf, const unsigned char *scratch,
+                      size_t esize, comm_dtype dt, int max, const comm_combine *cb);
 
 #endif

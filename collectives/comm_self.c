@@ -4,7 +4,8 @@
 // contribution is the contribution itself, rank 0's chunk of a reduce-scatter or all-gather is
 // the whole buffer, and a broadcast from rank 0 leaves the buffer as it is. Nothing moves and
 // nothing can wait, so the deadline never applies; the requests exist only so that callers use
-// one code path for every backend.
+// one code path for every backend. A combine never runs (there is nothing to combine with); an
+// all-gather of variable blocks copies this rank's block to the output.
 #include "collectives/comm_internal.h"
 
 #include <stdlib.h>
@@ -21,6 +22,39 @@ static ts_status comm_self_start(comm *c, comm_op op, void *buf, size_t n, comm_
     comm_self_impl *impl = c->impl;
     comm_req *q = comm_req_acquire(impl->slots, op, buf, n, dt, root, impl->seq++, c->timeout_s);
     if (!q) return TS_ERR_INTERNAL;
+    q->state = COMM_REQ_DONE;
+    c->stats.collectives++;
+    *req = q;
+    return TS_OK;
+}
+
+static ts_status comm_self_start_combine(comm *c, comm_op op, void *buf, size_t n,
+                                         const comm_combine *cb, comm_req **req) {
+    *req = NULL;
+    TS_CHECK(comm_check_combine(op, buf, n, cb));
+    comm_self_impl *impl = c->impl;
+    comm_req *q = comm_req_acquire_combine(impl->slots, op, buf, n, cb, impl->seq++, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    q->state = COMM_REQ_DONE;
+    c->stats.collectives++;
+    *req = q;
+    return TS_OK;
+}
+
+static ts_status comm_self_start_all_gather_v(comm *c, const void *block, size_t bytes, void *out,
+                                              size_t cap, size_t *lens, comm_req **req) {
+    *req = NULL;
+    TS_CHECK(comm_check_all_gather_v(block, bytes, out, cap, lens));
+    comm_self_impl *impl = c->impl;
+    comm_req *q = comm_req_acquire_all_gather_v(impl->slots, block, bytes, out, cap, lens,
+                                                impl->seq++, c->timeout_s);
+    if (!q) return TS_ERR_INTERNAL;
+    lens[0] = bytes;
+    ts_status st = comm_all_gather_v_place(q, 0, 1);
+    if (st != TS_OK) {
+        q->state = COMM_REQ_FREE;
+        return st;
+    }
     q->state = COMM_REQ_DONE;
     c->stats.collectives++;
     *req = q;
@@ -55,6 +89,8 @@ comm *comm_self_create(void) {
     c->start = comm_self_start;
     c->test = comm_self_test;
     c->wait = comm_self_wait;
+    c->start_combine = comm_self_start_combine;
+    c->start_all_gather_v = comm_self_start_all_gather_v;
     comm_set_blocking_ops(c);
     c->finalize = comm_self_finalize;
     c->impl = ts_calloc(1, sizeof(comm_self_impl), "self communicator state");

@@ -1,10 +1,13 @@
-// reducer.c — bucketed gradient reduction overlapped with backward (see reducer.h).
+// reducer.c — bucketed gradient reduction overlapped with backward, each bucket through the
+// gradient codec (see reducer.h).
 #include "collectives/reducer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-ts_status reducer_create(reducer *r, comm *c, const backend *be, real *grads, size_t n,
+_Static_assert(sizeof(real) == sizeof(float), "codecs encode fp32 gradients");
+
+ts_status reducer_create(reducer *r, comm *c, codec *cx, const backend *be, real *grads, size_t n,
                          double bucket_mb, int zero, int overlap) {
     memset(r, 0, sizeof *r);
     if (!(bucket_mb > 0)) {
@@ -12,6 +15,7 @@ ts_status reducer_create(reducer *r, comm *c, const backend *be, real *grads, si
         return TS_ERR_INPUT;
     }
     r->comm = c;
+    r->codec = cx;
     r->be = be;
     r->grads = grads;
     r->n = n;
@@ -41,6 +45,8 @@ ts_status reducer_create(reducer *r, comm *c, const backend *be, real *grads, si
 }
 
 void reducer_destroy(reducer *r) {
+    for (int b = 0; r->buckets && b < r->n_buckets; b++)
+        codec_bucket_free(&r->buckets[b].xfer);
     free(r->buckets);
     free(r->staging);
     memset(r, 0, sizeof *r);
@@ -50,7 +56,7 @@ void reducer_begin(reducer *r) {
     r->active = 1;
     for (int b = 0; b < r->n_buckets; b++) {
         reducer_bucket *k = &r->buckets[b];
-        k->req = NULL;
+        k->xfer.req = NULL;
         k->started = k->done = 0;
         k->t_start = k->t_done = 0;
     }
@@ -64,13 +70,11 @@ static ts_status bucket_start(reducer *r, reducer_bucket *k) {
     }
     k->started = 1;
     k->t_start = ts_now();
-    comm_op op = r->zero ? COMM_REDUCE_SCATTER_SUM : COMM_ALL_REDUCE_SUM;
-    return r->comm->start(r->comm, op, buf, k->count, COMM_F32, 0, &k->req);
+    return codec_bucket_start(r->codec, r->comm, &k->xfer, k->first, buf, k->count, r->zero);
 }
 
 static void bucket_done(reducer *r, reducer_bucket *k) {
     k->done = 1;
-    k->req = NULL;
     k->t_done = ts_now();
     if (!r->staging) return;
     size_t first = k->first, count = k->count;
@@ -89,7 +93,7 @@ static ts_status reducer_poll(reducer *r) {
         reducer_bucket *k = &r->buckets[b];
         if (!k->started || k->done) continue;
         int done = 0;
-        TS_CHECK(r->comm->test(r->comm, k->req, &done));
+        TS_CHECK(codec_bucket_test(r->codec, r->comm, &k->xfer, &done));
         if (done) bucket_done(r, k);
     }
     return TS_OK;
@@ -115,7 +119,7 @@ ts_status reducer_finish(reducer *r) {
     for (int b = 0; b < r->n_buckets; b++) {
         reducer_bucket *k = &r->buckets[b];
         if (k->done) continue;
-        TS_CHECK(r->comm->wait(r->comm, k->req));
+        TS_CHECK(codec_bucket_wait(r->codec, r->comm, &k->xfer));
         bucket_done(r, k);
     }
     return TS_OK;

@@ -15,21 +15,27 @@
 //
 // A device backend's gradients go through a host staging buffer (the communicator works on host
 // memory): each bucket is copied down before its collective starts and back up when it ends.
+//
+// Each bucket travels through the gradient codec (codec.h): encoded when it starts, decoded when
+// its collective completes. With the codec `none` the bucket is all-reduced (reduce-scattered)
+// as fp32 in place, exactly as without a codec.
 #ifndef TESSERA_REDUCER_H
 #define TESSERA_REDUCER_H
 
+#include "collectives/codec.h"
 #include "collectives/comm.h"
 #include "kernels/backend.h"
 
 typedef struct {
     size_t first, count; // range of the flat buffer
-    comm_req *req;       // in flight, or NULL
+    codec_bucket xfer;   // its trip through codec and communicator (xfer.req: in flight)
     int started, done;
     double t_start, t_done; // seconds (ts_now) of this step, for the overlap trace
 } reducer_bucket;
 
 typedef struct {
     comm *comm;
+    codec *codec; // the trainer's; the same on every rank
     const backend *be;
     real *grads;   // the model's gradients (backend memory)
     real *staging; // host copy when the backend's memory is a device's, else NULL
@@ -42,7 +48,7 @@ typedef struct {
     double t_backward_end;   // when backward finished (for the overlap trace)
 } reducer;
 
-ts_status reducer_create(reducer *r, comm *c, const backend *be, real *grads, size_t n,
+ts_status reducer_create(reducer *r, comm *c, codec *cx, const backend *be, real *grads, size_t n,
                          double bucket_mb, int zero, int overlap);
 void reducer_destroy(reducer *r);
 

@@ -100,12 +100,12 @@ ts_status ckpt_state_write(const char *path, const model *m, const tessera_confi
             ok = write_tensor(group, &m->tensors[i], bufs[g] + m->tensors[i].offset);
         if (group >= 0) H5Gclose(group);
     }
-    // room for state later versions add: gradient codecs' error feedback, the outer optimizer
-    // (empty groups now, so readers can rely on where it will be)
+    // gradient codecs' state (error feedback; empty without), and room for the outer optimizer
+    // (an empty group now, so readers can rely on where it will be)
     static const char *const reserved[2] = {"codec", "outer"};
     for (int g = 0; ok && g < 2; g++) {
         hid_t group = H5Gcreate2(file, reserved[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = group >= 0 && h5attr_write_str(group, "status", "empty: no codec or outer optimizer");
+        ok = group >= 0 && ckpt_codec_write(group, g == 0 ? meta->codec : NULL);
         if (group >= 0) H5Gclose(group);
     }
     ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
@@ -266,6 +266,7 @@ ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_co
     float *bufs[3] = {master, adam_m, adam_v};
     for (int g = 0; g < 3 && st == TS_OK; g++)
         st = read_group(file, path, m, ckpt_groups[g], bufs[g]);
+    if (st == TS_OK && meta->codec) st = ckpt_codec_read(file, path, meta->codec);
     H5Fclose(file);
     return st;
 }

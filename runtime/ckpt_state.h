@@ -6,9 +6,10 @@
 // global_batch, seed, optimizer_t, next_sample, config = the resolved config text) and, per
 // parameter tensor of the model's table, /params/<name> (fp32 master weights), /adam_m/<name> and
 // /adam_v/<name> (AdamW moments, whole: a ZeRO-1 run gathers its shards before saving), chunked
-// and zstd-compressed. These functions work on whole host buffers (n_params floats each) and are
-// called on the writing ranks (one per replica host) and the reading rank only; choosing them,
-// gathering and broadcasting is the trainer's business.
+// and zstd-compressed; /codec (every rank's gradient codec state, ckpt_codec.h) and /outer. These
+// functions work on whole host buffers (n_params floats each) and are called on the writing ranks
+// (one per replica host) and the reading rank only; choosing them, gathering and broadcasting is
+// the trainer's business.
 #ifndef TESSERA_CKPT_STATE_H
 #define TESSERA_CKPT_STATE_H
 
@@ -17,6 +18,7 @@
 
 #include "base/common.h"
 #include "models/model.h"
+#include "runtime/ckpt_codec.h"
 #include "runtime/config.h"
 
 #define CKPT_STATE_FILE "state.h5"
@@ -28,6 +30,8 @@ typedef struct {
     int opt_t;            // AdamW updates applied (steps minus skipped ones)
     int64_t seed;         // run.seed
     uint64_t next_sample; // next global sample index = step * global_batch (the loader's state)
+    // gradient codec state (/codec): written when set and named, filled on load when set
+    ckpt_codec_state *codec;
 } ckpt_state_meta;
 
 // Create the state file at path (it must not exist) from the three buffers (n_params floats

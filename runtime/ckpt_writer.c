@@ -80,5 +80,6 @@ void ckpt_writer_destroy(ckpt_writer *wr) {
     free(wr->w);
     free(wr->m);
     free(wr->v);
+    ckpt_codec_state_free(&wr->codec);
     memset(wr, 0, sizeof *wr);
 }

@@ -3,6 +3,7 @@
 // drives the file parser (config_file.c), values, overrides, help and the resolved config
 // (config_value.c), and the checks across keys (config_check.c).
 #include "runtime/config.h"
+#include "collectives/codec.h" // CODEC_CHOICES: the codec registry's names
 #include "runtime/config_internal.h"
 
 #include "kernels/registry.h"
@@ -110,6 +111,8 @@ const cfg_key cfg_keys[] = {
     KEY(comm, zero_stage, CFG_INT, "0", 0, 1, NULL,
         "ZeRO stage: 0 = every rank holds the whole optimizer state; 1 = optimizer state "
         "sharded over ranks (reduce-scatter gradients, all-gather weights)"),
+    KEY(comm, codec, CFG_ENUM, "none", 0, 0, CODEC_CHOICES,
+        "gradient codec: how each bucket travels between ranks (none: fp32, summed exactly)"),
     KEY(ckpt, every, CFG_INT, "0", 0, 1e9, NULL,
         "write a checkpoint to <run_dir>/ckpt/<host> every N steps (0: only at the end of the "
         "run)"),

@@ -72,6 +72,7 @@ typedef struct {
         int overlap;           // reduce buckets during backward
         int zero_stage;        // 0 or 1
         int trace;             // write comm_trace.jsonl
+        char codec[32];        // gradient codec (collectives/codec.h registry)
     } comm;
     struct {
         int every;        // checkpoint every N steps (0 = only at the end of the run)

@@ -17,10 +17,12 @@
 // root of a rank is <run_dir>/ckpt/<host>/ on its own host, and the first ckpt.replicas ranks (in
 // rank order) on distinct hosts each write a full copy there. The ZeRO-1 moments are gathered to
 // every rank first: each rank fills its owned ranges of a zeroed full-size buffer and a sum over
-// ranks assembles them (exact: the other ranks add zeros). On resume the ranks agree on the
-// newest intact step of this run (its identity: ckpt_identity.h) any of them holds; the lowest
-// rank holding it reads it and broadcasts it. The first rank on each host looks after that host's
-// root: the check of a fresh start, run.overwrite, leftovers.
+// ranks assembles them (exact: the other ranks add zeros). A gradient codec with state (error
+// feedback) has every rank's state all-gathered too, and stored per rank. On resume the ranks
+// agree on the newest intact step of this run (its identity: ckpt_identity.h) any of them holds;
+// the lowest rank holding it reads it and broadcasts it (each rank gets its own codec state back).
+// The first rank on each host looks after that host's root: the check of a fresh start,
+// run.overwrite, leftovers.
 
 // this rank's host: TESSERA_HOST, else gethostname(); bytes other than [A-Za-z0-9._-] become
 // '_' (the name is a directory name)
@@ -168,6 +170,27 @@ static void train_moments_to_host(trainer *tr, float *m, float *v) {
     }
 }
 
+// every rank's gradient codec state, gathered (all ranks take part); a writer keeps it in its
+// snapshot, the others drop it
+static ts_status train_codec_snapshot(trainer *tr) {
+    comm *c = tr->comm;
+    unsigned char *all = NULL;
+    size_t *lens = ts_calloc((size_t)c->size, sizeof(size_t), "codec state lengths");
+    ts_status st = codec_state_gather(tr->codec, c, &all, lens);
+    if (st == TS_OK && tr->ckpt_writer) {
+        ckpt_codec_state *cs = &tr->writer.codec; // the previous save is done
+        ckpt_codec_state_free(cs);
+        snprintf(cs->name, sizeof cs->name, "%s", tr->codec->ops->name);
+        cs->world = c->size;
+        cs->all = all;
+        cs->lens = lens;
+        return TS_OK;
+    }
+    free(all);
+    free(lens);
+    return st;
+}
+
 // Save the state after `step` completed steps, asynchronously: wait for the previous save (its
 // outcome decides whether the run goes on), copy weights and moments into the preallocated host
 // snapshot, hand it to the background writer. *stall_ms: what this cost the loop (wait + copy).
@@ -189,6 +212,7 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
         mine = TS_ERR_SYSTEM;
     }
     TS_CHECK(train_agree(c, mine));
+    if (codec_has_state(tr->codec)) TS_CHECK(train_codec_snapshot(tr)); // the same on all ranks
     if (!tr->snapshot) return TS_OK;
     // decided by the config, the same on every rank (a rank's own share may happen to be all)
     int sharded = cfg->comm.zero_stage == 1 && c->size > 1;
@@ -204,9 +228,13 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
     }
     if (!tr->ckpt_writer) return TS_OK;
     tr->be->to_host(tr->be, tr->writer.w, tr->model.master, n * sizeof(real));
-    ckpt_state_meta meta = {
-        step,      c->size,       cfg->train.global_batch,
-        tr->opt.t, cfg->run.seed, (uint64_t)step * (uint64_t)cfg->train.global_batch};
+    ckpt_state_meta meta = {step,
+                            c->size,
+                            cfg->train.global_batch,
+                            tr->opt.t,
+                            cfg->run.seed,
+                            (uint64_t)step * (uint64_t)cfg->train.global_batch,
+                            tr->writer.codec.name[0] ? &tr->writer.codec : NULL};
     *stall_ms = (ts_now() - t0) * 1e3;
     return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, &tr->identity,
                              *stall_ms, waited * 1e3, step_ms);
@@ -352,9 +380,12 @@ ts_status train_resume(trainer *tr) {
     float *w = ts_calloc(n, sizeof(float), "resumed weights");
     float *m = ts_calloc(n, sizeof(float), "resumed moments");
     float *v = ts_calloc(n, sizeof(float), "resumed moments");
+    ckpt_codec_state codec_state; // the holder's: every rank's codec state in the checkpoint
     ckpt_state_meta meta;
     memset(&meta, 0, sizeof meta);
+    meta.codec = &codec_state;
     mine = c->rank == holder ? train_resume_read(tr, dir, &found, &meta, w, m, v) : TS_OK;
+    if (c->rank != holder || mine != TS_OK) memset(&codec_state, 0, sizeof codec_state);
     st = train_agree(c, mine); // only the holder can fail: it has said why
     int head[2] = {meta.step, meta.opt_t};
     uint64_t lineage = found.lineage;
@@ -364,6 +395,15 @@ ts_status train_resume(trainer *tr) {
     if (st == TS_OK) st = c->broadcast(c, w, n * sizeof(float), holder);
     if (st == TS_OK) st = c->broadcast(c, m, n * sizeof(float), holder);
     if (st == TS_OK) st = c->broadcast(c, v, n * sizeof(float), holder);
+    // each rank its own codec state back (when the codec and the world size are the same); a
+    // codec without state moves nothing (the holder only warns about state it ignores)
+    if (st == TS_OK) {
+        ts_status restored =
+            codec_state_restore(tr->codec, c, holder, codec_state.name, codec_state.world,
+                                codec_state.all, codec_state.lens, dir);
+        st = codec_has_state(tr->codec) ? train_agree(c, restored) : restored;
+    }
+    ckpt_codec_state_free(&codec_state);
     if (st == TS_OK) {
         tr->be->to_device(tr->be, tr->model.master, w, n * sizeof(real));
         model_sync_params(&tr->model);

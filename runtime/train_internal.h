@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "collectives/codec.h"
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
 #include "runtime/ckpt_identity.h"
@@ -40,6 +41,7 @@ struct trainer {
     char *log_early_text;
     size_t log_early_len;
     tokenizer tok; // rank 0: decodes the end-of-run sample
+    codec *codec;  // how gradient buckets travel (comm.codec); its state is checkpointed
     reducer red;   // bucketed gradient sums over ranks
     // this step's time split: compute (forward, backward, optimizer), waiting on peers
     double t_compute, t_wait;

@@ -1,7 +1,7 @@
 // train_setup.c — the trainer's set-up and tear-down: the config (rank 0 reads the file and
 // broadcasts its text, so nodes need no shared disk and every rank reaches the same verdict on it;
-// only rank 0 prints errors), threads, backend, run directory, data, model, reducer, optimizer,
-// checkpoints and resume.
+// only rank 0 prints errors), threads, backend, run directory, data, model, gradient codec,
+// reducer, optimizer, checkpoints and resume.
 #define _GNU_SOURCE // sched_getaffinity, open_memstream
 #include <errno.h>
 #include <glob.h>
@@ -16,6 +16,7 @@
 
 #include "base/env.h"
 #include "base/fs.h"
+#include "collectives/codec.h"
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
 #include "kernels/registry.h"
@@ -348,8 +349,11 @@ static ts_status train_setup(trainer *tr) {
         TS_CHECK(st);
         model_sync_params(&tr->model);
     }
-    TS_CHECK(reducer_create(&tr->red, c, tr->be, tr->model.grads, n_params, cfg->comm.bucket_mb,
-                            cfg->comm.zero_stage == 1, cfg->comm.overlap));
+    TS_CHECK(codec_create(&tr->codec, cfg->comm.codec, c->rank, c->size, n_params));
+    TS_CHECK(reducer_create(&tr->red, c, tr->codec, tr->be, tr->model.grads, n_params,
+                            cfg->comm.bucket_mb, cfg->comm.zero_stage == 1, cfg->comm.overlap));
+    if (strcmp(tr->codec->ops->name, "none") != 0)
+        log_info("gradient codec: %s (%s)", tr->codec->ops->name, tr->codec->ops->help);
     if (cfg->comm.zero_stage == 1) {
         size_t *first = ts_calloc((size_t)tr->red.n_buckets, sizeof(size_t), "shard ranges");
         size_t *count = ts_calloc((size_t)tr->red.n_buckets, sizeof(size_t), "shard ranges");
@@ -407,6 +411,7 @@ static void train_teardown(trainer *tr) {
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);
     reducer_destroy(&tr->red);
+    codec_destroy(tr->codec);
     if (tr->trace) fclose(tr->trace);
     if (tr->samples) fclose(tr->samples);
     free(tr->seq_buf);

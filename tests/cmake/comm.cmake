@@ -49,6 +49,23 @@ if(TESSERA_HAVE_MPI)
   set_tests_properties(comm_mpi_deadline PROPERTIES LABELS mpi RUN_SERIAL TRUE TIMEOUT 60
                        ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
 
+  # the same for what codecs use: an all-reduce with a combine, an all-gather of variable
+  # blocks (stuck in its first phase, the lengths)
+  foreach(case "combine;all-reduce \\(combine\\)" "gather-v;all-gather \\(variable blocks\\)")
+    list(GET case 0 which)
+    list(GET case 1 re)
+    add_test(NAME comm_mpi_deadline_${which}
+             COMMAND ${TESSERA_RUN_STALLED} --exit 75 --within 20
+                     --match "tessera\\[0\\]: error: ${re} at step 7: waited 2\\.[0-9] s for rank 2, which did not answer: peer lost"
+                     --match "tessera\\[1\\]: error: ${re} at step 7: waited 2\\.[0-9] s for rank [02], which did not answer: peer lost"
+                     --status "rank-0.status=^reason peer_lost\\|step 7\\|collective ${re}\\|peer 2\\|exit_code 75\\|host [^|]+\\|pid [0-9]+$"
+                     --status "rank-1.status=^reason peer_lost\\|step 7\\|collective ${re}\\|peer [02]\\|exit_code 75\\|host [^|]+\\|pid [0-9]+$"
+                     --no-status rank-2.status
+                     -- ${TESSERA_MPIRUN} -np 3 $<TARGET_FILE:test_comm> deadline @DIR@ ${which})
+    set_tests_properties(comm_mpi_deadline_${which} PROPERTIES LABELS mpi RUN_SERIAL TRUE
+                         TIMEOUT 60 ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
+  endforeach()
+
   # MPI_Init_thread under a 1 ms watchdog: every rank is ended with 75 and a status file
   # MPI_Init_thread under a 1 ms watchdog: the watchdog ends the process with 75 and a status
   # file. Run as a singleton (MPI_Init without mpirun): when ranks of an mpirun job die inside

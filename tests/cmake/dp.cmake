@@ -57,6 +57,22 @@ ${DP_DIR}/runs/${mode}_np${np}_again/model.h5 0")
                        PROCESSORS ${np})
 endforeach()
 
+# the gradient codec `none` set explicitly is the default path bit for bit (the same bytes, the
+# same sums), with and without ZeRO-1
+foreach(case "plain;2" "zero;3")
+  list(GET case 0 mode)
+  list(GET case 1 np)
+  set(name dp_${mode}_np${np}_codec_none)
+  add_test(NAME ${name}
+           COMMAND sh -c "${TESSERA_MPIRUN_STR} -np ${np} ${TESSERA_BIN} train ${DP_ARGS_STR} \
+${DP_FLAGS_${mode}_STR} --comm.codec=none --run.name=${mode}_np${np}_codec_none && \
+grep -qx 'codec = \"none\"' ${DP_DIR}/runs/${mode}_np${np}_codec_none/config.toml && \
+$<TARGET_FILE:test_weights_close> ${DP_DIR}/runs/${mode}_np${np}/model.h5 \
+${DP_DIR}/runs/${mode}_np${np}_codec_none/model.h5 0")
+  set_tests_properties(${name} PROPERTIES LABELS mpi FIXTURES_REQUIRED dp_${mode}_np${np}
+                       PROCESSORS ${np})
+endforeach()
+
 # overlap, from recorded timestamps: with overlap some bucket starts before backward ends; without
 # it none does (the negative control shows the check can fail)
 foreach(case "on;true;some" "off;false;none")

@@ -5,11 +5,13 @@
 //                                       bytes each rank moved checked against the algorithm's
 //                                       formula; checks that comm_init picked BACKEND with SIZE
 //                                       ranks. Exits 0 when every check passes on this rank.
-//   test_comm deadline DIR              3 ranks, 2 s deadline: rank 2 stops itself (SIGSTOP,
+//   test_comm deadline DIR [WHICH]      3 ranks, 2 s deadline: rank 2 stops itself (SIGSTOP,
 //                                       pid in DIR/rank-2.pid); ranks 0 and 1 must give up on
-//                                       their all-reduce with TS_ERR_PEER after the deadline
-//                                       (not much later), leave DIR/rank-R.status, refuse the
-//                                       next collective at once, and exit 75.
+//                                       their collective (WHICH: sum, the default, an all-reduce;
+//                                       combine, an all-reduce with a combine; gather-v, an
+//                                       all-gather of variable blocks) with TS_ERR_PEER after
+//                                       the deadline (not much later), leave DIR/rank-R.status,
+//                                       refuse the next collective at once, and exit 75.
 //   test_comm init-watchdog DIR         MPI_Init_thread under a 1 ms watchdog: the watchdog
 //                                       must end the process with 75 and a status file.
 //   test_comm finalize-watchdog DIR     2 ranks: rank 1 stops itself; rank 0's MPI_Finalize,
@@ -300,6 +302,161 @@ static void test_barrier(comm *c) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// what codecs need: a caller-given combine, an all-gather of variable-length blocks
+
+// An element of esize <= 8 bytes is a little-endian integer modulo 2^(8 esize); the combine is
+// left * 3 + right. It is neither commutative nor associative, so the result shows the order of
+// every combine, and a carry crosses the element's bytes, so an element cut in two shows too.
+static uint64_t elem_mask(size_t esize) { return esize >= 8 ? ~0ull : (1ull << (8 * esize)) - 1; }
+static uint64_t elem_get(const unsigned char *p, size_t esize) {
+    uint64_t v = 0;
+    for (size_t b = 0; b < esize; b++)
+        v |= (uint64_t)p[b] << (8 * b);
+    return v;
+}
+static void elem_put(unsigned char *p, size_t esize, uint64_t v) {
+    for (size_t b = 0; b < esize; b++)
+        p[b] = (unsigned char)(v >> (8 * b));
+}
+static uint64_t elem_combine(uint64_t left, uint64_t right, size_t esize) {
+    return (left * 3 + right) & elem_mask(esize);
+}
+static void test_combine_fn(void *dst, const void *src, size_t n, int src_first, void *ctx) {
+    size_t esize = *(const size_t *)ctx;
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = elem_get(d + i * esize, esize), b = elem_get(s + i * esize, esize);
+        elem_put(d + i * esize, esize,
+                 src_first ? elem_combine(b, a, esize) : elem_combine(a, b, esize));
+    }
+}
+
+static uint64_t elem_value(int rank, size_t i, size_t esize) {
+    return rng_mix64(((uint64_t)rank << 40) ^ (i * 0x9e3779b97f4a7c15ull)) & elem_mask(esize);
+}
+
+// element i combined in the documented order (as expected_order_sum, with the combine); a
+// reduce-scatter always runs the ring
+static uint64_t expected_order_combine(int p, size_t n, size_t esize, size_t i, int scatter) {
+    if (scatter || (n * esize >= SMALL_BYTES && n >= (size_t)p)) {
+        int j;
+        size_t first, count;
+        for (j = 0; j < p; j++) {
+            comm_chunk(n, p, j, &first, &count);
+            if (i >= first && i < first + count) break;
+        }
+        uint64_t acc = elem_value(mod(j + 1, p), i, esize);
+        for (int k = 2; k <= p; k++)
+            acc = elem_combine(acc, elem_value(mod(j + k, p), i, esize), esize);
+        return acc;
+    }
+    int q = 1 << log2_floor(p), extra = p - q;
+    uint64_t v[64];
+    for (int k = 0; k < q; k++)
+        v[k] = k < extra ? elem_combine(elem_value(2 * k, i, esize),
+                                        elem_value(2 * k + 1, i, esize), esize)
+                         : elem_value(k + extra, i, esize);
+    for (int w = q; w > 1; w /= 2)
+        for (int k = 0; k < w / 2; k++)
+            v[k] = elem_combine(v[2 * k], v[2 * k + 1], esize);
+    return v[0];
+}
+
+static void test_combine(comm *c, size_t n, size_t esize, int scatter) {
+    const char *what = scatter ? "reduce-scatter (combine)" : "all-reduce (combine)";
+    unsigned char *buf = malloc(n * esize + 1);
+    for (size_t i = 0; i < n; i++)
+        elem_put(buf + i * esize, esize, elem_value(c->rank, i, esize));
+    comm_combine cb = {test_combine_fn, esize, &esize};
+    traffic_begin(c);
+    ts_status st =
+        scatter ? c->reduce_scatter_combine(c, buf, n, &cb) : c->all_reduce_combine(c, buf, n, &cb);
+    EXPECT(st == TS_OK, "%s(n=%zu, esize %zu) returned %s", what, n, esize, ts_status_name(st));
+    traffic_check(c, scatter ? want_reduce_scatter(c, n, esize) : want_all_reduce(c, n, esize),
+                  what, n);
+    size_t first = 0, count = n, bad = 0;
+    if (scatter) comm_chunk(n, c->size, c->rank, &first, &count);
+    for (size_t i = first; i < first + count; i++) {
+        uint64_t got = elem_get(buf + i * esize, esize);
+        uint64_t want = expected_order_combine(c->size, n, esize, i, scatter);
+        if (got != want && bad++ == 0)
+            EXPECT(0, "%s n=%zu esize %zu: [%zu] = %llx, the documented order gives %llx", what, n,
+                   esize, i, (unsigned long long)got, (unsigned long long)want);
+    }
+    EXPECT(bad == 0, "%s n=%zu esize %zu: %zu wrong elements", what, n, esize, bad);
+    free(buf);
+}
+
+// the length of rank r's block in pattern `k`; the blocks' bytes are block_byte(r, j)
+static size_t block_len(int k, int r, int p) {
+    switch (k) {
+    case 0: return 0;                                         // all empty
+    case 1: return (size_t)((r * 13 + 3) % 5) * 3;            // short, some empty
+    case 2: return r == p - 1 ? 0 : 1300003 + (size_t)r * 17; // several ring segments, one empty
+    case 3: return r == 0 ? 700001 : 0;                       // one rank only
+    default: return (size_t)r + 1;
+    }
+}
+#define N_BLOCK_PATTERNS 5
+static unsigned char block_byte(int r, size_t j) { return (unsigned char)(j * 31 + r * 7 + 1); }
+
+static traffic want_all_gather_v(const comm *c, int k) {
+    int p = c->size, r = c->rank;
+    traffic t = {0, 0};
+    if (p == 1) return t;
+    size_t total = 0;
+    for (int q = 0; q < p; q++)
+        total += block_len(k, q, p);
+    // the lengths: p - 1 of the 8-byte elements each way; then every block but one
+    t.sent = (uint64_t)(p - 1) * 8 + total - block_len(k, mod(r + 1, p), p);
+    t.recv = (uint64_t)(p - 1) * 8 + total - block_len(k, r, p);
+    return t;
+}
+
+static void test_all_gather_v(comm *c, int k) {
+    int p = c->size, r = c->rank;
+    size_t mine = block_len(k, r, p), total = 0;
+    for (int q = 0; q < p; q++)
+        total += block_len(k, q, p);
+    unsigned char *block = malloc(mine + 1), *out = malloc(total + 2);
+    size_t *lens = malloc((size_t)p * sizeof *lens);
+    for (size_t j = 0; j < mine; j++)
+        block[j] = block_byte(r, j);
+    memset(out, 0xEE, total + 2);
+    for (int q = 0; q < p; q++)
+        lens[q] = 12345;
+    traffic_begin(c);
+    // room for exactly the blocks: the byte after them must stay untouched
+    ts_status st = c->all_gather_v(c, mine ? block : NULL, mine, out, total, lens);
+    EXPECT(st == TS_OK, "all_gather_v(pattern %d) returned %s", k, ts_status_name(st));
+    traffic_check(c, want_all_gather_v(c, k), "all-gather-v", (size_t)k);
+    size_t at = 0, bad = 0;
+    for (int q = 0; q < p; q++) {
+        size_t len = block_len(k, q, p);
+        EXPECT(lens[q] == len, "all-gather-v pattern %d: rank %d's length %zu, want %zu", k, q,
+               lens[q], len);
+        for (size_t j = 0; j < len; j++)
+            bad += out[at + j] != block_byte(q, j);
+        at += len;
+    }
+    EXPECT(bad == 0, "all-gather-v pattern %d: %zu wrong bytes", k, bad);
+    EXPECT(out[total] == 0xEE && out[total + 1] == 0xEE,
+           "all-gather-v pattern %d wrote past its %zu bytes", k, total);
+
+    // one byte too little room: every rank refuses alike, and the communicator goes on
+    if (total > 0) {
+        log_set_quiet_errors(1);
+        st = c->all_gather_v(c, mine ? block : NULL, mine, out, total - 1, lens);
+        log_set_quiet_errors(0);
+        EXPECT(st == TS_ERR_INTERNAL, "all-gather-v pattern %d into %zu of %zu bytes returned %s",
+               k, total - 1, total, ts_status_name(st));
+        EXPECT(c->barrier(c) == TS_OK, "barrier after a refused all-gather-v failed");
+    }
+    free(block), free(out), free(lens);
+}
+
+// ---------------------------------------------------------------------------------------------
 // random float sums: the same inputs must give the same bits twice in a row and on every rank,
 // and exactly the bits of the documented summation order
 
@@ -377,7 +534,20 @@ static void test_nonblocking(comm *c) {
     for (size_t j = 0; j < 100003; j++)
         bc[j] = r == p - 1 ? bcast_byte(j, p - 1) : 0;
 
-    enum { NREQ = 7 };
+    // and what codecs use: a combine over 7-byte elements, and variable blocks
+    const size_t cn = 30011;
+    static size_t ces = 7; // the combine's context, read until the request completes
+    unsigned char *cbuf = malloc(cn * ces), vblock[40], *vout = malloc((size_t)p * 40);
+    size_t *vlens = malloc((size_t)p * sizeof *vlens), vmine = (size_t)(r * 11) % 40, vtotal = 0;
+    for (size_t i = 0; i < cn; i++)
+        elem_put(cbuf + i * ces, ces, elem_value(r, i, ces));
+    for (size_t j = 0; j < vmine; j++)
+        vblock[j] = block_byte(r, j);
+    for (int q = 0; q < p; q++)
+        vtotal += (size_t)(q * 11) % 40;
+    comm_combine cb = {test_combine_fn, ces, &ces};
+
+    enum { NREQ = 9 };
     comm_req *req[NREQ];
     ts_status st[NREQ];
     st[0] = c->start(c, COMM_ALL_REDUCE_SUM, ar, big, COMM_F32, 0, &req[0]);
@@ -387,9 +557,14 @@ static void test_nonblocking(comm *c) {
     st[4] = c->start(c, COMM_ALL_REDUCE_MAX, mx, small, COMM_I32, 0, &req[4]);
     st[5] = c->start(c, COMM_ALL_GATHER, ag, big, COMM_F32, 0, &req[5]);
     st[6] = c->start(c, COMM_BROADCAST, bc, 100003 / 4, COMM_I32, p - 1, &req[6]);
-    for (int k = 0; k < NREQ; k++)
+    st[7] = c->start_combine(c, COMM_ALL_REDUCE_COMBINE, cbuf, cn, &cb, &req[7]);
+    st[8] = c->start_all_gather_v(c, vblock, vmine, vout, vtotal, vlens, &req[8]);
+    int started = 1;
+    for (int k = 0; k < NREQ; k++) {
         EXPECT(st[k] == TS_OK, "start of request %d returned %s", k, ts_status_name(st[k]));
-    if (g_failures) return;
+        started &= st[k] == TS_OK;
+    }
+    if (!started) return; // the requests would not line up across ranks
 
     int done[NREQ] = {0}, left = NREQ;
     if (r % 2 == 0) { // even ranks wait in reverse order of starting
@@ -426,8 +601,16 @@ static void test_nonblocking(comm *c) {
     }
     for (size_t j = 0; j < (100003 / 4) * 4; j++)
         bad += bc[j] != bcast_byte(j, p - 1);
+    for (size_t i = 0; i < cn; i++)
+        bad += elem_get(cbuf + i * ces, ces) != expected_order_combine(p, cn, ces, i, 0);
+    for (int q = 0, at = 0; q < p; at += (q * 11) % 40, q++) {
+        bad += vlens[q] != (size_t)(q * 11) % 40;
+        for (int j = 0; j < (q * 11) % 40; j++)
+            bad += vout[at + j] != block_byte(q, (size_t)j);
+    }
     EXPECT(bad == 0, "%zu wrong elements after the requests in flight together", bad);
     free(ar), free(rs), free(ag), free(ard), free(mx), free(bc);
+    free(cbuf), free(vout), free(vlens);
 
     // the most requests in flight at once, then one more
     int vals[COMM_MAX_INFLIGHT];
@@ -468,7 +651,28 @@ static void test_misuse(comm *c) {
     ts_status st4 = c->start(c, COMM_BARRIER, NULL, 0, COMM_F32, 0, &q);
     ts_status st5 = st4 == TS_OK ? c->wait(c, q) : st4;
     ts_status st6 = c->wait(c, q); // released by the wait above
+    // the codecs' collectives: only through their own entry points, with a combine of a sane
+    // element size, a block apart from the output
+    unsigned char out[8];
+    size_t lens[64];
+    comm_combine none = {NULL, 4, NULL}, wide = {test_combine_fn, COMM_COMBINE_MAX_ESIZE + 1, NULL};
+    ts_status st7 = c->start(c, COMM_ALL_GATHER_V, out, 8, COMM_I32, 0, &q);
+    ts_status st8 = c->start(c, COMM_ALL_REDUCE_COMBINE, out, 2, COMM_I32, 0, &q);
+    ts_status st9 = c->start_combine(c, COMM_ALL_REDUCE_COMBINE, out, 2, &none, &q);
+    ts_status st10 = c->start_combine(c, COMM_ALL_REDUCE_COMBINE, out, 0, &wide, &q);
+    ts_status st11 = c->start_combine(c, COMM_ALL_REDUCE_SUM, out, 2, &none, &q);
+    ts_status st12 = c->start_all_gather_v(c, out + 2, 4, out, 8, lens, &q);
+    ts_status st13 = c->start_all_gather_v(c, out, 4, NULL, 8, lens, &q);
     log_set_quiet_errors(0);
+    EXPECT(st7 == TS_ERR_INTERNAL && st8 == TS_ERR_INTERNAL,
+           "start() of the codecs' collectives returned %s, %s", ts_status_name(st7),
+           ts_status_name(st8));
+    EXPECT(st9 == TS_ERR_INTERNAL && st10 == TS_ERR_INTERNAL && st11 == TS_ERR_INTERNAL,
+           "bad start_combine calls returned %s, %s, %s", ts_status_name(st9), ts_status_name(st10),
+           ts_status_name(st11));
+    EXPECT(st12 == TS_ERR_INTERNAL && st13 == TS_ERR_INTERNAL,
+           "bad start_all_gather_v calls returned %s, %s", ts_status_name(st12),
+           ts_status_name(st13));
     EXPECT(st == TS_ERR_INTERNAL, "broadcast from root %d returned %s", c->size,
            ts_status_name(st));
     EXPECT(st2 == TS_ERR_INTERNAL, "barrier with a buffer returned %s", ts_status_name(st2));
@@ -501,6 +705,17 @@ static int run_collectives(comm *c, const char *backend, int size) {
     test_sum_f64(c, 8191); // just below the threshold in doubles
     test_broadcast(c, 65537);
     test_broadcast(c, 1000003);
+    // the combine: 4- and 7-byte elements (a 7-byte element never divides a ring segment), both
+    // sides of the threshold, several ring segments
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        for (int scatter = 0; scatter < 2; scatter++) {
+            test_combine(c, sizes[k], 4, scatter);
+            test_combine(c, sizes[k] == 1000003 ? 300007 : sizes[k], 7, scatter);
+        }
+    test_combine(c, 65536 / 7 - 1, 7, 0); // just below the threshold
+    test_combine(c, 65536 / 7 + 1, 7, 0); // just above
+    for (int k = 0; k < N_BLOCK_PATTERNS; k++)
+        test_all_gather_v(c, k);
     test_sum_reproducible(c, 1000);
     test_sum_reproducible(c, 1000003); // several ring segments per chunk
     test_barrier(c);
@@ -520,7 +735,23 @@ static void write_pid(const char *dir, int rank) {
     if (f) fprintf(f, "%ld\n", (long)getpid()), fclose(f);
 }
 
-static int run_deadline(comm *c, const char *dir) {
+// the collective the deadline test waits in: "sum" (all-reduce), "combine" (all-reduce with a
+// combine), "gather-v" (all-gather of variable blocks)
+static ts_status deadline_collective(comm *c, const char *which, float *buf, size_t n) {
+    static size_t esize = 4;
+    comm_combine cb = {test_combine_fn, esize, &esize};
+    size_t lens[3];
+    if (strcmp(which, "combine") == 0) return c->all_reduce_combine(c, buf, n, &cb);
+    if (strcmp(which, "gather-v") == 0) { // the first third of buf from each rank, into the rest
+        size_t third = n / 3 * sizeof(float);
+        unsigned char *bytes = (unsigned char *)buf;
+        return c->all_gather_v(c, bytes, third / 2 - (size_t)c->rank, bytes + third, 2 * third,
+                               lens);
+    }
+    return c->all_reduce_sum_f32(c, buf, n);
+}
+
+static int run_deadline(comm *c, const char *dir, const char *which) {
     if (c->size != 3) {
         fprintf(stderr, "test_comm: the deadline test needs 3 ranks, got %d\n", c->size);
         return 1;
@@ -540,9 +771,9 @@ static int run_deadline(comm *c, const char *dir) {
     size_t n = 100003; // the ring algorithm
     float *buf = calloc(n, sizeof *buf);
     double t0 = ts_now();
-    ts_status st = c->all_reduce_sum_f32(c, buf, n);
+    ts_status st = deadline_collective(c, which, buf, n);
     double waited = ts_now() - t0;
-    EXPECT(st == TS_ERR_PEER, "all-reduce with a stopped peer returned %s", ts_status_name(st));
+    EXPECT(st == TS_ERR_PEER, "%s with a stopped peer returned %s", which, ts_status_name(st));
     EXPECT(waited >= c->timeout_s, "gave up after %.3f s, before the %.1f s deadline", waited,
            c->timeout_s);
     EXPECT(waited <= c->timeout_s + 1.0, "gave up after %.3f s, long after the %.1f s deadline",
@@ -596,8 +827,8 @@ int main(int argc, char **argv) {
     int rc;
     if (strcmp(mode, "collectives") == 0 && argc == 4) {
         rc = run_collectives(c, argv[2], atoi(argv[3]));
-    } else if (strcmp(mode, "deadline") == 0 && argc == 3) {
-        rc = run_deadline(c, dir);
+    } else if (strcmp(mode, "deadline") == 0 && (argc == 3 || argc == 4)) {
+        rc = run_deadline(c, dir, argc == 4 ? argv[3] : "sum");
         if (rc == TS_EXIT_PEER_LOST) c->finalize(c); // skips MPI_Finalize: a peer is lost
         return rc;
     } else if (strcmp(mode, "finalize-watchdog") == 0 && argc == 3) {
@@ -608,7 +839,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "init") == 0) {
         rc = 0;
     } else {
-        fprintf(stderr, "usage: test_comm collectives BACKEND SIZE | deadline DIR | "
+        fprintf(stderr, "usage: test_comm collectives BACKEND SIZE | deadline DIR [sum|combine|"
+                        "gather-v] | "
                         "init-watchdog DIR | finalize-watchdog DIR | init\n");
         rc = 2;
     }

@@ -10,7 +10,9 @@
 //     MPI execution allows (the window of two ring steps is safe);
 //   - the results: exact sums, maxima, chunks, broadcasts, and random float sums bit for bit in
 //     the documented order;
-//   - the bytes each rank sends and receives, against the formulas of test_comm.c.
+//   - the bytes each rank sends and receives, against the formulas of test_comm.c;
+//   - what codecs use: the combine collectives (results in the documented order, with a combine
+//     that is neither commutative nor associative) and the all-gather of variable blocks.
 // The simulated engine follows comm_mpi.c's: fill the window, complete the oldest step, reduce.
 #include <math.h>
 #include <stdint.h>
@@ -60,6 +62,9 @@ static rank_state g_ranks[MAX_P];
 static channel_queue *g_chan; // [src * MAX_P + dst]
 static comm_op g_op;
 static comm_dtype g_dt;
+static const comm_combine *g_combine; // the *_COMBINE collectives' reduction, else NULL
+static const uint64_t *g_blk_len;     // blocks of an all-gather-v phase, else NULL
+static uint64_t g_blk_off[MAX_P];
 
 // deliver the oldest send from src to dst into the oldest receive posted for it, if both exist
 static int match(int src, int dst) {
@@ -143,9 +148,8 @@ static int advance(int r) {
         rs->fl[0] = rs->fl[1];
         rs->inflight--;
         if (f.cs.reduce)
-            comm_reduce(rs->buf + f.cs.red_off, rs->scratch + f.cs.recv.scratch_off,
-                        f.cs.recv.bytes / rs->s.esize, g_dt, g_op == COMM_ALL_REDUCE_MAX,
-                        f.cs.scratch_first);
+            comm_step_reduce(&f.cs, rs->buf, rs->scratch, rs->s.esize, g_dt,
+                             g_op == COMM_ALL_REDUCE_MAX, g_combine);
     }
     return progressed;
 }
@@ -159,7 +163,10 @@ static void run(comm_op op, comm_dtype dt, size_t esize, int p, size_t n, int ro
     for (int r = 0; r < p; r++) {
         rank_state *rs = &g_ranks[r];
         memset(rs, 0, sizeof *rs);
-        comm_sched_init(&rs->s, op, n, esize, p, r, root);
+        if (g_blk_len)
+            comm_sched_init_blocks(&rs->s, p, r, g_blk_len, g_blk_off);
+        else
+            comm_sched_init(&rs->s, op, n, esize, p, r, root);
         EXPECT(rs->s.window == 1 || rs->s.window == 2, "window %d", rs->s.window);
         rs->buf = bufs[r];
         rs->scratch = malloc(comm_sched_scratch_bytes(&rs->s) + 1);
@@ -386,6 +393,142 @@ static void check_barrier(int p) {
                (unsigned long long)g_ranks[r].sent);
 }
 
+// the combine collectives: a*3 + b over 5-byte elements (little-endian integers mod 2^40),
+// neither commutative nor associative, so the result shows the order of every combine
+static uint64_t elem5(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int b = 0; b < 5; b++)
+        v |= (uint64_t)p[b] << (8 * b);
+    return v;
+}
+static void put5(unsigned char *p, uint64_t v) {
+    for (int b = 0; b < 5; b++)
+        p[b] = (unsigned char)(v >> (8 * b));
+}
+static uint64_t comb5(uint64_t a, uint64_t b) { return (a * 3 + b) & ((1ull << 40) - 1); }
+static void combine5(void *dst, const void *src, size_t n, int src_first, void *ctx) {
+    (void)ctx;
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = elem5(d + 5 * i), b = elem5(s + 5 * i);
+        put5(d + 5 * i, src_first ? comb5(b, a) : comb5(a, b));
+    }
+}
+static uint64_t value5(int r, size_t i) {
+    return rng_mix64(((uint64_t)r << 32) ^ i) & ((1ull << 40) - 1);
+}
+
+static void check_combine(int p, size_t n, int scatter) {
+    comm_op op = scatter ? COMM_REDUCE_SCATTER_COMBINE : COMM_ALL_REDUCE_COMBINE;
+    unsigned char *b[MAX_P];
+    for (int r = 0; r < p; r++) {
+        b[r] = malloc(n * 5 + 1);
+        for (size_t i = 0; i < n; i++)
+            put5(b[r] + 5 * i, value5(r, i));
+    }
+    comm_combine cb = {combine5, 5, NULL};
+    g_combine = &cb;
+    run(op, COMM_F32, 5, p, n, 0, b);
+    g_combine = NULL;
+    int ring = scatter || (n * 5 >= COMM_SMALL_BYTES && n >= (size_t)p);
+    int q = 1 << log2_floor(p), extra = p - q;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t want;
+        int owner = 0; // the rank whose chunk holds i
+        for (int j = 0; j < p; j++) {
+            size_t first, count;
+            comm_chunk(n, p, j, &first, &count);
+            if (i >= first && i < first + count) owner = j;
+        }
+        if (ring) { // chunk j: from rank j+1 up the ring, ending at rank j
+            want = value5(mod(owner + 1, p), i);
+            for (int k = 2; k <= p; k++)
+                want = comb5(want, value5(mod(owner + k, p), i));
+        } else {
+            uint64_t v[MAX_P];
+            for (int k = 0; k < q; k++)
+                v[k] = k < extra ? comb5(value5(2 * k, i), value5(2 * k + 1, i))
+                                 : value5(k + extra, i);
+            for (int w = q; w > 1; w /= 2)
+                for (int k = 0; k < w / 2; k++)
+                    v[k] = comb5(v[2 * k], v[2 * k + 1]);
+            want = v[0];
+        }
+        for (int r = 0; r < p; r++)
+            if (!scatter || r == owner) bad += elem5(b[r] + 5 * i) != want;
+    }
+    for (int r = 0; r < p; r++) {
+        uint64_t ws, wr;
+        if (scatter) {
+            ws = p > 1 ? (n - chunk_count(n, p, r)) * 5 : 0;
+            wr = p > 1 ? (n - chunk_count(n, p, r - 1)) * 5 : 0;
+        } else {
+            want_all_reduce(p, r, n, 5, &ws, &wr);
+        }
+        EXPECT(g_ranks[r].sent == ws && g_ranks[r].recv == wr,
+               "%s p=%d n=%zu rank %d: sent %llu received %llu, want %llu %llu", comm_op_name(op),
+               p, n, r, (unsigned long long)g_ranks[r].sent, (unsigned long long)g_ranks[r].recv,
+               (unsigned long long)ws, (unsigned long long)wr);
+        free(b[r]);
+    }
+    EXPECT(bad == 0, "%s p=%d n=%zu: %zu elements differ from the documented order",
+           comm_op_name(op), p, n, bad);
+}
+
+// all-gather of variable blocks: the lengths (an all-gather of one 8-byte element per rank),
+// then the blocks' ring, as comm_mpi.c runs them
+static void check_all_gather_v(int p, const size_t *len) {
+    uint64_t wire[MAX_P][MAX_P], l64[MAX_P], total = 0, sent[MAX_P], recv[MAX_P];
+    unsigned char *b[MAX_P];
+    for (int r = 0; r < p; r++) {
+        memset(wire[r], 0, sizeof wire[r]);
+        wire[r][r] = len[r];
+        b[r] = (unsigned char *)wire[r];
+        total += len[r];
+    }
+    run(COMM_ALL_GATHER, COMM_F32, 8, p, (size_t)p, 0, b);
+    for (int r = 0; r < p; r++) {
+        sent[r] = g_ranks[r].sent;
+        recv[r] = g_ranks[r].recv;
+        for (int q = 0; q < p; q++)
+            EXPECT(wire[r][q] == len[q],
+                   "all-gather-v p=%d: rank %d got length %llu for rank %d, "
+                   "want %zu",
+                   p, r, (unsigned long long)wire[r][q], q, len[q]);
+    }
+    for (int q = 0, at = 0; q < p; at += (int)len[q], q++) {
+        l64[q] = len[q];
+        g_blk_off[q] = (uint64_t)at;
+    }
+    for (int r = 0; r < p; r++) { // each rank's own block in place, the rest unknown
+        b[r] = malloc(total + 1);
+        memset(b[r], 0xEE, total + 1);
+        for (size_t j = 0; j < len[r]; j++)
+            b[r][g_blk_off[r] + j] = (unsigned char)(j * 29 + r);
+    }
+    g_blk_len = l64;
+    run(COMM_ALL_GATHER_V, COMM_F32, 1, p, 0, 0, b);
+    g_blk_len = NULL;
+    size_t bad = 0;
+    for (int r = 0; r < p; r++) {
+        for (int q = 0; q < p; q++)
+            for (size_t j = 0; j < len[q]; j++)
+                bad += b[r][g_blk_off[q] + j] != (unsigned char)(j * 29 + q);
+        uint64_t ws = p > 1 ? (uint64_t)(p - 1) * 8 + total - len[mod(r + 1, p)] : 0;
+        uint64_t wr = p > 1 ? (uint64_t)(p - 1) * 8 + total - len[r] : 0;
+        sent[r] += g_ranks[r].sent;
+        recv[r] += g_ranks[r].recv;
+        EXPECT(sent[r] == ws && recv[r] == wr,
+               "all-gather-v p=%d rank %d: sent %llu received %llu, want %llu %llu", p, r,
+               (unsigned long long)sent[r], (unsigned long long)recv[r], (unsigned long long)ws,
+               (unsigned long long)wr);
+        free(b[r]);
+    }
+    EXPECT(bad == 0, "all-gather-v p=%d: %zu wrong bytes", p, bad);
+}
+
 int main(void) {
     g_chan = calloc((size_t)MAX_P * MAX_P, sizeof(channel_queue));
     for (int p = 1; p <= MAX_P; p++) {
@@ -403,6 +546,22 @@ int main(void) {
         check_broadcast(p, 65537);
         check_broadcast(p, 300007);
         check_barrier(p);
+        // the combine, both sides of the threshold (5-byte elements) and several segments
+        const size_t combine_lengths[] = {0, 1, (size_t)p + 1, 13106, 13108, segmented / 3};
+        for (size_t k = 0; k < sizeof combine_lengths / sizeof combine_lengths[0]; k++) {
+            check_combine(p, combine_lengths[k], 0);
+            check_combine(p, combine_lengths[k], 1);
+        }
+        // blocks: all empty; short, some empty; one rank's only; several segments, one empty
+        size_t len[4][MAX_P];
+        for (int r = 0; r < p; r++) {
+            len[0][r] = 0;
+            len[1][r] = (size_t)((r * 13 + 3) % 5) * 3;
+            len[2][r] = r == p / 2 ? 1500001 : 0;
+            len[3][r] = r == p - 1 ? 0 : COMM_RING_SEGMENT * 2 + 3 + (size_t)r * 1000;
+        }
+        for (int k = 0; k < 4; k++)
+            check_all_gather_v(p, len[k]);
     }
     if (g_failures) return 1;
     printf("test_comm_sched: all schedules checked for 1 to %d ranks\n", MAX_P);

@@ -21,7 +21,7 @@ offence() { echo "check_tree: $check: $*"; fail=1; }
 # outside build directories when this is not a git checkout
 c_files() {
     if git rev-parse --is-inside-work-tree > /dev/null 2>&1; then
-        git ls-files -co --exclude-standard -- "$@" | while read -r f; do [ -f "$f" ] && echo "$f"; done
+        git ls-files -co --exclude-standard -- "$@" | sort -u | while read -r f; do [ -f "$f" ] && echo "$f"; done
     else
         local args=() p
         for p in "$@"; do args+=(-o -path "./$p"); done

@@ -94,7 +94,7 @@ static int key_index(const char *section, const char *name) {
 
 static void test_key_table(void) {
     // every field of tessera_config has exactly one key; keys do not overlap
-    CHECK(cfg_n_keys == 43);
+    CHECK(cfg_n_keys == 44);
     unsigned char used[sizeof(tessera_config)] = {0};
     for (int i = 0; i < cfg_n_keys; i++) {
         const cfg_key *k = &cfg_keys[i];
@@ -140,7 +140,7 @@ static void test_defaults(void) {
     CHECK(c.train.eps == 1e-8 && c.train.grad_clip == 1.0);
     CHECK(c.eval.every == 100 && c.eval.batches == 4);
     CHECK(c.log.every == 10 && c.log.sample_tokens == 200);
-    CHECK(c.comm.timeout_s == 300.0);
+    CHECK(c.comm.timeout_s == 300.0 && strcmp(c.comm.codec, "none") == 0);
     log_capture_reset();
     CHECK(config_validate(&c, 1) == TS_OK);
     CHECK(config_validate(&c, 32) == TS_OK);

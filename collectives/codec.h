@@ -1,0 +1,186 @@
+// codec.h — gradient codecs: how a bucket of fp32 gradients travels between ranks.
+//
+// The seam between the reducer and the communicator. For each bucket (a range of the flat
+// gradient buffer, n fp32 values in host memory), the codec encodes this rank's values into a
+// payload of bytes, the communicator moves the payloads, and the codec decodes what arrives and
+// accumulates it into the bucket, which then holds the sum over ranks (or its approximation).
+// How the payloads meet is the codec's choice (codec_wire):
+//
+//   CODEC_WIRE_SUM_F32  the payload is the fp32 bucket itself, summed in place by the
+//                       communicator's float all-reduce (reduce-scatter with ZeRO-1). Nothing is
+//                       copied or converted: this is the path of `none`, byte for byte and sum
+//                       for sum what the reducer did before codecs existed.
+//   CODEC_WIRE_COMBINE  the payload is a sequence of fixed-size elements (elem_bytes each, e.g. a
+//                       block of quantized values with its scale), of a length that depends only
+//                       on the bucket's length; the communicator all-reduces it with the codec's
+//                       combine (comm.h, start_combine), and each rank decodes the one result.
+//   CODEC_WIRE_GATHER   each rank's payload has its own length (e.g. the top-k values and their
+//                       indices); the communicator all-gathers them (start_all_gather_v), and
+//                       each rank decodes every rank's payload in rank order, adding them up, so
+//                       all ranks hold the same bits.
+//
+// A codec owns per-rank state (error-feedback buffers: what the encoding lost this step, added
+// back before encoding the next), created for the whole flat buffer and indexed by the bucket's
+// offset in it. The state is checkpointed through two hooks (see "checkpoint hooks" below).
+//
+// Every rank must use the same codec (the config key comm.codec, the same on every rank).
+// A world of one rank reduces nothing: the reducer then calls no codec at all.
+//
+// Adding a codec: a file collectives/codec_<name>.c defining a codec_ops, its row in the
+// registry (codec.c) and its name in CODEC_CHOICES below (tests/mpi/test_codec.c checks that the
+// two agree); see docs/architecture.md.
+#ifndef TESSERA_CODEC_H
+#define TESSERA_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/common.h"
+#include "collectives/comm.h"
+
+// The registry's names, in its order: the choices of the config key comm.codec.
+#define CODEC_CHOICES "none"
+
+typedef struct codec codec;
+
+typedef enum { CODEC_WIRE_SUM_F32 = 0, CODEC_WIRE_COMBINE, CODEC_WIRE_GATHER } codec_wire;
+
+// ---- checkpoint hooks ------------------------------------------------------------------------
+// A codec's state is a list of named byte arrays of this rank (names: [A-Za-z0-9_]+, at most
+// CODEC_STATE_NAME_MAX characters; the codec defines their layout and byte order: little-endian
+// fp32 for error feedback). The checkpoint code calls save() on every rank at a checkpoint and
+// load() on resume, each with an io whose put()/get() store and fetch arrays in the checkpoint's
+// /codec group, per rank (docs/checkpoint-format.md):
+//   - save(cx, io) calls io->put(io, name, data, bytes) once per array; nothing else may change.
+//     A codec without state has no save hook (NULL): then nothing is stored or moved and the
+//     checkpoint is laid out exactly as before codecs (no new group, dataset or attribute; only
+//     the resolved config it carries gains the line comm.codec = "none", like any new key).
+//   - load(cx, io) calls io->get(io, name, data, bytes) for each array it needs, with the exact
+//     length it expects; get() fails (TS_ERR_INPUT, one error line naming the checkpoint) when
+//     the array is missing or of another length. load() is called only with state saved by a
+//     codec of the same name and a world of the same size; otherwise the codec keeps the state
+//     it was created with (zero error feedback) and the trainer says so in a warning.
+// Both run on the training thread between steps; what put() receives is copied before it
+// returns.
+#define CODEC_STATE_NAME_MAX 63
+
+typedef struct codec_state_io codec_state_io;
+struct codec_state_io {
+    ts_status (*put)(codec_state_io *io, const char *name, const void *data, size_t bytes);
+    ts_status (*get)(codec_state_io *io, const char *name, void *data, size_t bytes);
+    void *ctx; // the checkpoint code's
+};
+
+// ---- a codec ---------------------------------------------------------------------------------
+typedef struct {
+    const char *name; // the value of comm.codec
+    const char *help; // one line for docs and messages
+    codec_wire wire;
+    size_t elem_bytes;       // CODEC_WIRE_COMBINE: bytes per payload element
+    comm_combine_fn combine; // CODEC_WIRE_COMBINE: elementwise, called with the codec as ctx
+    // Allocate cx->state for the flat buffer of cx->n values (NULL: no state).
+    ts_status (*init)(codec *cx);
+    void (*destroy)(codec *cx); // free cx->state (NULL: nothing to free)
+    // COMBINE, GATHER: the most payload bytes for `count` values (COMBINE: exactly that many).
+    size_t (*payload_bytes)(const codec *cx, size_t count);
+    // COMBINE, GATHER: encode this rank's values grad[0 .. count), the range starting at
+    // `first` of the flat buffer, into payload; *bytes = its length. May update the state.
+    ts_status (*encode)(codec *cx, size_t first, const float *grad, size_t count, void *payload,
+                        size_t *bytes);
+    // COMBINE, GATHER: add the values of one payload (COMBINE: the combined one; GATHER: one
+    // rank's, called for ranks 0, 1, ..., size-1 in turn) into grad[0 .. count), which the
+    // codec layer zeroed before the first.
+    ts_status (*decode)(codec *cx, size_t first, const void *payload, size_t bytes, float *grad,
+                        size_t count);
+    ts_status (*save)(const codec *cx, codec_state_io *io); // NULL: no state to checkpoint
+    ts_status (*load)(codec *cx, codec_state_io *io);
+} codec_ops;
+
+// Bytes this rank handed to the communicator, cumulative since creation: raw = fp32 bytes of the
+// buckets, payload = what the codec made of them (for `none` the same).
+typedef struct {
+    uint64_t raw_bytes, payload_bytes;
+    uint64_t buckets;
+} codec_stats;
+
+struct codec {
+    const codec_ops *ops;
+    int rank, size;
+    size_t n; // values of the flat gradient buffer
+    codec_stats stats;
+    void *state; // the codec's own
+};
+
+// The registry: codecs by name, `none` first. NULL when unknown.
+const codec_ops *codec_find(const char *name);
+int codec_count(void);
+const codec_ops *codec_at(int i);
+// "none, ..." : the registry's names, comma-separated, for messages
+void codec_names(char *buf, size_t len);
+
+// Create the codec `name` for a flat buffer of n values on rank `rank` of `size`. An unknown name
+// is one error line listing the known ones, TS_ERR_INPUT.
+ts_status codec_create(codec **out, const char *name, int rank, int size, size_t n);
+// The same for a codec given by its ops (tests; codec_create after the lookup).
+ts_status codec_create_with(codec **out, const codec_ops *ops, int rank, int size, size_t n);
+void codec_destroy(codec *cx);
+
+// Whether the codec keeps state that a checkpoint must hold (a save hook).
+int codec_has_state(const codec *cx);
+
+// ---- one bucket's trip through codec and communicator ---------------------------------------
+// Kept by the reducer per bucket, across steps (its payload buffers are allocated on first use
+// and reused).
+typedef struct {
+    size_t first, count; // range of the flat buffer
+    float *grad;         // host memory of the range: this rank's values in, the result out
+    int scatter;         // ZeRO-1: only this rank's chunk of the result (comm_chunk) is needed
+    comm_req *req;       // the collective in flight, NULL when none
+    unsigned char *payload, *gathered;
+    size_t payload_cap, gathered_cap, payload_len;
+    size_t *lens; // GATHER: every rank's payload length
+} codec_bucket;
+
+// Encode the bucket (grad[0 .. count) at offset `first`) and start its collective. With
+// CODEC_WIRE_SUM_F32 and scatter set, only this rank's chunk of grad holds the sum afterwards
+// (the rest is scratch); the other wires decode the whole bucket on every rank.
+ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, float *grad,
+                             size_t count, int scatter);
+// Advance the bucket's collective; when it has completed, decode: *done = 1.
+ts_status codec_bucket_test(codec *cx, comm *c, codec_bucket *b, int *done);
+// Block until the bucket's collective has completed (or its deadline passed), then decode.
+ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b);
+void codec_bucket_free(codec_bucket *b);
+
+// ---- checkpoint state in memory --------------------------------------------------------------
+// The checkpoint code's side of the hooks, without a file: save() into a blob (the arrays one
+// after another: u16 name length, name, u64 byte count, bytes; little-endian), load() from one.
+// A blob is what travels between ranks (all-gathered to the writers at a checkpoint, sent from
+// the reader on resume). Both return TS_OK with *len 0 / nothing loaded for a codec without
+// state.
+ts_status codec_state_pack(const codec *cx, unsigned char **blob, size_t *len); // free(*blob)
+ts_status codec_state_unpack(codec *cx, const unsigned char *blob, size_t len, const char *what);
+// A checkpoint: every rank's blob, all-gathered (the writers store them; the others drop them).
+// *all: the blobs back to back in rank order (free()), lens[0 .. size) their lengths. Every rank
+// calls it when the codec has state (the same everywhere); nothing moves for one without.
+ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size_t *lens);
+// A resume: `holder` read a checkpoint whose codec state (saved_name: "" when none; blobs `all`
+// with lengths lens[0 .. saved_world)) only it passes; every rank calls this. When the codec has
+// state and the checkpoint holds state of the same codec from a world of the same size, every
+// rank gets its own blob (broadcast from the holder) and loads it (codec_state_unpack, `what`
+// naming the checkpoint in errors; the caller agrees on the outcome). Otherwise the codec keeps
+// its fresh state and the holder says why in a warning. Nothing moves for a codec without state.
+ts_status codec_state_restore(codec *cx, comm *c, int holder, const char *saved_name,
+                              int saved_world, const unsigned char *all, const size_t *lens,
+                              const char *what);
+// Append one array to a blob (*blob NULL and *len 0 to begin; free(*blob)): how a checkpoint
+// reader rebuilds a rank's blob from stored arrays. A bad name is TS_ERR_INPUT (logged).
+ts_status codec_state_append(unsigned char **blob, size_t *len, const char *name, const void *data,
+                             size_t bytes);
+// Walk a blob's arrays: *pos starts at 0; returns 1 and fills name/data/bytes per array, 0 at
+// the end, -1 (logged, naming `what`) when the blob is malformed.
+int codec_state_next(const unsigned char *blob, size_t len, size_t *pos,
+                     char name[CODEC_STATE_NAME_MAX + 1], const unsigned char **data, size_t *bytes,
+                     const char *what);
+
+#endif

@@ -1,0 +1,158 @@
+// test_ckpt_codec.c — gradient codec state in a checkpoint's /codec group (runtime/ckpt_codec.c).
+//
+//   test_ckpt_codec DIR   writes DIR/codec-*.h5 and reads them back
+//
+// Without state the group is what it always was (attribute status, no links) and reads back as
+// "no state"; with state every rank's arrays (one empty) come back byte for byte; a flipped
+// byte, a missing rank and an array that is not bytes are refused with one error line.
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/codec.h"
+#include "runtime/ckpt_codec.h"
+#include "runtime/h5attr.h"
+#include "tests/unit/expect.h"
+
+enum { WORLD = 3, N = 70001 };
+
+// rank r's blob: residual (N floats), steps (8 bytes), empty (0 bytes), in that order
+static void make_blob(int r, unsigned char **blob, size_t *len) {
+    float *res = malloc(N * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        res[i] = (float)(r + 1) * sinf((float)i);
+    uint64_t steps = 1000 + (uint64_t)r;
+    *blob = NULL;
+    *len = 0;
+    CHECK(codec_state_append(blob, len, "residual", res, N * sizeof(float)) == TS_OK);
+    CHECK(codec_state_append(blob, len, "steps", &steps, sizeof steps) == TS_OK);
+    CHECK(codec_state_append(blob, len, "empty", NULL, 0) == TS_OK);
+    free(res);
+}
+
+// the array `name` of a blob, or NULL
+static const unsigned char *find_array(const unsigned char *blob, size_t len, const char *name,
+                                       size_t *bytes) {
+    size_t pos = 0;
+    char at[CODEC_STATE_NAME_MAX + 1];
+    const unsigned char *data;
+    while (codec_state_next(blob, len, &pos, at, &data, bytes, "blob") == 1)
+        if (strcmp(at, name) == 0) return data;
+    return NULL;
+}
+
+static void write_file(const char *path, const ckpt_codec_state *s) {
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t group = H5Gcreate2(file, "codec", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    EXPECT(ckpt_codec_write(group, s) == 1, "%s: ckpt_codec_write failed", path);
+    H5Gclose(group);
+    H5Fclose(file);
+}
+
+static ts_status read_file(const char *path, ckpt_codec_state *s) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    log_set_quiet_errors(1);
+    ts_status st = ckpt_codec_read(file, path, s);
+    log_set_quiet_errors(0);
+    H5Fclose(file);
+    return st;
+}
+
+// rewrite one byte of a dataset (its xxh64 attribute then no longer matches), or delete a link
+static void damage(const char *path, const char *dataset, const char *unlink) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (dataset) {
+        hid_t ds = H5Dopen2(file, dataset, H5P_DEFAULT);
+        hsize_t one = 1, at = 5;
+        hid_t fspace = H5Dget_space(ds), mspace = H5Screate_simple(1, &one, NULL);
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &at, NULL, &one, NULL);
+        unsigned char flipped = 0xA5;
+        CHECK(H5Dwrite(ds, H5T_NATIVE_UCHAR, mspace, fspace, H5P_DEFAULT, &flipped) >= 0);
+        H5Sclose(mspace), H5Sclose(fspace), H5Dclose(ds);
+    }
+    if (unlink) CHECK(H5Ldelete(file, unlink, H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_ckpt_codec DIR\n");
+        return 2;
+    }
+    h5attr_quiet();
+    char path[4096];
+
+    // no state: the group as it always was, read back as none
+    snprintf(path, sizeof path, "%s/codec-none.h5", argv[1]);
+    write_file(path, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t group = H5Gopen2(file, "codec", H5P_DEFAULT);
+    H5G_info_t info;
+    CHECK(H5Gget_info(group, &info) >= 0);
+    EXPECT(info.nlinks == 0 && H5Aget_num_attrs(group) == 1 && H5Aexists(group, "status") > 0,
+           "/codec without state: %llu links, %d attributes", (unsigned long long)info.nlinks,
+           H5Aget_num_attrs(group));
+    H5Gclose(group);
+    H5Fclose(file);
+    ckpt_codec_state s;
+    EXPECT(read_file(path, &s) == TS_OK && s.name[0] == '\0' && s.world == 0 && !s.all,
+           "no state read back as codec \"%s\" of %d ranks", s.name, s.world);
+
+    // every rank's state, back byte for byte
+    ckpt_codec_state w = {"int8", WORLD, NULL, calloc(WORLD, sizeof(size_t))};
+    unsigned char *blobs[WORLD];
+    size_t lens[WORLD], total = 0;
+    for (int r = 0; r < WORLD; r++) {
+        make_blob(r, &blobs[r], &lens[r]);
+        w.lens[r] = lens[r];
+        total += lens[r];
+    }
+    w.all = malloc(total);
+    for (int r = 0, at = 0; r < WORLD; at += (int)lens[r], r++)
+        memcpy(w.all + at, blobs[r], lens[r]);
+    snprintf(path, sizeof path, "%s/codec-state.h5", argv[1]);
+    write_file(path, &w);
+    ts_status st = read_file(path, &s);
+    EXPECT(st == TS_OK && strcmp(s.name, "int8") == 0 && s.world == WORLD,
+           "state read back: %s, codec \"%s\" of %d ranks", ts_status_name(st), s.name, s.world);
+    size_t at = 0;
+    for (int r = 0; st == TS_OK && r < WORLD; r++) {
+        EXPECT(s.lens[r] == lens[r], "rank %d: %zu bytes of state, wrote %zu", r, s.lens[r],
+               lens[r]);
+        const char *names[3] = {"residual", "steps", "empty"};
+        for (int k = 0; k < 3; k++) {
+            size_t got_n = 0, want_n = 0;
+            const unsigned char *got = find_array(s.all + at, s.lens[r], names[k], &got_n);
+            const unsigned char *want = find_array(blobs[r], lens[r], names[k], &want_n);
+            EXPECT(got && want && got_n == want_n && memcmp(got, want, want_n) == 0,
+                   "rank %d: array %s differs (%zu bytes, wrote %zu)", r, names[k], got_n, want_n);
+        }
+        at += s.lens[r];
+    }
+    ckpt_codec_state_free(&s);
+
+    // refused: a flipped byte, a missing rank, an array that is not bytes
+    damage(path, "/codec/int8/rank-1/residual", NULL);
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT && s.all == NULL, "a flipped byte was read");
+    write_file(path, &w);
+    damage(path, NULL, "/codec/int8/rank-2");
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT, "a missing rank was read");
+    write_file(path, &w);
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(H5Ldelete(file, "/codec/int8/rank-0/steps", H5P_DEFAULT) >= 0);
+    hsize_t two = 2;
+    hid_t space = H5Screate_simple(1, &two, NULL);
+    hid_t ds = H5Dcreate2(file, "/codec/int8/rank-0/steps", H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                          H5P_DEFAULT, H5P_DEFAULT);
+    H5Dclose(ds), H5Sclose(space), H5Fclose(file);
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT, "an array of floats was read");
+
+    for (int r = 0; r < WORLD; r++)
+        free(blobs[r]);
+    ckpt_codec_state_free(&w);
+    if (g_failures) return 1;
+    printf("test_ckpt_codec: all checks passed\n");
+    return 0;
+}
