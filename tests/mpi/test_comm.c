@@ -32,6 +32,7 @@
 
 #include "base/rng.h"
 #include "collectives/comm.h"
+#include "tests/mpi/comm_values.h"
 #include "tests/unit/expect.h"
 
 #define SMALL_BYTES 65536 // the documented switch from latency to bandwidth algorithms
@@ -48,19 +49,6 @@ static size_t chunk_count(size_t n, int p, int r) {
     size_t first, count;
     comm_chunk(n, p, mod(r, p), &first, &count);
     return count;
-}
-
-// a deterministic float from (rank, index), with a random sign, all 24 bits of mantissa and a
-// magnitude between 2^-8 and 2^8, so that sums round and their order shows in the bits; every
-// rank can rebuild every other rank's contribution to compute the expected result itself
-static float test_random(int rank, size_t i) {
-    uint64_t z = ((uint64_t)rank << 40) ^ (uint64_t)i;
-    z = rng_mix64(z + 0x9e3779b97f4a7c15ull);
-    uint32_t sign = (uint32_t)(z >> 40) & 1, exponent = 127 - 8 + (uint32_t)((z >> 23) % 17);
-    uint32_t bits = sign << 31 | exponent << 23 | (uint32_t)(z & 0x7fffff);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,16 +458,16 @@ static float expected_order_sum(int p, size_t n, size_t i) {
             comm_chunk(n, p, j, &first, &count);
             if (i >= first && i < first + count) break;
         }
-        float acc = test_random(mod(j + 1, p), i);
+        float acc = comm_test_value(mod(j + 1, p), i);
         for (int k = 2; k <= p; k++)
-            acc = acc + test_random(mod(j + k, p), i);
+            acc = acc + comm_test_value(mod(j + k, p), i);
         return acc;
     }
     int q = 1 << log2_floor(p), extra = p - q;
     float v[64];
     for (int k = 0; k < q; k++)
-        v[k] = k < extra ? test_random(2 * k, i) + test_random(2 * k + 1, i)
-                         : test_random(k + extra, i);
+        v[k] = k < extra ? comm_test_value(2 * k, i) + comm_test_value(2 * k + 1, i)
+                         : comm_test_value(k + extra, i);
     for (int w = q; w > 1; w /= 2)
         for (int k = 0; k < w / 2; k++)
             v[k] = v[2 * k] + v[2 * k + 1];
@@ -490,7 +478,7 @@ static void test_sum_reproducible(comm *c, size_t n) {
     size_t bytes = n * sizeof(float);
     float *a = malloc(bytes), *b = malloc(bytes), *from0 = malloc(bytes);
     for (size_t i = 0; i < n; i++)
-        a[i] = b[i] = test_random(c->rank, i);
+        a[i] = b[i] = comm_test_value(c->rank, i);
     EXPECT(c->all_reduce_sum_f32(c, a, n) == TS_OK, "first random all-reduce failed");
     EXPECT(c->all_reduce_sum_f32(c, b, n) == TS_OK, "second random all-reduce failed");
     EXPECT(memcmp(a, b, bytes) == 0, "two all-reduces of the same %zu floats differ bitwise", n);

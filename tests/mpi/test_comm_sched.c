@@ -22,6 +22,7 @@
 
 #include "base/rng.h"
 #include "collectives/comm_sched.h"
+#include "tests/mpi/comm_values.h"
 #include "tests/unit/expect.h"
 
 #define MAX_P    9
@@ -220,16 +221,6 @@ static void want_all_reduce(int p, int r, size_t n, size_t s, uint64_t *sent, ui
     *sent = *recv = k * v;
 }
 
-static float random_float(int rank, size_t i) { // as test_comm.c's test_random
-    uint64_t z = ((uint64_t)rank << 40) ^ (uint64_t)i;
-    z = rng_mix64(z + 0x9e3779b97f4a7c15ull);
-    uint32_t sign = (uint32_t)(z >> 40) & 1, exponent = 127 - 8 + (uint32_t)((z >> 23) % 17);
-    uint32_t bits = sign << 31 | exponent << 23 | (uint32_t)(z & 0x7fffff);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 // the documented summation order (see test_comm.c), for all n elements at once
 static void order_sums(int p, size_t n, float *out) {
     if (n * sizeof(float) >= COMM_SMALL_BYTES && n >= (size_t)p) {
@@ -237,9 +228,9 @@ static void order_sums(int p, size_t n, float *out) {
             size_t first, count;
             comm_chunk(n, p, j, &first, &count);
             for (size_t i = first; i < first + count; i++) {
-                float acc = random_float(mod(j + 1, p), i);
+                float acc = comm_test_value(mod(j + 1, p), i);
                 for (int k = 2; k <= p; k++)
-                    acc = acc + random_float(mod(j + k, p), i);
+                    acc = acc + comm_test_value(mod(j + k, p), i);
                 out[i] = acc;
             }
         }
@@ -249,8 +240,8 @@ static void order_sums(int p, size_t n, float *out) {
     for (size_t i = 0; i < n; i++) {
         float v[MAX_P] = {0};
         for (int k = 0; k < q; k++)
-            v[k] = k < extra ? random_float(2 * k, i) + random_float(2 * k + 1, i)
-                             : random_float(k + extra, i);
+            v[k] = k < extra ? comm_test_value(2 * k, i) + comm_test_value(2 * k + 1, i)
+                             : comm_test_value(k + extra, i);
         for (int w = q; w > 1; w /= 2)
             for (int k = 0; k < w / 2; k++)
                 v[k] = v[2 * k] + v[2 * k + 1];
@@ -266,7 +257,7 @@ static void check_all_reduce(int p, size_t n) {
     for (int r = 0; r < p; r++) {
         b[r] = malloc(n * sizeof(float) + 1);
         for (size_t i = 0; i < n; i++)
-            b[r][i] = random_float(r, i);
+            b[r][i] = comm_test_value(r, i);
     }
     run(COMM_ALL_REDUCE_SUM, COMM_F32, 4, p, n, 0, (unsigned char **)b);
     float *want = malloc(n * sizeof(float) + 1);

@@ -15,6 +15,7 @@
 #include "app/commands.h"
 #include "runtime/data.h"
 
+#include "tests/unit/capture.h"
 #include "tests/unit/expect.h"
 
 static char g_dir[1024];
@@ -70,33 +71,6 @@ static char *read_file(const char *path, size_t *len) {
     b[got] = 0;
     if (len) *len = got;
     return b;
-}
-
-static FILE *g_capture;
-
-static void capture_begin(void) {
-    g_capture = tmpfile();
-    log_set_file(g_capture);
-    log_set_quiet_errors(1); // the lines are checked here, not shown
-}
-
-static char *capture_end(void) {
-    log_set_file(NULL);
-    log_set_quiet_errors(0);
-    long n = ftell(g_capture);
-    rewind(g_capture);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, g_capture);
-    b[got] = 0;
-    fclose(g_capture);
-    return b;
-}
-
-static int count_substr(const char *s, const char *sub) {
-    int n = 0;
-    for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
-        n++;
-    return n;
 }
 
 // dataset_open must fail with TS_ERR_INPUT and exactly one error line holding every `want`

@@ -32,6 +32,7 @@
 #include "runtime/manifest.h"
 #include "runtime/model_config.h"
 
+#include "tests/unit/capture.h"
 #include "tests/unit/expect.h"
 
 static char g_dir[2048];
@@ -67,33 +68,6 @@ static void copy_file(const char *from, const char *to) {
         fwrite(buf, 1, n, out);
     fclose(in);
     fclose(out);
-}
-
-static FILE *g_capture;
-
-static void capture_begin(void) {
-    g_capture = tmpfile();
-    log_set_file(g_capture);
-    log_set_quiet_errors(1);
-}
-
-static char *capture_end(void) {
-    log_set_file(NULL);
-    log_set_quiet_errors(0);
-    long n = ftell(g_capture);
-    rewind(g_capture);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, g_capture);
-    b[got] = 0;
-    fclose(g_capture);
-    return b;
-}
-
-static int count_substr(const char *s, const char *sub) {
-    int n = 0;
-    for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
-        n++;
-    return n;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -704,7 +678,8 @@ int main(int argc, char **argv) {
                             g_cfg.train.global_batch,
                             STEP,
                             g_cfg.run.seed,
-                            (uint64_t)STEP * (uint64_t)g_cfg.train.global_batch};
+                            (uint64_t)STEP * (uint64_t)g_cfg.train.global_batch,
+                            NULL};
     good_state st = {&meta, master, mom};
     ckpt_identity id;
     ckpt_identity_of(&g_cfg, 1, &id);
