@@ -29,7 +29,8 @@ from .supervisor import Launcher
 def parser():
     p = argparse.ArgumentParser(prog="scripts/launch", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    # host-cleanup is what the launcher runs on each host over ssh: not listed for people
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{run,stop,status,drain,admit}")
     r = sub.add_parser("run", help="train across the hosts of a hostfile, restarting on failure")
     r.add_argument("--hostfile", required=True, help="lines `HOST [slots=N]`; re-read while "
                    "the run goes on (hosts added there join)")
@@ -75,7 +76,7 @@ def parser():
         s = sub.add_parser(name, help=h)
         s.add_argument("host")
         s.add_argument("run_dir")
-    c = sub.add_parser("host-cleanup", help=argparse.SUPPRESS)
+    c = sub.add_parser("host-cleanup")
     c.add_argument("--id", required=True)
     c.add_argument("--run-dir", default="")
     c.add_argument("--archive", default="")

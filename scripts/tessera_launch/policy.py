@@ -50,7 +50,7 @@ def too_few_hosts(n_hosts, min_hosts):
     if n_hosts >= min_hosts:
         return None
     return Decision("give_up", EXIT_PEER_LOST,
-                    f"giving up: {n_hosts} host{'s' if n_hosts != 1 else ''} answer, fewer than "
+                    f"giving up: {n_hosts} host{' answers' if n_hosts == 1 else 's answer'}, fewer than "
                     f"--min-hosts {min_hosts}", {"reason": "too few hosts"})
 
 

@@ -142,7 +142,7 @@ class Policy(unittest.TestCase):
         self.assertIsNone(too_few_hosts(3, 1))
         d = too_few_hosts(1, 2)
         self.assertEqual((d.action, d.code, d.fields), ("give_up", 75, {"reason": "too few hosts"}))
-        self.assertEqual(d.message, "giving up: 1 host answer, fewer than --min-hosts 2")
+        self.assertEqual(d.message, "giving up: 1 host answers, fewer than --min-hosts 2")
         self.assertEqual(too_few_hosts(0, 1).message,
                          "giving up: 0 hosts answer, fewer than --min-hosts 1")
 
