@@ -20,6 +20,7 @@
 #include "base/common.h"
 #include "models/model.h"
 #include "runtime/ckpt.h"
+#include "runtime/ckpt_identity.h"
 #include "runtime/ckpt_state.h"
 #include "runtime/h5read.h"
 #include "runtime/manifest.h"
@@ -157,6 +158,16 @@ static int ckpt_info_dir(const char *path) {
         printf("  %14" PRIu64 "  %016" PRIx64 "  %s\n", m.files[i].size, m.files[i].xxh64,
                m.files[i].name);
     manifest_free(&m);
+    // the run that wrote it (runtime/ckpt_identity.h): what pruning and --resume auto compare
+    ckpt_identity id;
+    int present = 0;
+    if (ckpt_identity_read(path, &id, &present, why, sizeof why) != TS_OK)
+        printf("identity: unreadable (%s)\n", why);
+    else if (!present)
+        printf("identity: none (written before run identities: lineage 0, any run)\n");
+    else
+        printf("identity: lineage %016" PRIx64 ", seed %" PRId64 ", config %016" PRIx64 "\n",
+               id.lineage, id.seed, id.config_hash);
     return ckpt_info_state(path);
 }
 

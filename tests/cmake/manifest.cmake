@@ -79,6 +79,8 @@ add_test(NAME ckpt_info_checkpoint
 ${TESSERA_BIN} ckpt info ${TESSERA_TEST_DATA}/ckpt_info/info/ckpt/x/step-00000004 > \
 ${TESSERA_TEST_DATA}/ckpt_info/out.txt && cat ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
 grep -Eq '^  step +4$' ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
+grep -Eq '^identity: lineage [0-9a-f]{16}, seed [0-9]+, config [0-9a-f]{16}$' \
+${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
 grep -Eq '^  /adam_v +28 datasets, 138752 bytes, stored in [0-9]+ \\(compression [0-9.]+x\\)$' \
 ${TESSERA_TEST_DATA}/ckpt_info/out.txt && \
 grep -q '^name = \"info\"$' ${TESSERA_TEST_DATA}/ckpt_info/out.txt")

@@ -12,7 +12,7 @@
 // (relative 2^-9) before their products and write bf16 outputs, so errors of a few 1e-3 are
 // expected; 1e-2 (forward) and 2e-2 (gradients) leave room for that and catch any indexing or
 // masking error, which shows up as O(1).
-#include "emu_prims.h"
+#include "tests/emu/emu_prims.h"
 
 #include "kernels/cuda/flash_attention.cuh"
 
