@@ -5,13 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const codec_ops codec_none_ops; // codec_none.c
+extern const codec_ops codec_none_ops;                                 // codec_none.c
+extern const codec_ops codec_bf16_ops;                                 // codec_bf16.c
+extern const codec_ops codec_int8_ops, codec_int4_ops, codec_int2_ops; // codec_blockq.c
 
 // ---------------------------------------------------------------------------------------------
 // the registry: `none` first; a new codec adds its row here and its name to CODEC_CHOICES
 
 static const codec_ops *const codec_registry[] = {
-    &codec_none_ops,
+    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops, &codec_int4_ops, &codec_int2_ops,
 };
 #define CODEC_N ((int)(sizeof codec_registry / sizeof codec_registry[0]))
 

@@ -39,7 +39,7 @@
 #include "collectives/comm.h"
 
 // The registry's names, in its order: the choices of the config key comm.codec.
-#define CODEC_CHOICES "none"
+#define CODEC_CHOICES "none|bf16|int8|int4|int2"
 
 typedef struct codec codec;
 
@@ -182,5 +182,12 @@ ts_status codec_state_append(unsigned char **blob, size_t *len, const char *name
 int codec_state_next(const unsigned char *blob, size_t len, size_t *pos,
                      char name[CODEC_STATE_NAME_MAX + 1], const unsigned char **data, size_t *bytes,
                      const char *what);
+
+// ---- the block-quantizing codecs (codec_blockq.c) -------------------------------------------
+// int8, int4, int2: values per block, each block with one fp32 scale
+#define CODEC_BLOCKQ_BLOCK 64
+// their exact payload for `count` values of `bits` bits:
+// 4 * ceil(count / CODEC_BLOCKQ_BLOCK) + ceil(count * bits / 8)
+size_t codec_blockq_payload_bytes(int bits, size_t count);
 
 #endif

@@ -112,7 +112,8 @@ const cfg_key cfg_keys[] = {
         "ZeRO stage: 0 = every rank holds the whole optimizer state; 1 = optimizer state "
         "sharded over ranks (reduce-scatter gradients, all-gather weights)"),
     KEY(comm, codec, CFG_ENUM, "none", 0, 0, CODEC_CHOICES,
-        "gradient codec: how each bucket travels between ranks (none: fp32, summed exactly)"),
+        "gradient codec: how each bucket travels between ranks (none: fp32, summed exactly; "
+        "bf16, int8, int4, int2: compressed with error feedback, all-gathered)"),
     KEY(ckpt, every, CFG_INT, "0", 0, 1e9, NULL,
         "write a checkpoint to <run_dir>/ckpt/<host> every N steps (0: only at the end of the "
         "run)"),
