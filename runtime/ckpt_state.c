@@ -236,7 +236,9 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
         free(a.config);
         return TS_ERR_INPUT;
     }
+    ckpt_codec_state *codec = meta->codec; // where the caller wants the /codec state, if at all
     *meta = a.meta;
+    meta->codec = codec;
     *config = a.config;
     return TS_OK;
 }
@@ -245,6 +247,7 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
 #define STATE_EXPECTED "a checkpoint written by `tessera train`"
 
 ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **config) {
+    meta->codec = NULL; // the attributes only
     hid_t file;
     TS_CHECK(h5read_open(path, STATE_WHAT, STATE_EXPECTED, &file));
     ts_status st = read_state_attrs(file, path, meta, config);

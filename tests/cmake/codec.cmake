@@ -29,3 +29,17 @@ set(CODEC_CKPT_DIR ${TESSERA_TEST_DATA}/codec)
 file(MAKE_DIRECTORY ${CODEC_CKPT_DIR})
 add_test(NAME codec_ckpt_unit COMMAND test_ckpt_codec ${CODEC_CKPT_DIR})
 set_tests_properties(codec_ckpt_unit PROPERTIES LABELS unit TIMEOUT 30)
+
+# stateful codecs end to end (tests/mpi/codec_resume.sh): 2 ranks train with the codec (the loss
+# falls), and a run whose rank 1 is killed after the checkpoint of step 10 resumes, the codec's
+# error feedback restored per rank, to the uninterrupted run's weights bit for bit
+if(TESSERA_HAVE_MPI)
+  foreach(codec bf16 int8 int2)
+    add_test(NAME codec_resume_${codec}
+             COMMAND ${CMAKE_SOURCE_DIR}/tests/mpi/codec_resume.sh ${codec} ${TESSERA_BIN}
+                     $<TARGET_FILE:test_weights_close> ${CODEC_CKPT_DIR}
+                     ${TESSERA_TEST_DATA}/train/corpus ${TESSERA_MPIRUN})
+    set_tests_properties(codec_resume_${codec} PROPERTIES LABELS mpi TIMEOUT 300 PROCESSORS 2
+                         FIXTURES_REQUIRED train_corpus ENVIRONMENT OMP_NUM_THREADS=1)
+  endforeach()
+endif()
