@@ -575,6 +575,7 @@ static void run_state_case(const hostile_case *c, const float *want_master) {
     float *w = calloc(n, sizeof(float)), *m = calloc(n, sizeof(float)),
           *v = calloc(n, sizeof(float));
     ckpt_state_meta meta;
+    memset(&meta, 0, sizeof meta); // meta.codec NULL: the /codec state is not wanted
     capture_begin();
     ts_status st = ckpt_state_load(dir, &g_model, &g_cfg, &meta, w, m, v);
     char *log = capture_end();
