@@ -149,6 +149,55 @@ int main(int argc, char **argv) {
     H5Dclose(ds), H5Sclose(space), H5Fclose(file);
     EXPECT(read_file(path, &s) == TS_ERR_INPUT, "an array of floats was read");
 
+    // refused before anything outside the file is read: a rank group that is a soft link, an
+    // array that is an external link into another file, an array whose bytes live in an external
+    // file; and a world_size out of bounds
+    write_file(path, &w);
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(H5Lmove(file, "/codec/int8/rank-1", file, "/rank-1-elsewhere", H5P_DEFAULT,
+                  H5P_DEFAULT) >= 0);
+    CHECK(H5Lcreate_soft("/rank-1-elsewhere", file, "/codec/int8/rank-1", H5P_DEFAULT,
+                         H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT, "a rank group behind a soft link was read");
+    write_file(path, &w);
+    char other[4200];
+    snprintf(other, sizeof other, "%s/codec-other.h5", argv[1]);
+    write_file(other, &w);
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(H5Ldelete(file, "/codec/int8/rank-0/residual", H5P_DEFAULT) >= 0);
+    CHECK(H5Lcreate_external(other, "/codec/int8/rank-0/residual", file,
+                             "/codec/int8/rank-0/residual", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT, "an array behind an external link was read");
+    write_file(path, &w);
+    char raw[4200];
+    snprintf(raw, sizeof raw, "%s/codec-raw.bin", argv[1]);
+    FILE *rf = fopen(raw, "wb");
+    if (rf) {
+        unsigned char zeros[16] = {0};
+        fwrite(zeros, 1, sizeof zeros, rf);
+        fclose(rf);
+    }
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(H5Ldelete(file, "/codec/int8/rank-0/steps", H5P_DEFAULT) >= 0);
+    hsize_t eight = 8;
+    space = H5Screate_simple(1, &eight, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    CHECK(H5Pset_external(dcpl, raw, 0, 8) >= 0);
+    ds = H5Dcreate2(file, "/codec/int8/rank-0/steps", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl,
+                    H5P_DEFAULT);
+    H5Dclose(ds), H5Pclose(dcpl), H5Sclose(space), H5Fclose(file);
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT, "an array with external storage was read");
+    write_file(path, &w);
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(file, "/codec/int8", H5P_DEFAULT);
+    int huge = 1 << 30;
+    hid_t attr = H5Aopen(g, "world_size", H5P_DEFAULT);
+    CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT, &huge) >= 0);
+    H5Aclose(attr), H5Gclose(g), H5Fclose(file);
+    EXPECT(read_file(path, &s) == TS_ERR_INPUT, "a world_size of 2^30 was read");
+
     for (int r = 0; r < WORLD; r++)
         free(blobs[r]);
     ckpt_codec_state_free(&w);
