@@ -35,7 +35,21 @@ void codec_names(char *buf, size_t len) {
                                  codec_registry[i]->name);
 }
 
+void codec_params_default(codec_params *p) {
+    memset(p, 0, sizeof *p);
+    p->dense_below = 4096;
+    p->topk_fraction = 0.01;
+    p->topk_value_bits = 32;
+    p->powersgd_rank = 4;
+    p->zstd = 1;
+}
+
 ts_status codec_create(codec **out, const char *name, int rank, int size, size_t n) {
+    return codec_create_params(out, name, rank, size, n, NULL);
+}
+
+ts_status codec_create_params(codec **out, const char *name, int rank, int size, size_t n,
+                              const codec_params *p) {
     *out = NULL;
     const codec_ops *ops = codec_find(name);
     if (!ops) {
@@ -44,18 +58,36 @@ ts_status codec_create(codec **out, const char *name, int rank, int size, size_t
         log_error("[comm] codec: unknown codec \"%s\" (known: %s)", name, known);
         return TS_ERR_INPUT;
     }
-    return codec_create_with(out, ops, rank, size, n);
+    return codec_create_with_params(out, ops, rank, size, n, p);
 }
 
 ts_status codec_create_with(codec **out, const codec_ops *ops, int rank, int size, size_t n) {
+    return codec_create_with_params(out, ops, rank, size, n, NULL);
+}
+
+ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, int size, size_t n,
+                                   const codec_params *p) {
     *out = NULL;
     codec *cx = ts_calloc(1, sizeof *cx, "codec");
     cx->ops = ops;
     cx->rank = rank;
     cx->size = size;
     cx->n = n;
+    if (p)
+        cx->params = *p;
+    else
+        codec_params_default(&cx->params);
+    codec_tensor *own = NULL;
+    if (cx->params.tensors && cx->params.n_tensors > 0) {
+        own = ts_calloc((size_t)cx->params.n_tensors, sizeof *own, "codec tensor table");
+        memcpy(own, cx->params.tensors, (size_t)cx->params.n_tensors * sizeof *own);
+    } else {
+        cx->params.n_tensors = 0;
+    }
+    cx->params.tensors = own;
     ts_status st = ops->init ? ops->init(cx) : TS_OK;
     if (st != TS_OK) {
+        free(own);
         free(cx);
         return st;
     }
@@ -66,6 +98,7 @@ ts_status codec_create_with(codec **out, const codec_ops *ops, int rank, int siz
 void codec_destroy(codec *cx) {
     if (!cx) return;
     if (cx->ops->destroy) cx->ops->destroy(cx);
+    free((void *)cx->params.tensors);
     free(cx);
 }
 

@@ -103,10 +103,31 @@ typedef struct {
     uint64_t buckets;
 } codec_stats;
 
+// A tensor of the flat buffer: rows x cols values from offset (cols 1: a vector), in the model's
+// parameter table order. Codecs that work on matrices (powersgd) and the small-tensor rule
+// (dense_below) read them.
+typedef struct {
+    size_t offset, rows, cols;
+} codec_tensor;
+
+// What a codec is configured with (config keys comm.*; codec_params_default gives the defaults).
+typedef struct {
+    size_t dense_below;          // tensors of fewer values travel uncompressed (fp32)
+    double topk_fraction;        // topk: the fraction of each bucket's values sent
+    int topk_value_bits;         // topk: 32 (fp32 values) or 2 (2-bit codes with a scale per block)
+    int powersgd_rank;           // powersgd: the rank r of the approximation
+    int zstd;                    // 1: lossless zstd on encoded payloads where it makes them smaller
+    const codec_tensor *tensors; // the model's tensors (NULL: none known); copied at creation
+    int n_tensors;
+} codec_params;
+
+void codec_params_default(codec_params *p);
+
 struct codec {
     const codec_ops *ops;
     int rank, size;
-    size_t n; // values of the flat gradient buffer
+    size_t n;            // values of the flat gradient buffer
+    codec_params params; // params.tensors points at the codec's own copy
     codec_stats stats;
     void *state; // the codec's own
 };
@@ -123,6 +144,11 @@ void codec_names(char *buf, size_t len);
 ts_status codec_create(codec **out, const char *name, int rank, int size, size_t n);
 // The same for a codec given by its ops (tests; codec_create after the lookup).
 ts_status codec_create_with(codec **out, const codec_ops *ops, int rank, int size, size_t n);
+// Both with parameters (NULL: the defaults): what the trainer calls.
+ts_status codec_create_params(codec **out, const char *name, int rank, int size, size_t n,
+                              const codec_params *p);
+ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, int size, size_t n,
+                                   const codec_params *p);
 void codec_destroy(codec *cx);
 
 // Whether the codec keeps state that a checkpoint must hold (a save hook).

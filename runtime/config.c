@@ -87,6 +87,9 @@ const cfg_key cfg_keys[] = {
     KEY(train, grad_clip, CFG_FLOAT, "1.0", 0, 1e6, NULL,
         "clip the global gradient norm to this (0: no clipping)"),
 
+    KEY(train, optimizer, CFG_ENUM, "adamw", 0, 0, "adamw|sgd",
+        "the optimizer (the inner one in DiLoCo mode): adamw, or sgd (w -= lr * (g + "
+        "weight_decay * w), no momentum)"),
     KEY(eval, every, CFG_INT, "100", 0, 1e9, NULL, "validate every N steps (0: only at the end)"),
     KEY(eval, batches, CFG_INT, "4", 1, 1000000, NULL,
         "validation batches of global_batch sequences each"),
@@ -114,6 +117,17 @@ const cfg_key cfg_keys[] = {
     KEY(comm, codec, CFG_ENUM, "none", 0, 0, CODEC_CHOICES,
         "gradient codec: how each bucket travels between ranks (none: fp32, summed exactly; "
         "bf16, int8, int4, int2: compressed with error feedback, all-gathered)"),
+    KEY(comm, dense_below, CFG_INT, "4096", 0, 1e9, NULL,
+        "tensors of fewer values (biases, LayerNorm) travel uncompressed as fp32 under any "
+        "codec"),
+    KEY(comm, topk_fraction, CFG_FLOAT, "0.01", 1e-6, 1, NULL,
+        "topk: the fraction of each bucket's values sent (the largest in magnitude)"),
+    KEY(comm, topk_values, CFG_ENUM, "fp32", 0, 0, "fp32|int2",
+        "topk: how the chosen values travel: fp32, or int2 (2-bit codes, a scale per block)"),
+    KEY(comm, powersgd_rank, CFG_INT, "4", 1, 1024, NULL,
+        "powersgd: rank of each matrix's approximation"),
+    KEY(comm, zstd, CFG_BOOL, "true", 0, 0, NULL,
+        "compress encoded payloads with zstd (lossless) where that makes them smaller"),
     KEY(ckpt, every, CFG_INT, "0", 0, 1e9, NULL,
         "write a checkpoint to <run_dir>/ckpt/<host> every N steps (0: only at the end of the "
         "run)"),
@@ -125,6 +139,20 @@ const cfg_key cfg_keys[] = {
     KEY(ckpt, max_failures, CFG_INT, "3", 1, 1000000, NULL,
         "consecutive failed checkpoint writes (disk full, I/O error) after which the run stops "
         "(exit 1); a failed write is logged and retried at the next interval"),
+    KEY(diloco, inner_steps, CFG_INT, "0", 0, 1e9, NULL,
+        "local SGD (DiLoCo): each rank takes this many inner steps on its own samples between "
+        "syncs of the parameters (0: plain data parallelism, gradients summed every step)"),
+    KEY(diloco, outer_lr, CFG_FLOAT, "0.7", 0, 100, NULL,
+        "DiLoCo: learning rate of the outer SGD on the averaged pseudo-gradient"),
+    KEY(diloco, outer_momentum, CFG_FLOAT, "0.9", 0, 0.999999, NULL,
+        "DiLoCo: momentum of the outer SGD"),
+    KEY(diloco, nesterov, CFG_BOOL, "true", 0, 0, NULL, "DiLoCo: Nesterov momentum"),
+    KEY(diloco, fragments, CFG_INT, "1", 1, 1024, NULL,
+        "streaming DiLoCo: the parameters are cut into this many fragments, synced at staggered "
+        "inner steps, each sync's result applied one fragment period later (1: no streaming)"),
+    KEY(diloco, mix, CFG_FLOAT, "0.5", 0, 1, NULL,
+        "streaming DiLoCo: when a fragment's synced value lands, the local value keeps this "
+        "weight (0: replaced by the synced value)"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,

@@ -56,6 +56,7 @@ typedef struct {
         double lr, lr_min_ratio;
         int warmup_steps;
         double weight_decay, beta1, beta2, eps, grad_clip;
+        char optimizer[8]; // adamw | sgd
     } train;
     struct {
         int every;   // validate every N steps (0 = only at the end)
@@ -73,6 +74,11 @@ typedef struct {
         int zero_stage;        // 0 or 1
         int trace;             // write comm_trace.jsonl
         char codec[32];        // gradient codec (collectives/codec.h registry)
+        int dense_below;       // tensors of fewer values travel uncompressed
+        double topk_fraction;  // topk: fraction of each bucket's values sent
+        char topk_values[8];   // topk: fp32 | int2
+        int powersgd_rank;     // powersgd: rank of the approximation
+        int zstd;              // lossless zstd on encoded payloads where it pays
     } comm;
     struct {
         int every;        // checkpoint every N steps (0 = only at the end of the run)
@@ -80,6 +86,14 @@ typedef struct {
         int replicas;     // ranks on distinct hosts that each write a full copy
         int max_failures; // consecutive failed saves after which the run stops
     } ckpt;
+    struct {
+        int inner_steps;       // H: inner steps between syncs (0: plain data parallelism)
+        double outer_lr;       // outer SGD learning rate
+        double outer_momentum; // outer SGD momentum
+        int nesterov;          // Nesterov momentum
+        int fragments;         // streaming: parameter fragments synced at staggered steps (1: off)
+        double mix;            // streaming: weight of the local fragment when the global one lands
+    } diloco;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;
 

@@ -349,7 +349,25 @@ static ts_status train_setup(trainer *tr) {
         TS_CHECK(st);
         model_sync_params(&tr->model);
     }
-    TS_CHECK(codec_create(&tr->codec, cfg->comm.codec, c->rank, c->size, n_params));
+    codec_params cp;
+    codec_params_default(&cp);
+    cp.dense_below = (size_t)cfg->comm.dense_below;
+    cp.topk_fraction = cfg->comm.topk_fraction;
+    cp.topk_value_bits = strcmp(cfg->comm.topk_values, "int2") == 0 ? 2 : 32;
+    cp.powersgd_rank = cfg->comm.powersgd_rank;
+    cp.zstd = cfg->comm.zstd;
+    codec_tensor *ct = ts_calloc((size_t)tr->model.n_tensors, sizeof *ct, "codec tensor table");
+    for (int i = 0; i < tr->model.n_tensors; i++) {
+        const model_tensor *t = &tr->model.tensors[i];
+        ct[i].offset = t->offset;
+        ct[i].rows = (size_t)t->shape[0];
+        ct[i].cols = t->ndim == 2 ? (size_t)t->shape[1] : 1;
+    }
+    cp.tensors = ct;
+    cp.n_tensors = tr->model.n_tensors;
+    st = codec_create_params(&tr->codec, cfg->comm.codec, c->rank, c->size, n_params, &cp);
+    free(ct);
+    TS_CHECK(st);
     TS_CHECK(reducer_create(&tr->red, c, tr->codec, tr->be, tr->model.grads, n_params,
                             cfg->comm.bucket_mb, cfg->comm.zero_stage == 1, cfg->comm.overlap));
     if (strcmp(tr->codec->ops->name, "none") != 0)

@@ -94,7 +94,7 @@ static int key_index(const char *section, const char *name) {
 
 static void test_key_table(void) {
     // every field of tessera_config has exactly one key; keys do not overlap
-    CHECK(cfg_n_keys == 44);
+    CHECK(cfg_n_keys == 56);
     unsigned char used[sizeof(tessera_config)] = {0};
     for (int i = 0; i < cfg_n_keys; i++) {
         const cfg_key *k = &cfg_keys[i];
@@ -227,7 +227,7 @@ static void test_text_errors(void) {
                       "t.ini:2: [train] unknown key \"foo\" (tessera train --help lists the keys)");
     expect_text_error("\n[trian]\n", "t.ini:2: unknown section [trian] (did you mean [train]?)");
     expect_text_error("[optimizer]\n", "t.ini:1: unknown section [optimizer] (sections: run, "
-                                       "model, data, train, eval, log, comm, ckpt)");
+                                       "model, data, train, eval, log, comm, ckpt, diloco)");
     expect_text_error("[train\n", "t.ini:1: expected \"]\" to close the section header");
     expect_text_error("[train] x\n",
                       "t.ini:1: unexpected text after [train] (only a # comment may follow)");
@@ -369,7 +369,7 @@ static void test_overrides(void) {
                           "--trian.lr: unknown section \"trian\" (did you mean \"train\"?)");
     expect_override_error("--foo.lr=1",
                           "--foo.lr: unknown section \"foo\" (sections: run, model, data, train, "
-                          "eval, log, comm, ckpt)");
+                          "eval, log, comm, ckpt, diloco)");
     expect_override_error("--train.lrr=1",
                           "--train.lrr: unknown key \"lrr\" (did you mean --train.lr?)");
     expect_override_error("--train.every=1",
