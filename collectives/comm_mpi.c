@@ -170,14 +170,18 @@ static ts_status comm_mpi_post(comm *c, comm_req *q, const comm_step *cs) {
     return TS_OK;
 }
 
-// post steps until the schedule's window is full; steps without messages on this rank are
-// skipped (they have no reduction either)
+// post steps until the schedule's window is full. A step without messages on this rank (it has
+// no reduction either) is skipped when nothing is in flight; otherwise it takes its place in the
+// window as a step that completes at once: a ring's send forwards what the step `segments`
+// before received, and only the window (completed in order) guarantees that step has landed.
+// (Skipped there, an empty step let the next one post its send while the step it forwards was
+// still receiving: all-gathers of blocks of unequal segment counts sent garbage.)
 static ts_status comm_mpi_fill(comm *c, comm_req *q) {
     comm_mpi_prog *pr = q->backend;
     while (pr->inflight < pr->sched.window && pr->next_step < pr->sched.steps) {
         comm_step cs;
         comm_sched_step(&pr->sched, pr->next_step++, &cs);
-        if (cs.recv.peer < 0 && cs.send.peer < 0) continue;
+        if (cs.recv.peer < 0 && cs.send.peer < 0 && pr->inflight == 0) continue;
         TS_CHECK(comm_mpi_post(c, q, &cs));
     }
     return TS_OK;

@@ -382,11 +382,15 @@ static size_t block_len(int k, int r, int p) {
     case 0: return 0;                                         // all empty
     case 1: return (size_t)((r * 13 + 3) % 5) * 3;            // short, some empty
     case 2: return r == p - 1 ? 0 : 1300003 + (size_t)r * 17; // several ring segments, one empty
-    case 3: return r == 0 ? 700001 : 0;                       // one rank only
+    case 3:
+        return r == 0 ? 700001 : 0; // one rank only
+    // two ring segments on rank 0, one elsewhere: the steps of the missing second segments are
+    // empty and must not let a send run ahead of the receive it forwards
+    case 4: return r == 0 ? 587889 : 416308;
     default: return (size_t)r + 1;
     }
 }
-#define N_BLOCK_PATTERNS 5
+#define N_BLOCK_PATTERNS 6
 static unsigned char block_byte(int r, size_t j) { return (unsigned char)(j * 31 + r * 7 + 1); }
 
 static traffic want_all_gather_v(const comm *c, int k) {
@@ -704,6 +708,8 @@ static int run_collectives(comm *c, const char *backend, int size) {
     test_combine(c, 65536 / 7 + 1, 7, 0); // just above
     for (int k = 0; k < N_BLOCK_PATTERNS; k++)
         test_all_gather_v(c, k);
+    for (int i = 0; i < 40; i++) // a race: once is not enough to see it
+        test_all_gather_v(c, 4);
     test_sum_reproducible(c, 1000);
     test_sum_reproducible(c, 1000003); // several ring segments per chunk
     test_barrier(c);
