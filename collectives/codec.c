@@ -345,16 +345,13 @@ ts_status codec_state_unpack(codec *cx, const unsigned char *blob, size_t len, c
 // ---------------------------------------------------------------------------------------------
 // state between ranks
 
-ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size_t *lens) {
+ts_status codec_blob_gather(comm *c, const unsigned char *mine, size_t len, unsigned char **all,
+                            size_t *lens) {
     *all = NULL;
     memset(lens, 0, (size_t)c->size * sizeof *lens);
-    if (!codec_has_state(cx)) return TS_OK;
-    unsigned char *mine = NULL;
-    size_t len = 0;
-    TS_CHECK(codec_state_pack(cx, &mine, &len));
     // every length first (exact in a double up to 2^53 bytes), so that all ranks pass the same
     // room to the all-gather
-    double *table = ts_calloc((size_t)c->size, sizeof(double), "codec state lengths");
+    double *table = ts_calloc((size_t)c->size, sizeof(double), "state lengths");
     table[c->rank] = (double)len;
     ts_status st = c->all_reduce_sum_f64(c, table, (size_t)c->size);
     size_t total = 0;
@@ -362,14 +359,25 @@ ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size
         total += (size_t)table[r];
     free(table);
     if (st == TS_OK) {
-        *all = ts_malloc(total ? total : 1, "codec state of every rank");
+        *all = ts_malloc(total ? total : 1, "state of every rank");
         st = c->all_gather_v(c, mine, len, *all, total, lens);
     }
-    free(mine);
     if (st != TS_OK) {
         free(*all);
         *all = NULL;
     }
+    return st;
+}
+
+ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size_t *lens) {
+    *all = NULL;
+    memset(lens, 0, (size_t)c->size * sizeof *lens);
+    if (!codec_has_state(cx)) return TS_OK;
+    unsigned char *mine = NULL;
+    size_t len = 0;
+    TS_CHECK(codec_state_pack(cx, &mine, &len));
+    ts_status st = codec_blob_gather(c, mine, len, all, lens);
+    free(mine);
     return st;
 }
 

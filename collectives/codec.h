@@ -190,6 +190,10 @@ ts_status codec_state_unpack(codec *cx, const unsigned char *blob, size_t len, c
 // *all: the blobs back to back in rank order (free()), lens[0 .. size) their lengths. Every rank
 // calls it when the codec has state (the same everywhere); nothing moves for one without.
 ts_status codec_state_gather(const codec *cx, comm *c, unsigned char **all, size_t *lens);
+// Every rank's blob (mine, len bytes) to every rank: *all back to back in rank order (free()),
+// lens[0 .. size) their lengths. Every rank calls it.
+ts_status codec_blob_gather(comm *c, const unsigned char *mine, size_t len, unsigned char **all,
+                            size_t *lens);
 // A resume: `holder` read a checkpoint whose codec state (saved_name: "" when none; blobs `all`
 // with lengths lens[0 .. saved_world)) only it passes; every rank calls this. When the codec has
 // state and the checkpoint holds state of the same codec from a world of the same size, every

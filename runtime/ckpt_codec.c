@@ -161,15 +161,17 @@ static herr_t find_named(hid_t group, const char *name, const H5L_info_t *info, 
     return strlen(name) < 32 ? 0 : 1;
 }
 
-ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s) {
+ts_status ckpt_codec_read_group(hid_t file, const char *path, const char *gname,
+                                ckpt_codec_state *s) {
     memset(s, 0, sizeof *s);
-    if (!hard_link(file, "codec")) {
-        log_error("%s: group '/codec' is missing (or a link), expected a group of this file", path);
+    if (!hard_link(file, gname)) {
+        log_error("%s: group '/%s' is missing (or a link), expected a group of this file", path,
+                  gname);
         return TS_ERR_INPUT;
     }
-    hid_t group = H5Gopen2(file, "codec", H5P_DEFAULT);
+    hid_t group = H5Gopen2(file, gname, H5P_DEFAULT);
     if (group < 0) {
-        log_error("%s: '/codec' is not a group", path);
+        log_error("%s: '/%s' is not a group", path, gname);
         return TS_ERR_INPUT;
     }
     char name[33] = "";
@@ -177,7 +179,7 @@ ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s) {
     herr_t it = H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, find_named, name);
     ts_status st = TS_OK;
     if (it < 0 || it > 0) {
-        log_error("%s: '/codec' holds %s", path,
+        log_error("%s: '/%s' holds %s", path, gname,
                   it < 0 ? "unreadable links"
                          : "more than one codec's state, a long name, or a link");
         st = TS_ERR_INPUT;
@@ -185,13 +187,13 @@ ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s) {
     hid_t named =
         st == TS_OK && name[0] && hard_link(group, name) ? H5Gopen2(group, name, H5P_DEFAULT) : -1;
     if (st == TS_OK && name[0] && named < 0) {
-        log_error("%s: '/codec/%s' is not a group", path, name);
+        log_error("%s: '/%s/%s' is not a group", path, gname, name);
         st = TS_ERR_INPUT;
     }
     if (named >= 0) {
         snprintf(s->name, sizeof s->name, "%s", name);
-        char kind[64];
-        snprintf(kind, sizeof kind, "codec state group /codec/%s", name);
+        char kind[80];
+        snprintf(kind, sizeof kind, "state group /%s/%s", gname, name);
         const h5attr_spec world = {"world_size", H5ATTR_INT, 0, 1, CKPT_CODEC_MAX_WORLD, NULL, 0};
         st = h5attr_read_table(named, path, kind, &world, 1, &s->world);
         if (st == TS_OK) s->lens = ts_calloc((size_t)s->world, sizeof(size_t), "codec state");
@@ -203,7 +205,7 @@ ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s) {
             rd.len = before;
             char rank_name[32];
             snprintf(rank_name, sizeof rank_name, "rank-%d", r);
-            snprintf(rd.where, sizeof rd.where, "/codec/%s/%s", name, rank_name);
+            snprintf(rd.where, sizeof rd.where, "/%s/%s/%s", gname, name, rank_name);
             hid_t rg = hard_link(named, rank_name) ? H5Gopen2(named, rank_name, H5P_DEFAULT) : -1;
             if (rg < 0) {
                 log_error("%s: group '%s' is missing", path, rd.where);
@@ -226,4 +228,8 @@ ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s) {
     H5Gclose(group);
     if (st != TS_OK) ckpt_codec_state_free(s);
     return st;
+}
+
+ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s) {
+    return ckpt_codec_read_group(file, path, "codec", s);
 }

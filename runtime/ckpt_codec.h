@@ -29,5 +29,9 @@ int ckpt_codec_write(hid_t group, const ckpt_codec_state *s);
 // A damaged group (a missing rank, a dataset that is not uint8 or whose values do not hash to
 // its xxh64) is one error line naming the path, TS_ERR_INPUT.
 ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s);
+// The same for another group of the same layout: /outer (local SGD's per-rank state, named
+// "diloco"; see runtime/train_outer.c).
+ts_status ckpt_codec_read_group(hid_t file, const char *path, const char *gname,
+                                ckpt_codec_state *s);
 
 #endif

@@ -100,12 +100,12 @@ ts_status ckpt_state_write(const char *path, const model *m, const tessera_confi
             ok = write_tensor(group, &m->tensors[i], bufs[g] + m->tensors[i].offset);
         if (group >= 0) H5Gclose(group);
     }
-    // gradient codecs' state (error feedback; empty without), and room for the outer optimizer
-    // (an empty group now, so readers can rely on where it will be)
+    // gradient codecs' state (error feedback; empty without), and local SGD's per-rank state
+    // (empty without)
     static const char *const reserved[2] = {"codec", "outer"};
     for (int g = 0; ok && g < 2; g++) {
         hid_t group = H5Gcreate2(file, reserved[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = group >= 0 && ckpt_codec_write(group, g == 0 ? meta->codec : NULL);
+        ok = group >= 0 && ckpt_codec_write(group, g == 0 ? meta->codec : meta->outer);
         if (group >= 0) H5Gclose(group);
     }
     ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
@@ -237,8 +237,10 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
         return TS_ERR_INPUT;
     }
     ckpt_codec_state *codec = meta->codec; // where the caller wants the /codec state, if at all
+    ckpt_codec_state *outer = meta->outer; // and the /outer state
     *meta = a.meta;
     meta->codec = codec;
+    meta->outer = outer;
     *config = a.config;
     return TS_OK;
 }
@@ -248,6 +250,7 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
 
 ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **config) {
     meta->codec = NULL; // the attributes only
+    meta->outer = NULL;
     hid_t file;
     TS_CHECK(h5read_open(path, STATE_WHAT, STATE_EXPECTED, &file));
     ts_status st = read_state_attrs(file, path, meta, config);
@@ -270,6 +273,7 @@ ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_co
     for (int g = 0; g < 3 && st == TS_OK; g++)
         st = read_group(file, path, m, ckpt_groups[g], bufs[g]);
     if (st == TS_OK && meta->codec) st = ckpt_codec_read(file, path, meta->codec);
+    if (st == TS_OK && meta->outer) st = ckpt_codec_read_group(file, path, "outer", meta->outer);
     H5Fclose(file);
     return st;
 }

@@ -32,6 +32,9 @@ typedef struct {
     uint64_t next_sample; // next global sample index = step * global_batch (the loader's state)
     // gradient codec state (/codec): written when set and named, filled on load when set
     ckpt_codec_state *codec;
+    // local SGD's per-rank state (/outer, named "diloco"): written when set and named, filled on
+    // load when set
+    ckpt_codec_state *outer;
 } ckpt_state_meta;
 
 // Create the state file at path (it must not exist) from the three buffers (n_params floats
@@ -51,8 +54,8 @@ ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **c
 // is checked as ckpt_state_read_meta checks it, every dataset before it is read (hard links only,
 // chunked with the zstd filter alone, float32, the tensor's shape: runtime/h5read.h). The model
 // (architecture and shape) in the checkpoint's config must equal cfg's. Else one error line and
-// TS_ERR_INPUT. meta->codec is an input: NULL, or where the /codec group's state goes (set it
-// before the call; every other field of meta is filled).
+// TS_ERR_INPUT. meta->codec and meta->outer are inputs: NULL, or where the /codec (/outer)
+// group's state goes (set them before the call; every other field of meta is filled).
 ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_config *cfg,
                           ckpt_state_meta *meta, float *master, float *adam_m, float *adam_v);
 

@@ -81,5 +81,6 @@ void ckpt_writer_destroy(ckpt_writer *wr) {
     free(wr->m);
     free(wr->v);
     ckpt_codec_state_free(&wr->codec);
+    ckpt_codec_state_free(&wr->outer);
     memset(wr, 0, sizeof *wr);
 }

@@ -21,6 +21,7 @@ typedef struct {
     size_t n;         // floats in each snapshot buffer (the model's n_params)
     float *w, *m, *v; // the snapshot: master weights, AdamW moments (NULL where not allocated)
     ckpt_codec_state codec; // and every rank's gradient codec state (name "": none)
+    ckpt_codec_state outer; // and every rank's local SGD state (name "": none)
     // the save in flight (valid while running)
     pthread_t thread;
     int running; // a thread was started and not yet joined

@@ -87,6 +87,52 @@ static ts_status cfg_reject(const cfg_checker *ck, int k, const char *fmt, ...) 
     return TS_ERR_INPUT;
 }
 
+// A check between keys a and b (values a_value, b_value as text): the error is about the one set
+// last: "expected <what it should be> <the other key> = <value> (<origin>), got <value>; why".
+static ts_status cfg_reject_pair(const cfg_checker *ck, int a, int b, const char *a_value,
+                                 const char *b_value, const char *a_expected,
+                                 const char *b_expected, const char *why) {
+    int a_last = cfg_recency(ck, a) >= cfg_recency(ck, b);
+    int subject = a_last ? a : b, other = a_last ? b : a;
+    char note[CFG_STR + 32];
+    cfg_origin_note(ck, other, subject, note, sizeof note);
+    return cfg_reject(ck, subject, "expected %s %s.%s = %s (%s), got %s; %s",
+                      a_last ? a_expected : b_expected, cfg_keys[other].section,
+                      cfg_keys[other].name, a_last ? b_value : a_value, note,
+                      a_last ? a_value : b_value, why);
+}
+
+// local SGD with the keys it cannot go with
+static ts_status cfg_check_diloco(const cfg_checker *ck) {
+    const tessera_config *cfg = ck->cfg;
+    int H = cfg->diloco.inner_steps, F = cfg->diloco.fragments;
+    if (H == 0) return TS_OK;
+    int inner = cfg_key_index("diloco", "inner_steps");
+    char hs[32], other[32];
+    snprintf(hs, sizeof hs, "%d", H);
+    if (cfg->comm.zero_stage == 1) {
+        snprintf(other, sizeof other, "%d", cfg->comm.zero_stage);
+        return cfg_reject_pair(ck, inner, cfg_key_index("comm", "zero_stage"), hs, other,
+                               "0 (plain data parallelism) with", "0 with",
+                               "in local SGD every rank keeps its own whole inner optimizer "
+                               "state, which ZeRO-1 would shard");
+    }
+    if (F > 1 && H % F != 0) {
+        snprintf(other, sizeof other, "%d", F);
+        return cfg_reject_pair(ck, inner, cfg_key_index("diloco", "fragments"), hs, other,
+                               "a multiple of", "a divisor of",
+                               "one fragment is synced every inner_steps / fragments steps");
+    }
+    if (F == 1 && cfg->ckpt.every > 0 && cfg->ckpt.every % H != 0) {
+        snprintf(other, sizeof other, "%d", cfg->ckpt.every);
+        return cfg_reject_pair(ck, inner, cfg_key_index("ckpt", "every"), hs, other, "a divisor of",
+                               "a multiple of",
+                               "checkpoints are taken right after the ranks' parameters are "
+                               "synced (with diloco.fragments > 1, at any step)");
+    }
+    return TS_OK;
+}
+
 ts_status config_validate(const tessera_config *cfg, int world) {
     cfg_checker check, *ck = &check;
     ck->cfg = cfg;
@@ -142,5 +188,5 @@ ts_status config_validate(const tessera_config *cfg, int world) {
         if (cfg_keys[k].type == CFG_STRING && k != resume_key &&
             ((const char *)cfg + cfg_keys[k].offset)[0] == '\0')
             return cfg_reject(ck, k, "expected a non-empty string, got \"\"");
-    return TS_OK;
+    return cfg_check_diloco(ck);
 }

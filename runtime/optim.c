@@ -57,11 +57,33 @@ double optim_grad_sumsq(const optim_state *o, const model *m) {
     return s;
 }
 
+// plain SGD on [a, b): master -= lr * (grad + wd * master), in double per value, on host memory
+// (a device backend's piece is copied down and back: SGD is the reference optimizer of the
+// local-SGD equivalence, not a fast path)
+static void optim_sgd_piece(const backend *be, real *master, const real *grad, size_t n, double lr,
+                            double wd) {
+    real *w = master, *g = (real *)grad;
+    if (!be->host_memory) {
+        w = ts_malloc(n * sizeof(real), "sgd weights");
+        g = ts_malloc(n * sizeof(real), "sgd gradients");
+        be->to_host(be, w, master, n * sizeof(real));
+        be->to_host(be, g, grad, n * sizeof(real));
+    }
+    for (size_t i = 0; i < n; i++)
+        w[i] = (real)((double)w[i] - lr * ((double)g[i] + wd * (double)w[i]));
+    if (!be->host_memory) {
+        be->to_device(be, master, w, n * sizeof(real));
+        free(w);
+        free(g);
+    }
+}
+
 void optim_step(optim_state *o, model *m, const tessera_config *cfg, double lr, double norm) {
     const backend *be = m->be;
     double clip = cfg->train.grad_clip;
     size_t psz = ts_dtype_size(be->param_dtype);
     int scale = clip > 0 && norm > clip;
+    int sgd = strcmp(cfg->train.optimizer, "sgd") == 0;
     o->t++;
     for (int r = 0; r < o->n_ranges; r++) {
         size_t lo = o->first[r], hi = o->first[r] + o->count[r];
@@ -75,6 +97,11 @@ void optim_step(optim_state *o, model *m, const tessera_config *cfg, double lr, 
             size_t mo = o->moment_at[r] + (a - lo);
             float wd = t->decay ? (float)cfg->train.weight_decay : 0.0f;
             void *param = (char *)m->params + a * psz;
+            if (sgd) {
+                optim_sgd_piece(be, m->master + a, m->grads + a, b - a, lr, wd);
+                be->params_from_master(be, param, m->master + a, b - a);
+                continue;
+            }
             be->adamw(be, m->master + a, param, m->grads + a, o->m + mo, o->v + mo, b - a,
                       (float)lr, (float)cfg->train.beta1, (float)cfg->train.beta2,
                       (float)cfg->train.eps, wd, o->t);

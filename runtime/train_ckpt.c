@@ -191,6 +191,30 @@ static ts_status train_codec_snapshot(trainer *tr) {
     return st;
 }
 
+// local SGD: every rank's state (train_outer_pack), gathered (all ranks take part); a writer
+// keeps it in its snapshot
+static ts_status train_outer_snapshot(trainer *tr) {
+    comm *c = tr->comm;
+    unsigned char *mine = NULL, *all = NULL;
+    size_t len = 0;
+    size_t *lens = ts_calloc((size_t)c->size, sizeof(size_t), "local SGD state lengths");
+    ts_status st = train_outer_pack(tr, &mine, &len);
+    if (st == TS_OK) st = codec_blob_gather(c, mine, len, &all, lens);
+    free(mine);
+    if (st == TS_OK && tr->ckpt_writer) {
+        ckpt_codec_state *os = &tr->writer.outer; // the previous save is done
+        ckpt_codec_state_free(os);
+        snprintf(os->name, sizeof os->name, "%s", train_outer_state_name());
+        os->world = c->size;
+        os->all = all;
+        os->lens = lens;
+        return TS_OK;
+    }
+    free(all);
+    free(lens);
+    return st;
+}
+
 // Save the state after `step` completed steps, asynchronously: wait for the previous save (its
 // outcome decides whether the run goes on), copy weights and moments into the preallocated host
 // snapshot, hand it to the background writer. *stall_ms: what this cost the loop (wait + copy).
@@ -213,6 +237,7 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
     }
     TS_CHECK(train_agree(c, mine));
     if (codec_has_state(tr->codec)) TS_CHECK(train_codec_snapshot(tr)); // the same on all ranks
+    if (tr->outer.on) TS_CHECK(train_outer_snapshot(tr));
     if (!tr->snapshot) return TS_OK;
     // decided by the config, the same on every rank (a rank's own share may happen to be all)
     int sharded = cfg->comm.zero_stage == 1 && c->size > 1;
@@ -227,14 +252,19 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
         TS_CHECK(c->all_reduce_sum_f32(c, v, n));
     }
     if (!tr->ckpt_writer) return TS_OK;
-    tr->be->to_host(tr->be, tr->writer.w, tr->model.master, n * sizeof(real));
+    // the shared weights: in local SGD the anchor (the ranks' own are in the /outer state)
+    if (tr->outer.on)
+        memcpy(tr->writer.w, tr->outer.anchor, n * sizeof(float));
+    else
+        tr->be->to_host(tr->be, tr->writer.w, tr->model.master, n * sizeof(real));
     ckpt_state_meta meta = {step,
                             c->size,
                             cfg->train.global_batch,
                             tr->opt.t,
                             cfg->run.seed,
                             (uint64_t)step * (uint64_t)cfg->train.global_batch,
-                            tr->writer.codec.name[0] ? &tr->writer.codec : NULL};
+                            tr->writer.codec.name[0] ? &tr->writer.codec : NULL,
+                            tr->writer.outer.name[0] ? &tr->writer.outer : NULL};
     *stall_ms = (ts_now() - t0) * 1e3;
     return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, &tr->identity,
                              *stall_ms, waited * 1e3, step_ms);
@@ -328,6 +358,55 @@ static ts_status train_lowest_with(comm *c, int mine, int agreed, int *who) {
     return TS_OK;
 }
 
+// Local SGD state from the holder's checkpoint (s: the holder's /outer state) to every rank.
+// The holder decides: state of the same kind from a world of the same size gives every rank its
+// own; another world size gives every rank rank 0's (inner moments; with streaming the ranks
+// continue from the anchor); none (a checkpoint of plain data parallelism) leaves the outer
+// momentum at zero and the inner moments those of the checkpoint.
+static ts_status train_outer_restore(trainer *tr, int holder, const ckpt_codec_state *s,
+                                     const char *what) {
+    comm *c = tr->comm;
+    int64_t head[3] = {0, 0, 0}; // usable, same world, bytes
+    if (c->rank == holder) {
+        head[0] = s->name[0] && strcmp(s->name, train_outer_state_name()) == 0;
+        head[1] = head[0] && s->world == c->size;
+        for (int r = 0; head[0] && r < s->world; r++)
+            head[2] += (int64_t)s->lens[r];
+        if (!head[0])
+            log_warn("%s: holds no local SGD state: the outer momentum starts at zero, every "
+                     "rank's inner optimizer from the checkpoint's moments",
+                     what);
+        else if (!head[1])
+            log_warn("%s: local SGD state of %d ranks, this run has %d: every rank continues "
+                     "from the anchor with rank 0's inner optimizer state",
+                     what, s->world, c->size);
+    }
+    TS_CHECK(c->broadcast(c, head, sizeof head, holder));
+    if (!head[0]) return TS_OK;
+    int world = 0;
+    if (c->rank == holder) world = s->world;
+    TS_CHECK(c->broadcast(c, &world, sizeof world, holder));
+    uint64_t *len = ts_calloc((size_t)world, sizeof(uint64_t), "local SGD state lengths");
+    unsigned char *buf = c->rank == holder ? NULL : ts_malloc(head[2] ? head[2] : 1, "state");
+    if (c->rank == holder)
+        for (int r = 0; r < world; r++)
+            len[r] = s->lens[r];
+    ts_status st = c->broadcast(c, len, (size_t)world * sizeof(uint64_t), holder);
+    const unsigned char *all = c->rank == holder ? s->all : buf;
+    if (st == TS_OK) st = c->broadcast(c, (void *)all, (size_t)head[2], holder);
+    if (st == TS_OK) {
+        int same = (int)head[1], me = same ? c->rank : 0;
+        size_t at = 0;
+        for (int r = 0; r < me; r++)
+            at += (size_t)len[r];
+        st = train_agree(
+            c, train_outer_unpack(tr, all + at, (size_t)len[me], all, (size_t)len[0], same, what));
+    }
+    free(len);
+    free(buf);
+    return st;
+}
+
 // run.resume. "auto": every rank looks in its own checkpoint root for the newest intact step of
 // this run (ckpt_dir_pick), the ranks agree on the newest step anyone holds, and the lowest rank
 // holding it reads it; when no rank holds one but some hold another run's, the resume is refused
@@ -381,11 +460,16 @@ ts_status train_resume(trainer *tr) {
     float *m = ts_calloc(n, sizeof(float), "resumed moments");
     float *v = ts_calloc(n, sizeof(float), "resumed moments");
     ckpt_codec_state codec_state; // the holder's: every rank's codec state in the checkpoint
+    ckpt_codec_state outer_state; // and every rank's local SGD state
     ckpt_state_meta meta;
     memset(&meta, 0, sizeof meta);
     meta.codec = &codec_state;
+    meta.outer = &outer_state;
     mine = c->rank == holder ? train_resume_read(tr, dir, &found, &meta, w, m, v) : TS_OK;
-    if (c->rank != holder || mine != TS_OK) memset(&codec_state, 0, sizeof codec_state);
+    if (c->rank != holder || mine != TS_OK) {
+        memset(&codec_state, 0, sizeof codec_state);
+        memset(&outer_state, 0, sizeof outer_state);
+    }
     st = train_agree(c, mine); // only the holder can fail: it has said why
     int head[2] = {meta.step, meta.opt_t};
     uint64_t lineage = found.lineage;
@@ -406,6 +490,7 @@ ts_status train_resume(trainer *tr) {
     ckpt_codec_state_free(&codec_state);
     if (st == TS_OK) {
         tr->be->to_device(tr->be, tr->model.master, w, n * sizeof(real));
+        if (tr->outer.on) memcpy(tr->outer.anchor, w, n * sizeof(float));
         model_sync_params(&tr->model);
         const optim_state *o = &tr->opt;
         for (int i = 0; i < o->n_ranges; i++) {
@@ -417,6 +502,12 @@ ts_status train_resume(trainer *tr) {
         }
         tr->opt.t = head[1];
         tr->start_step = head[0];
+    }
+    // local SGD: each rank's inner optimizer state (its own, or rank 0's when the world size
+    // changed) and the outer momentum; after the shared moments, which it replaces
+    if (st == TS_OK && tr->outer.on) st = train_outer_restore(tr, holder, &outer_state, dir);
+    ckpt_codec_state_free(&outer_state);
+    if (st == TS_OK) {
         tr->identity.lineage = lineage; // the run continues the checkpoint's lineage
         if (by_path)
             log_info("resumed from step %d (%s, read by rank 0)", head[0], dir);

@@ -21,6 +21,34 @@
 // this rank's host: TESSERA_HOST, else gethostname(), made safe as a directory name
 void train_host_name(char out[TRAIN_HOST_MAX]);
 
+// local SGD (DiLoCo mode): train_outer.c
+typedef struct {
+    size_t first, count; // range of the flat buffer: whole tensors
+    codec_bucket xfer;
+    int done;
+} train_outer_bucket;
+
+typedef struct {
+    int on;          // diloco.inner_steps > 0
+    int H, period;   // inner steps per sync of a fragment; steps between fragment syncs
+    size_t n;        // parameters
+    float weight;    // this rank's share of the global batch / global_batch
+    float *anchor;   // the shared parameters after the last sync (host)
+    float *momentum; // the outer optimizer's momentum (host)
+    float *delta;    // pseudo-gradients: this rank's in, the average over ranks out (host)
+    float *local;    // host copy of the rank's parameters (scratch)
+    float *saved;    // the rank's parameters while validation runs on the anchor
+    int n_frag;      // fragments (1: no streaming)
+    size_t *frag_first, *frag_count;
+    int n_buckets, *bucket_lo; // fragment f's buckets: [bucket_lo[f], bucket_lo[f + 1])
+    train_outer_bucket *buckets;
+    int inflight;      // fragment whose sync is in flight (-1: none)
+    int inflight_done; // its collectives have completed: delta holds the average
+    int inflight_step; // the step after which it started
+    double t_start, t_done;
+    uint64_t syncs, skipped; // outer steps taken, skipped (non-finite)
+} train_outer;
+
 struct trainer {
     tessera_config cfg;
     comm *comm;
@@ -58,6 +86,7 @@ struct trainer {
     ckpt_writer writer;            // the host snapshot and its background writer
     int snapshot;                  // writer.m/v (and .w on a writer) are allocated
     int stop_warned;               // a STOP that is not a regular file was reported
+    train_outer outer;             // local SGD (diloco.inner_steps > 0)
 };
 
 // one status for all ranks: the worst (design invariant 5: shared decisions are agreed)
@@ -87,6 +116,27 @@ typedef struct {
 } train_step_result;
 ts_status train_step(trainer *tr, int step, train_step_result *res); // step is 0-based
 ts_status train_validate(trainer *tr, double *mean_loss);
+
+// train_outer.c: local SGD
+ts_status train_outer_create(trainer *tr); // after the model, the codec and the optimizer
+void train_outer_destroy(trainer *tr);
+// after inner step k (1-based) has updated the rank's parameters: the syncs due now (final: the
+// run's last step or a planned stop: every fragment); *comm_s the time spent waiting for them
+ts_status train_outer_after_step(trainer *tr, int k, int final, double *comm_s);
+// advance a sync in flight (called during backward)
+ts_status train_outer_poll(trainer *tr);
+// validation runs on the anchor: swap it in, and the rank's parameters back afterwards
+void train_outer_enter_anchor(trainer *tr);
+void train_outer_leave_anchor(trainer *tr);
+// checkpoint state of this rank (blob of named arrays; a fragment in flight is completed first)
+ts_status train_outer_pack(trainer *tr, unsigned char **blob, size_t *len);
+const char *train_outer_state_name(void); // "diloco": the /outer group's state name
+// restore from this rank's blob (mine: its own when the world size is the same, else rank
+// 0's) and rank 0's (first: momentum, the fragment in flight); same_world: the rank's own
+// parameters too (streaming)
+ts_status train_outer_unpack(trainer *tr, const unsigned char *mine, size_t mine_len,
+                             const unsigned char *first, size_t first_len, int same_world,
+                             const char *what);
 
 // train_report.c: the progress line and metrics record of each log window, the final report
 typedef struct {

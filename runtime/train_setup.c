@@ -382,13 +382,21 @@ static ts_status train_setup(trainer *tr) {
     } else {
         optim_create(&tr->opt, &tr->model);
     }
-    log_info("optimizer: AdamW, %s, %d bucket%s of <= %.2f MiB%s; optimizer state %.2f MiB on "
-             "this rank",
-             cfg->comm.zero_stage == 1 ? "ZeRO-1 (state sharded over ranks)"
-                                       : "state on every rank",
-             tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s", cfg->comm.bucket_mb,
-             cfg->comm.overlap ? ", reduced during backward" : "",
-             (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);
+    if (cfg->diloco.inner_steps > 0)
+        log_info("optimizer: %s on each rank's own samples (local SGD), optimizer state %.2f MiB "
+                 "on this rank",
+                 strcmp(cfg->train.optimizer, "sgd") == 0 ? "SGD" : "AdamW",
+                 (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);
+    else
+        log_info("optimizer: %s, %s, %d bucket%s of <= %.2f MiB%s; optimizer state %.2f MiB on "
+                 "this rank",
+                 strcmp(cfg->train.optimizer, "sgd") == 0 ? "SGD" : "AdamW",
+                 cfg->comm.zero_stage == 1 ? "ZeRO-1 (state sharded over ranks)"
+                                           : "state on every rank",
+                 tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s", cfg->comm.bucket_mb,
+                 cfg->comm.overlap ? ", reduced during backward" : "",
+                 (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);
+    TS_CHECK(train_outer_create(tr));
     char described[256];
     shape.arch->describe(&shape, described, sizeof described);
     log_info("model: %s, %s: %zu parameters", shape.arch->title, described, tr->model.n_params);
@@ -428,6 +436,7 @@ static void train_teardown(trainer *tr) {
     dataset_close(&tr->train);
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);
+    train_outer_destroy(tr);
     reducer_destroy(&tr->red);
     codec_destroy(tr->codec);
     if (tr->trace) fclose(tr->trace);

@@ -29,13 +29,22 @@ static ts_status train_grads_ready(void *ctx, size_t ready_from) {
     return reducer_grads_ready((reducer *)ctx, ready_from);
 }
 
+// local SGD: no gradient leaves the rank; a parameter sync in flight advances during backward
+static ts_status train_outer_ready(void *ctx, size_t ready_from) {
+    (void)ready_from;
+    fault_point("inside", g_fault_step);
+    return train_outer_poll((trainer *)ctx);
+}
+
 // forward+backward over this rank's share of step `step` (summed token loss into *loss_sum);
 // the last micro-step's backward hands each finished bucket to the reducer, which sums it over
 // ranks while backward goes on (only the last micro-step communicates)
 static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
     const tessera_config *cfg = &tr->cfg;
     int T = cfg->model.seq_len;
-    real dloss = (real)(1.0 / ((double)cfg->train.global_batch * T));
+    // local SGD: the rank's own mean; else a share of the global batch's mean, summed over ranks
+    int local = tr->outer.on;
+    real dloss = (real)(1.0 / ((double)(local ? tr->share : cfg->train.global_batch) * T));
     double t0 = ts_now();
     *loss_sum = 0;
     if (cfg->data.log_samples && !tr->samples) {
@@ -64,7 +73,10 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
         split_batch(tr, B);
         *loss_sum += model_forward(&tr->model, tr->inputs, tr->targets, B, T, dloss);
         int last = done + tr->micro >= tr->share;
-        if (last) {
+        if (local) {
+            tr->model.grads_ready = train_outer_ready;
+            tr->model.grads_ready_ctx = tr;
+        } else if (last) {
             reducer_begin(&tr->red);
             tr->model.grads_ready = train_grads_ready;
             tr->model.grads_ready_ctx = &tr->red;
@@ -75,6 +87,10 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
     }
     if (tr->samples) fflush(tr->samples); // the audit must outlive a crash (killed ranks too)
     double t1 = ts_now();
+    if (local) {
+        tr->t_compute += t1 - t0;
+        return TS_OK;
+    }
     TS_CHECK(reducer_finish(&tr->red));
     double t2 = ts_now();
     tr->t_compute += t1 - t0;
@@ -90,6 +106,38 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum) {
     return TS_OK;
 }
 
+// local SGD: an inner step on the rank's own share, then the syncs due after it
+static ts_status train_step_local(trainer *tr, int step, train_step_result *res) {
+    const tessera_config *cfg = &tr->cfg;
+    comm *c = tr->comm;
+    double tokens_per_step = (double)cfg->train.global_batch * cfg->model.seq_len;
+    double loss_sum;
+    TS_CHECK(train_accumulate(tr, step, &loss_sum));
+    double t0 = ts_now();
+    // the reported loss (over the global batch) and the stop votes, in one small sum
+    double sums[2] = {loss_sum, train_stop_requested(tr) ? 1.0 : 0.0};
+    TS_CHECK(c->all_reduce_sum_f64(c, sums, 2));
+    fault_point("after", step + 1);
+    res->loss = sums[0] / tokens_per_step;
+    res->stop_votes = (int)sums[1];
+    double t1 = ts_now();
+    tr->t_wait += t1 - t0;
+    // the rank's own gradient: its own decision
+    double mine = loss_sum / ((double)tr->share * cfg->model.seq_len);
+    res->norm = optim_grad_norm(&tr->model);
+    if (!isfinite(res->norm) || !isfinite(mine)) {
+        res->skipped = 1;
+        log_warn("step %d: rank %d: non-finite loss or gradient (loss %g, norm %g): inner step "
+                 "skipped",
+                 step + 1, c->rank, mine, res->norm);
+    } else {
+        optim_step(&tr->opt, &tr->model, cfg, res->lr, res->norm);
+    }
+    tr->t_compute += ts_now() - t1;
+    int final = step + 1 == cfg->train.steps || res->stop_votes > 0;
+    return train_outer_after_step(tr, step + 1, final, &res->comm_s);
+}
+
 ts_status train_step(trainer *tr, int step, train_step_result *res) {
     const tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
@@ -100,6 +148,7 @@ ts_status train_step(trainer *tr, int step, train_step_result *res) {
     double loss_sum;
     fault_point("before", step + 1);
     g_fault_step = step + 1;
+    if (tr->outer.on) return train_step_local(tr, step, res);
     TS_CHECK(train_accumulate(tr, step, &loss_sum));
     // the reduction's span: first bucket started to last bucket done
     if (tr->red.n_buckets > 0 && tr->red.buckets[0].started) {
@@ -141,8 +190,18 @@ ts_status train_step(trainer *tr, int step, train_step_result *res) {
     return TS_OK;
 }
 
-// mean validation loss (nats/token) over eval.batches global batches of the validation set
+static ts_status train_validate_model(trainer *tr, double *out);
+
+// mean validation loss (nats/token) over eval.batches global batches of the validation set, of
+// the shared parameters (in local SGD: the anchor, not the ranks' own)
 ts_status train_validate(trainer *tr, double *out) {
+    train_outer_enter_anchor(tr);
+    ts_status st = train_validate_model(tr, out);
+    train_outer_leave_anchor(tr);
+    return st;
+}
+
+static ts_status train_validate_model(trainer *tr, double *out) {
     const tessera_config *cfg = &tr->cfg;
     int T = cfg->model.seq_len, GB = cfg->train.global_batch;
     double acc[2] = {0, 0}; // loss sum, tokens

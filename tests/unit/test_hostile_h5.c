@@ -680,6 +680,7 @@ int main(int argc, char **argv) {
                             STEP,
                             g_cfg.run.seed,
                             (uint64_t)STEP * (uint64_t)g_cfg.train.global_batch,
+                            NULL,
                             NULL};
     good_state st = {&meta, master, mom};
     ckpt_identity id;
