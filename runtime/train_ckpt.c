@@ -236,8 +236,11 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
         mine = TS_ERR_SYSTEM;
     }
     TS_CHECK(train_agree(c, mine));
+    uint64_t sent0 = c->stats.bytes_sent, recv0 = c->stats.bytes_recv;
     if (codec_has_state(tr->codec)) TS_CHECK(train_codec_snapshot(tr)); // the same on all ranks
     if (tr->outer.on) TS_CHECK(train_outer_snapshot(tr));
+    tr->ckpt_sent += c->stats.bytes_sent - sent0;
+    tr->ckpt_recv += c->stats.bytes_recv - recv0;
     if (!tr->snapshot) return TS_OK;
     // decided by the config, the same on every rank (a rank's own share may happen to be all)
     int sharded = cfg->comm.zero_stage == 1 && c->size > 1;
@@ -248,8 +251,11 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
     }
     train_moments_to_host(tr, m, v);
     if (sharded) {
+        uint64_t s0 = c->stats.bytes_sent, r0 = c->stats.bytes_recv;
         TS_CHECK(c->all_reduce_sum_f32(c, m, n));
         TS_CHECK(c->all_reduce_sum_f32(c, v, n));
+        tr->ckpt_sent += c->stats.bytes_sent - s0;
+        tr->ckpt_recv += c->stats.bytes_recv - r0;
     }
     if (!tr->ckpt_writer) return TS_OK;
     // the shared weights: in local SGD the anchor (the ranks' own are in the /outer state)

@@ -87,6 +87,9 @@ struct trainer {
     int snapshot;                  // writer.m/v (and .w on a writer) are allocated
     int stop_warned;               // a STOP that is not a regular file was reported
     train_outer outer;             // local SGD (diloco.inner_steps > 0)
+    // bytes this rank sent and received for checkpoints (state gathered to the writers), since
+    // the start: reported apart from the training traffic
+    uint64_t ckpt_sent, ckpt_recv;
 };
 
 // one status for all ranks: the worst (design invariant 5: shared decisions are agreed)
@@ -143,7 +146,8 @@ typedef struct {
     double t_start, t_window; // the loop's start, the window's start
     double loss, comm_s;      // sums over the window's steps
     int steps;
-    uint64_t sent0, recv0; // the communicator's counters at the window's start
+    uint64_t sent0, recv0;           // the communicator's counters at the window's start
+    uint64_t ckpt_sent0, ckpt_recv0; // and the checkpoints' share of them
     double wait0;
 } train_report;
 void train_report_begin(train_report *r, trainer *tr);

@@ -23,6 +23,8 @@ void train_report_begin(train_report *r, trainer *tr) {
     r->comm_s = 0;
     r->sent0 = c->stats.bytes_sent;
     r->recv0 = c->stats.bytes_recv;
+    r->ckpt_sent0 = tr->ckpt_sent;
+    r->ckpt_recv0 = tr->ckpt_recv;
     r->wait0 = c->stats.wait_s;
     tr->t_compute = tr->t_wait = 0;
 }
@@ -44,8 +46,12 @@ void train_report_window(train_report *r, trainer *tr, int step, const train_ste
     double compute_ms = tr->t_compute * 1e3 / n;
     double comm_ms = r->comm_s * 1e3 / n;
     double wait_ms = (c->stats.wait_s - r->wait0) * 1e3 / n;
-    double sent = (double)(c->stats.bytes_sent - r->sent0) / n;
-    double recv = (double)(c->stats.bytes_recv - r->recv0) / n;
+    // training traffic (gradients or parameter syncs, the loss, validation), per step; the
+    // checkpoints' state gathers apart, in total over the window
+    double ckpt_sent = (double)(tr->ckpt_sent - r->ckpt_sent0);
+    double ckpt_recv = (double)(tr->ckpt_recv - r->ckpt_recv0);
+    double sent = ((double)(c->stats.bytes_sent - r->sent0) - ckpt_sent) / n;
+    double recv = ((double)(c->stats.bytes_recv - r->recv0) - ckpt_recv) / n;
     char eta_s[32], val_s[48] = "", comm_s[48] = "";
     format_duration(eta, eta_s, sizeof eta_s);
     if (val_loss) snprintf(val_s, sizeof val_s, " | val %.4f", *val_loss);
@@ -66,6 +72,9 @@ void train_report_window(train_report *r, trainer *tr, int step, const train_ste
                 comm_ms, wait_ms, sent, recv, now - r->t_start);
         if (val_loss) fprintf(tr->metrics, ", \"val_loss\": %.6f", *val_loss);
         if (stall_ms) fprintf(tr->metrics, ", \"ckpt_stall_ms\": %.3f", *stall_ms);
+        if (ckpt_sent > 0 || ckpt_recv > 0)
+            fprintf(tr->metrics, ", \"ckpt_bytes_sent\": %.0f, \"ckpt_bytes_recv\": %.0f",
+                    ckpt_sent, ckpt_recv);
         fprintf(tr->metrics, "}\n");
         fflush(tr->metrics);
     }
