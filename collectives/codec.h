@@ -215,5 +215,12 @@ int codec_state_next(const unsigned char *blob, size_t len, size_t *pos,
 // their exact payload for `count` values of `bits` bits:
 // 4 * ceil(count / CODEC_BLOCKQ_BLOCK) + ceil(count * bits / 8)
 size_t codec_blockq_payload_bytes(int bits, size_t count);
+// The quantization itself (also topk's 2-bit values): m values x into such a payload of `bits`
+// bits (its layout: codec_blockq.c), and lost[i] = x[i] - what value i decodes to (0 in a block
+// holding a value that is not finite); lost may be x.
+void codec_blockq_quantize(int bits, const float *x, size_t m, unsigned char *payload, float *lost);
+// What value i of such a payload of m values decodes to: its code times its block's scale (NaN
+// under a NaN scale); *code (when not NULL) = the code.
+float codec_blockq_value(int bits, const unsigned char *payload, size_t m, size_t i, int *code);
 
 #endif
