@@ -8,12 +8,14 @@
 extern const codec_ops codec_none_ops;                                 // codec_none.c
 extern const codec_ops codec_bf16_ops;                                 // codec_bf16.c
 extern const codec_ops codec_int8_ops, codec_int4_ops, codec_int2_ops; // codec_blockq.c
+extern const codec_ops codec_topk_ops;                                 // codec_topk.c
 
 // ---------------------------------------------------------------------------------------------
 // the registry: `none` first; a new codec adds its row here and its name to CODEC_CHOICES
 
 static const codec_ops *const codec_registry[] = {
-    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops, &codec_int4_ops, &codec_int2_ops,
+    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops,
+    &codec_int4_ops, &codec_int2_ops, &codec_topk_ops,
 };
 #define CODEC_N ((int)(sizeof codec_registry / sizeof codec_registry[0]))
 

@@ -39,7 +39,7 @@
 #include "collectives/comm.h"
 
 // The registry's names, in its order: the choices of the config key comm.codec.
-#define CODEC_CHOICES "none|bf16|int8|int4|int2"
+#define CODEC_CHOICES "none|bf16|int8|int4|int2|topk"
 
 typedef struct codec codec;
 
@@ -219,5 +219,22 @@ int codec_state_next(const unsigned char *blob, size_t len, size_t *pos,
 // their exact payload for `count` values of `bits` bits:
 // 4 * ceil(count / CODEC_BLOCKQ_BLOCK) + ceil(count * bits / 8)
 size_t codec_blockq_payload_bytes(int bits, size_t count);
+// The quantization itself (also topk's 2-bit values): m values x into such a payload of `bits`
+// bits (its layout: codec_blockq.c), and lost[i] = x[i] - what value i decodes to (0 in a block
+// holding a value that is not finite); lost may be x.
+void codec_blockq_quantize(int bits, const float *x, size_t m, unsigned char *payload, float *lost);
+// What value i of such a payload of m values decodes to: its code times its block's scale (NaN
+// under a NaN scale); *code (when not NULL) = the code.
+float codec_blockq_value(int bits, const unsigned char *payload, size_t m, size_t i, int *code);
+
+// ---- the top-k codec (codec_topk.c) ---------------------------------------------------------
+// values sent of a bucket of `count`: max(1, ceil(fraction * count)), at most count (0 of none)
+size_t codec_topk_k(double fraction, size_t count);
+// a payload's header: u32 k, u8 flags, u32 length of the index stream
+#define CODEC_TOPK_HEADER 9
+// a payload's exact length: k values of value_bits (32 or 2) bits with an index stream of
+// index_bytes (the LEB128 varints of the index gaps, or their zstd frame when that is shorter):
+// CODEC_TOPK_HEADER + index_bytes + (value_bits 32: 4k; 2: 4 * ceil(k / 64) + ceil(k / 4))
+size_t codec_topk_payload_bytes(int value_bits, size_t k, size_t index_bytes);
 
 #endif

@@ -37,44 +37,63 @@ static size_t blockq_payload_bytes(const codec *cx, size_t count) {
     return codec_blockq_payload_bytes(blockq_bits(cx), count);
 }
 
-static ts_status blockq_encode(codec *cx, size_t first, const float *grad, size_t count,
-                               void *payload, size_t *bytes) {
-    const int bits = blockq_bits(cx);
+void codec_blockq_quantize(int bits, const float *x, size_t m, unsigned char *payload,
+                           float *lost) {
     const int qmax = (1 << (bits - 1)) - 1;
     const unsigned mask = (1u << bits) - 1u;
-    float *res = codec_ef_residual(cx, first);
-    size_t blocks = (count + CODEC_BLOCKQ_BLOCK - 1) / CODEC_BLOCKQ_BLOCK;
+    size_t blocks = (m + CODEC_BLOCKQ_BLOCK - 1) / CODEC_BLOCKQ_BLOCK;
     unsigned char *scales = payload, *codes = scales + 4 * blocks;
-    *bytes = codec_blockq_payload_bytes(bits, count);
-    memset(codes, 0, *bytes - 4 * blocks);
-    float x[CODEC_BLOCKQ_BLOCK];
+    memset(codes, 0, codec_blockq_payload_bytes(bits, m) - 4 * blocks);
     for (size_t b = 0; b < blocks; b++) {
         size_t lo = b * CODEC_BLOCKQ_BLOCK;
-        size_t m = count - lo < CODEC_BLOCKQ_BLOCK ? count - lo : CODEC_BLOCKQ_BLOCK;
+        size_t hi = m - lo < CODEC_BLOCKQ_BLOCK ? m : lo + CODEC_BLOCKQ_BLOCK;
         float amax = 0.0f;
         int finite = 1;
-        for (size_t j = 0; j < m; j++) {
-            x[j] = grad[lo + j] + res[lo + j];
-            if (!isfinite(x[j]))
+        for (size_t i = lo; i < hi; i++) {
+            if (!isfinite(x[i]))
                 finite = 0;
-            else if (fabsf(x[j]) > amax)
-                amax = fabsf(x[j]);
+            else if (fabsf(x[i]) > amax)
+                amax = fabsf(x[i]);
         }
         float scale = finite ? amax / (float)qmax : NAN;
         uint32_t sbits;
         memcpy(&sbits, &scale, 4);
         codec_put_u32(scales + 4 * b, sbits);
-        for (size_t j = 0; j < m; j++) {
+        for (size_t i = lo; i < hi; i++) {
             int q = 0;
             if (finite && scale > 0.0f) {
-                float r = roundf(x[j] / scale);
+                float r = roundf(x[i] / scale);
                 q = r > (float)qmax ? qmax : r < (float)-qmax ? -qmax : (int)r;
             }
-            res[lo + j] = finite ? x[j] - (float)q * scale : 0.0f;
-            size_t bit = (lo + j) * (size_t)bits;
+            lost[i] = finite ? x[i] - (float)q * scale : 0.0f;
+            size_t bit = i * (size_t)bits;
             codes[bit / 8] |= (unsigned char)(((unsigned)q & mask) << (bit % 8));
         }
     }
+}
+
+float codec_blockq_value(int bits, const unsigned char *payload, size_t m, size_t i, int *code) {
+    const unsigned mask = (1u << bits) - 1u;
+    size_t blocks = (m + CODEC_BLOCKQ_BLOCK - 1) / CODEC_BLOCKQ_BLOCK;
+    uint32_t sbits = codec_get_u32(payload + 4 * (i / CODEC_BLOCKQ_BLOCK));
+    float scale;
+    memcpy(&scale, &sbits, 4);
+    size_t bit = i * (size_t)bits;
+    int q = (int)((payload[4 * blocks + bit / 8] >> (bit % 8)) & mask);
+    if (q >= 1 << (bits - 1)) q -= 1 << bits;
+    if (code) *code = q;
+    return isnan(scale) ? NAN : (float)q * scale;
+}
+
+// x = grad + residual, in the residual's place; quantized, it leaves there what the codes lost
+static ts_status blockq_encode(codec *cx, size_t first, const float *grad, size_t count,
+                               void *payload, size_t *bytes) {
+    const int bits = blockq_bits(cx);
+    float *res = codec_ef_residual(cx, first);
+    for (size_t i = 0; i < count; i++)
+        res[i] = grad[i] + res[i];
+    codec_blockq_quantize(bits, res, count, payload, res);
+    *bytes = codec_blockq_payload_bytes(bits, count);
     return TS_OK;
 }
 
@@ -82,27 +101,13 @@ static ts_status blockq_decode(codec *cx, size_t first, const void *payload, siz
                                float *grad, size_t count) {
     (void)first;
     const int bits = blockq_bits(cx);
-    const unsigned mask = (1u << bits) - 1u;
     if (bytes != codec_blockq_payload_bytes(bits, count)) {
         log_error("codec %s: a payload of %zu bytes for %zu values (expected %zu)", cx->ops->name,
                   bytes, count, codec_blockq_payload_bytes(bits, count));
         return TS_ERR_INTERNAL;
     }
-    size_t blocks = (count + CODEC_BLOCKQ_BLOCK - 1) / CODEC_BLOCKQ_BLOCK;
-    const unsigned char *scales = payload, *codes = scales + 4 * blocks;
-    for (size_t b = 0; b < blocks; b++) {
-        uint32_t sbits = codec_get_u32(scales + 4 * b);
-        float scale;
-        memcpy(&scale, &sbits, 4);
-        size_t lo = b * CODEC_BLOCKQ_BLOCK;
-        size_t m = count - lo < CODEC_BLOCKQ_BLOCK ? count - lo : CODEC_BLOCKQ_BLOCK;
-        for (size_t j = 0; j < m; j++) {
-            size_t bit = (lo + j) * (size_t)bits;
-            int q = (int)((codes[bit / 8] >> (bit % 8)) & mask);
-            if (q >= 1 << (bits - 1)) q -= 1 << bits;
-            grad[lo + j] += isnan(scale) ? NAN : (float)q * scale;
-        }
-    }
+    for (size_t i = 0; i < count; i++)
+        grad[i] += codec_blockq_value(bits, payload, count, i, NULL);
     return TS_OK;
 }
 

@@ -1,17 +1,23 @@
 #!/bin/sh
-# codec_resume.sh CODEC TESSERA WEIGHTS_CLOSE RUNS CORPUS MPIRUN... — a 2-rank training with a
-# stateful gradient codec (error feedback): the loss falls (and ends within 5% of the same run
-# without a codec), and a run killed after its checkpoint
+# codec_resume.sh [--comm.KEY=VALUE ...] CODEC TESSERA WEIGHTS_CLOSE RUNS CORPUS MPIRUN... — a 2-rank
+# training with a stateful gradient codec (error feedback): the loss falls (and ends within 5% of
+# the same run without a codec), and a run killed after its checkpoint
 # of step 10 resumes (codec state restored from the checkpoint, per rank) to the same weights, bit
-# for bit, as the run that was never interrupted.
+# for bit, as the run that was never interrupted. Options before CODEC (the codec's parameters)
+# go to every run with it.
 set -u
+opts=
+while [ "${1#--}" != "$1" ]; do
+    opts="$opts $1"
+    shift
+done
 codec=$1 tessera=$2 close=$3 runs=$4 corpus=$5
 shift 5
 cfg="$(dirname "$0")/../../configs/tiny.ini"
 args="--data.train=$corpus/train_*.bin --data.val=$corpus/val_*.bin --run.out_dir=$runs \
 --train.steps=20 --train.global_batch=12 --train.micro_batch=2 --comm.bucket_mb=0.02 \
 --ckpt.every=5 --log.every=1 --eval.every=0 --log.sample_tokens=0 --train.eps=1e-6 \
---comm.codec=$codec --run.overwrite=true"
+--comm.codec=$codec --run.overwrite=true$opts"
 fail=0
 # shellcheck disable=SC2086
 "$@" -np 2 "$tessera" train "$cfg" $args --run.name="${codec}_whole" > "$runs/${codec}_whole.out" 2>&1 ||

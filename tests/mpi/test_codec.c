@@ -8,17 +8,23 @@
 // block one over the combine), give exact sums on every rank, alone and through the reducer with
 // several buckets in flight; state hooks: a stateful test codec packs and unpacks its arrays,
 // damaged, missing or mis-sized arrays are refused, every rank's state is gathered for a
-// checkpoint and each rank gets its own back on resume (another codec's or world's is not).
+// checkpoint and each rank gets its own back on resume (another codec's or world's is not). The
+// compressing codecs against a simulation of every rank: bf16 and the block codecs; topk (the k
+// largest |x| against a brute force, ties, values that are not finite, both value modes, exact
+// mass, zstd on the indices, and every kind of malformed payload refused with its error line).
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "collectives/codec.h"
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
 #include "kernels/backend.h"
+#include "tests/unit/capture.h"
 #include "tests/unit/expect.h"
 
 // exact values: rank r holds sign * (r + 1) * 2^e, so every partial sum in any order is exact
@@ -596,6 +602,602 @@ static void test_quant(comm *c, const char *name, int bits, size_t n) {
     free(sum_in), free(sum_dec), free(sum_abs);
 }
 
+// ---------------------------------------------------------------------------------------------
+// topk (codec_topk.c), its payloads read here by a parser of their own from the layout in the
+// codec's header comment
+
+// a gradient with ties: the quant inputs at odd steps; at even steps three magnitudes only (at
+// step 0, with no residual yet, ties at the cut of every bucket)
+static float topk_input(int rank, int step, size_t i) {
+    float v = quant_input(rank, step, i);
+    if (step % 2 == 1 || v == 0.0f) return v;
+    return copysignf(ldexpf(1.0f, (int)(i % 3)), v);
+}
+
+static size_t topk_want_k(double fraction, size_t n) {
+    if (n == 0) return 0;
+    size_t k = (size_t)ceil(fraction * (double)n);
+    return k < 1 ? 1 : k > n ? n : k;
+}
+
+static size_t topk_values_formula(int bits, size_t k) {
+    return bits == 2 ? 4 * ((k + 63) / 64) + (k + 3) / 4 : 4 * k;
+}
+
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static void put_le32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static size_t leb128_put(unsigned char *p, uint64_t v) {
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (unsigned char)(0x80 | (v & 0x7f));
+    p[n++] = (unsigned char)v;
+    return n;
+}
+static size_t leb128_len(uint64_t v) {
+    unsigned char b[10];
+    return leb128_put(b, v);
+}
+
+// a payload taken apart
+typedef struct {
+    size_t k, len;     // values sent, bytes of the index stream as sent
+    unsigned flags;    // 1: zstd, 2: int2 values
+    size_t varint_len; // bytes of the varints (decompressed when zstd)
+    size_t *idx;       // the k indices (free)
+    const unsigned char *values;
+} topk_view;
+
+static int topk_view_of(const unsigned char *p, size_t bytes, topk_view *v) {
+    memset(v, 0, sizeof *v);
+    if (bytes < 9) return 0;
+    v->k = le32(p);
+    v->flags = p[4];
+    v->len = le32(p + 5);
+    if (v->len > bytes - 9) return 0;
+    const unsigned char *s = p + 9;
+    unsigned char *raw = NULL;
+    size_t rlen = v->len;
+    if (v->flags & 1) {
+        unsigned long long size = ZSTD_getFrameContentSize(s, v->len);
+        if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > 1u << 30)
+            return 0;
+        raw = malloc((size_t)size + 1);
+        size_t got = ZSTD_decompress(raw, (size_t)size, s, v->len);
+        if (ZSTD_isError(got) || got != size) {
+            free(raw);
+            return 0;
+        }
+        s = raw;
+        rlen = (size_t)size;
+    }
+    v->varint_len = rlen;
+    v->idx = malloc((v->k + 1) * sizeof *v->idx);
+    size_t at = 0, index = 0;
+    for (size_t j = 0; j < v->k; j++) {
+        uint64_t d = 0;
+        unsigned char b;
+        int shift = 0;
+        do {
+            if (at >= rlen || shift > 28) {
+                free(raw);
+                return 0;
+            }
+            b = s[at++];
+            d |= (uint64_t)(b & 0x7f) << shift;
+            shift += 7;
+        } while (b & 0x80);
+        index = j ? index + (size_t)d : (size_t)d;
+        v->idx[j] = index;
+    }
+    free(raw);
+    v->values = p + 9 + v->len;
+    return at == rlen;
+}
+
+// value j of a view: fp32, or a 2-bit code times its block's scale
+static float topk_view_value(const topk_view *v, size_t j) {
+    float f;
+    uint32_t bits;
+    if (!(v->flags & 2)) {
+        bits = le32(v->values + 4 * j);
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    bits = le32(v->values + 4 * (j / 64));
+    memcpy(&f, &bits, 4);
+    int q = (v->values[4 * ((v->k + 63) / 64) + j / 4] >> (2 * (j % 4))) & 3;
+    return isnan(f) ? NAN : (float)(q == 3 ? -1 : q) * f;
+}
+
+// the k largest |x| by brute force: every value sorted (not finite first, then by magnitude, ties
+// to the lower index), the first k, in increasing index order
+typedef struct {
+    float x;
+    size_t i;
+} topk_ranked;
+static int topk_ranked_cmp(const void *a, const void *b) {
+    const topk_ranked *p = a, *q = b;
+    int pn = !isfinite(p->x), qn = !isfinite(q->x);
+    if (pn != qn) return pn ? -1 : 1;
+    if (!pn && fabsf(p->x) != fabsf(q->x)) return fabsf(p->x) > fabsf(q->x) ? -1 : 1;
+    return p->i < q->i ? -1 : p->i > q->i;
+}
+static int size_cmp(const void *a, const void *b) {
+    size_t p = *(const size_t *)a, q = *(const size_t *)b;
+    return p < q ? -1 : p > q;
+}
+static void topk_brute(const float *x, size_t n, size_t k, size_t *out) {
+    topk_ranked *r = malloc((n + 1) * sizeof *r);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (topk_ranked){x[i], i};
+    qsort(r, n, sizeof *r, topk_ranked_cmp);
+    for (size_t j = 0; j < k; j++)
+        out[j] = r[j].i;
+    qsort(out, k, sizeof *out, size_cmp);
+    free(r);
+}
+
+static codec *topk_create(int rank, int size, size_t n, int bits, double fraction) {
+    codec_params prm;
+    codec_params_default(&prm);
+    prm.topk_fraction = fraction;
+    prm.topk_value_bits = bits;
+    codec *cx = NULL;
+    EXPECT(codec_create_params(&cx, "topk", rank, size, n, &prm) == TS_OK && codec_has_state(cx),
+           "topk not created, or without state");
+    return cx;
+}
+
+// Like test_quant: every rank simulates every rank's codec and checks the collective against it
+// bit for bit (and against rank 0's result); its own payload holds exactly the k largest |x| in
+// the documented layout and length, decodes to x (fp32) or within half a block's scale of it
+// (int2) at those places and nothing elsewhere, the residual is x less what was decoded, the mass
+// is conserved over the steps, and the state survives a save/load round trip.
+static void test_topk(comm *c, int bits, double fraction, size_t n) {
+    const int p = c->size, steps = 4;
+    const size_t first = 3, total = n + first, k = topk_want_k(fraction, n);
+    codec *cx = topk_create(c->rank, p, total, bits, fraction),
+          **loc = calloc((size_t)p, sizeof *loc);
+    for (int r = 0; r < p; r++)
+        loc[r] = topk_create(r, p, total, bits, fraction);
+    if (g_failures) return;
+    const codec_ops *ops = cx->ops;
+    EXPECT(ops->wire == CODEC_WIRE_GATHER && codec_topk_k(fraction, n) == k,
+           "topk n=%zu f=%g: wire %d, k %zu (want %zu)", n, fraction, (int)ops->wire,
+           codec_topk_k(fraction, n), k);
+    size_t most = ops->payload_bytes(cx, n);
+    unsigned char *pay = malloc((size_t)p * most + 1);
+    float *g = malloc(n * sizeof(float) + 4), *x = malloc(n * sizeof(float) + 4);
+    float *ref = malloc(n * sizeof(float) + 4), *dec = malloc(n * sizeof(float) + 4);
+    float *res = malloc(total * sizeof(float)), *res2 = malloc(total * sizeof(float));
+    double *sum_in = calloc(n + 1, sizeof(double)), *sum_dec = calloc(n + 1, sizeof(double));
+    double *sum_abs = calloc(n + 1, sizeof(double));
+    size_t *want = malloc((k + 1) * sizeof *want);
+    char *chosen = malloc(n + 1);
+    codec_bucket cb;
+    memset(&cb, 0, sizeof cb);
+    size_t wrong_pick = 0, bad_layout = 0, far = 0, bad_res = 0, bad_bits = 0, unlike0 = 0;
+    uint64_t sent = 0;
+    for (int s = 0; s < steps && !g_failures; s++) {
+        memset(ref, 0, n * sizeof(float));
+        for (int r = 0; r < p; r++) {
+            for (size_t i = 0; i < n; i++)
+                g[i] = topk_input(r, s, i);
+            if (r == c->rank) {
+                quant_residual(loc[r], res);
+                for (size_t i = 0; i < n; i++)
+                    x[i] = g[i] + res[first + i];
+            }
+            unsigned char *mine = pay + (size_t)r * most;
+            size_t len = 0;
+            EXPECT(ops->encode(loc[r], first, g, n, mine, &len) == TS_OK && len <= most,
+                   "topk n=%zu: encoded into %zu bytes, at most %zu", n, len, most);
+            if (g_failures) break;
+            EXPECT(ops->decode(loc[r], first, mine, len, ref, n) == TS_OK, "topk: decode failed");
+            if (r != c->rank) continue;
+            sent += len;
+            // the choice and the layout
+            topk_view v;
+            int ok = topk_view_of(mine, len, &v);
+            topk_brute(x, n, k, want);
+            size_t varints = 0;
+            for (size_t j = 0; j < k; j++)
+                varints += leb128_len(j ? want[j] - want[j - 1] : want[0]);
+            wrong_pick += !ok || v.k != k || memcmp(v.idx, want, k * sizeof *want) != 0;
+            bad_layout += !ok || (v.flags & ~1u) != (bits == 2 ? 2u : 0u) ||
+                          v.varint_len != varints ||
+                          (v.flags & 1 ? v.len >= varints : v.len != varints) ||
+                          len != 9 + v.len + topk_values_formula(bits, k) ||
+                          len != codec_topk_payload_bytes(bits, k, v.len);
+            // this rank's payload alone: x (or near it) where chosen, nothing elsewhere
+            memset(dec, 0, n * sizeof(float));
+            ops->decode(loc[r], first, mine, len, dec, n);
+            quant_residual(loc[r], res2);
+            memset(chosen, 0, n + 1);
+            for (size_t j = 0; j < k; j++) {
+                chosen[want[j]] = 1;
+                float amax = 0.0f;
+                for (size_t b = j / 64 * 64; b < k && b < j / 64 * 64 + 64; b++)
+                    amax = fmaxf(amax, fabsf(x[want[b]]));
+                float d = dec[want[j]], ulp = nextafterf(fabsf(d), INFINITY) - fabsf(d);
+                far += ok && d != topk_view_value(&v, j);
+                far += bits == 32 ? d != x[want[j]] : fabsf(x[want[j]] - d) > amax / 2 + 2 * ulp;
+            }
+            for (size_t i = 0; i < n; i++) {
+                far += !chosen[i] && dec[i] != 0.0f;
+                bad_res += res2[first + i] != (chosen[i] ? x[i] - dec[i] : x[i]);
+                sum_in[i] += g[i];
+                sum_dec[i] += dec[i];
+                sum_abs[i] += fabs(g[i]) + fabs(dec[i]) + fabs(x[i]);
+            }
+            free(v.idx);
+        }
+        // the real collective: the reference on every rank, and rank 0's bits
+        for (size_t i = 0; i < n; i++)
+            g[i] = topk_input(c->rank, s, i);
+        ts_status st = codec_bucket_start(cx, c, &cb, first, g, n, s % 2);
+        if (st == TS_OK) st = codec_bucket_wait(cx, c, &cb);
+        EXPECT(st == TS_OK, "topk n=%zu step %d: %s", n, s, ts_status_name(st));
+        bad_bits += memcmp(g, ref, n * sizeof(float)) != 0;
+        memcpy(dec, g, n * sizeof(float));
+        EXPECT(c->broadcast(c, dec, n * sizeof(float), 0) == TS_OK, "broadcast failed");
+        unlike0 += memcmp(dec, g, n * sizeof(float)) != 0;
+    }
+    const char *what = bits == 2 ? "int2" : "fp32";
+    EXPECT(wrong_pick == 0, "topk %s n=%zu f=%g: %zu steps chose other than the %zu largest |x|",
+           what, n, fraction, wrong_pick, k);
+    EXPECT(bad_layout == 0, "topk %s n=%zu f=%g: %zu payloads off the layout or its length", what,
+           n, fraction, bad_layout);
+    EXPECT(far == 0, "topk %s n=%zu f=%g: %zu values decoded otherwise", what, n, fraction, far);
+    EXPECT(bad_res == 0, "topk %s n=%zu f=%g: %zu residuals are not what the encoding kept back",
+           what, n, fraction, bad_res);
+    EXPECT(bad_bits == 0 && unlike0 == 0,
+           "topk %s n=%zu on %d ranks: %zu steps differ from the payloads decoded in rank order, "
+           "%zu from rank 0's result",
+           what, n, p, bad_bits, unlike0);
+    // mass: what was decoded over the steps is what came in, less what is still held back
+    quant_residual(loc[c->rank], res);
+    size_t lost = 0;
+    for (size_t i = 0; i < n; i++)
+        lost += fabs(sum_dec[i] - (sum_in[i] - res[first + i])) > 1e-6 * sum_abs[i] + 1e-30;
+    EXPECT(lost == 0, "topk %s n=%zu: %zu values where decoded != input - residual", what, n, lost);
+    quant_residual(cx, res2);
+    EXPECT(memcmp(res, res2, total * sizeof(float)) == 0, "topk %s: the residuals differ", what);
+    EXPECT(cx->stats.payload_bytes == sent && cx->stats.raw_bytes == (uint64_t)steps * n * 4,
+           "topk %s n=%zu: payload %llu bytes counted, %llu sent", what, n,
+           (unsigned long long)cx->stats.payload_bytes, (unsigned long long)sent);
+    // save/load round trip: a fresh codec loaded from the state encodes as the original does
+    codec *back = topk_create(c->rank, p, total, bits, fraction);
+    unsigned char *blob = NULL, *blob2 = NULL;
+    size_t len = 0, len2 = 0, l1 = 0, l2 = 0, l3 = 0;
+    EXPECT(back && codec_state_pack(cx, &blob, &len) == TS_OK &&
+               codec_state_unpack(back, blob, len, "blob") == TS_OK &&
+               codec_state_pack(back, &blob2, &len2) == TS_OK && len == len2 &&
+               memcmp(blob, blob2, len) == 0,
+           "topk %s: state not the same after save and load", what);
+    if (!g_failures) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = topk_input(c->rank, steps, i);
+        unsigned char *p1 = malloc(3 * most + 1), *p2 = p1 + most, *p3 = p2 + most;
+        codec *fresh = topk_create(c->rank, p, total, bits, fraction);
+        ops->encode(cx, first, g, n, p1, &l1);
+        ops->encode(back, first, g, n, p2, &l2);
+        ops->encode(fresh, first, g, n, p3, &l3);
+        EXPECT(l1 == l2 && memcmp(p1, p2, l1) == 0, "topk %s: the loaded codec encodes otherwise",
+               what);
+        // with something held back (k < n), the residual changes what is sent
+        EXPECT(k == n || n < 64 || l1 != l3 || memcmp(p1, p3, l3) != 0,
+               "topk %s n=%zu: error feedback changes nothing", what, n);
+        codec_destroy(fresh);
+        free(p1);
+    }
+    free(blob), free(blob2);
+    codec_destroy(back);
+    codec_bucket_free(&cb);
+    for (int r = 0; r < p; r++)
+        codec_destroy(loc[r]);
+    codec_destroy(cx);
+    free(loc), free(pay), free(g), free(x), free(ref), free(dec), free(res), free(res2);
+    free(sum_in), free(sum_dec), free(sum_abs), free(want), free(chosen);
+}
+
+// Values built so every sum is exact (a few binary orders of magnitude, small multiples): over
+// the steps, what was decoded plus what is held back is what came in, to the bit, in both modes.
+static void test_topk_exact(int bits) {
+    const size_t n = 1000;
+    const int steps = 6;
+    codec *cx = topk_create(0, 2, n, bits, 0.05);
+    if (g_failures) return;
+    unsigned char *pay = malloc(cx->ops->payload_bytes(cx, n));
+    float *g = malloc(n * sizeof(float)), *dec = calloc(n, sizeof(float));
+    float *res = malloc(n * sizeof(float));
+    double *in = calloc(n, sizeof(double));
+    for (int s = 0; s < steps; s++) {
+        for (size_t i = 0; i < n; i++) {
+            g[i] = exact(s % 3, i + (size_t)s);
+            in[i] += g[i];
+        }
+        size_t len = 0;
+        EXPECT(cx->ops->encode(cx, 0, g, n, pay, &len) == TS_OK &&
+                   cx->ops->decode(cx, 0, pay, len, dec, n) == TS_OK,
+               "topk: step %d not encoded and decoded", s);
+    }
+    quant_residual(cx, res);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++)
+        off += (double)dec[i] + (double)res[i] != in[i];
+    EXPECT(off == 0, "topk %d-bit values: %zu values where decoded + residual != input, exactly",
+           bits, off);
+    codec_destroy(cx);
+    free(pay), free(g), free(dec), free(res), free(in);
+}
+
+// Ties at the cut go to the lower index: magnitudes 1, 2, 4 in turn (or all zero), cut at every
+// fraction, against the brute force.
+static void test_topk_ties(void) {
+    const size_t n = 1000;
+    const double fractions[] = {0.001, 0.1, 0.3, 0.5, 0.9, 0.9995};
+    float g[1000];
+    size_t want[1000];
+    for (int zero = 0; zero < 2; zero++)
+        for (int f = 0; f < 6; f++) {
+            codec *cx = topk_create(0, 2, n, 32, fractions[f]);
+            if (g_failures) return;
+            for (size_t i = 0; i < n; i++)
+                g[i] = zero ? 0.0f : (i % 2 ? -1.0f : 1.0f) * ldexpf(1.0f, (int)(i % 3));
+            unsigned char *pay = malloc(cx->ops->payload_bytes(cx, n));
+            size_t len = 0, k = topk_want_k(fractions[f], n);
+            topk_view v;
+            EXPECT(cx->ops->encode(cx, 0, g, n, pay, &len) == TS_OK && topk_view_of(pay, len, &v),
+                   "topk with ties: not encoded");
+            if (g_failures) return;
+            topk_brute(g, n, k, want);
+            EXPECT(v.k == k && memcmp(v.idx, want, k * sizeof *want) == 0,
+                   "topk f=%g%s: the ties at the cut did not go to the lower indices", fractions[f],
+                   zero ? " (all zero)" : "");
+            free(v.idx);
+            free(pay);
+            codec_destroy(cx);
+        }
+}
+
+// Values that are not finite rank above all others (ties to the lower index), travel as they are
+// (int2: their block as NaN) and leave no residual, sent or not.
+static void test_topk_nonfinite(int bits) {
+    const size_t n = 200;
+    const size_t bad[5] = {10, 100, 120, 150, 199};
+    const float badv[5] = {INFINITY, NAN, NAN, NAN, -INFINITY};
+    for (int more = 0; more < 2; more++) { // k = 4 (not all of them) or 6 (all, and 1e30)
+        codec *cx = topk_create(0, 2, n, bits, more ? 0.03 : 0.02);
+        if (g_failures) return;
+        unsigned char *pay = malloc(cx->ops->payload_bytes(cx, n));
+        float g[200], dec[200] = {0}, res[200];
+        for (size_t i = 0; i < n; i++)
+            g[i] = (float)(i % 7) * 0.001f;
+        g[5] = 1e30f;
+        for (int j = 0; j < 5; j++)
+            g[bad[j]] = badv[j];
+        size_t len = 0;
+        topk_view v;
+        EXPECT(cx->ops->encode(cx, 0, g, n, pay, &len) == TS_OK &&
+                   cx->ops->decode(cx, 0, pay, len, dec, n) == TS_OK && topk_view_of(pay, len, &v),
+               "topk with values that are not finite: not encoded and decoded");
+        if (g_failures) return;
+        quant_residual(cx, res);
+        size_t k = more ? 6 : 4;
+        const size_t want[6] = {
+            more ? 5 : 10, more ? 10 : 100, more ? 100 : 120, more ? 120 : 150, 150, 199};
+        EXPECT(v.k == k && memcmp(v.idx, want, k * sizeof *want) == 0,
+               "topk %d-bit, k %zu: chose %zu values, not the ones that are not finite first", bits,
+               k, v.k);
+        size_t off = 0;
+        for (size_t i = 0; i < n; i++)
+            off += !isfinite(res[i]) || (!isfinite(g[i]) && res[i] != 0.0f);
+        for (size_t j = 0; j < k; j++) {
+            float d = dec[want[j]], x = g[want[j]];
+            off += bits == 2 ? !isnan(d) : !(isnan(x) ? isnan(d) : d == x);
+        }
+        off += res[5] != (more ? 0.0f : 1e30f); // sent with k = 6
+        EXPECT(off == 0, "topk %d-bit, k %zu: %zu values decoded or held back wrongly", bits, k,
+               off);
+        free(v.idx);
+        free(pay);
+        codec_destroy(cx);
+    }
+}
+
+// zstd on the index stream: it pays on a dense pick; the ratios go to the test's log. Two
+// gradients: noise (magnitudes without order, the pick spread evenly) and the quant inputs (each
+// block of 64 of one magnitude, the pick gathered in the largest blocks).
+static void test_topk_zstd(comm *c) {
+    const size_t n = 100000;
+    const double fractions[3] = {0.01, 0.25, 1.0};
+    float *g = malloc(n * sizeof(float));
+    for (int blocky = 0; blocky < 2; blocky++)
+        for (int f = 0; f < 3; f++) {
+            codec *cx = topk_create(0, 2, n, 32, fractions[f]);
+            if (g_failures) return;
+            unsigned char *pay = malloc(cx->ops->payload_bytes(cx, n));
+            for (size_t i = 0; i < n; i++) {
+                uint32_t h = (uint32_t)(i * 2654435761u);
+                h ^= h >> 15, h *= 0x2c1b3c6du, h ^= h >> 12;
+                g[i] = blocky ? quant_input(0, 1, i) + 1e-9f : (float)(h % 1000003u) + 1.0f;
+            }
+            size_t len = 0;
+            topk_view v;
+            EXPECT(cx->ops->encode(cx, 0, g, n, pay, &len) == TS_OK && topk_view_of(pay, len, &v),
+                   "topk f=%g: not encoded", fractions[f]);
+            if (g_failures) return;
+            if (c->rank == 0)
+                printf("test_codec: topk of %zu values (%s), f=%g: %zu indices in %zu bytes of "
+                       "varints, sent in %zu (%s, ratio %.2f)\n",
+                       n, blocky ? "blocks" : "noise", fractions[f], v.k, v.varint_len, v.len,
+                       v.flags & 1 ? "zstd" : "raw", (double)v.varint_len / (double)v.len);
+            if (fractions[f] > 0.1)
+                EXPECT((v.flags & 1) && 4 * v.len < 3 * v.varint_len,
+                       "topk f=%g: zstd took the index stream from %zu to %zu bytes only",
+                       fractions[f], v.varint_len, v.len);
+            free(v.idx);
+            free(pay);
+            codec_destroy(cx);
+        }
+    free(g);
+}
+
+// a payload laid out by hand: header, index stream, values
+static size_t topk_craft(unsigned char *out, size_t k, unsigned flags, const unsigned char *s,
+                         size_t len, const unsigned char *values, size_t vlen) {
+    put_le32(out, (uint32_t)k);
+    out[4] = (unsigned char)flags;
+    put_le32(out + 5, (uint32_t)len);
+    memcpy(out + 9, s, len);
+    memcpy(out + 9 + len, values, vlen);
+    return 9 + len + vlen;
+}
+
+// decoded into a bucket of n: TS_OK and 1.0 at 10j + 3 for j < k (and nothing elsewhere), or
+// refused: TS_ERR_INPUT, one error line naming the codec and holding `why`, nothing added
+static void topk_expect(codec *cx, const unsigned char *pay, size_t len, size_t n, size_t k,
+                        const char *why, const char *what) {
+    float *g = calloc(n, sizeof(float));
+    capture_begin();
+    ts_status st = cx->ops->decode(cx, 0, pay, len, g, n);
+    char *text = capture_end();
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++)
+        off += g[i] != (!why && i % 10 == 3 && i / 10 < k ? 1.0f : 0.0f);
+    if (!why)
+        EXPECT(st == TS_OK && off == 0 && text[0] == 0, "topk, %s: %s, %zu values off, log: %s",
+               what, ts_status_name(st), off, text);
+    else
+        EXPECT(st == TS_ERR_INPUT && off == 0 && count_substr(text, "\n") == 1 &&
+                   count_substr(text, "error: codec topk: a payload of ") == 1 && strstr(text, why),
+               "topk, %s: %s, %zu values changed, log (want \"%s\"): %s", what, ts_status_name(st),
+               off, why, text);
+    free(text);
+    free(g);
+}
+
+// a payload from another rank is checked before anything is added
+static void test_topk_refused(void) {
+    const size_t n = 1000, k = 63; // f = 1/16
+    codec *fp = topk_create(0, 2, n, 32, 0.0625), *q2 = topk_create(0, 2, n, 2, 0.0625);
+    if (g_failures) return;
+    EXPECT(codec_topk_k(0.0625, n) == k, "k = %zu", codec_topk_k(0.0625, n));
+    // indices 10j + 3, values 1.0: as fp32, and as 2-bit codes (1) under a scale of 1
+    unsigned char s[400], zs[800], bad[400], vals[4 * 64], q[32], pay[2000], big[20000] = {0};
+    size_t len = 0, vlen = 4 * k, qlen = 4 + (k + 3) / 4;
+    for (size_t j = 0; j < k; j++)
+        len += leb128_put(s + len, j ? 10 : 3);
+    float one = 1.0f;
+    uint32_t onebits;
+    memcpy(&onebits, &one, 4);
+    for (size_t j = 0; j < k; j++)
+        put_le32(vals + 4 * j, onebits);
+    put_le32(q, onebits);
+    memset(q + 4, 0x55, qlen - 4);
+    q[qlen - 1] = 0x15; // codes 62, 61, 60 are 1; the two bits after the last are zero
+    size_t zlen = ZSTD_compress(zs, sizeof zs, s, len, 1);
+    EXPECT(!ZSTD_isError(zlen), "zstd failed");
+    size_t m;
+    // what an encoder makes: accepted
+    m = topk_craft(pay, k, 0, s, len, vals, vlen);
+    topk_expect(fp, pay, m, n, k, NULL, "raw indices");
+    size_t whole = m;
+    m = topk_craft(pay, k, 1, zs, zlen, vals, vlen);
+    topk_expect(fp, pay, m, n, k, NULL, "zstd indices");
+    m = topk_craft(pay, k, 2, s, len, q, qlen);
+    topk_expect(q2, pay, m, n, k, NULL, "int2 values");
+    // cut anywhere, or a byte more
+    m = topk_craft(pay, k, 0, s, len, vals, vlen);
+    for (size_t cut = 0; cut < whole; cut += cut < 40 ? 1 : 37)
+        topk_expect(fp, pay, cut, n, k, cut < 9 ? "shorter than the 9-byte header" : "header says",
+                    "cut short");
+    topk_expect(fp, pay, whole + 1, n, k, "header says", "a byte more");
+    // the header
+    m = topk_craft(pay, k, 4, s, len, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "unknown flags 0x04", "flags");
+    m = topk_craft(pay, k, 2, s, len, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "values of 2 bits, this rank's are 32", "value mode");
+    m = topk_craft(pay, k - 1, 0, s, len - 1, vals, vlen - 4);
+    topk_expect(fp, pay, m, n, k, "62 values of a bucket of 1000, expected 63", "k");
+    m = topk_craft(pay, k, 0, s, len, vals, vlen);
+    put_le32(pay + 5, 100000);
+    topk_expect(fp, pay, m, n, k, "header says", "stream length past the end");
+    // the indices
+    memcpy(bad, s, len);
+    bad[len - 1] = 100;                          // the last index 3 + 61 * 10 + 100 = 713: in range
+    bad[len - 1] = 0x80 | 0x10, bad[len] = 0x03; // 3 + 610 + 0x190 = 1013: out of range
+    m = topk_craft(pay, k, 0, bad, len + 1, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "index 62 of 63 is 1013, out of a bucket of 1000 values",
+                "index out of range");
+    memcpy(bad, s, len);
+    bad[5] = 0;
+    m = topk_craft(pay, k, 0, bad, len, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "index 5 of 63 is not above the one before (43)",
+                "index not increasing");
+    bad[0] = 0x83, bad[1] = 0x00; // 3 in two bytes
+    memcpy(bad + 2, s + 1, len - 1);
+    m = topk_craft(pay, k, 0, bad, len + 1, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "index 0 of 63: its varint is cut short or malformed",
+                "overlong varint");
+    memcpy(bad, s, len);
+    bad[len - 1] = 0x8a; // the last varint goes on past the stream
+    m = topk_craft(pay, k, 0, bad, len, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "index 62 of 63: its varint is cut short", "varint cut");
+    memcpy(bad, s, len);
+    bad[len] = 1;
+    m = topk_craft(pay, k, 0, bad, len + 1, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "1 bytes of the index stream after its 63 indices",
+                "a varint more");
+    // zstd frames
+    m = topk_craft(pay, k, 1, s, len, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "not a zstd frame", "not zstd");
+    m = topk_craft(pay, k, 1, zs, zlen - 1, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "not a zstd frame", "zstd frame cut");
+    memcpy(bad, zs, zlen);
+    bad[zlen] = 0;
+    m = topk_craft(pay, k, 1, bad, zlen + 1, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "the zstd frame takes", "a byte after the frame");
+    memcpy(bad, s, len);
+    bad[len] = 1;
+    size_t zl = ZSTD_compress(zs, sizeof zs, bad, len + 1, 1);
+    m = topk_craft(pay, k, 1, zs, zl, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "1 bytes of the index stream after its 63 indices",
+                "a varint more in the frame");
+    zl = ZSTD_compress(zs, sizeof zs, s, len - 1, 1);
+    m = topk_craft(pay, k, 1, zs, zl, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "index 62 of 63: its varint is cut short", "a varint less");
+    zl = ZSTD_compress(zs, sizeof zs, big, sizeof big, 1);
+    m = topk_craft(pay, k, 1, zs, zl, vals, vlen);
+    topk_expect(fp, pay, m, n, k, "the zstd frame holds 20000 bytes, at most", "frame too big");
+    // 2-bit values
+    memcpy(bad, q, qlen);
+    bad[4 + 7 / 4] = (unsigned char)((bad[4 + 7 / 4] & ~(3 << 6)) | (2 << 6)); // code 7: -2
+    m = topk_craft(pay, k, 2, s, len, bad, qlen);
+    topk_expect(q2, pay, m, n, k, "value 7 has the 2-bit code -2", "code -2");
+    memcpy(bad, q, qlen);
+    bad[qlen - 1] |= 0x80;
+    m = topk_craft(pay, k, 2, s, len, bad, qlen);
+    topk_expect(q2, pay, m, n, k, "bits set after the last 2-bit code", "padding");
+    const float scales[2] = {-1.0f, INFINITY};
+    for (int i = 0; i < 2; i++) {
+        memcpy(bad, q, qlen);
+        uint32_t sb;
+        memcpy(&sb, &scales[i], 4);
+        put_le32(bad, sb);
+        m = topk_craft(pay, k, 2, s, len, bad, qlen);
+        topk_expect(q2, pay, m, n, k, i ? "has a scale of inf" : "has a scale of -1", "scale");
+    }
+    codec_destroy(fp), codec_destroy(q2);
+}
+
 int main(int argc, char **argv) {
     comm *c = NULL;
     ts_status st = comm_init(&c, &argc, &argv, 60);
@@ -631,6 +1233,18 @@ int main(int argc, char **argv) {
         for (int q = 0; q < 4; q++)
             for (size_t k = 0; k < sizeof quant_sizes / sizeof quant_sizes[0]; k++)
                 test_quant(c, quant[q], quant_bits[q], quant_sizes[k]);
+        const size_t topk_sizes[] = {0, 1, 2, 65, 1000, 4099, 30011};
+        const double topk_fractions[] = {0.01, 0.1, 1.0};
+        for (int bits = 32; bits >= 2; bits -= 30) {
+            for (size_t k = 0; k < sizeof topk_sizes / sizeof topk_sizes[0]; k++)
+                for (int f = 0; f < 3; f++)
+                    test_topk(c, bits, topk_fractions[f], topk_sizes[k]);
+            test_topk_exact(bits);
+            test_topk_ties();
+            test_topk_nonfinite(bits);
+        }
+        test_topk_zstd(c);
+        test_topk_refused();
     }
     int rc = g_failures ? 1 : 0;
     if (rc == 0 && c->rank == 0)
