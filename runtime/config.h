@@ -15,7 +15,7 @@
 #include "base/common.h"
 
 #define CFG_STR      512
-#define CFG_MAX_KEYS 48 // room in the per-key tables (cfg_n_keys is checked against it)
+#define CFG_MAX_KEYS 64 // room in the per-key tables (cfg_n_keys is checked against it)
 
 // Where a key's value came from, recorded by the file parser and the override parser; error
 // messages about the key name it. Not part of the config's values: config_write ignores it.
