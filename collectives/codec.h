@@ -19,6 +19,23 @@
 //                       each rank decodes every rank's payload in rank order, adding them up, so
 //                       all ranks hold the same bits.
 //
+// Small tensors travel exact. Given the model's tensor table (codec_params.tensors), the codec
+// layer splits each bucket, once at its first use, into parts (codec_part): the values of a
+// tensor of fewer than params.dense_below values (biases, LayerNorm gains) are dense, the others
+// coded (neighbouring coded tensors make one part). Only coded parts go through the codec's
+// encode and decode (one call per part, with the part's own first and count); dense values
+// travel as fp32 and are summed exactly, in an order fixed by the world size:
+//   GATHER   appended to each rank's payload and added up in rank order with the rest (below);
+//   COMBINE  a float all-reduce of their own, started with the combine.
+// Without a tensor table every value is coded. SUM_F32 sums every value exactly anyway: no split.
+//
+// A GATHER payload as it travels (little-endian):
+//   u64 length of each coded part's payload   only when the bucket has more than one coded part
+//   each coded part's payload                 in bucket order
+//   each dense value, fp32                    in bucket order
+// The layer checks every rank's payload against the split before decoding it: lengths that do
+// not add up, or a part's payload longer than payload_bytes() allows, are TS_ERR_INPUT.
+//
 // A codec owns per-rank state (error-feedback buffers: what the encoding lost this step, added
 // back before encoding the next), created for the whole flat buffer and indexed by the bucket's
 // offset in it. The state is checkpointed through two hooks (see "checkpoint hooks" below).
@@ -104,7 +121,8 @@ typedef struct {
 } codec_stats;
 
 // A tensor of the flat buffer: rows x cols values from offset (cols 1: a vector), in the model's
-// parameter table order. Codecs that work on matrices (powersgd) and the small-tensor rule
+// parameter table order (increasing offsets, not overlapping; the buffer between or after them,
+// if any, belongs to no tensor). Codecs that work on matrices (powersgd) and the small-tensor rule
 // (dense_below) read them.
 typedef struct {
     size_t offset, rows, cols;
@@ -153,15 +171,33 @@ void codec_destroy(codec *cx);
 
 // Whether the codec keeps state that a checkpoint must hold (a save hook).
 int codec_has_state(const codec *cx);
+// Whether tensor t travels dense (exact fp32) under the codec: fewer than params.dense_below
+// values.
+int codec_tensor_dense(const codec *cx, const codec_tensor *t);
 
-// ---- one bucket's trip through codec and communicator ---------------------------------------
-// Kept by the reducer per bucket, across steps (its payload buffers are allocated on first use
-// and reused).
+// ---- one bucket's trip through codec and communicator (codec_bucket.c) ----------------------
+// A part of a bucket: values [at, at + count) of it, dense (fp32, exact) or coded by the codec.
+typedef struct {
+    size_t at, count;
+    int dense;
+} codec_part;
+
+// Kept by the reducer per bucket, across steps (its split and payload buffers are made on first
+// use and reused).
 typedef struct {
     size_t first, count; // range of the flat buffer
     float *grad;         // host memory of the range: this rank's values in, the result out
     int scatter;         // ZeRO-1: only this rank's chunk of the result (comm_chunk) is needed
     comm_req *req;       // the collective in flight, NULL when none
+    comm_req *dense_req; // COMBINE: the dense values' all-reduce in flight, NULL when none
+    // the split of [split_first, split_first + split_count): parts[0 .. n_parts), of which
+    // n_coded are coded, with n_dense dense values; `most` bytes of payload at the most
+    int split;
+    size_t split_first, split_count;
+    codec_part *parts;
+    int n_parts, n_coded;
+    size_t n_dense, most;
+    float *dense; // COMBINE: the dense values, gathered for their all-reduce
     unsigned char *payload, *gathered;
     size_t payload_cap, gathered_cap, payload_len;
     size_t *lens; // GATHER: every rank's payload length

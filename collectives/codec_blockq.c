@@ -86,7 +86,7 @@ static ts_status blockq_decode(codec *cx, size_t first, const void *payload, siz
     if (bytes != codec_blockq_payload_bytes(bits, count)) {
         log_error("codec %s: a payload of %zu bytes for %zu values (expected %zu)", cx->ops->name,
                   bytes, count, codec_blockq_payload_bytes(bits, count));
-        return TS_ERR_INTERNAL;
+        return TS_ERR_INPUT;
     }
     size_t blocks = (count + CODEC_BLOCKQ_BLOCK - 1) / CODEC_BLOCKQ_BLOCK;
     const unsigned char *scales = payload, *codes = scales + 4 * blocks;

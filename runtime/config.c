@@ -119,7 +119,7 @@ const cfg_key cfg_keys[] = {
         "bf16, int8, int4, int2: compressed with error feedback, all-gathered)"),
     KEY(comm, dense_below, CFG_INT, "4096", 0, 1e9, NULL,
         "tensors of fewer values (biases, LayerNorm) travel uncompressed as fp32 under any "
-        "codec"),
+        "codec (0: every tensor through the codec)"),
     KEY(comm, topk_fraction, CFG_FLOAT, "0.01", 1e-6, 1, NULL,
         "topk: the fraction of each bucket's values sent (the largest in magnitude)"),
     KEY(comm, topk_values, CFG_ENUM, "fp32", 0, 0, "fp32|int2",

@@ -2,7 +2,7 @@
 #
 # test_codec (tests/mpi/test_codec.c), alone and under mpirun with 1 to 3 ranks: the registry,
 # `none` against the plain float collectives bit for bit, the two other wires and the reducer
-# through test codecs, the state hooks (pack, unpack, gathered for a checkpoint, restored on
+# through test codecs, small tensors sent dense (comm.dense_below), damaged payloads, the state hooks (pack, unpack, gathered for a checkpoint, restored on
 # resume). test_ckpt_codec: the state in a checkpoint's /codec group, and the group as it has
 # always been without state. (The unknown-codec config errors: tests/config/bad/codec_*.ini; the
 # explicit `none` run against the default one: dp.cmake.)

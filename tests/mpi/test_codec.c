@@ -6,9 +6,11 @@
 // of the plain float all-reduce and reduce-scatter; the two other wires, through test codecs
 // defined here (a sparse one over the all-gather of variable blocks, with empty payloads, and a
 // block one over the combine), give exact sums on every rank, alone and through the reducer with
-// several buckets in flight; state hooks: a stateful test codec packs and unpacks its arrays,
-// damaged, missing or mis-sized arrays are refused, every rank's state is gathered for a
-// checkpoint and each rank gets its own back on resume (another codec's or world's is not).
+// several buckets in flight; small tensors (a tensor table) dense and exact beside the coded
+// rest, on every wire, alone and through the reducer, and damaged payloads refused; state hooks: a
+// stateful test codec packs and unpacks its arrays, damaged, missing or mis-sized arrays are
+// refused, every rank's state is gathered for a checkpoint and each rank gets its own back on
+// resume (another codec's or world's is not).
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
 #include "kernels/backend.h"
+#include "tests/unit/capture.h"
 #include "tests/unit/expect.h"
 
 // exact values: rank r holds sign * (r + 1) * 2^e, so every partial sum in any order is exact
@@ -283,10 +286,13 @@ static void test_wire(comm *c, const codec_ops *ops, size_t n, int scatter) {
     free(g);
 }
 
-// the reducer with a test codec: several buckets in flight at once, ZeRO-1 or not
-static void test_reducer(comm *c, const codec_ops *ops, size_t n, int zero) {
+// the reducer with a test codec: several buckets in flight at once, ZeRO-1 or not; with params
+// (a tensor table), buckets mix dense and coded parts
+static void test_reducer(comm *c, const codec_ops *ops, size_t n, int zero,
+                         const codec_params *params) {
     codec *cx = NULL;
-    EXPECT(codec_create_with(&cx, ops, c->rank, c->size, n) == TS_OK, "%s not created", ops->name);
+    EXPECT(codec_create_with_params(&cx, ops, c->rank, c->size, n, params) == TS_OK,
+           "%s not created", ops->name);
     float *g = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         g[i] = sparse(c->rank, c->size, i);
@@ -301,7 +307,8 @@ static void test_reducer(comm *c, const codec_ops *ops, size_t n, int zero) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
         bad += g[i] != sparse_sum(c->size, i);
-    EXPECT(bad == 0, "reducer with %s, zero %d: %zu wrong values", ops->name, zero, bad);
+    EXPECT(bad == 0, "reducer with %s, zero %d, %d tensors: %zu wrong values", ops->name, zero,
+           params ? params->n_tensors : 0, bad);
     reducer_destroy(&r);
     codec_destroy(cx);
     free(g);
@@ -596,6 +603,255 @@ static void test_quant(comm *c, const char *name, int bits, size_t n) {
     free(sum_in), free(sum_dec), free(sum_abs);
 }
 
+// ---------------------------------------------------------------------------------------------
+// small tensors travel dense
+
+// A table over DENSE_N values: tensors of fewer than 4096 values (dense), larger ones, 4096
+// exactly (coded), 5 values in no tensor (coded) and 2 at the end in none.
+#define DENSE_N 19278
+static const codec_tensor dense_table[] = {
+    {0, 7, 1},        // dense
+    {7, 100, 50},     // coded
+    {5007, 64, 1},    // dense; then 5071 .. 5076 in no tensor
+    {5076, 30, 200},  // coded
+    {11076, 3, 3},    // dense
+    {11085, 64, 64},  // 4096: coded
+    {15181, 4095, 1}, // dense; then 19276 .. 19278 in no tensor
+};
+static void dense_params(codec_params *p) {
+    codec_params_default(p);
+    p->dense_below = 4096;
+    p->zstd = 0;
+    p->tensors = dense_table;
+    p->n_tensors = (int)(sizeof dense_table / sizeof dense_table[0]);
+}
+
+// whether value i of the flat buffer is dense: in a tensor of fewer than 4096 values (worked
+// out value by value, apart from the codec layer's split)
+static int dense_at(size_t i) {
+    for (size_t k = 0; k < sizeof dense_table / sizeof dense_table[0]; k++) {
+        const codec_tensor *t = &dense_table[k];
+        if (i >= t->offset && i < t->offset + t->rows * t->cols) return t->rows * t->cols < 4096;
+    }
+    return 0;
+}
+
+// the runs of dense and of coded values in [first, end): run k is [at[k], at[k + 1])
+static int dense_runs(size_t first, size_t end, size_t *at, int *dense) {
+    int n = 0;
+    for (size_t i = first; i < end; i++)
+        if (i == first || dense_at(i) != dense_at(i - 1)) {
+            at[n] = i;
+            dense[n++] = dense_at(i);
+        }
+    at[n] = end;
+    return n;
+}
+
+// A bucket of dense_table's buffer cut through its first and last tensors, over two steps: the
+// dense values are the exact sum (rank order), the coded ones what every rank's codec made of
+// its runs, decoded in rank order (simulated here with every rank's codec), bit for bit; the
+// payload is lengths + coded payloads + 4 bytes per dense value.
+static void test_dense(comm *c, const codec_ops *ops, int scatter) {
+    const int p = c->size, steps = 2;
+    const size_t first = 3, end = DENSE_N - 1, n = end - first;
+    codec_params dp;
+    dense_params(&dp);
+    codec *cx = NULL, **loc = calloc((size_t)p, sizeof *loc);
+    EXPECT(codec_create_with_params(&cx, ops, c->rank, p, DENSE_N, &dp) == TS_OK, "%s not created",
+           ops->name);
+    for (int r = 0; r < p; r++)
+        codec_create_with_params(&loc[r], ops, r, p, DENSE_N, &dp);
+    size_t at[16];
+    int dense[16];
+    int runs = dense_runs(first, end, at, dense), coded = 0;
+    EXPECT(runs == 8, "%d runs", runs);
+    size_t most = 0, n_dense = 0;
+    for (int k = 0; k < runs; k++) {
+        coded += !dense[k];
+        n_dense += dense[k] ? at[k + 1] - at[k] : 0;
+        most = most > at[k + 1] - at[k] ? most : at[k + 1] - at[k];
+    }
+    most = ops->payload_bytes(cx, most);
+    float *g = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float)), *v = malloc(n * 4);
+    unsigned char *pay = malloc(most);
+    codec_bucket cb;
+    memset(&cb, 0, sizeof cb);
+    uint64_t want_bytes = 0;
+    size_t bad_dense = 0, bad_coded = 0, lossy = 0;
+    for (int s = 0; s < steps && !g_failures; s++) {
+        memset(ref, 0, n * sizeof(float));
+        for (int r = 0; r < p; r++) {
+            for (size_t i = 0; i < n; i++)
+                v[i] = s == 0 ? sparse(r, p, first + i) : quant_input(r, s, first + i);
+            for (int k = 0; k < runs; k++) {
+                size_t lo = at[k] - first, m = at[k + 1] - at[k], len = 0;
+                if (dense[k]) {
+                    for (size_t i = lo; i < lo + m; i++)
+                        ref[i] += v[i];
+                    want_bytes += r == c->rank ? 4 * m : 0;
+                    continue;
+                }
+                if (ops->encode(loc[r], at[k], v + lo, m, pay, &len) != TS_OK ||
+                    ops->decode(loc[r], at[k], pay, len, ref + lo, m) != TS_OK)
+                    EXPECT(0, "%s: simulated run %d failed", ops->name, k);
+                want_bytes += r == c->rank ? len : 0;
+            }
+        }
+        if (ops->wire == CODEC_WIRE_GATHER && coded > 1) want_bytes += 8 * (uint64_t)coded;
+        for (size_t i = 0; i < n; i++)
+            g[i] = s == 0 ? sparse(c->rank, p, first + i) : quant_input(c->rank, s, first + i);
+        ts_status st = codec_bucket_start(cx, c, &cb, first, g, n, scatter);
+        if (st == TS_OK) st = codec_bucket_wait(cx, c, &cb);
+        EXPECT(st == TS_OK, "%s step %d: %s", ops->name, s, ts_status_name(st));
+        for (size_t i = 0; i < n; i++) {
+            float exact_sum = 0;
+            for (int r = 0; r < p; r++)
+                exact_sum += s == 0 ? sparse(r, p, first + i) : quant_input(r, s, first + i);
+            if (dense_at(first + i))
+                bad_dense += memcmp(&g[i], &exact_sum, 4) != 0;
+            else
+                lossy += g[i] != exact_sum;
+            bad_coded += memcmp(&g[i], &ref[i], 4) != 0;
+        }
+    }
+    EXPECT(cb.split && cb.n_parts == runs && cb.n_coded == coded && cb.n_dense == n_dense,
+           "%s: split into %d parts (%d coded, %zu dense values), expected %d (%d, %zu)", ops->name,
+           cb.n_parts, cb.n_coded, cb.n_dense, runs, coded, n_dense);
+    EXPECT(bad_dense == 0, "%s scatter %d: %zu dense values are not the exact sum", ops->name,
+           scatter, bad_dense);
+    EXPECT(bad_coded == 0,
+           "%s scatter %d: %zu values differ bitwise from every rank's runs decoded in rank order",
+           ops->name, scatter, bad_coded);
+    int exact_codec = ops == &sparse_ops || ops == &blocks_ops;
+    EXPECT(exact_codec ? lossy == 0 : lossy > 0, "%s: %zu coded values are not the exact sum",
+           ops->name, lossy);
+    EXPECT(cx->stats.payload_bytes == want_bytes && cx->stats.raw_bytes == steps * n * 4,
+           "%s: payload %llu bytes, expected %llu", ops->name,
+           (unsigned long long)cx->stats.payload_bytes, (unsigned long long)want_bytes);
+    codec_bucket_free(&cb);
+    for (int r = 0; r < p; r++)
+        codec_destroy(loc[r]);
+    codec_destroy(cx);
+    free(loc), free(g), free(ref), free(v), free(pay);
+}
+
+// A communicator of two ranks in one process for the all-gather of payloads: rank 0 sends its
+// own, "rank 1" a payload given by the test; everything else is missing.
+typedef struct {
+    const unsigned char *other;
+    size_t other_len;
+} fake_peer;
+static ts_status fake_all_gather_v(comm *c, const void *block, size_t bytes, void *out, size_t cap,
+                                   size_t *lens, comm_req **req) {
+    fake_peer *f = c->impl;
+    if (bytes + f->other_len > cap) return TS_ERR_INTERNAL;
+    memcpy(out, block, bytes);
+    memcpy((unsigned char *)out + bytes, f->other, f->other_len);
+    lens[0] = bytes;
+    lens[1] = f->other_len;
+    *req = (comm_req *)f; // a token: test and wait say it is done
+    return TS_OK;
+}
+static ts_status fake_test(comm *c, comm_req *req, int *done) {
+    (void)c, (void)req;
+    *done = 1;
+    return TS_OK;
+}
+static ts_status fake_wait(comm *c, comm_req *req) { return (void)c, (void)req, TS_OK; }
+
+// One bucket through the fake communicator, "rank 1" sending `other`: the status, and the error
+// lines in *lines (free()).
+static ts_status fake_trip(codec *cx, const unsigned char *other, size_t len, float *g, size_t n,
+                           char **lines) {
+    fake_peer f = {other, len};
+    comm fc;
+    memset(&fc, 0, sizeof fc);
+    fc.name = "fake";
+    fc.size = 2;
+    fc.start_all_gather_v = fake_all_gather_v;
+    fc.test = fake_test;
+    fc.wait = fake_wait;
+    fc.impl = &f;
+    codec_bucket cb;
+    memset(&cb, 0, sizeof cb);
+    capture_begin();
+    ts_status st = codec_bucket_start(cx, &fc, &cb, 3, g, n, 0);
+    if (st == TS_OK) st = codec_bucket_wait(cx, &fc, &cb);
+    *lines = capture_end();
+    codec_bucket_free(&cb);
+    return st;
+}
+
+// Payloads that do not fit the bucket's split are refused (TS_ERR_INPUT, one error line), never
+// read past: cut short, lengths that do not add up, a part longer than its codec
+// allows.
+static void test_damaged(comm *c) {
+    if (c->rank != 0) return;
+    const size_t first = 3, n = DENSE_N - 1 - first;
+    codec_params dp;
+    dense_params(&dp);
+    codec *cx = NULL;
+    EXPECT(codec_create_with_params(&cx, codec_find("int8"), 0, 2, DENSE_N, &dp) == TS_OK,
+           "int8 not created");
+    float *g = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        g[i] = sparse(0, 2, first + i);
+    // a good payload: this rank's own, taken from a trip with an empty peer (refused: too short)
+    fake_peer f = {NULL, 0};
+    comm fc;
+    memset(&fc, 0, sizeof fc);
+    fc.size = 2;
+    fc.start_all_gather_v = fake_all_gather_v;
+    fc.impl = &f;
+    codec_bucket cb;
+    memset(&cb, 0, sizeof cb);
+    EXPECT(codec_bucket_start(cx, &fc, &cb, first, g, n, 0) == TS_OK, "int8: not started");
+    size_t len = cb.payload_len;
+    unsigned char *good = malloc(len + 1), *bad = malloc(len + 1);
+    memcpy(good, cb.payload, len);
+    codec_bucket_free(&cb);
+    char *lines = NULL;
+    EXPECT(fake_trip(cx, good, len, g, n, &lines) == TS_OK && lines[0] == '\0',
+           "a good payload refused: %s", lines);
+    free(lines);
+    // 8 * 3 bytes of lengths, then the first coded part's payload
+    struct {
+        const char *what;
+        size_t len;
+        int field; // -1: none; else the length field to add `delta` to
+        int64_t delta;
+        const char *line;
+    } cases[] = {
+        {"cut short", len - 1, -1, 0, "its parts' lengths"},
+        {"a length one less", len, 0, -1, "its parts' lengths"},
+        {"a length 2^60", len, 1, (int64_t)1 << 60, "a part's payload too long"},
+        {"fewer bytes than the dense values", 20, -1, 0, "shorter than its lengths"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(bad, good, len);
+        bad[len] = 0;
+        if (cases[k].field >= 0) {
+            unsigned char *fp = bad + 8 * cases[k].field;
+            uint64_t v = 0;
+            for (int b = 0; b < 8; b++)
+                v |= (uint64_t)fp[b] << (8 * b);
+            v += (uint64_t)cases[k].delta;
+            for (int b = 0; b < 8; b++)
+                fp[b] = (unsigned char)(v >> (8 * b));
+        }
+        ts_status st = fake_trip(cx, bad, cases[k].len, g, n, &lines);
+        EXPECT(st == TS_ERR_INPUT && count_substr(lines, "error") == 1 &&
+                   count_substr(lines, "the payload of rank 1 for values 3..19277 is damaged") ==
+                       1 &&
+                   strstr(lines, cases[k].line),
+               "%s: %s, lines: %s", cases[k].what, ts_status_name(st), lines);
+        free(lines);
+    }
+    free(good), free(bad), free(g);
+    codec_destroy(cx);
+}
+
 int main(int argc, char **argv) {
     comm *c = NULL;
     ts_status st = comm_init(&c, &argc, &argv, 60);
@@ -619,10 +875,21 @@ int main(int argc, char **argv) {
                 test_wire(c, &sparse_ops, sizes[k], scatter);
                 test_wire(c, &blocks_ops, sizes[k], scatter);
             }
+        codec_params dp;
+        dense_params(&dp);
         for (int zero = 0; zero < 2; zero++) {
-            test_reducer(c, &sparse_ops, 20011, zero);
-            test_reducer(c, &blocks_ops, 20011, zero);
+            test_reducer(c, &sparse_ops, 20011, zero, NULL);
+            test_reducer(c, &blocks_ops, 20011, zero, NULL);
+            test_reducer(c, &sparse_ops, DENSE_N, zero, &dp);
+            test_reducer(c, &blocks_ops, DENSE_N, zero, &dp);
         }
+        for (int zero = 0; zero < 2; zero++) {
+            test_dense(c, &sparse_ops, zero);
+            test_dense(c, &blocks_ops, zero);
+            test_dense(c, codec_find("int2"), zero);
+            test_dense(c, codec_find("bf16"), zero);
+        }
+        test_damaged(c);
         test_state();
         test_state_ranks(c);
         const char *quant[] = {"bf16", "int8", "int4", "int2"};

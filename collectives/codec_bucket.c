@@ -1,0 +1,286 @@
+// codec_bucket.c — a bucket's trip through codec and communicator: its split into dense and
+// coded parts, its payload as it travels, its collectives, and the decode (see codec.h).
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/codec.h"
+#include "collectives/codec_ef.h" // little-endian stores and loads
+
+static void codec_grow(unsigned char **buf, size_t *cap, size_t need, const char *what) {
+    if (need <= *cap && *buf) return;
+    free(*buf);
+    *buf = ts_malloc(need ? need : 1, what);
+    *cap = need;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the split: dense and coded parts of [first, first + count), by the tensor table
+
+static void split_add(codec_bucket *b, int *cap, size_t at, size_t count, int dense) {
+    if (count == 0) return;
+    codec_part *last = b->n_parts ? &b->parts[b->n_parts - 1] : NULL;
+    if (last && last->dense == dense) {
+        last->count += count;
+        return;
+    }
+    if (b->n_parts == *cap) {
+        *cap = *cap ? 2 * *cap : 8;
+        codec_part *grown = realloc(b->parts, (size_t)*cap * sizeof *grown);
+        if (!grown) ts_fatal(TS_ERR_SYSTEM, "out of memory splitting a codec bucket");
+        b->parts = grown;
+    }
+    b->parts[b->n_parts++] = (codec_part){at, count, dense};
+}
+
+static void codec_bucket_split(const codec *cx, codec_bucket *b, size_t first, size_t count) {
+    free(b->parts);
+    free(b->dense);
+    b->parts = NULL;
+    b->dense = NULL;
+    b->n_parts = b->n_coded = 0;
+    b->n_dense = b->most = 0;
+    const codec_tensor *t = cx->params.tensors;
+    int nt = cx->params.n_tensors, cap = 0, i = 0;
+    size_t pos = first, end = first + count;
+    while (i < nt && t[i].offset + t[i].rows * t[i].cols <= first)
+        i++;
+    while (pos < end) {
+        if (i < nt && t[i].offset <= pos) { // in tensor i
+            size_t stop = t[i].offset + t[i].rows * t[i].cols;
+            if (stop > end) stop = end;
+            split_add(b, &cap, pos - first, stop - pos, codec_tensor_dense(cx, &t[i]));
+            pos = stop;
+            i++;
+        } else { // before the next tensor: in none, coded
+            size_t stop = i < nt && t[i].offset < end ? t[i].offset : end;
+            split_add(b, &cap, pos - first, stop - pos, 0);
+            pos = stop;
+        }
+    }
+    for (int k = 0; k < b->n_parts; k++) {
+        const codec_part *q = &b->parts[k];
+        if (q->dense)
+            b->n_dense += q->count;
+        else
+            b->n_coded++, b->most += cx->ops->payload_bytes(cx, q->count);
+    }
+    if (cx->ops->wire == CODEC_WIRE_GATHER)
+        b->most += (b->n_coded > 1 ? 8 * (size_t)b->n_coded : 0) + 4 * b->n_dense;
+    b->split = 1;
+    b->split_first = first;
+    b->split_count = count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// encode and start
+
+// encode coded part q of the bucket at `out`; *len its payload's length, checked against the
+// codec's bound (COMBINE: exactly the bound, in whole elements)
+static ts_status encode_part(codec *cx, codec_bucket *b, const codec_part *q, unsigned char *out,
+                             size_t *len) {
+    const codec_ops *ops = cx->ops;
+    size_t most = ops->payload_bytes(cx, q->count);
+    *len = 0;
+    TS_CHECK(ops->encode(cx, b->first + q->at, b->grad + q->at, q->count, out, len));
+    if (*len > most ||
+        (ops->wire == CODEC_WIRE_COMBINE && (*len != most || *len % ops->elem_bytes != 0))) {
+        log_error("codec %s: encoded %zu values into %zu bytes (expected %s%zu, in elements of "
+                  "%zu bytes)",
+                  ops->name, q->count, *len,
+                  ops->wire == CODEC_WIRE_COMBINE ? "exactly " : "at most ", most,
+                  ops->wire == CODEC_WIRE_COMBINE ? ops->elem_bytes : (size_t)1);
+        return TS_ERR_INTERNAL;
+    }
+    return TS_OK;
+}
+
+// GATHER: this rank's payload (codec.h: lengths, coded parts, dense values), all-gathered
+static ts_status gather_start(codec *cx, comm *c, codec_bucket *b) {
+    codec_grow(&b->payload, &b->payload_cap, b->most, "codec payload");
+    unsigned char *p = b->payload;
+    size_t at = b->n_coded > 1 ? 8 * (size_t)b->n_coded : 0;
+    int k = 0;
+    for (int i = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (q->dense) continue;
+        size_t len;
+        TS_CHECK(encode_part(cx, b, q, p + at, &len));
+        if (b->n_coded > 1) codec_put_u64(p + 8 * (size_t)k, len);
+        k++;
+        at += len;
+    }
+    for (int i = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        for (size_t j = 0; q->dense && j < q->count; j++, at += 4)
+            codec_put_f32(p + at, b->grad[q->at + j]);
+    }
+    b->payload_len = at;
+    cx->stats.payload_bytes += at;
+    // room for every rank's payload at its most
+    size_t room = b->most * (size_t)c->size;
+    codec_grow(&b->gathered, &b->gathered_cap, room, "codec gathered payloads");
+    if (!b->lens) b->lens = ts_calloc((size_t)c->size, sizeof(size_t), "codec payload lengths");
+    return c->start_all_gather_v(c, b->payload, b->payload_len, b->gathered, room, b->lens,
+                                 &b->req);
+}
+
+// COMBINE: the coded parts' payloads back to back, combined; the dense values all-reduced
+static ts_status combine_start(codec *cx, comm *c, codec_bucket *b) {
+    const codec_ops *ops = cx->ops;
+    codec_grow(&b->payload, &b->payload_cap, b->most, "codec payload");
+    size_t at = 0;
+    for (int i = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (q->dense) continue;
+        size_t len;
+        TS_CHECK(encode_part(cx, b, q, b->payload + at, &len));
+        at += len;
+    }
+    b->payload_len = at;
+    cx->stats.payload_bytes += at + 4 * b->n_dense;
+    if (b->n_coded) {
+        comm_combine cb = {ops->combine, ops->elem_bytes, cx};
+        TS_CHECK(c->start_combine(c, COMM_ALL_REDUCE_COMBINE, b->payload, at / ops->elem_bytes, &cb,
+                                  &b->req));
+    }
+    if (!b->n_dense) return TS_OK;
+    if (!b->dense) b->dense = ts_malloc(b->n_dense * sizeof(float), "codec dense values");
+    size_t d = 0;
+    for (int i = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (!q->dense) continue;
+        memcpy(b->dense + d, b->grad + q->at, q->count * sizeof(float));
+        d += q->count;
+    }
+    return c->start(c, COMM_ALL_REDUCE_SUM, b->dense, b->n_dense, COMM_F32, 0, &b->dense_req);
+}
+
+ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, float *grad,
+                             size_t count, int scatter) {
+    const codec_ops *ops = cx->ops;
+    b->first = first;
+    b->count = count;
+    b->grad = grad;
+    b->scatter = scatter;
+    b->req = b->dense_req = NULL;
+    cx->stats.buckets++;
+    cx->stats.raw_bytes += count * sizeof(float);
+    if (ops->wire == CODEC_WIRE_SUM_F32) {
+        cx->stats.payload_bytes += count * sizeof(float);
+        comm_op op = scatter ? COMM_REDUCE_SCATTER_SUM : COMM_ALL_REDUCE_SUM;
+        return c->start(c, op, grad, count, COMM_F32, 0, &b->req);
+    }
+    if (!b->split || b->split_first != first || b->split_count != count)
+        codec_bucket_split(cx, b, first, count);
+    return ops->wire == CODEC_WIRE_COMBINE ? combine_start(cx, c, b) : gather_start(cx, c, b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// decode
+
+// a payload from another rank that does not fit the split: damaged, or from a rank configured
+// otherwise
+static ts_status bad_payload(const codec *cx, const codec_bucket *b, int rank, const char *why,
+                             size_t got, size_t want) {
+    log_error("codec %s: the payload of rank %d for values %zu..%zu is damaged: %s (%zu bytes, "
+              "expected %zu)",
+              cx->ops->name, rank, b->first, b->first + b->count, why, got, want);
+    return TS_ERR_INPUT;
+}
+
+// GATHER: add rank `rank`'s payload (len bytes at p) into the bucket
+static ts_status gather_decode(codec *cx, codec_bucket *b, int rank, const unsigned char *p,
+                               size_t len) {
+    const codec_ops *ops = cx->ops;
+    size_t table = b->n_coded > 1 ? 8 * (size_t)b->n_coded : 0, dense = 4 * b->n_dense;
+    if (len < table + dense)
+        return bad_payload(cx, b, rank, "shorter than its lengths and dense values", len,
+                           table + dense);
+    size_t coded = len - table - dense, sum = 0;
+    for (int i = 0, k = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (q->dense) continue;
+        uint64_t l = table ? codec_get_u64(p + 8 * (size_t)k++) : coded;
+        size_t most = ops->payload_bytes(cx, q->count);
+        if (l > most) return bad_payload(cx, b, rank, "a part's payload too long", l, most);
+        sum += (size_t)l;
+    }
+    if (sum != coded) return bad_payload(cx, b, rank, "its parts' lengths", sum, coded);
+    size_t at = table, dat = table + coded;
+    for (int i = 0, k = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (q->dense) {
+            for (size_t j = 0; j < q->count; j++, dat += 4)
+                b->grad[q->at + j] += codec_get_f32(p + dat);
+            continue;
+        }
+        size_t l = table ? (size_t)codec_get_u64(p + 8 * (size_t)k++) : coded;
+        TS_CHECK(ops->decode(cx, b->first + q->at, p + at, l, b->grad + q->at, q->count));
+        at += l;
+    }
+    return TS_OK;
+}
+
+// the collectives have completed: decode into the bucket
+static ts_status codec_bucket_decode(codec *cx, comm *c, codec_bucket *b) {
+    const codec_ops *ops = cx->ops;
+    b->req = b->dense_req = NULL;
+    if (ops->wire == CODEC_WIRE_SUM_F32) return TS_OK; // summed in place
+    memset(b->grad, 0, b->count * sizeof(float));
+    if (ops->wire == CODEC_WIRE_GATHER) {
+        size_t at = 0;
+        for (int r = 0; r < c->size; r++) {
+            TS_CHECK(gather_decode(cx, b, r, b->gathered + at, b->lens[r]));
+            at += b->lens[r];
+        }
+        return TS_OK;
+    }
+    size_t at = 0, d = 0;
+    for (int i = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (q->dense) {
+            memcpy(b->grad + q->at, b->dense + d, q->count * sizeof(float));
+            d += q->count;
+            continue;
+        }
+        size_t len = ops->payload_bytes(cx, q->count);
+        TS_CHECK(
+            ops->decode(cx, b->first + q->at, b->payload + at, len, b->grad + q->at, q->count));
+        at += len;
+    }
+    return TS_OK;
+}
+
+ts_status codec_bucket_test(codec *cx, comm *c, codec_bucket *b, int *done) {
+    *done = 0;
+    comm_req **reqs[2] = {&b->req, &b->dense_req};
+    for (int k = 0; k < 2; k++) {
+        int d = 0;
+        if (!*reqs[k]) continue;
+        TS_CHECK(c->test(c, *reqs[k], &d));
+        if (d) *reqs[k] = NULL; // released by the communicator
+    }
+    if (b->req || b->dense_req) return TS_OK;
+    *done = 1;
+    return codec_bucket_decode(cx, c, b);
+}
+
+ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b) {
+    comm_req **reqs[2] = {&b->req, &b->dense_req};
+    for (int k = 0; k < 2; k++) {
+        if (!*reqs[k]) continue;
+        comm_req *q = *reqs[k];
+        *reqs[k] = NULL;
+        TS_CHECK(c->wait(c, q));
+    }
+    return codec_bucket_decode(cx, c, b);
+}
+
+void codec_bucket_free(codec_bucket *b) {
+    free(b->parts);
+    free(b->dense);
+    free(b->payload);
+    free(b->gathered);
+    free(b->lens);
+    memset(b, 0, sizeof *b);
+}
