@@ -8,6 +8,7 @@
 extern const codec_ops codec_none_ops;                                 // codec_none.c
 extern const codec_ops codec_bf16_ops;                                 // codec_bf16.c
 extern const codec_ops codec_int8_ops, codec_int4_ops, codec_int2_ops; // codec_blockq.c
+void codec_zstd_free(codec *cx);                                       // codec_bucket.c
 
 // ---------------------------------------------------------------------------------------------
 // the registry: `none` first; a new codec adds its row here and its name to CODEC_CHOICES
@@ -112,6 +113,7 @@ ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, 
 void codec_destroy(codec *cx) {
     if (!cx) return;
     if (cx->ops->destroy) cx->ops->destroy(cx);
+    codec_zstd_free(cx);
     free((void *)cx->params.tensors);
     free(cx);
 }

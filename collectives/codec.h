@@ -29,12 +29,16 @@
 //   COMBINE  a float all-reduce of their own, started with the combine.
 // Without a tensor table every value is coded. SUM_F32 sums every value exactly anyway: no split.
 //
-// A GATHER payload as it travels (little-endian):
+// A GATHER payload as it travels (little-endian), its body:
 //   u64 length of each coded part's payload   only when the bucket has more than one coded part
 //   each coded part's payload                 in bucket order
 //   each dense value, fp32                    in bucket order
-// The layer checks every rank's payload against the split before decoding it: lengths that do
-// not add up, or a part's payload longer than payload_bytes() allows, are TS_ERR_INPUT.
+// With params.zstd (comm.zstd) one byte comes first: 0, the body as it is; 1, a zstd frame (level
+// 1) of the body, sent when it is smaller (not tried for a codec with no_zstd). The layer checks
+// every rank's payload before decoding it: a bad first byte or zstd frame, a body larger than the
+// split allows, lengths that do not add up, or a part's payload longer than payload_bytes() allows,
+// are TS_ERR_INPUT (one error line naming the rank). COMBINE payloads are combined along the ring
+// as they are: no zstd.
 //
 // A codec owns per-rank state (error-feedback buffers: what the encoding lost this step, added
 // back before encoding the next), created for the whole flat buffer and indexed by the bucket's
@@ -93,7 +97,8 @@ typedef struct {
     const char *name; // the value of comm.codec
     const char *help; // one line for docs and messages
     codec_wire wire;
-    size_t elem_bytes;       // CODEC_WIRE_COMBINE: bytes per payload element
+    size_t elem_bytes; // CODEC_WIRE_COMBINE: bytes per payload element
+    int no_zstd;       // GATHER: 1 when comm.zstd is not worth trying on its payloads (measured)
     comm_combine_fn combine; // CODEC_WIRE_COMBINE: elementwise, called with the codec as ctx
     // Allocate cx->state for the flat buffer of cx->n values (NULL: no state).
     ts_status (*init)(codec *cx);
@@ -114,10 +119,13 @@ typedef struct {
 } codec_ops;
 
 // Bytes this rank handed to the communicator, cumulative since creation: raw = fp32 bytes of the
-// buckets, payload = what the codec made of them (for `none` the same).
+// buckets, encoded = what the codec made of them (with the dense values), payload = what went to
+// the communicator: encoded, or with comm.zstd on a GATHER wire its zstd-compressed form (for
+// `none` all three the same). zstd_s: seconds spent compressing and decompressing.
 typedef struct {
-    uint64_t raw_bytes, payload_bytes;
+    uint64_t raw_bytes, encoded_bytes, payload_bytes;
     uint64_t buckets;
+    double zstd_s;
 } codec_stats;
 
 // A tensor of the flat buffer: rows x cols values from offset (cols 1: a vector), in the model's
@@ -148,6 +156,7 @@ struct codec {
     codec_params params; // params.tensors points at the codec's own copy
     codec_stats stats;
     void *state; // the codec's own
+    void *zstd;  // the codec layer's zstd contexts (codec_bucket.c), made at the first use
 };
 
 // The registry: codecs by name, `none` first. NULL when unknown.

@@ -1,10 +1,46 @@
 // codec_bucket.c — a bucket's trip through codec and communicator: its split into dense and
 // coded parts, its payload as it travels, its collectives, and the decode (see codec.h).
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "collectives/codec.h"
 #include "collectives/codec_ef.h" // little-endian stores and loads
+
+// zstd level 1: the fastest of the regular levels (see docs/config.md, comm.zstd, for what it
+// saves and costs per codec)
+#define CODEC_ZSTD_LEVEL 1
+enum { CODEC_FRAME_RAW = 0, CODEC_FRAME_ZSTD = 1 }; // a GATHER payload's first byte with comm.zstd
+
+// the codec's zstd contexts and scratch (cx->zstd), made at the first use
+typedef struct {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    unsigned char *buf; // a compressed body (encode) or a decompressed one (decode)
+    size_t cap;
+} codec_zstd;
+
+static codec_zstd *codec_zstd_of(codec *cx) {
+    if (cx->zstd) return cx->zstd;
+    codec_zstd *z = ts_calloc(1, sizeof *z, "codec zstd contexts");
+    z->cctx = ZSTD_createCCtx();
+    z->dctx = ZSTD_createDCtx();
+    if (!z->cctx || !z->dctx) ts_fatal(TS_ERR_SYSTEM, "out of memory creating zstd contexts");
+    cx->zstd = z;
+    return z;
+}
+
+void codec_zstd_free(codec *cx) {
+    codec_zstd *z = cx->zstd;
+    if (!z) return;
+    ZSTD_freeCCtx(z->cctx);
+    ZSTD_freeDCtx(z->dctx);
+    free(z->buf);
+    free(z);
+    cx->zstd = NULL;
+}
 
 static void codec_grow(unsigned char **buf, size_t *cap, size_t need, const char *what) {
     if (need <= *cap && *buf) return;
@@ -94,10 +130,31 @@ static ts_status encode_part(codec *cx, codec_bucket *b, const codec_part *q, un
     return TS_OK;
 }
 
-// GATHER: this rank's payload (codec.h: lengths, coded parts, dense values), all-gathered
+// comm.zstd: the body (body_len bytes at payload + 1) compressed when that makes it smaller;
+// the payload's length
+static size_t zstd_wrap(codec *cx, unsigned char *payload, size_t body_len) {
+    codec_zstd *z = codec_zstd_of(cx);
+    size_t bound = ZSTD_compressBound(body_len);
+    codec_grow(&z->buf, &z->cap, bound, "codec zstd buffer");
+    double t0 = ts_now();
+    size_t zlen =
+        ZSTD_compressCCtx(z->cctx, z->buf, bound, payload + 1, body_len, CODEC_ZSTD_LEVEL);
+    cx->stats.zstd_s += ts_now() - t0;
+    if (ZSTD_isError(zlen) || zlen >= body_len) {
+        payload[0] = CODEC_FRAME_RAW;
+        return 1 + body_len;
+    }
+    payload[0] = CODEC_FRAME_ZSTD;
+    memcpy(payload + 1, z->buf, zlen);
+    return 1 + zlen;
+}
+
+// GATHER: this rank's payload (codec.h: lengths, coded parts, dense values; with comm.zstd
+// behind a byte saying whether it is compressed), all-gathered
 static ts_status gather_start(codec *cx, comm *c, codec_bucket *b) {
-    codec_grow(&b->payload, &b->payload_cap, b->most, "codec payload");
-    unsigned char *p = b->payload;
+    size_t head = cx->params.zstd ? 1 : 0;
+    codec_grow(&b->payload, &b->payload_cap, head + b->most, "codec payload");
+    unsigned char *p = b->payload + head;
     size_t at = b->n_coded > 1 ? 8 * (size_t)b->n_coded : 0;
     int k = 0;
     for (int i = 0; i < b->n_parts; i++) {
@@ -114,10 +171,12 @@ static ts_status gather_start(codec *cx, comm *c, codec_bucket *b) {
         for (size_t j = 0; q->dense && j < q->count; j++, at += 4)
             codec_put_f32(p + at, b->grad[q->at + j]);
     }
-    b->payload_len = at;
-    cx->stats.payload_bytes += at;
+    cx->stats.encoded_bytes += at;
+    b->payload_len = !head ? at : !cx->ops->no_zstd ? zstd_wrap(cx, b->payload, at) : 1 + at;
+    if (head && cx->ops->no_zstd) b->payload[0] = CODEC_FRAME_RAW;
+    cx->stats.payload_bytes += b->payload_len;
     // room for every rank's payload at its most
-    size_t room = b->most * (size_t)c->size;
+    size_t room = (head + b->most) * (size_t)c->size;
     codec_grow(&b->gathered, &b->gathered_cap, room, "codec gathered payloads");
     if (!b->lens) b->lens = ts_calloc((size_t)c->size, sizeof(size_t), "codec payload lengths");
     return c->start_all_gather_v(c, b->payload, b->payload_len, b->gathered, room, b->lens,
@@ -137,6 +196,7 @@ static ts_status combine_start(codec *cx, comm *c, codec_bucket *b) {
         at += len;
     }
     b->payload_len = at;
+    cx->stats.encoded_bytes += at + 4 * b->n_dense;
     cx->stats.payload_bytes += at + 4 * b->n_dense;
     if (b->n_coded) {
         comm_combine cb = {ops->combine, ops->elem_bytes, cx};
@@ -166,6 +226,7 @@ ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, 
     cx->stats.buckets++;
     cx->stats.raw_bytes += count * sizeof(float);
     if (ops->wire == CODEC_WIRE_SUM_F32) {
+        cx->stats.encoded_bytes += count * sizeof(float);
         cx->stats.payload_bytes += count * sizeof(float);
         comm_op op = scatter ? COMM_REDUCE_SCATTER_SUM : COMM_ALL_REDUCE_SUM;
         return c->start(c, op, grad, count, COMM_F32, 0, &b->req);
@@ -180,32 +241,76 @@ ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, 
 
 // a payload from another rank that does not fit the split: damaged, or from a rank configured
 // otherwise
-static ts_status bad_payload(const codec *cx, const codec_bucket *b, int rank, const char *why,
-                             size_t got, size_t want) {
-    log_error("codec %s: the payload of rank %d for values %zu..%zu is damaged: %s (%zu bytes, "
-              "expected %zu)",
-              cx->ops->name, rank, b->first, b->first + b->count, why, got, want);
+static ts_status bad_payload(const codec *cx, const codec_bucket *b, int rank, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static ts_status bad_payload(const codec *cx, const codec_bucket *b, int rank, const char *fmt,
+                             ...) {
+    char why[192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    log_error("codec %s: the payload of rank %d for values %zu..%zu is damaged: %s", cx->ops->name,
+              rank, b->first, b->first + b->count, why);
     return TS_ERR_INPUT;
+}
+
+// comm.zstd: the body of rank `rank`'s payload (len bytes at p), decompressed when it is, into
+// at most b->most bytes
+static ts_status zstd_unwrap(codec *cx, const codec_bucket *b, int rank, const unsigned char *p,
+                             size_t len, const unsigned char **body, size_t *body_len) {
+    if (len == 0) return bad_payload(cx, b, rank, "empty (not even its first byte)");
+    if (p[0] == CODEC_FRAME_RAW) {
+        *body = p + 1;
+        *body_len = len - 1;
+        return TS_OK;
+    }
+    if (p[0] != CODEC_FRAME_ZSTD)
+        return bad_payload(cx, b, rank, "its first byte is %u (0: raw, 1: zstd)", p[0]);
+    unsigned long long size = ZSTD_getFrameContentSize(p + 1, len - 1);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+        return bad_payload(cx, b, rank, "not a zstd frame of known size (%zu bytes)", len - 1);
+    if (size > b->most)
+        return bad_payload(cx, b, rank, "a zstd frame of %llu bytes, more than the %zu at most",
+                           size, b->most);
+    codec_zstd *z = codec_zstd_of(cx);
+    codec_grow(&z->buf, &z->cap, b->most, "codec zstd buffer");
+    double t0 = ts_now();
+    size_t got = ZSTD_decompressDCtx(z->dctx, z->buf, b->most, p + 1, len - 1);
+    cx->stats.zstd_s += ts_now() - t0;
+    if (ZSTD_isError(got)) return bad_payload(cx, b, rank, "zstd: %s", ZSTD_getErrorName(got));
+    if (got != size)
+        return bad_payload(cx, b, rank, "zstd frames of %zu bytes, the first said %llu", got, size);
+    *body = z->buf;
+    *body_len = got;
+    return TS_OK;
 }
 
 // GATHER: add rank `rank`'s payload (len bytes at p) into the bucket
 static ts_status gather_decode(codec *cx, codec_bucket *b, int rank, const unsigned char *p,
                                size_t len) {
     const codec_ops *ops = cx->ops;
+    if (cx->params.zstd) TS_CHECK(zstd_unwrap(cx, b, rank, p, len, &p, &len));
     size_t table = b->n_coded > 1 ? 8 * (size_t)b->n_coded : 0, dense = 4 * b->n_dense;
     if (len < table + dense)
-        return bad_payload(cx, b, rank, "shorter than its lengths and dense values", len,
-                           table + dense);
+        return bad_payload(cx, b, rank,
+                           "shorter than its lengths and dense values (%zu bytes, expected %zu "
+                           "at least)",
+                           len, table + dense);
     size_t coded = len - table - dense, sum = 0;
     for (int i = 0, k = 0; i < b->n_parts; i++) {
         const codec_part *q = &b->parts[i];
         if (q->dense) continue;
         uint64_t l = table ? codec_get_u64(p + 8 * (size_t)k++) : coded;
         size_t most = ops->payload_bytes(cx, q->count);
-        if (l > most) return bad_payload(cx, b, rank, "a part's payload too long", l, most);
+        if (l > most)
+            return bad_payload(cx, b, rank, "a part's payload too long (%llu bytes, %zu at most)",
+                               (unsigned long long)l, most);
         sum += (size_t)l;
     }
-    if (sum != coded) return bad_payload(cx, b, rank, "its parts' lengths", sum, coded);
+    if (sum != coded)
+        return bad_payload(cx, b, rank, "its parts' lengths add up to %zu bytes, not %zu", sum,
+                           coded);
     size_t at = table, dat = table + coded;
     for (int i = 0, k = 0; i < b->n_parts; i++) {
         const codec_part *q = &b->parts[i];

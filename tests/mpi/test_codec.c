@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "collectives/codec.h"
 #include "collectives/comm.h"
@@ -38,6 +39,23 @@ static float sparse_sum(int size, size_t i) {
     for (int r = 0; r < size; r++)
         s += sparse(r, size, i);
     return s;
+}
+
+// what a GATHER payload of `len` bytes at `body` becomes with comm.zstd: a byte, then the zstd
+// frame (level 1) when it is smaller, else the body
+static size_t zstd_payload(const void *body, size_t len) {
+    size_t bound = ZSTD_compressBound(len);
+    void *z = malloc(bound);
+    size_t zlen = ZSTD_compress(z, bound, body, len, 1);
+    free(z);
+    return 1 + (ZSTD_isError(zlen) || zlen >= len ? len : zlen);
+}
+
+static codec_params params_zstd(int zstd) {
+    codec_params p;
+    codec_params_default(&p);
+    p.zstd = zstd;
+    return p;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,14 +264,19 @@ static void test_none(comm *c, size_t n, int scatter) {
     free(a), free(b);
 }
 
-// a test codec's wire: the exact sum of the sparse values on every rank, a bucket at an offset
-static void test_wire(comm *c, const codec_ops *ops, size_t n, int scatter) {
+// a test codec's wire: the exact sum of the sparse values on every rank, a bucket at an offset;
+// with zstd (GATHER), each payload compressed where that makes it smaller
+static void test_wire(comm *c, const codec_ops *ops, size_t n, int scatter, int zstd) {
     codec *cx = NULL;
-    EXPECT(codec_create_with(&cx, ops, c->rank, c->size, n + 5) == TS_OK, "%s not created",
-           ops->name);
+    codec_params cp = params_zstd(zstd);
+    EXPECT(codec_create_with_params(&cx, ops, c->rank, c->size, n + 5, &cp) == TS_OK,
+           "%s not created", ops->name);
     float *g = malloc(n * sizeof(float) + 4);
+    unsigned char *body = malloc(n * 8 + 1);
+    size_t body_len = 0;
     for (size_t i = 0; i < n; i++)
         g[i] = sparse(c->rank, c->size, i);
+    if (ops == &sparse_ops) sparse_encode(cx, 5, g, n, body, &body_len);
     codec_bucket cb;
     memset(&cb, 0, sizeof cb);
     for (int round = 0; round < 2; round++) { // the second reuses the bucket's buffers
@@ -277,13 +300,18 @@ static void test_wire(comm *c, const codec_ops *ops, size_t n, int scatter) {
         nonzero += sparse(c->rank, c->size, i) != 0.0f;
     uint64_t want =
         ops->wire == CODEC_WIRE_GATHER ? 2 * nonzero * 8 : 2 * ops->payload_bytes(cx, n);
-    EXPECT(cx->stats.payload_bytes == want && cx->stats.raw_bytes == 2 * n * 4,
-           "%s n=%zu: payload %llu bytes (want %llu), raw %llu", ops->name, n,
-           (unsigned long long)cx->stats.payload_bytes, (unsigned long long)want,
-           (unsigned long long)cx->stats.raw_bytes);
+    uint64_t sent =
+        ops->wire == CODEC_WIRE_GATHER && zstd ? 2 * zstd_payload(body, body_len) : want;
+    EXPECT(cx->stats.encoded_bytes == want && cx->stats.payload_bytes == sent &&
+               cx->stats.raw_bytes == 2 * n * 4,
+           "%s n=%zu zstd %d: encoded %llu bytes (want %llu), payload %llu (want %llu), raw %llu",
+           ops->name, n, zstd, (unsigned long long)cx->stats.encoded_bytes,
+           (unsigned long long)want, (unsigned long long)cx->stats.payload_bytes,
+           (unsigned long long)sent, (unsigned long long)cx->stats.raw_bytes);
+    EXPECT(zstd || cx->stats.zstd_s == 0, "%s: zstd ran with comm.zstd off", ops->name);
     codec_bucket_free(&cb);
     codec_destroy(cx);
-    free(g);
+    free(g), free(body);
 }
 
 // the reducer with a test codec: several buckets in flight at once, ZeRO-1 or not; with params
@@ -477,15 +505,18 @@ static void quant_residual(const codec *cx, float *res) {
 // collective result equals that reference bit for bit, over several steps with error feedback;
 // its own codec's error stays within half a step of what it encoded, the mass is conserved
 // (sum of decoded = sum of inputs - final residual), the payload has the formula's length, and
-// the state survives a save/load round trip.
-static void test_quant(comm *c, const char *name, int bits, size_t n) {
+// the state survives a save/load round trip. With zstd, the same bits, each payload compressed
+// where that makes it smaller.
+static void test_quant(comm *c, const char *name, int bits, size_t n, int zstd) {
     const int p = c->size, steps = 4;
     const size_t first = 3, total = n + first;
+    codec_params cp = params_zstd(zstd);
     codec *cx = NULL, **loc = calloc((size_t)p, sizeof *loc);
-    EXPECT(codec_create(&cx, name, c->rank, p, total) == TS_OK && codec_has_state(cx),
+    EXPECT(codec_create_params(&cx, name, c->rank, p, total, &cp) == TS_OK && codec_has_state(cx),
            "%s not created, or without state", name);
     for (int r = 0; r < p; r++)
-        EXPECT(codec_create(&loc[r], name, r, p, total) == TS_OK, "%s not created", name);
+        EXPECT(codec_create_params(&loc[r], name, r, p, total, &cp) == TS_OK, "%s not created",
+               name);
     if (g_failures) return;
     const codec_ops *ops = cx->ops;
     EXPECT(ops->wire == CODEC_WIRE_GATHER && ops->payload_bytes(cx, n) == quant_formula(bits, n),
@@ -501,6 +532,7 @@ static void test_quant(comm *c, const char *name, int bits, size_t n) {
     codec_bucket cb;
     memset(&cb, 0, sizeof cb);
     size_t far = 0, bad_bits = 0, bad_res = 0;
+    uint64_t sent = 0;
     for (int k = 0; k < steps && !g_failures; k++) {
         memset(ref, 0, n * sizeof(float));
         for (int r = 0; r < p; r++) {
@@ -519,6 +551,9 @@ static void test_quant(comm *c, const char *name, int bits, size_t n) {
             EXPECT(ops->decode(loc[r], first, pay + (size_t)r * most, len, ref, n) == TS_OK,
                    "%s: decode failed", name);
             if (r != c->rank) continue;
+            sent += !zstd          ? len
+                    : ops->no_zstd ? 1 + len
+                                   : zstd_payload(pay + (size_t)r * most, len);
             // this rank's own payload alone: within half a step of what was encoded
             memset(dec, 0, n * sizeof(float));
             ops->decode(loc[r], first, pay + (size_t)r * most, len, dec, n);
@@ -560,10 +595,13 @@ static void test_quant(comm *c, const char *name, int bits, size_t n) {
     // the real codec holds the state of its simulation, and the payload bytes are the formula's
     quant_residual(cx, res2);
     EXPECT(memcmp(res, res2, total * sizeof(float)) == 0, "%s: the residuals differ", name);
-    EXPECT(cx->stats.payload_bytes == (uint64_t)steps * most &&
+    EXPECT(cx->stats.encoded_bytes == (uint64_t)steps * most && cx->stats.payload_bytes == sent &&
                cx->stats.raw_bytes == (uint64_t)steps * n * 4,
-           "%s n=%zu: payload %llu bytes over %d steps, formula %zu each", name, n,
-           (unsigned long long)cx->stats.payload_bytes, steps, most);
+           "%s n=%zu zstd %d: encoded %llu bytes over %d steps, formula %zu each; payload %llu, "
+           "expected %llu",
+           name, n, zstd, (unsigned long long)cx->stats.encoded_bytes, steps, most,
+           (unsigned long long)cx->stats.payload_bytes, (unsigned long long)sent);
+    EXPECT(!ops->no_zstd || cx->stats.zstd_s == 0, "%s: zstd tried, although no_zstd", name);
     // save/load round trip: a fresh codec loaded from the state encodes as the original does
     codec *back = NULL;
     unsigned char *blob = NULL, *blob2 = NULL;
@@ -784,7 +822,8 @@ static ts_status fake_trip(codec *cx, const unsigned char *other, size_t len, fl
 }
 
 // Payloads that do not fit the bucket's split are refused (TS_ERR_INPUT, one error line), never
-// read past: cut short, lengths that do not add up, a part longer than its codec
+// read past: with comm.zstd a bad first byte, no frame, a frame too large, cut or doubled; cut
+// short, lengths that do not add up, a part longer than its codec
 // allows.
 static void test_damaged(comm *c) {
     if (c->rank != 0) return;
@@ -848,6 +887,66 @@ static void test_damaged(comm *c) {
                "%s: %s, lines: %s", cases[k].what, ts_status_name(st), lines);
         free(lines);
     }
+    // with comm.zstd: a first byte, then the body or a zstd frame of it
+    codec *zx = NULL;
+    dp.zstd = 1;
+    EXPECT(codec_create_with_params(&zx, codec_find("int8"), 0, 2, DENSE_N, &dp) == TS_OK,
+           "int8 not created");
+    size_t bound = ZSTD_compressBound(len + 1);
+    unsigned char *zeros = calloc(len + 1, 1), *frames = malloc(2 * bound + 1);
+    memcpy(bad + 1, good, len); // [0][the good body, a length one less]
+    bad[0] = 0;
+    bad[1] -= 1;
+    struct {
+        const char *what;
+        int kind;                  // the first byte
+        const unsigned char *body; // compressed (kind 1) or not
+        size_t len;
+        int cut, split; // bytes cut off the frame; 1: two frames, of the body's halves
+        const char *line;
+    } zcases[] = {
+        {"raw", 0, good, len, 0, 0, NULL},
+        {"compressed", 1, good, len, 0, 0, NULL},
+        {"empty", -1, NULL, 0, 0, 0, "empty"},
+        {"first byte 2", 2, good, len, 0, 0, "its first byte is 2"},
+        {"no frame", 1, NULL, 0, 0, 0, "not a zstd frame"},
+        {"a frame too large", 1, zeros, len + 1, 0, 0, "more than the"},
+        {"a cut frame", 1, good, len, 1, 0, "zstd: "},
+        {"two frames", 1, good, len, 0, 1, "zstd frames of"},
+        {"a raw body whose lengths do not add up", 0, bad + 1, len, 0, 0, "parts' lengths"},
+        {"a frame of it", 1, bad + 1, len, 0, 0, "parts' lengths"},
+    };
+    for (size_t k = 0; k < sizeof zcases / sizeof zcases[0]; k++) {
+        size_t flen = 0;
+        if (zcases[k].kind >= 0) frames[flen++] = (unsigned char)zcases[k].kind;
+        if (zcases[k].kind != 1) {
+            if (zcases[k].len) memcpy(frames + flen, zcases[k].body, zcases[k].len);
+            flen += zcases[k].len;
+        } else if (!zcases[k].body) { // the good body, uncompressed, behind a 1
+            memcpy(frames + flen, good, len);
+            flen += len;
+        } else {
+            size_t half = zcases[k].split ? zcases[k].len / 2 : zcases[k].len;
+            flen += ZSTD_compress(frames + flen, bound, zcases[k].body, half, 1);
+            if (zcases[k].split)
+                flen += ZSTD_compress(frames + flen, bound, zcases[k].body + half,
+                                      zcases[k].len - half, 1);
+            flen -= (size_t)zcases[k].cut;
+        }
+        ts_status st = fake_trip(zx, frames, flen, g, n, &lines);
+        if (!zcases[k].line)
+            EXPECT(st == TS_OK && lines[0] == '\0', "zstd, %s: %s, lines: %s", zcases[k].what,
+                   ts_status_name(st), lines);
+        else
+            EXPECT(st == TS_ERR_INPUT && count_substr(lines, "error") == 1 &&
+                       count_substr(lines,
+                                    "the payload of rank 1 for values 3..19277 is damaged") == 1 &&
+                       strstr(lines, zcases[k].line),
+                   "zstd, %s: %s, lines: %s", zcases[k].what, ts_status_name(st), lines);
+        free(lines);
+    }
+    free(zeros), free(frames);
+    codec_destroy(zx);
     free(good), free(bad), free(g);
     codec_destroy(cx);
 }
@@ -872,8 +971,10 @@ int main(int argc, char **argv) {
         for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
             for (int scatter = 0; scatter < 2; scatter++) {
                 test_none(c, sizes[k], scatter);
-                test_wire(c, &sparse_ops, sizes[k], scatter);
-                test_wire(c, &blocks_ops, sizes[k], scatter);
+                for (int zstd = 0; zstd < 2; zstd++) {
+                    test_wire(c, &sparse_ops, sizes[k], scatter, zstd);
+                    test_wire(c, &blocks_ops, sizes[k], scatter, zstd);
+                }
             }
         codec_params dp;
         dense_params(&dp);
@@ -897,7 +998,8 @@ int main(int argc, char **argv) {
         const size_t quant_sizes[] = {0, 1, 63, 64, 65, 1000, 4099};
         for (int q = 0; q < 4; q++)
             for (size_t k = 0; k < sizeof quant_sizes / sizeof quant_sizes[0]; k++)
-                test_quant(c, quant[q], quant_bits[q], quant_sizes[k]);
+                for (int zstd = 0; zstd < 2; zstd++)
+                    test_quant(c, quant[q], quant_bits[q], quant_sizes[k], zstd);
     }
     int rc = g_failures ? 1 : 0;
     if (rc == 0 && c->rank == 0)
