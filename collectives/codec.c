@@ -8,13 +8,15 @@
 extern const codec_ops codec_none_ops;                                 // codec_none.c
 extern const codec_ops codec_bf16_ops;                                 // codec_bf16.c
 extern const codec_ops codec_int8_ops, codec_int4_ops, codec_int2_ops; // codec_blockq.c
+extern const codec_ops codec_powersgd_ops;                             // codec_powersgd.c
 void codec_zstd_free(codec *cx);                                       // codec_bucket.c
 
 // ---------------------------------------------------------------------------------------------
 // the registry: `none` first; a new codec adds its row here and its name to CODEC_CHOICES
 
 static const codec_ops *const codec_registry[] = {
-    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops, &codec_int4_ops, &codec_int2_ops,
+    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops,
+    &codec_int4_ops, &codec_int2_ops, &codec_powersgd_ops,
 };
 #define CODEC_N ((int)(sizeof codec_registry / sizeof codec_registry[0]))
 
@@ -69,6 +71,10 @@ ts_status codec_create_with(codec **out, const codec_ops *ops, int rank, int siz
 ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, int size, size_t n,
                                    const codec_params *p) {
     *out = NULL;
+    if (ops->wire == CODEC_WIRE_ROUNDS && (ops->rounds < 1 || ops->rounds > CODEC_MAX_ROUNDS)) {
+        log_error("codec %s: %d rounds (1 to %d)", ops->name, ops->rounds, CODEC_MAX_ROUNDS);
+        return TS_ERR_INTERNAL;
+    }
     codec *cx = ts_calloc(1, sizeof *cx, "codec");
     cx->ops = ops;
     cx->rank = rank;
@@ -121,7 +127,22 @@ void codec_destroy(codec *cx) {
 int codec_has_state(const codec *cx) { return cx && cx->ops->save != NULL; }
 
 int codec_tensor_dense(const codec *cx, const codec_tensor *t) {
-    return t->rows * t->cols < cx->params.dense_below;
+    return t->rows * t->cols < cx->params.dense_below || (cx->ops->dense && cx->ops->dense(cx, t));
+}
+
+const codec_tensor *codec_tensor_at(const codec *cx, size_t first) {
+    int lo = 0, hi = cx->params.n_tensors; // the table is in increasing offsets
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cx->params.tensors[mid].offset < first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    const codec_tensor *t = cx->params.tensors;
+    while (lo < cx->params.n_tensors && t[lo].offset == first && t[lo].rows * t[lo].cols == 0)
+        lo++; // an empty tensor starts where the next one does
+    return lo < cx->params.n_tensors && t[lo].offset == first ? &t[lo] : NULL;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -52,10 +52,11 @@ static void codec_grow(unsigned char **buf, size_t *cap, size_t need, const char
 // ---------------------------------------------------------------------------------------------
 // the split: dense and coded parts of [first, first + count), by the tensor table
 
-static void split_add(codec_bucket *b, int *cap, size_t at, size_t count, int dense) {
+// append a part, or grow the last one (coded parts of whole_tensors codecs stay apart)
+static void split_add(codec_bucket *b, int *cap, size_t at, size_t count, int dense, int apart) {
     if (count == 0) return;
     codec_part *last = b->n_parts ? &b->parts[b->n_parts - 1] : NULL;
-    if (last && last->dense == dense) {
+    if (last && last->dense == dense && (dense || !apart)) {
         last->count += count;
         return;
     }
@@ -69,39 +70,59 @@ static void split_add(codec_bucket *b, int *cap, size_t at, size_t count, int de
 }
 
 static void codec_bucket_split(const codec *cx, codec_bucket *b, size_t first, size_t count) {
+    const codec_ops *ops = cx->ops;
     free(b->parts);
     free(b->dense);
+    for (int k = 0; k < CODEC_MAX_ROUNDS; k++) {
+        free(b->sums[k]);
+        b->sums[k] = NULL;
+        b->round_n[k] = 0;
+    }
     b->parts = NULL;
     b->dense = NULL;
     b->n_parts = b->n_coded = 0;
     b->n_dense = b->most = 0;
     const codec_tensor *t = cx->params.tensors;
-    int nt = cx->params.n_tensors, cap = 0, i = 0;
+    int nt = cx->params.n_tensors, cap = 0, i = 0, whole = ops->whole_tensors;
     size_t pos = first, end = first + count;
     while (i < nt && t[i].offset + t[i].rows * t[i].cols <= first)
         i++;
     while (pos < end) {
         if (i < nt && t[i].offset <= pos) { // in tensor i
             size_t stop = t[i].offset + t[i].rows * t[i].cols;
+            int cut = t[i].offset < first || stop > end; // only a piece of it in this bucket
             if (stop > end) stop = end;
-            split_add(b, &cap, pos - first, stop - pos, codec_tensor_dense(cx, &t[i]));
+            split_add(b, &cap, pos - first, stop - pos,
+                      codec_tensor_dense(cx, &t[i]) || (whole && cut), whole);
             pos = stop;
             i++;
-        } else { // before the next tensor: in none, coded
+        } else { // before the next tensor: in none, coded (dense for whole_tensors codecs)
             size_t stop = i < nt && t[i].offset < end ? t[i].offset : end;
-            split_add(b, &cap, pos - first, stop - pos, 0);
+            split_add(b, &cap, pos - first, stop - pos, whole, whole);
             pos = stop;
         }
     }
     for (int k = 0; k < b->n_parts; k++) {
         const codec_part *q = &b->parts[k];
-        if (q->dense)
+        if (q->dense) {
             b->n_dense += q->count;
+            continue;
+        }
+        b->n_coded++;
+        if (ops->wire == CODEC_WIRE_ROUNDS)
+            for (int r = 0; r < ops->rounds; r++)
+                b->round_n[r] += ops->round_floats(cx, first + q->at, q->count, r);
         else
-            b->n_coded++, b->most += cx->ops->payload_bytes(cx, q->count);
+            b->most += ops->payload_bytes(cx, q->count);
     }
-    if (cx->ops->wire == CODEC_WIRE_GATHER)
+    if (ops->wire == CODEC_WIRE_GATHER)
         b->most += (b->n_coded > 1 ? 8 * (size_t)b->n_coded : 0) + 4 * b->n_dense;
+    if (ops->wire == CODEC_WIRE_ROUNDS) { // the dense values travel in the first round
+        b->round_n[0] += b->n_dense;
+        for (int r = 0; r < ops->rounds; r++)
+            b->sums[r] = ts_malloc((b->round_n[r] ? b->round_n[r] : 1) * sizeof(float),
+                                   "codec round buffer");
+    }
     b->split = 1;
     b->split_first = first;
     b->split_count = count;
@@ -215,6 +236,44 @@ static ts_status combine_start(codec *cx, comm *c, codec_bucket *b) {
     return c->start(c, COMM_ALL_REDUCE_SUM, b->dense, b->n_dense, COMM_F32, 0, &b->dense_req);
 }
 
+// ROUNDS: step k of every coded part (codec.h, `round`), each part's floats at its place in each
+// round's buffer (the parts' in bucket order); at k = 0 the dense values follow the codec's floats
+static ts_status rounds_step(codec *cx, codec_bucket *b, int k) {
+    const codec_ops *ops = cx->ops;
+    size_t at[CODEC_MAX_ROUNDS] = {0};
+    for (int i = 0; i < b->n_parts; i++) {
+        const codec_part *q = &b->parts[i];
+        if (q->dense) continue;
+        float *sums[CODEC_MAX_ROUNDS + 1] = {NULL};
+        for (int r = 0; r < ops->rounds && r <= k; r++)
+            sums[r] = b->sums[r] + at[r];
+        TS_CHECK(ops->round(cx, b->first + q->at, b->grad + q->at, q->count, k, sums));
+        for (int r = 0; r < ops->rounds; r++)
+            at[r] += ops->round_floats(cx, b->first + q->at, q->count, r);
+    }
+    for (int i = 0; i < b->n_parts; i++) { // at[0]: where the dense values are
+        const codec_part *q = &b->parts[i];
+        if (!q->dense) continue;
+        if (k == 0)
+            memcpy(b->sums[0] + at[0], b->grad + q->at, q->count * sizeof(float));
+        else if (k == ops->rounds)
+            memcpy(b->grad + q->at, b->sums[0] + at[0], q->count * sizeof(float));
+        at[0] += q->count;
+    }
+    return TS_OK;
+}
+
+// ROUNDS: the floats of round b->round, made, counted and all-reduced
+static ts_status rounds_start(codec *cx, comm *c, codec_bucket *b) {
+    int k = b->round;
+    TS_CHECK(rounds_step(cx, b, k));
+    b->polls = 0;
+    cx->stats.encoded_bytes += b->round_n[k] * sizeof(float);
+    cx->stats.payload_bytes += b->round_n[k] * sizeof(float);
+    if (!b->round_n[k]) return TS_OK;
+    return c->start(c, COMM_ALL_REDUCE_SUM, b->sums[k], b->round_n[k], COMM_F32, 0, &b->req);
+}
+
 ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, float *grad,
                              size_t count, int scatter) {
     const codec_ops *ops = cx->ops;
@@ -233,6 +292,10 @@ ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, 
     }
     if (!b->split || b->split_first != first || b->split_count != count)
         codec_bucket_split(cx, b, first, count);
+    if (ops->wire == CODEC_WIRE_ROUNDS) {
+        b->round = 0;
+        return rounds_start(cx, c, b);
+    }
     return ops->wire == CODEC_WIRE_COMBINE ? combine_start(cx, c, b) : gather_start(cx, c, b);
 }
 
@@ -356,6 +419,16 @@ static ts_status codec_bucket_decode(codec *cx, comm *c, codec_bucket *b) {
     return TS_OK;
 }
 
+// the collectives have completed: the next round (ROUNDS), or decode (*done = 1)
+static ts_status codec_bucket_next(codec *cx, comm *c, codec_bucket *b, int *done) {
+    *done = 0;
+    if (cx->ops->wire == CODEC_WIRE_ROUNDS && ++b->round < cx->ops->rounds)
+        return rounds_start(cx, c, b);
+    *done = 1;
+    if (cx->ops->wire == CODEC_WIRE_ROUNDS) return rounds_step(cx, b, cx->ops->rounds);
+    return codec_bucket_decode(cx, c, b);
+}
+
 ts_status codec_bucket_test(codec *cx, comm *c, codec_bucket *b, int *done) {
     *done = 0;
     comm_req **reqs[2] = {&b->req, &b->dense_req};
@@ -365,12 +438,13 @@ ts_status codec_bucket_test(codec *cx, comm *c, codec_bucket *b, int *done) {
         TS_CHECK(c->test(c, *reqs[k], &d));
         if (d) *reqs[k] = NULL; // released by the communicator
     }
+    if (cx->ops->wire == CODEC_WIRE_ROUNDS) // a round is due at its second test (codec.h)
+        return ++b->polls < 2 ? TS_OK : codec_bucket_advance(cx, c, b, done);
     if (b->req || b->dense_req) return TS_OK;
-    *done = 1;
-    return codec_bucket_decode(cx, c, b);
+    return codec_bucket_next(cx, c, b, done);
 }
 
-ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b) {
+ts_status codec_bucket_advance(codec *cx, comm *c, codec_bucket *b, int *done) {
     comm_req **reqs[2] = {&b->req, &b->dense_req};
     for (int k = 0; k < 2; k++) {
         if (!*reqs[k]) continue;
@@ -378,10 +452,19 @@ ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b) {
         *reqs[k] = NULL;
         TS_CHECK(c->wait(c, q));
     }
-    return codec_bucket_decode(cx, c, b);
+    return codec_bucket_next(cx, c, b, done);
+}
+
+ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b) {
+    int done = 0;
+    while (!done)
+        TS_CHECK(codec_bucket_advance(cx, c, b, &done));
+    return TS_OK;
 }
 
 void codec_bucket_free(codec_bucket *b) {
+    for (int k = 0; k < CODEC_MAX_ROUNDS; k++)
+        free(b->sums[k]);
     free(b->parts);
     free(b->dense);
     free(b->payload);

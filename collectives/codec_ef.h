@@ -16,6 +16,9 @@ ts_status codec_ef_init(codec *cx);
 void codec_ef_destroy(codec *cx);
 ts_status codec_ef_save(const codec *cx, codec_state_io *io);
 ts_status codec_ef_load(codec *cx, codec_state_io *io);
+// an array of n floats in a codec's state, as little-endian fp32 (what save and load use)
+ts_status codec_state_put_f32(codec_state_io *io, const char *name, const float *v, size_t n);
+ts_status codec_state_get_f32(codec_state_io *io, const char *name, float *v, size_t n);
 // the residual of the value at `first` of the flat buffer
 static inline float *codec_ef_residual(codec *cx, size_t first) {
     return (float *)cx->state + first;

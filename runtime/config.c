@@ -116,7 +116,8 @@ const cfg_key cfg_keys[] = {
         "sharded over ranks (reduce-scatter gradients, all-gather weights)"),
     KEY(comm, codec, CFG_ENUM, "none", 0, 0, CODEC_CHOICES,
         "gradient codec: how each bucket travels between ranks (none: fp32, summed exactly; "
-        "bf16, int8, int4, int2: compressed with error feedback, all-gathered)"),
+        "bf16, int8, int4, int2: compressed with error feedback, all-gathered; powersgd: "
+        "rank-r approximations of the matrices, two all-reduces)"),
     KEY(comm, dense_below, CFG_INT, "4096", 0, 1e9, NULL,
         "tensors of fewer values (biases, LayerNorm) travel uncompressed as fp32 under any "
         "codec (0: every tensor through the codec)"),

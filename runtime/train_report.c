@@ -89,7 +89,7 @@ ts_status train_report_final(trainer *tr, double val_loss, int done_steps) {
     const codec_stats *cs = &tr->codec->stats;
     if (cs->buckets && cs->raw_bytes && strcmp(tr->codec->ops->name, "none") != 0) {
         char zstd[128] = "";
-        if (cs->encoded_bytes && (cs->zstd_s > 0 || cs->payload_bytes != cs->encoded_bytes))
+        if (cs->encoded_bytes && cs->zstd_s > 0) // zstd tried
             snprintf(zstd, sizeof zstd, ", zstd: %.1f%% of the encoded bytes in %.0f ms",
                      100.0 * (double)cs->payload_bytes / (double)cs->encoded_bytes,
                      cs->zstd_s * 1e3);

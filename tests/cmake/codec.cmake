@@ -2,8 +2,9 @@
 #
 # test_codec (tests/mpi/test_codec.c), alone and under mpirun with 1 to 3 ranks: the registry,
 # `none` against the plain float collectives bit for bit, the two other wires and the reducer
-# through test codecs, small tensors sent dense (comm.dense_below), damaged payloads, the state hooks (pack, unpack, gathered for a checkpoint, restored on
-# resume). test_ckpt_codec: the state in a checkpoint's /codec group, and the group as it has
+# through test codecs, small tensors sent dense (comm.dense_below), zstd and damaged payloads, the
+# compressing codecs and powersgd, the state hooks (pack, unpack, gathered for a checkpoint,
+# restored on resume). test_ckpt_codec: the state in a checkpoint's /codec group, and the group as it has
 # always been without state. (The unknown-codec config errors: tests/config/bad/codec_*.ini; the
 # explicit `none` run against the default one: dp.cmake.)
 
@@ -32,9 +33,10 @@ set_tests_properties(codec_ckpt_unit PROPERTIES LABELS unit TIMEOUT 30)
 
 # stateful codecs end to end (tests/mpi/codec_resume.sh): 2 ranks train with the codec (the loss
 # falls), and a run whose rank 1 is killed after the checkpoint of step 10 resumes, the codec's
-# error feedback restored per rank, to the uninterrupted run's weights bit for bit
+# error feedback (powersgd: and its warm-started Q) restored per rank, to the uninterrupted run's
+# weights bit for bit
 if(TESSERA_HAVE_MPI)
-  foreach(codec bf16 int8 int2)
+  foreach(codec bf16 int8 int2 powersgd)
     add_test(NAME codec_resume_${codec}
              COMMAND ${CMAKE_SOURCE_DIR}/tests/mpi/codec_resume.sh ${codec} ${TESSERA_BIN}
                      $<TARGET_FILE:test_weights_close> ${CODEC_CKPT_DIR}

@@ -10,7 +10,10 @@
 // rest, on every wire, alone and through the reducer, and damaged payloads refused; state hooks: a
 // stateful test codec packs and unpacks its arrays, damaged, missing or mis-sized arrays are
 // refused, every rank's state is gathered for a checkpoint and each rank gets its own back on
-// resume (another codec's or world's is not).
+// resume (another codec's or world's is not); bf16, int8, int4, int2 against every rank's
+// payloads decoded in rank order, with and without zstd; powersgd exact on low-rank matrices,
+// mass conserved by its error feedback, dense values exact, bytes by its formula, its state
+// round trip, and through the reducer with buckets cut at tensor boundaries.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -951,6 +954,280 @@ static void test_damaged(comm *c) {
     codec_destroy(cx);
 }
 
+// ---------------------------------------------------------------------------------------------
+// powersgd
+
+// A table of PSGD_N values for rank 4 and dense_below 512: three matrices (coded), a vector, a
+// matrix too thin for rank 4 and a small one (dense).
+#define PSGD_N 3964
+#define PSGD_R 4
+static const codec_tensor psgd_table[] = {
+    {0, 40, 30}, {1200, 64, 1}, {1264, 3, 200}, {1864, 10, 10}, {1964, 24, 50}, {3164, 50, 16},
+};
+#define PSGD_T ((int)(sizeof psgd_table / sizeof psgd_table[0]))
+static int psgd_coded(int k) { return k == 0 || k == 4 || k == 5; }
+
+static codec_params psgd_params(void) {
+    codec_params p;
+    codec_params_default(&p);
+    p.dense_below = 512;
+    p.powersgd_rank = PSGD_R;
+    p.tensors = psgd_table;
+    p.n_tensors = PSGD_T;
+    return p;
+}
+
+// the tensor value i is in (-1: none)
+static int psgd_tensor_of(size_t i) {
+    for (int k = 0; k < PSGD_T; k++)
+        if (i >= psgd_table[k].offset &&
+            i < psgd_table[k].offset + psgd_table[k].rows * psgd_table[k].cols)
+            return k;
+    return -1;
+}
+
+// Rank `rank`'s gradient: in the coded matrices, (rank + 1) A B^T with A (rows x 4) and B
+// (cols x 4) the same on every rank, so that the sum over ranks has rank 4 (lowrank 1); else
+// values of all signs and scales; elsewhere exact values.
+static float psgd_input(int rank, int step, size_t i, int lowrank) {
+    int k = psgd_tensor_of(i);
+    if (k < 0 || !psgd_coded(k)) return exact(rank, i);
+    if (!lowrank) return quant_input(rank, step, i);
+    const codec_tensor *t = &psgd_table[k];
+    size_t row = (i - t->offset) / t->cols, col = (i - t->offset) % t->cols;
+    double v = 0;
+    for (int j = 0; j < PSGD_R; j++)
+        v += (double)quant_input(7, j, t->offset + row) * quant_input(9, j, t->offset + col);
+    return (float)((rank + 1) * v);
+}
+
+// the floats a bucket [first, end) sends: r (rows + cols) per whole coded matrix, 1 per other
+// value
+static size_t psgd_floats(size_t first, size_t end) {
+    size_t floats = 0;
+    for (size_t i = first; i < end; i++) {
+        int k = psgd_tensor_of(i);
+        const codec_tensor *t = k >= 0 ? &psgd_table[k] : NULL;
+        int whole = t && t->offset >= first && t->offset + t->rows * t->cols <= end;
+        if (!t || !psgd_coded(k) || !whole)
+            floats++;
+        else if (i == t->offset)
+            floats += PSGD_R * (t->rows + t->cols);
+    }
+    return floats;
+}
+
+// whether every rank holds rank 0's n values, bit for bit
+static int same_on_all_ranks(comm *c, const float *v, size_t n) {
+    float *zero = malloc(n * sizeof(float) + 4);
+    memcpy(zero, v, n * sizeof(float));
+    int same = c->broadcast(c, zero, n * sizeof(float), 0) == TS_OK &&
+               memcmp(zero, v, n * sizeof(float)) == 0;
+    free(zero);
+    int bad = !same;
+    c->all_reduce_max_i32(c, &bad, 1);
+    return !bad;
+}
+
+// the codec's error feedback (its "residual" array) summed over ranks
+static void psgd_residual_sum(comm *c, const codec *cx, float *sum) {
+    unsigned char *blob = NULL;
+    size_t len = 0, pos = 0, bytes = 0;
+    char name[CODEC_STATE_NAME_MAX + 1];
+    const unsigned char *data = NULL;
+    EXPECT(codec_state_pack(cx, &blob, &len) == TS_OK &&
+               codec_state_next(blob, len, &pos, name, &data, &bytes, "state") == 1 &&
+               strcmp(name, "residual") == 0 && bytes == cx->n * sizeof(float),
+           "powersgd: no residual array first in its state");
+    if (!g_failures) memcpy(sum, data, bytes);
+    free(blob);
+    c->all_reduce_sum_f32(c, sum, cx->n);
+}
+
+// One bucket [first, end) over `steps` steps: with low-rank inputs, the whole matrices come out
+// exact (to rounding) and leave (next to) no error feedback; with any inputs, the sums of the
+// results over the steps are the sums of the inputs less the ranks' error feedback; dense values
+// (small tensors, thin ones, vectors, pieces of matrices the bucket cuts) are the exact sum;
+// every rank holds the same bits; the bytes are the formula's; and the state survives a round
+// trip (a codec loaded from it takes the next step as the original does).
+static void test_powersgd(comm *c, size_t first, size_t end, int lowrank, int scatter) {
+    const int p = c->size, steps = lowrank ? 1 : 4;
+    const size_t n = end - first;
+    codec_params pp = psgd_params();
+    codec *cx = NULL, *back = NULL;
+    EXPECT(codec_create_params(&cx, "powersgd", c->rank, p, PSGD_N, &pp) == TS_OK &&
+               codec_has_state(cx) && cx->ops->wire == CODEC_WIRE_ROUNDS,
+           "powersgd not created");
+    if (g_failures) return;
+    float *g = malloc(n * sizeof(float) + 4), *out = calloc(n + 1, sizeof(float));
+    float *res = malloc(PSGD_N * sizeof(float));
+    double *in = calloc(n + 1, sizeof(double)), *sum_abs = calloc(n + 1, sizeof(double));
+    codec_bucket cb;
+    memset(&cb, 0, sizeof cb);
+    size_t far = 0, bad_dense = 0, differ = 0;
+    double big = 0, worst = 0;
+    for (int s = 0; s < steps; s++) {
+        for (size_t i = 0; i < n; i++) {
+            g[i] = psgd_input(c->rank, s, first + i, lowrank);
+            for (int r = 0; r < p; r++) {
+                float v = psgd_input(r, s, first + i, lowrank);
+                in[i] += v;
+                sum_abs[i] += fabs(v);
+                big = fmax(big, fabs(v));
+            }
+        }
+        ts_status st = codec_bucket_start(cx, c, &cb, first, g, n, scatter);
+        int done = 0;
+        for (int k = 0; st == TS_OK && !done && k < 3; k++) // test a few times, then wait
+            st = codec_bucket_test(cx, c, &cb, &done);
+        if (st == TS_OK && !done) st = codec_bucket_wait(cx, c, &cb);
+        EXPECT(st == TS_OK, "powersgd [%zu, %zu) step %d: %s", first, end, s, ts_status_name(st));
+        differ += !same_on_all_ranks(c, g, n);
+        for (size_t i = 0; i < n; i++) {
+            out[i] += g[i];
+            sum_abs[i] += fabs(g[i]);
+            int k = psgd_tensor_of(first + i);
+            if (k < 0 || !psgd_coded(k) || psgd_floats(first, end) == n ||
+                psgd_table[k].offset < first ||
+                psgd_table[k].offset + psgd_table[k].rows * psgd_table[k].cols > end) {
+                float want = 0;
+                for (int r = 0; r < p; r++)
+                    want += psgd_input(r, s, first + i, lowrank);
+                bad_dense += g[i] != want;
+            }
+        }
+    }
+    psgd_residual_sum(c, cx, res);
+    // a projection's rounding scales with its matrix, not with each value: the tolerance is the
+    // largest magnitude in the value's tensor
+    double *scale = calloc(PSGD_T + 1, sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        scale[psgd_tensor_of(first + i) + 1] =
+            fmax(scale[psgd_tensor_of(first + i) + 1], sum_abs[i]);
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs(out[i] - (in[i] - res[first + i]));
+        double tol =
+            psgd_tensor_of(first + i) < 0 ? sum_abs[i] : scale[psgd_tensor_of(first + i) + 1];
+        worst = fmax(worst, err / (tol + 1e-30));
+        far += err > 1e-5 * tol + 1e-30;
+        if (lowrank) far += fabs(res[first + i]) > 1e-4 * big;
+    }
+    EXPECT(far == 0,
+           "powersgd [%zu, %zu) lowrank %d: %zu values where the results != inputs - error "
+           "feedback (or, low rank, an error feedback left), worst %.3g",
+           first, end, lowrank, far, worst);
+    EXPECT(bad_dense == 0, "powersgd [%zu, %zu): %zu dense values are not the exact sum", first,
+           end, bad_dense);
+    EXPECT(differ == 0, "powersgd [%zu, %zu): the ranks hold different bits in %zu steps", first,
+           end, differ);
+    uint64_t floats = psgd_floats(first, end);
+    EXPECT(cx->stats.payload_bytes == steps * 4 * floats && cx->stats.raw_bytes == steps * 4 * n,
+           "powersgd [%zu, %zu): %llu bytes over %d steps, formula %llu each", first, end,
+           (unsigned long long)cx->stats.payload_bytes, steps, (unsigned long long)(4 * floats));
+    // state: packed, unpacked into a fresh codec, packed again the same; then one more step each
+    unsigned char *blob = NULL, *blob2 = NULL;
+    size_t len = 0, len2 = 0;
+    EXPECT(codec_create_params(&back, "powersgd", c->rank, p, PSGD_N, &pp) == TS_OK &&
+               codec_state_pack(cx, &blob, &len) == TS_OK &&
+               codec_state_unpack(back, blob, len, "blob") == TS_OK &&
+               codec_state_pack(back, &blob2, &len2) == TS_OK && len == len2 &&
+               memcmp(blob, blob2, len) == 0,
+           "powersgd: state not the same after save and load");
+    codec_bucket cb2;
+    memset(&cb2, 0, sizeof cb2);
+    float *g2 = malloc(n * sizeof(float) + 4);
+    for (size_t i = 0; i < n; i++)
+        g[i] = g2[i] = psgd_input(c->rank, steps, first + i, lowrank);
+    ts_status st = codec_bucket_start(cx, c, &cb, first, g, n, scatter);
+    if (st == TS_OK) st = codec_bucket_wait(cx, c, &cb);
+    if (st == TS_OK) st = codec_bucket_start(back, c, &cb2, first, g2, n, scatter);
+    if (st == TS_OK) st = codec_bucket_wait(back, c, &cb2);
+    free(blob), free(blob2);
+    blob = blob2 = NULL;
+    EXPECT(st == TS_OK && memcmp(g, g2, n * sizeof(float)) == 0 &&
+               codec_state_pack(cx, &blob, &len) == TS_OK &&
+               codec_state_pack(back, &blob2, &len2) == TS_OK && len == len2 &&
+               memcmp(blob, blob2, len) == 0,
+           "powersgd: the loaded codec's next step differs from the original's (%s)",
+           ts_status_name(st));
+    free(blob), free(blob2);
+    codec_bucket_free(&cb), codec_bucket_free(&cb2);
+    codec_destroy(cx), codec_destroy(back);
+    free(g), free(g2), free(out), free(res), free(in), free(sum_abs), free(scale);
+}
+
+// The reducer with powersgd: buckets cut at tensor boundaries (the layout of other codecs as it
+// always was), several in flight while "backward" reports progress, each bucket's result the
+// one the codec gives it alone, bit for bit, and low-rank matrices exact.
+static void test_powersgd_reducer(comm *c, int zero) {
+    codec_params pp = psgd_params();
+    codec *cx = NULL, *alone = NULL, *sp = NULL;
+    EXPECT(codec_create_params(&cx, "powersgd", c->rank, c->size, PSGD_N, &pp) == TS_OK &&
+               codec_create_params(&alone, "powersgd", c->rank, c->size, PSGD_N, &pp) == TS_OK &&
+               codec_create_with_params(&sp, &sparse_ops, c->rank, c->size, PSGD_N, &pp) == TS_OK,
+           "codecs not created");
+    if (g_failures) return;
+    float *g = malloc(PSGD_N * sizeof(float)), *h = malloc(PSGD_N * sizeof(float));
+    for (size_t i = 0; i < PSGD_N; i++)
+        g[i] = h[i] = psgd_input(c->rank, 0, i, 1);
+    reducer r, rs;
+    const double mb = 1310 * 4 / 1048576.0; // 1310 values
+    ts_status st = reducer_create(&r, c, cx, backend_cpu(), g, PSGD_N, mb, zero, 1);
+    if (st == TS_OK) st = reducer_create(&rs, c, sp, backend_cpu(), h, PSGD_N, mb, zero, 1);
+    // whole tensors, from the end: [3164, 3964), [1864, 3164), [1200, 1864), [0, 1200); for
+    // another codec every 1310 values from the end, as always
+    const size_t want[] = {3164, 1864, 1200, 0};
+    EXPECT(st == TS_OK && r.n_buckets == 4 && rs.n_buckets == 4, "%s: %d and %d buckets",
+           ts_status_name(st), r.n_buckets, rs.n_buckets);
+    for (int b = 0; b < r.n_buckets && b < 4 && !g_failures; b++) {
+        size_t per_first = PSGD_N > 1310 * (size_t)(b + 1) ? PSGD_N - 1310 * (size_t)(b + 1) : 0;
+        EXPECT(r.buckets[b].first == want[b] && rs.buckets[b].first == per_first,
+               "bucket %d starts at %zu (want %zu), another codec's at %zu (want %zu)", b,
+               r.buckets[b].first, want[b], rs.buckets[b].first, per_first);
+    }
+    reducer_begin(&r);
+    // backward: the last two buckets are ready, then polled twice more (their rounds advance),
+    // then everything
+    if (st == TS_OK) st = reducer_grads_ready(&r, 1864);
+    if (st == TS_OK) st = reducer_grads_ready(&r, 1864);
+    if (st == TS_OK) st = reducer_grads_ready(&r, 1200);
+    if (st == TS_OK) st = reducer_grads_ready(&r, 1200);
+    if (st == TS_OK) st = reducer_finish(&r);
+    EXPECT(st == TS_OK, "reducer with powersgd: %s", ts_status_name(st));
+    // each bucket alone through a second codec: the same bits
+    float *a = malloc(PSGD_N * sizeof(float));
+    size_t bad_alone = 0, far = 0;
+    double big = 0;
+    for (size_t i = 0; i < PSGD_N; i++) {
+        a[i] = psgd_input(c->rank, 0, i, 1);
+        big = fmax(big, fabs(psgd_input(c->size - 1, 0, i, 1)) * c->size);
+    }
+    for (int b = 0; b < 4 && st == TS_OK; b++) {
+        codec_bucket cb;
+        memset(&cb, 0, sizeof cb);
+        st = codec_bucket_start(alone, c, &cb, want[b], a + want[b],
+                                (b ? want[b - 1] : PSGD_N) - want[b], zero);
+        if (st == TS_OK) st = codec_bucket_wait(alone, c, &cb);
+        codec_bucket_free(&cb);
+    }
+    for (size_t i = 0; i < PSGD_N; i++) {
+        float sum = 0;
+        for (int k = 0; k < c->size; k++)
+            sum += psgd_input(k, 0, i, 1);
+        bad_alone += c->size > 1 && memcmp(&a[i], &g[i], 4) != 0; // 1 rank: no codec at all
+        far += fabs(g[i] - sum) > 1e-4 * big;
+    }
+    EXPECT(st == TS_OK && bad_alone == 0,
+           "reducer with powersgd, zero %d: %zu values differ from each bucket alone (%s)", zero,
+           bad_alone, ts_status_name(st));
+    EXPECT(far == 0, "reducer with powersgd, zero %d: %zu values far from the low-rank sum", zero,
+           far);
+    EXPECT(same_on_all_ranks(c, g, PSGD_N), "reducer with powersgd: ranks differ");
+    reducer_destroy(&r), reducer_destroy(&rs);
+    codec_destroy(cx), codec_destroy(alone), codec_destroy(sp);
+    free(g), free(h), free(a);
+}
+
 int main(int argc, char **argv) {
     comm *c = NULL;
     ts_status st = comm_init(&c, &argc, &argv, 60);
@@ -1000,6 +1277,13 @@ int main(int argc, char **argv) {
             for (size_t k = 0; k < sizeof quant_sizes / sizeof quant_sizes[0]; k++)
                 for (int zstd = 0; zstd < 2; zstd++)
                     test_quant(c, quant[q], quant_bits[q], quant_sizes[k], zstd);
+        for (int scatter = 0; scatter < 2; scatter++) {
+            test_powersgd(c, 0, PSGD_N, 1, scatter);  // low rank: exact
+            test_powersgd(c, 0, PSGD_N, 0, scatter);  // error feedback over steps
+            test_powersgd(c, 600, 3500, 1, scatter);  // matrices cut by the bucket: dense
+            test_powersgd(c, 1200, 1964, 0, scatter); // no matrix at all
+            test_powersgd_reducer(c, scatter);
+        }
     }
     int rc = g_failures ? 1 : 0;
     if (rc == 0 && c->rank == 0)
