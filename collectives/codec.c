@@ -1,5 +1,5 @@
-// codec.c — the codec registry, a bucket's trip through codec and communicator, and codec state
-// as bytes (see codec.h).
+// codec.c — the codec registry, creating codecs, and codec state as bytes (see codec.h; a
+// bucket's trip through codec and communicator is codec_bucket.c).
 #include "collectives/codec.h"
 
 #include <stdlib.h>
@@ -9,13 +9,15 @@ extern const codec_ops codec_none_ops;                                 // codec_
 extern const codec_ops codec_bf16_ops;                                 // codec_bf16.c
 extern const codec_ops codec_int8_ops, codec_int4_ops, codec_int2_ops; // codec_blockq.c
 extern const codec_ops codec_topk_ops;                                 // codec_topk.c
+extern const codec_ops codec_powersgd_ops;                             // codec_powersgd.c
+void codec_zstd_free(codec *cx);                                       // codec_bucket.c
 
 // ---------------------------------------------------------------------------------------------
 // the registry: `none` first; a new codec adds its row here and its name to CODEC_CHOICES
 
 static const codec_ops *const codec_registry[] = {
-    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops,
-    &codec_int4_ops, &codec_int2_ops, &codec_topk_ops,
+    &codec_none_ops, &codec_bf16_ops, &codec_int8_ops,     &codec_int4_ops,
+    &codec_int2_ops, &codec_topk_ops, &codec_powersgd_ops,
 };
 #define CODEC_N ((int)(sizeof codec_registry / sizeof codec_registry[0]))
 
@@ -70,6 +72,10 @@ ts_status codec_create_with(codec **out, const codec_ops *ops, int rank, int siz
 ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, int size, size_t n,
                                    const codec_params *p) {
     *out = NULL;
+    if (ops->wire == CODEC_WIRE_ROUNDS && (ops->rounds < 1 || ops->rounds > CODEC_MAX_ROUNDS)) {
+        log_error("codec %s: %d rounds (1 to %d)", ops->name, ops->rounds, CODEC_MAX_ROUNDS);
+        return TS_ERR_INTERNAL;
+    }
     codec *cx = ts_calloc(1, sizeof *cx, "codec");
     cx->ops = ops;
     cx->rank = rank;
@@ -87,6 +93,20 @@ ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, 
         cx->params.n_tensors = 0;
     }
     cx->params.tensors = own;
+    // the table as codec.h describes it: in order, apart, within the buffer
+    size_t end = 0;
+    for (int i = 0; i < cx->params.n_tensors; i++) {
+        const codec_tensor *t = &own[i];
+        if (t->offset < end || t->offset > n || t->rows * t->cols > n - t->offset) {
+            log_error("codec %s: tensor %d (offset %zu, %zu x %zu) overlaps the one before it "
+                      "or ends past the %zu values of the buffer",
+                      ops->name, i, t->offset, t->rows, t->cols, n);
+            free(own);
+            free(cx);
+            return TS_ERR_INTERNAL;
+        }
+        end = t->offset + t->rows * t->cols;
+    }
     ts_status st = ops->init ? ops->init(cx) : TS_OK;
     if (st != TS_OK) {
         free(own);
@@ -100,96 +120,30 @@ ts_status codec_create_with_params(codec **out, const codec_ops *ops, int rank, 
 void codec_destroy(codec *cx) {
     if (!cx) return;
     if (cx->ops->destroy) cx->ops->destroy(cx);
+    codec_zstd_free(cx);
     free((void *)cx->params.tensors);
     free(cx);
 }
 
 int codec_has_state(const codec *cx) { return cx && cx->ops->save != NULL; }
 
-// ---------------------------------------------------------------------------------------------
-// a bucket's trip
-
-static void codec_grow(unsigned char **buf, size_t *cap, size_t need, const char *what) {
-    if (need <= *cap && *buf) return;
-    free(*buf);
-    *buf = ts_malloc(need ? need : 1, what);
-    *cap = need;
+int codec_tensor_dense(const codec *cx, const codec_tensor *t) {
+    return t->rows * t->cols < cx->params.dense_below || (cx->ops->dense && cx->ops->dense(cx, t));
 }
 
-ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, float *grad,
-                             size_t count, int scatter) {
-    const codec_ops *ops = cx->ops;
-    b->first = first;
-    b->count = count;
-    b->grad = grad;
-    b->scatter = scatter;
-    b->req = NULL;
-    cx->stats.buckets++;
-    cx->stats.raw_bytes += count * sizeof(float);
-    if (ops->wire == CODEC_WIRE_SUM_F32) {
-        cx->stats.payload_bytes += count * sizeof(float);
-        comm_op op = scatter ? COMM_REDUCE_SCATTER_SUM : COMM_ALL_REDUCE_SUM;
-        return c->start(c, op, grad, count, COMM_F32, 0, &b->req);
+const codec_tensor *codec_tensor_at(const codec *cx, size_t first) {
+    int lo = 0, hi = cx->params.n_tensors; // the table is in increasing offsets
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cx->params.tensors[mid].offset < first)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    size_t most = ops->payload_bytes(cx, count);
-    codec_grow(&b->payload, &b->payload_cap, most, "codec payload");
-    b->payload_len = 0;
-    TS_CHECK(ops->encode(cx, first, grad, count, b->payload, &b->payload_len));
-    if (b->payload_len > most ||
-        (ops->wire == CODEC_WIRE_COMBINE &&
-         (b->payload_len != most || b->payload_len % ops->elem_bytes != 0))) {
-        log_error("codec %s: encoded %zu values into %zu bytes (expected %s%zu, in elements of "
-                  "%zu bytes)",
-                  ops->name, count, b->payload_len,
-                  ops->wire == CODEC_WIRE_COMBINE ? "exactly " : "at most ", most,
-                  ops->wire == CODEC_WIRE_COMBINE ? ops->elem_bytes : (size_t)1);
-        return TS_ERR_INTERNAL;
-    }
-    cx->stats.payload_bytes += b->payload_len;
-    if (ops->wire == CODEC_WIRE_COMBINE) {
-        comm_combine cb = {ops->combine, ops->elem_bytes, cx};
-        return c->start_combine(c, COMM_ALL_REDUCE_COMBINE, b->payload,
-                                b->payload_len / ops->elem_bytes, &cb, &b->req);
-    }
-    // GATHER: room for every rank's payload at its most
-    codec_grow(&b->gathered, &b->gathered_cap, most * (size_t)c->size, "codec gathered payloads");
-    if (!b->lens) b->lens = ts_calloc((size_t)c->size, sizeof(size_t), "codec payload lengths");
-    return c->start_all_gather_v(c, b->payload, b->payload_len, b->gathered, most * (size_t)c->size,
-                                 b->lens, &b->req);
-}
-
-// the collective has completed: decode into the bucket
-static ts_status codec_bucket_decode(codec *cx, comm *c, codec_bucket *b) {
-    const codec_ops *ops = cx->ops;
-    b->req = NULL;
-    if (ops->wire == CODEC_WIRE_SUM_F32) return TS_OK; // summed in place
-    memset(b->grad, 0, b->count * sizeof(float));
-    if (ops->wire == CODEC_WIRE_COMBINE)
-        return ops->decode(cx, b->first, b->payload, b->payload_len, b->grad, b->count);
-    size_t at = 0;
-    for (int r = 0; r < c->size; r++) {
-        TS_CHECK(ops->decode(cx, b->first, b->gathered + at, b->lens[r], b->grad, b->count));
-        at += b->lens[r];
-    }
-    return TS_OK;
-}
-
-ts_status codec_bucket_test(codec *cx, comm *c, codec_bucket *b, int *done) {
-    *done = 0;
-    TS_CHECK(c->test(c, b->req, done));
-    return *done ? codec_bucket_decode(cx, c, b) : TS_OK;
-}
-
-ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b) {
-    TS_CHECK(c->wait(c, b->req));
-    return codec_bucket_decode(cx, c, b);
-}
-
-void codec_bucket_free(codec_bucket *b) {
-    free(b->payload);
-    free(b->gathered);
-    free(b->lens);
-    memset(b, 0, sizeof *b);
+    const codec_tensor *t = cx->params.tensors;
+    while (lo < cx->params.n_tensors && t[lo].offset == first && t[lo].rows * t[lo].cols == 0)
+        lo++; // an empty tensor starts where the next one does
+    return lo < cx->params.n_tensors && t[lo].offset == first ? &t[lo] : NULL;
 }
 
 // ---------------------------------------------------------------------------------------------

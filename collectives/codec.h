@@ -18,6 +18,43 @@
 //                       indices); the communicator all-gathers them (start_all_gather_v), and
 //                       each rank decodes every rank's payload in rank order, adding them up, so
 //                       all ranks hold the same bits.
+//   CODEC_WIRE_ROUNDS   the codec's own rounds of float all-reduces (sums), each round's floats
+//                       made from the sums of the rounds before (powersgd: P = M Q, summed and
+//                       orthogonalized, then Q = M^T P, summed; the bucket is P Q^T). No payload
+//                       of bytes: the codec fills float buffers the layer provides (see `round`).
+//
+// Small tensors travel exact. Given the model's tensor table (codec_params.tensors), the codec
+// layer splits each bucket, once at its first use, into parts (codec_part): the values of a
+// tensor of fewer than params.dense_below values (biases, LayerNorm gains) are dense, the others
+// coded (neighbouring coded tensors make one part). Only coded parts go through the codec's
+// encode and decode (one call per part, with the part's own first and count); dense values
+// travel as fp32 and are summed exactly, in an order fixed by the world size:
+//   GATHER   appended to each rank's payload and added up in rank order with the rest (below);
+//   COMBINE  a float all-reduce of their own, started with the combine.
+//   ROUNDS   after the codec's floats in the first round's all-reduce.
+// Without a tensor table every value is coded. SUM_F32 sums every value exactly anyway: no split.
+// A codec may send more tensors dense (its `dense` hook: powersgd, vectors and matrices too thin
+// for its rank). A codec with whole_tensors (powersgd) gets each coded tensor as a part of its
+// own, whole: pieces of tensors cut by the bucket's ends and values in no tensor travel dense,
+// and the reducer cuts its buckets at tensor boundaries so that there are none.
+//
+// The rounds of a ROUNDS bucket advance at points that are the same on every rank (the
+// communicator needs every rank to start its collectives in the same order, and whether a
+// collective has completed when a rank looks differs between ranks): codec_bucket_test advances
+// a round at its second call after the round started (waiting for it if need be; the reducer
+// calls it once per bucket each time backward reports progress, the same on every rank), and
+// codec_bucket_advance / codec_bucket_wait at once.
+//
+// A GATHER payload as it travels (little-endian), its body:
+//   u64 length of each coded part's payload   only when the bucket has more than one coded part
+//   each coded part's payload                 in bucket order
+//   each dense value, fp32                    in bucket order
+// With params.zstd (comm.zstd) one byte comes first: 0, the body as it is; 1, a zstd frame (level
+// 1) of the body, sent when it is smaller (not tried for a codec with no_zstd). The layer checks
+// every rank's payload before decoding it: a bad first byte or zstd frame, a body larger than the
+// split allows, lengths that do not add up, or a part's payload longer than payload_bytes() allows,
+// are TS_ERR_INPUT (one error line naming the rank). COMBINE payloads are combined along the ring
+// as they are: no zstd.
 //
 // A codec owns per-rank state (error-feedback buffers: what the encoding lost this step, added
 // back before encoding the next), created for the whole flat buffer and indexed by the bucket's
@@ -39,11 +76,18 @@
 #include "collectives/comm.h"
 
 // The registry's names, in its order: the choices of the config key comm.codec.
-#define CODEC_CHOICES "none|bf16|int8|int4|int2|topk"
+#define CODEC_CHOICES "none|bf16|int8|int4|int2|topk|powersgd"
 
 typedef struct codec codec;
 
-typedef enum { CODEC_WIRE_SUM_F32 = 0, CODEC_WIRE_COMBINE, CODEC_WIRE_GATHER } codec_wire;
+typedef enum {
+    CODEC_WIRE_SUM_F32 = 0,
+    CODEC_WIRE_COMBINE,
+    CODEC_WIRE_GATHER,
+    CODEC_WIRE_ROUNDS
+} codec_wire;
+
+#define CODEC_MAX_ROUNDS 4 // ROUNDS: all-reduces per bucket, at most
 
 // ---- checkpoint hooks ------------------------------------------------------------------------
 // A codec's state is a list of named byte arrays of this rank (names: [A-Za-z0-9_]+, at most
@@ -72,12 +116,27 @@ struct codec_state_io {
 };
 
 // ---- a codec ---------------------------------------------------------------------------------
+// A tensor of the flat buffer: rows x cols values from offset (cols 1: a vector), row-major, in the
+// model's parameter table order (increasing offsets, not overlapping; the buffer between or
+// after them, if any, belongs to no tensor). Codecs that work on matrices (powersgd) and the
+// small-tensor rule (dense_below) read them.
+typedef struct {
+    size_t offset, rows, cols;
+} codec_tensor;
+
 typedef struct {
     const char *name; // the value of comm.codec
     const char *help; // one line for docs and messages
     codec_wire wire;
-    size_t elem_bytes;       // CODEC_WIRE_COMBINE: bytes per payload element
-    comm_combine_fn combine; // CODEC_WIRE_COMBINE: elementwise, called with the codec as ctx
+    // COMBINE: bytes per payload element, and the combine (elementwise, the codec as ctx)
+    size_t elem_bytes;
+    comm_combine_fn combine;
+    // GATHER: 1 when comm.zstd is not worth trying on its payloads (measured)
+    int no_zstd;
+    // ROUNDS: all-reduces per bucket, 1 .. CODEC_MAX_ROUNDS
+    int rounds;
+    // 1: coded parts are whole tensors, one each (see above)
+    int whole_tensors;
     // Allocate cx->state for the flat buffer of cx->n values (NULL: no state).
     ts_status (*init)(codec *cx);
     void (*destroy)(codec *cx); // free cx->state (NULL: nothing to free)
@@ -92,23 +151,31 @@ typedef struct {
     // codec layer zeroed before the first.
     ts_status (*decode)(codec *cx, size_t first, const void *payload, size_t bytes, float *grad,
                         size_t count);
+    // Tensors that travel dense beside those of fewer than params.dense_below values (NULL: none).
+    int (*dense)(const codec *cx, const codec_tensor *t);
+    // ROUNDS: the floats that the coded part [first, first + count) sends in round k.
+    size_t (*round_floats)(const codec *cx, size_t first, size_t count, int k);
+    // ROUNDS: step k (0 .. rounds) of the coded part [first, first + count), whose values are
+    // grad[0 .. count). sums[j], j < k: the sum over ranks of what the part sent in round j (the
+    // codec may rewrite it: it stays the bucket's until the bucket is done); sums[k], k < rounds:
+    // where the part's round_floats(k) floats of round k go. At k = rounds: write the part's
+    // result (the sum over ranks, or its approximation) into grad. All ranks must compute the
+    // same result from the same sums.
+    ts_status (*round)(codec *cx, size_t first, float *grad, size_t count, int k,
+                       float *const *sums);
     ts_status (*save)(const codec *cx, codec_state_io *io); // NULL: no state to checkpoint
     ts_status (*load)(codec *cx, codec_state_io *io);
 } codec_ops;
 
 // Bytes this rank handed to the communicator, cumulative since creation: raw = fp32 bytes of the
-// buckets, payload = what the codec made of them (for `none` the same).
+// buckets, encoded = what the codec made of them (with the dense values), payload = what went to
+// the communicator: encoded, or with comm.zstd on a GATHER wire its zstd-compressed form (for
+// `none` all three the same). zstd_s: seconds spent compressing and decompressing.
 typedef struct {
-    uint64_t raw_bytes, payload_bytes;
+    uint64_t raw_bytes, encoded_bytes, payload_bytes;
     uint64_t buckets;
+    double zstd_s;
 } codec_stats;
-
-// A tensor of the flat buffer: rows x cols values from offset (cols 1: a vector), in the model's
-// parameter table order. Codecs that work on matrices (powersgd) and the small-tensor rule
-// (dense_below) read them.
-typedef struct {
-    size_t offset, rows, cols;
-} codec_tensor;
 
 // What a codec is configured with (config keys comm.*; codec_params_default gives the defaults).
 typedef struct {
@@ -130,6 +197,7 @@ struct codec {
     codec_params params; // params.tensors points at the codec's own copy
     codec_stats stats;
     void *state; // the codec's own
+    void *zstd;  // the codec layer's zstd contexts (codec_bucket.c), made at the first use
 };
 
 // The registry: codecs by name, `none` first. NULL when unknown.
@@ -153,28 +221,56 @@ void codec_destroy(codec *cx);
 
 // Whether the codec keeps state that a checkpoint must hold (a save hook).
 int codec_has_state(const codec *cx);
+// Whether tensor t travels dense (exact fp32) under the codec: fewer than params.dense_below
+// values, or the codec's dense hook says so.
+int codec_tensor_dense(const codec *cx, const codec_tensor *t);
+// The tensor of the table that starts at `first` of the flat buffer (NULL: none).
+const codec_tensor *codec_tensor_at(const codec *cx, size_t first);
 
-// ---- one bucket's trip through codec and communicator ---------------------------------------
-// Kept by the reducer per bucket, across steps (its payload buffers are allocated on first use
-// and reused).
+// ---- one bucket's trip through codec and communicator (codec_bucket.c) ----------------------
+// A part of a bucket: values [at, at + count) of it, dense (fp32, exact) or coded by the codec.
+typedef struct {
+    size_t at, count;
+    int dense;
+} codec_part;
+
+// Kept by the reducer per bucket, across steps (its split and payload buffers are made on first
+// use and reused).
 typedef struct {
     size_t first, count; // range of the flat buffer
     float *grad;         // host memory of the range: this rank's values in, the result out
     int scatter;         // ZeRO-1: only this rank's chunk of the result (comm_chunk) is needed
     comm_req *req;       // the collective in flight, NULL when none
+    comm_req *dense_req; // COMBINE: the dense values' all-reduce in flight, NULL when none
+    // the split of [split_first, split_first + split_count): parts[0 .. n_parts), of which
+    // n_coded are coded, with n_dense dense values; `most` bytes of payload at the most
+    int split;
+    size_t split_first, split_count;
+    codec_part *parts;
+    int n_parts, n_coded;
+    size_t n_dense, most;
+    float *dense; // COMBINE: the dense values, gathered for their all-reduce
+    // ROUNDS: the round in flight, test calls since it started, and each round's floats
+    int round, polls;
+    float *sums[CODEC_MAX_ROUNDS];
+    size_t round_n[CODEC_MAX_ROUNDS];
     unsigned char *payload, *gathered;
     size_t payload_cap, gathered_cap, payload_len;
     size_t *lens; // GATHER: every rank's payload length
 } codec_bucket;
 
-// Encode the bucket (grad[0 .. count) at offset `first`) and start its collective. With
-// CODEC_WIRE_SUM_F32 and scatter set, only this rank's chunk of grad holds the sum afterwards
-// (the rest is scratch); the other wires decode the whole bucket on every rank.
+// Encode the bucket (grad[0 .. count) at offset `first`) and start its collective (ROUNDS: its
+// first). With CODEC_WIRE_SUM_F32 and scatter set, only this rank's chunk of grad holds the sum
+// afterwards (the rest is scratch); the other wires decode the whole bucket on every rank.
 ts_status codec_bucket_start(codec *cx, comm *c, codec_bucket *b, size_t first, float *grad,
                              size_t count, int scatter);
-// Advance the bucket's collective; when it has completed, decode: *done = 1.
+// Advance the bucket's collective; when it has completed, decode: *done = 1. (ROUNDS: a round
+// advances at the second call after it started, see above.)
 ts_status codec_bucket_test(codec *cx, comm *c, codec_bucket *b, int *done);
-// Block until the bucket's collective has completed (or its deadline passed), then decode.
+// Block until the bucket's collective has completed (or its deadline passed), then take the next
+// step: decode (*done = 1), or start the next round (ROUNDS).
+ts_status codec_bucket_advance(codec *cx, comm *c, codec_bucket *b, int *done);
+// Block until the bucket is done (every round) and decoded.
 ts_status codec_bucket_wait(codec *cx, comm *c, codec_bucket *b);
 void codec_bucket_free(codec_bucket *b);
 

@@ -61,7 +61,7 @@ static ts_status bf16_decode(codec *cx, size_t first, const void *payload, size_
     if (bytes != 2 * count) {
         log_error("codec bf16: a payload of %zu bytes for %zu values (expected %zu)", bytes, count,
                   2 * count);
-        return TS_ERR_INTERNAL;
+        return TS_ERR_INPUT;
     }
     const unsigned char *p = payload;
     for (size_t i = 0; i < count; i++)

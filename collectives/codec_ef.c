@@ -14,30 +14,29 @@ void codec_ef_destroy(codec *cx) {
     cx->state = NULL;
 }
 
-ts_status codec_ef_save(const codec *cx, codec_state_io *io) {
-    const float *res = cx->state;
-    size_t bytes = cx->n * sizeof(float);
-    unsigned char *le = ts_malloc(bytes ? bytes : 1, "codec error feedback (saved)");
-    for (size_t i = 0; i < cx->n; i++) {
-        uint32_t bits;
-        memcpy(&bits, &res[i], 4);
-        codec_put_u32(le + 4 * i, bits);
-    }
-    ts_status st = io->put(io, "residual", le, bytes);
+ts_status codec_state_put_f32(codec_state_io *io, const char *name, const float *v, size_t n) {
+    unsigned char *le = ts_malloc(n ? 4 * n : 1, "codec state (saved)");
+    for (size_t i = 0; i < n; i++)
+        codec_put_f32(le + 4 * i, v[i]);
+    ts_status st = io->put(io, name, le, 4 * n);
     free(le);
     return st;
 }
 
-ts_status codec_ef_load(codec *cx, codec_state_io *io) {
-    float *res = cx->state;
-    size_t bytes = cx->n * sizeof(float);
-    unsigned char *le = ts_malloc(bytes ? bytes : 1, "codec error feedback (loaded)");
-    ts_status st = io->get(io, "residual", le, bytes);
+ts_status codec_state_get_f32(codec_state_io *io, const char *name, float *v, size_t n) {
+    unsigned char *le = ts_malloc(n ? 4 * n : 1, "codec state (loaded)");
+    ts_status st = io->get(io, name, le, 4 * n);
     if (st == TS_OK)
-        for (size_t i = 0; i < cx->n; i++) {
-            uint32_t bits = codec_get_u32(le + 4 * i);
-            memcpy(&res[i], &bits, 4);
-        }
+        for (size_t i = 0; i < n; i++)
+            v[i] = codec_get_f32(le + 4 * i);
     free(le);
     return st;
+}
+
+ts_status codec_ef_save(const codec *cx, codec_state_io *io) {
+    return codec_state_put_f32(io, "residual", cx->state, cx->n);
+}
+
+ts_status codec_ef_load(codec *cx, codec_state_io *io) {
+    return codec_state_get_f32(io, "residual", cx->state, cx->n);
 }

@@ -7,6 +7,47 @@
 
 _Static_assert(sizeof(real) == sizeof(float), "codecs encode fp32 gradients");
 
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Buckets of whole tensors (a codec with whole_tensors), from the end backwards: each as many
+// tensors as fit in `per` values, or one tensor alone when it is larger. Writes the buckets'
+// firsts (when `first` is not NULL) and returns their number.
+static int buckets_of_tensors(const size_t *bound, int n_bound, size_t per, size_t *first) {
+    int count = 0, at = n_bound - 1; // bound[at] == n: the end of the buffer
+    while (at > 0) {
+        size_t end = bound[at], lo = end > per ? end - per : 0;
+        int k = at - 1; // the furthest boundary back within `per`, at least one tensor
+        while (k > 0 && bound[k - 1] >= lo)
+            k--;
+        if (first) first[count] = bound[k];
+        count++;
+        at = k;
+    }
+    return count;
+}
+
+// the boundaries of the codec's tensors in [0, n], sorted, each once
+static size_t *tensor_bounds(const codec *cx, size_t n, int *n_bound) {
+    int nt = cx->params.n_tensors, m = 0;
+    size_t *bound = ts_malloc((2 * (size_t)nt + 2) * sizeof *bound, "tensor boundaries");
+    bound[m++] = 0;
+    bound[m++] = n;
+    for (int i = 0; i < nt; i++) {
+        const codec_tensor *t = &cx->params.tensors[i];
+        bound[m++] = t->offset;
+        bound[m++] = t->offset + t->rows * t->cols;
+    }
+    qsort(bound, (size_t)m, sizeof *bound, cmp_size);
+    int u = 0;
+    for (int i = 0; i < m; i++)
+        if (u == 0 || bound[i] != bound[u - 1]) bound[u++] = bound[i];
+    *n_bound = u;
+    return bound;
+}
+
 ts_status reducer_create(reducer *r, comm *c, codec *cx, const backend *be, real *grads, size_t n,
                          double bucket_mb, int zero, int overlap) {
     memset(r, 0, sizeof *r);
@@ -30,15 +71,29 @@ ts_status reducer_create(reducer *r, comm *c, codec *cx, const backend *be, real
         per = (n + COMM_MAX_INFLIGHT - 1) / COMM_MAX_INFLIGHT;
         r->n_buckets = (int)((n + per - 1) / per);
     }
+    size_t *firsts = NULL;
+    if (cx && cx->ops->whole_tensors && cx->params.n_tensors > 0 && n > 0) {
+        // cut at tensor boundaries, the buckets grown until they fit in the requests in flight
+        int n_bound;
+        size_t *bound = tensor_bounds(cx, n, &n_bound);
+        per = (size_t)(bucket_mb * 1048576.0 / sizeof(real));
+        if (per < 1) per = 1;
+        while ((r->n_buckets = buckets_of_tensors(bound, n_bound, per, NULL)) > COMM_MAX_INFLIGHT)
+            per *= 2;
+        firsts = ts_malloc((size_t)r->n_buckets * sizeof *firsts, "bucket offsets");
+        buckets_of_tensors(bound, n_bound, per, firsts);
+        free(bound);
+    }
     r->buckets = ts_calloc((size_t)r->n_buckets, sizeof(reducer_bucket), "reducer buckets");
-    // from the end of the buffer backwards: bucket 0 is the last `per` elements
+    // from the end of the buffer backwards: bucket 0 is the last `per` elements (or tensors)
     size_t end = n;
     for (int b = 0; b < r->n_buckets; b++) {
-        size_t first = end > per ? end - per : 0;
+        size_t first = firsts ? firsts[b] : end > per ? end - per : 0;
         r->buckets[b].first = first;
         r->buckets[b].count = end - first;
         end = first;
     }
+    free(firsts);
     if (!be->host_memory && c->size > 1)
         r->staging = ts_malloc(n * sizeof(real), "gradient staging buffer");
     return TS_OK;
@@ -116,11 +171,20 @@ ts_status reducer_finish(reducer *r) {
     if (r->comm->size == 1) return TS_OK;
     for (int b = 0; b < r->n_buckets; b++)
         if (!r->buckets[b].started) TS_CHECK(bucket_start(r, &r->buckets[b]));
-    for (int b = 0; b < r->n_buckets; b++) {
-        reducer_bucket *k = &r->buckets[b];
-        if (k->done) continue;
-        TS_CHECK(codec_bucket_wait(r->codec, r->comm, &k->xfer));
-        bucket_done(r, k);
+    // in passes over the buckets, each one step further (a codec with rounds starts the next
+    // round of every bucket before it waits for any bucket's last)
+    for (int left = 1; left;) {
+        left = 0;
+        for (int b = 0; b < r->n_buckets; b++) {
+            reducer_bucket *k = &r->buckets[b];
+            if (k->done) continue;
+            int done = 0;
+            TS_CHECK(codec_bucket_advance(r->codec, r->comm, &k->xfer, &done));
+            if (done)
+                bucket_done(r, k);
+            else
+                left = 1;
+        }
     }
     return TS_OK;
 }

@@ -3,7 +3,9 @@
 // The flat gradient buffer is cut into buckets of about bucket_mb MiB, from its END backwards:
 // backward produces gradients from the last tensors of the parameter table (final LayerNorm,
 // last block) to the first (embeddings), so reverse layer order is reverse buffer order and
-// every bucket is one contiguous range. The model reports, after each block of its backward,
+// every bucket is one contiguous range. A codec that works on whole tensors (powersgd: its
+// whole_tensors flag) gets buckets cut at tensor boundaries instead: as many whole tensors as fit
+// in bucket_mb, a larger tensor alone. The model reports, after each block of its backward,
 // that every gradient from some offset to the end is final (the model's grads_ready hook,
 // models/model.h); the reducer then starts the collectives of the buckets that became complete, and
 // advances those in flight, while backward continues on earlier layers. reducer_finish waits for

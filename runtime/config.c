@@ -117,10 +117,11 @@ const cfg_key cfg_keys[] = {
     KEY(comm, codec, CFG_ENUM, "none", 0, 0, CODEC_CHOICES,
         "gradient codec: how each bucket travels between ranks (none: fp32, summed exactly; "
         "bf16, int8, int4, int2: compressed with error feedback, all-gathered; topk: the "
-        "largest values of each bucket with their indices, error feedback, all-gathered)"),
+        "largest values of each bucket with their indices, error feedback, all-gathered; "
+        "powersgd: rank-r approximations of the matrices, two all-reduces)"),
     KEY(comm, dense_below, CFG_INT, "4096", 0, 1e9, NULL,
         "tensors of fewer values (biases, LayerNorm) travel uncompressed as fp32 under any "
-        "codec"),
+        "codec (0: every tensor through the codec)"),
     KEY(comm, topk_fraction, CFG_FLOAT, "0.01", 1e-6, 1, NULL,
         "topk: the fraction of each bucket's values sent (the largest in magnitude)"),
     KEY(comm, topk_values, CFG_ENUM, "fp32", 0, 0, "fp32|int2",

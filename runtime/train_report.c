@@ -3,6 +3,7 @@
 // weights file).
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "runtime/ckpt.h"
 #include "runtime/train_internal.h"
@@ -93,6 +94,19 @@ ts_status train_report_final(trainer *tr, double val_loss, int done_steps) {
     log_info("final validation loss %.4f %s; unigram entropy of the training data %.4f %s "
              "(loss = %.0f%% of it)",
              val_loss, unit, h, unit, 100.0 * val_loss / h);
+    // what the gradient codec made of this rank's buckets (none: the fp32 buckets themselves)
+    const codec_stats *cs = &tr->codec->stats;
+    if (cs->buckets && cs->raw_bytes && strcmp(tr->codec->ops->name, "none") != 0) {
+        char zstd[128] = "";
+        if (cs->encoded_bytes && cs->zstd_s > 0) // zstd tried
+            snprintf(zstd, sizeof zstd, ", zstd: %.1f%% of the encoded bytes in %.0f ms",
+                     100.0 * (double)cs->payload_bytes / (double)cs->encoded_bytes,
+                     cs->zstd_s * 1e3);
+        log_info("gradient codec %s: %.2f MiB of fp32 gradients sent as %.2f MiB (%.1f%%)%s",
+                 tr->codec->ops->name, (double)cs->raw_bytes / 1048576.0,
+                 (double)cs->payload_bytes / 1048576.0,
+                 100.0 * (double)cs->payload_bytes / (double)cs->raw_bytes, zstd);
+    }
     char path[sizeof tr->run_dir + 32];
     snprintf(path, sizeof path, "%s/model.h5", tr->run_dir);
     TS_CHECK(ckpt_write_weights(path, &tr->model, done_steps));

@@ -382,6 +382,9 @@ static ts_status train_setup(trainer *tr) {
     } else {
         optim_create(&tr->opt, &tr->model);
     }
+    size_t largest = 0; // comm.bucket_mb, or a whole tensor larger than that (powersgd)
+    for (int b = 0; b < tr->red.n_buckets; b++)
+        if (tr->red.buckets[b].count > largest) largest = tr->red.buckets[b].count;
     if (cfg->diloco.inner_steps > 0)
         log_info("optimizer: %s on each rank's own samples (local SGD), optimizer state %.2f MiB "
                  "on this rank",
@@ -393,7 +396,8 @@ static ts_status train_setup(trainer *tr) {
                  strcmp(cfg->train.optimizer, "sgd") == 0 ? "SGD" : "AdamW",
                  cfg->comm.zero_stage == 1 ? "ZeRO-1 (state sharded over ranks)"
                                            : "state on every rank",
-                 tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s", cfg->comm.bucket_mb,
+                 tr->red.n_buckets, tr->red.n_buckets == 1 ? "" : "s",
+                 (double)largest * sizeof(real) / 1048576.0,
                  cfg->comm.overlap ? ", reduced during backward" : "",
                  (double)tr->opt.n_owned * 2 * sizeof(real) / 1048576.0);
     TS_CHECK(train_outer_create(tr));

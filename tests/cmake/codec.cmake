@@ -2,8 +2,10 @@
 #
 # test_codec (tests/mpi/test_codec.c), alone and under mpirun with 1 to 3 ranks: the registry,
 # `none` against the plain float collectives bit for bit, the two other wires and the reducer
-# through test codecs, the state hooks (pack, unpack, gathered for a checkpoint, restored on
-# resume), and the codecs bf16, int8, int4, int2 and topk against a simulation of every rank. test_ckpt_codec: the state in a checkpoint's /codec group, and the group as it has
+# through test codecs, small tensors sent dense (comm.dense_below), zstd and damaged payloads, the
+# compressing codecs (bf16, int8, int4, int2, topk against a simulation of every rank) and
+# powersgd, the state hooks (pack, unpack, gathered for a checkpoint, restored on resume).
+# test_ckpt_codec: the state in a checkpoint's /codec group, and the group as it has
 # always been without state. (The unknown-codec config errors: tests/config/bad/codec_*.ini; the
 # explicit `none` run against the default one: dp.cmake.)
 
@@ -32,12 +34,12 @@ set_tests_properties(codec_ckpt_unit PROPERTIES LABELS unit TIMEOUT 30)
 
 # stateful codecs end to end (tests/mpi/codec_resume.sh): 2 ranks train with the codec (the loss
 # falls), and a run whose rank 1 is killed after the checkpoint of step 10 resumes, the codec's
-# error feedback restored per rank, to the uninterrupted run's weights bit for bit. topk sends a
-# fifth of each bucket: with its default of 1%, or 5%, the loss falls but ends more than 5% above
-# the run without a codec after 20 steps of the tiny model.
+# error feedback (powersgd: and its warm-started Q) restored per rank, to the uninterrupted run's
+# weights bit for bit. topk sends a fifth of each bucket: with its default of 1%, or 5%, the loss
+# falls but ends more than 5% above the run without a codec after 20 steps of the tiny model.
 set(CODEC_RESUME_OPTS_topk --comm.topk_fraction=0.2)
 if(TESSERA_HAVE_MPI)
-  foreach(codec bf16 int8 int2 topk)
+  foreach(codec bf16 int8 int2 topk powersgd)
     add_test(NAME codec_resume_${codec}
              COMMAND ${CMAKE_SOURCE_DIR}/tests/mpi/codec_resume.sh ${CODEC_RESUME_OPTS_${codec}}
                      ${codec} ${TESSERA_BIN}
