@@ -135,8 +135,9 @@ def timing(model, rate, names):
         todo = pick(names)
         for i, (name, args) in enumerate(todo):
             H = inner_steps(args)
-            steps = max(3 * H, 30)
-            log_every = max(H, 10)
+            # two sync periods (the first warms up), or 12 steps of data parallelism
+            steps = max(2 * H, 12)
+            log_every = H if H else 1
             sys.stderr.write(f"thin_links: {model} at {rate} Mbit/s {i + 1}/{len(todo)}: {name} "
                              f"({steps} steps) ...\n")
             cmd = ["mpirun", "--hostfile", hostfile, "-np", "4", *mpiargs, "-x",
