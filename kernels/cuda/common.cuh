@@ -66,6 +66,9 @@ __device__ __forceinline__ float shfl_xor(float v, int mask) {
 __device__ __forceinline__ double shfl_xor(double v, int mask) {
     return __shfl_xor_sync(0xffffffffu, v, mask);
 }
+__device__ __forceinline__ unsigned shfl_xor(unsigned v, int mask) {
+    return __shfl_xor_sync(0xffffffffu, v, mask);
+}
 
 #include "kernels/cuda/warp.cuh"
 

@@ -28,3 +28,19 @@ target_compile_definitions(test_flash_emu_dq_mw2 PRIVATE FLASH_DQ_MW_64=2)
 add_test(NAME flash_emu COMMAND test_flash_emu)
 add_test(NAME flash_emu_dq_mw2 COMMAND test_flash_emu_dq_mw2 64:64:2:2 200:64:1:2)
 set_tests_properties(flash_emu flash_emu_dq_mw2 PROPERTIES LABELS "unit;emu" TIMEOUT 600)
+
+# The gradient codecs' kernels (kernels/cuda/codec_kernels.cuh) on the same emulation, compared
+# bit for bit with the host codecs they must reproduce (tessera_collectives), so the build without
+# the collectives (TESSERA_COMPUTE_ONLY) has no such test. No contraction of a product and a sum
+# into an fma: the kernels round each operation as the host codecs do (-ffp-contract=off there).
+if(TARGET tessera_collectives)
+  add_executable(test_codec_emu ${CMAKE_CURRENT_SOURCE_DIR}/emu/test_codec_emu.cc)
+  set_target_properties(test_codec_emu PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON)
+  target_compile_options(test_codec_emu PRIVATE -O1 -g -Wall -Wextra -Wno-unknown-pragmas
+                         -ffp-contract=off -fsanitize=address,undefined -fno-sanitize-recover=all)
+  target_link_options(test_codec_emu PRIVATE -fsanitize=address,undefined)
+  target_link_libraries(test_codec_emu PRIVATE tessera_collectives Threads::Threads)
+  target_include_directories(test_codec_emu PRIVATE ${CMAKE_SOURCE_DIR})
+  add_test(NAME codec_emu COMMAND test_codec_emu)
+  set_tests_properties(codec_emu PROPERTIES LABELS "unit;emu" TIMEOUT 300)
+endif()

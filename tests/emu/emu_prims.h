@@ -1,17 +1,18 @@
 // emu_prims.h — the primitives of kernels/cuda/mma.cuh, emulated on CPU threads, so the
-// tensor-core kernels (kernels/cuda/flash_attention.cuh) run and are checked on a machine
-// without a GPU.
+// tensor-core kernels (kernels/cuda/flash_attention.cuh) and the gradient codecs' kernels
+// (kernels/cuda/codec_kernels.cuh) run and are checked on a machine without a GPU.
 //
-// Every GPU thread of a block is a host thread; blocks run one after another. Kernels are started
-// through CUDA_LAUNCH, defined here as on the GPU (common.cuh), so the launch code that sets
-// their grids runs too. Warp-collective
-// operations (ldmatrix, mma.sync, shuffles) are a rendezvous of the warp's 32 threads: each posts
-// its operands, a barrier, each computes its own result from the others' operands following the
-// fragment layouts of the PTX ISA (restated in mma.cuh), a second barrier. __syncthreads is a
-// barrier of the block. cp.async copies are deferred until the thread waits for their group and
-// their destination is garbage from the issue on, so a tile read before its cp.async.wait_group
-// (or before the barrier that publishes other threads' copies), or refilled while another warp
-// still reads it, holds wrong data and the result is wrong, as it could be on the GPU.
+// Every GPU thread of a block is a host thread (from a pool kept across blocks and launches);
+// blocks run one after another. Kernels are started through CUDA_LAUNCH, defined here as on the
+// GPU (common.cuh), so the launch code that sets their grids runs too. Warp-collective operations
+// (ldmatrix, mma.sync, shuffles of float and unsigned) are a rendezvous of the warp's 32 threads:
+// each posts its operands, a barrier, each computes its own result from the others' operands
+// following the fragment layouts of the PTX ISA (restated in mma.cuh), a second barrier.
+// __syncthreads is a barrier of the block; atomicAdd a true atomic. cp.async copies are deferred
+// until the thread waits for their group and their destination is garbage from the issue on, so a
+// tile read before its cp.async.wait_group (or before the barrier that publishes other threads'
+// copies), or refilled while another warp still reads it, holds wrong data and the result is
+// wrong, as it could be on the GPU.
 //
 // Checked on the way, with a message and abort(): ldmatrix row addresses and cp.async
 // destinations inside the block's shared memory and 16-byte aligned; cp.async sources 16-byte
@@ -26,12 +27,14 @@
 #include <atomic>
 #include <barrier>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -127,6 +130,61 @@ inline void count_ldsm_conflicts() {
 }
 inline const uint32_t *posted_u(int lane) { return &blk->u[6 * ((tid / 32) * 32 + lane)]; }
 
+// The host threads that play a block's GPU threads, made once and kept for every block of every
+// launch (making 256 threads per block would cost more than most kernels' work). run(n, job)
+// has threads 0 .. n-1 each call job(index) once, all at the same time (they meet in the
+// kernels' barriers), and returns when every one has returned.
+class pool {
+  public:
+    void run(int n, const std::function<void(int)> &job) {
+        std::unique_lock<std::mutex> lock(m);
+        while ((int)threads.size() < n) {
+            const int index = (int)threads.size();
+            threads.emplace_back([this, index] { work(index); });
+        }
+        this->job = &job;
+        active = remaining = n;
+        generation++;
+        start.notify_all();
+        done.wait(lock, [this] { return remaining == 0; });
+        this->job = nullptr;
+    }
+    ~pool() {
+        {
+            std::lock_guard<std::mutex> lock(m);
+            stop = true;
+        }
+        start.notify_all();
+        for (auto &t : threads)
+            t.join();
+    }
+
+  private:
+    void work(int index) {
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(m);
+        for (;;) {
+            start.wait(lock, [&] { return stop || generation != seen; });
+            if (stop) return;
+            seen = generation;
+            if (index >= active) continue;
+            const std::function<void(int)> *f = job;
+            lock.unlock();
+            (*f)(index);
+            lock.lock();
+            if (--remaining == 0) done.notify_one();
+        }
+    }
+    std::mutex m;
+    std::condition_variable start, done;
+    std::vector<std::thread> threads;
+    const std::function<void(int)> *job = nullptr;
+    int active = 0, remaining = 0;
+    uint64_t generation = 0;
+    bool stop = false;
+};
+inline pool workers;
+
 // Run kernel() as a grid (gridx, gridy) of blocks of nthreads threads with smem_bytes of dynamic
 // shared memory (filled with a garbage pattern, as on the GPU nothing is zeroed).
 // Blocks run one at a time, in a shuffled (seeded) order: a kernel must not depend on the order
@@ -164,19 +222,16 @@ inline void launch(int gridx, int gridy, int nthreads, size_t smem_bytes,
         b.ptr.resize(nthreads);
         b.u.resize(6 * nthreads);
         b.f.resize(nthreads);
-        std::vector<std::thread> threads;
-        for (int t = 0; t < nthreads; t++)
-            threads.emplace_back([&b, t, &kernel] {
-                blk = &b;
-                tid = t;
-                committed.clear();
-                open_group.clear();
-                kernel();
-                if (!committed.empty() || !open_group.empty())
-                    fail("thread finished with cp.async copies never waited for", nullptr);
-            });
-        for (auto &t : threads)
-            t.join();
+        workers.run(nthreads, [&b, &kernel](int t) {
+            blk = &b;
+            tid = t;
+            committed.clear();
+            open_group.clear();
+            kernel();
+            if (!committed.empty() || !open_group.empty())
+                fail("thread finished with cp.async copies never waited for", nullptr);
+            blk = nullptr;
+        });
     }
 }
 
@@ -218,6 +273,24 @@ inline float shfl_xor(float v, int mask) {
     const float r = emu::blk->f[(emu::tid / 32) * 32 + ((emu::tid % 32) ^ mask)];
     emu::warp_sync();
     return r;
+}
+
+inline unsigned shfl_xor(unsigned v, int mask) {
+    emu::blk->u[6 * emu::tid] = v;
+    emu::warp_sync();
+    const unsigned r = emu::blk->u[6 * ((emu::tid / 32) * 32 + ((emu::tid % 32) ^ mask))];
+    emu::warp_sync();
+    return r;
+}
+
+// atomicAdd on a 32-bit counter in shared or global memory (the codec kernels' histograms): the
+// threads of a block run at the same time here, so it is a true atomic read-modify-write
+// (std::atomic_ref, sequentially consistent); blocks run one after another, so the additions of
+// different blocks are ordered anyway. Returns the old value, as on the GPU. Integer additions
+// commute: the counts do not depend on the order the threads come in, here or on the GPU.
+inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    if (((uintptr_t)p & 3) != 0) emu::fail("atomicAdd on an address not 4-byte aligned", p);
+    return std::atomic_ref<unsigned>(*p).fetch_add(v);
 }
 
 // ldmatrix .x4: matrix i's rows come from lanes 8i..8i+7 (row k of matrix i at lane 8i + k);
