@@ -384,8 +384,12 @@ static ts_status train_outer_restore(trainer *tr, int holder, const ckpt_codec_s
                      what);
         else if (!head[1])
             log_warn("%s: local SGD state of %d ranks, this run has %d: every rank continues "
-                     "from the anchor with rank 0's inner optimizer state",
-                     what, s->world, c->size);
+                     "from the anchor with rank 0's inner optimizer state%s",
+                     what, s->world, c->size,
+                     tr->outer.n_frag > 1 ? " (streaming: the inner steps since each fragment's "
+                                            "last sync are dropped, their samples only partly "
+                                            "in the weights)"
+                                          : "");
     }
     TS_CHECK(c->broadcast(c, head, sizeof head, holder));
     if (!head[0]) return TS_OK;
