@@ -115,6 +115,9 @@ echo \"exit $rc (want 75), message and status file: $st (want 0)\"; [ $rc -eq 75
   # all-reduce bus bandwidth, ours beside MPI_Allreduce (run by hand; see docs/benchmarks.md)
   add_executable(comm_bench ${CMAKE_SOURCE_DIR}/bench/comm_bench.c)
   target_link_libraries(comm_bench PRIVATE tessera_runtime)
+  # back-to-back all-reduces of one size, for the lab's link counters (bench/lab_ring.sh)
+  add_executable(ring_bench ${CMAKE_SOURCE_DIR}/bench/ring_bench.c)
+  target_link_libraries(ring_bench PRIVATE tessera_runtime)
 endif()
 
 # the schedules alone, for 1 to 9 ranks on a simulated network (no MPI needed)
