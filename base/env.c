@@ -17,6 +17,12 @@ const env_knob env_knobs[] = {
      "fault injection for tests: RANK:STEP:MOMENT:ACTION (see runtime/fault.h)"},
     {"TESSERA_COMM", ENV_CHOICE, "|self|mpi",
      "communicator: mpi or self; default: mpi when started by mpirun"},
+    {"TESSERA_COMM_SEGMENT", ENV_INT, NULL,
+     "bytes per step of the ring collectives (the same on every rank); default: 524288 when "
+     "every rank is on one host, else 64512"},
+    {"TESSERA_COMM_WINDOW", ENV_INT, NULL,
+     "ring steps a rank keeps in flight, 1 to 32; default: 2 when every rank is on one host, "
+     "else 50 ms of the rate measured on the links (2 to 32; 8 before the first measurement)"},
     {"TESSERA_ATTENTION", ENV_CHOICE, "auto|flash|simple",
      "CUDA attention kernels: auto (default), flash or simple"},
     {"OMPI_COMM_WORLD_SIZE", ENV_STRING, NULL,

@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
         double bw_ours = (double)bytes / t_ours * factor / 1e9;
         double bw_mpi = (double)bytes / t_mpi * factor / 1e9;
         comm_sched s;
-        comm_sched_init(&s, COMM_ALL_REDUCE_SUM, n, sizeof(float), p, c->rank, 0);
+        comm_sched_init(&s, COMM_ALL_REDUCE_SUM, n, sizeof(float), p, c->rank, 0, NULL);
         if (c->rank == 0)
             printf("%10zu  %-18s  %10.1f %9.3f  %10.1f %9.3f  %7.2f\n", bytes,
                    comm_algo_name(s.algo), t_ours * 1e6, bw_ours, t_mpi * 1e6, bw_mpi,

@@ -9,7 +9,9 @@
 # (2 hosts on a 2-core machine: one core each), buckets of 0.5 MiB (7 per step, so that overlap
 # can start before backward ends). Medians over the logged steps after the first.
 # compute utilization = compute time / wall time of a step. Writes a bar chart to SVG (default
-# docs/img/lab-bandwidth.svg) and prints a Markdown table.
+# docs/img/lab-bandwidth.svg) and prints a Markdown table. RANK_ENV="NAME=VALUE ..." is passed to
+# every rank (mpirun -x), e.g. the ring's cut: RANK_ENV="TESSERA_COMM_SEGMENT=524288
+# TESSERA_COMM_WINDOW=2".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${1:-12}
@@ -22,6 +24,7 @@ trap 'scripts/lab down >/dev/null 2>&1; rm -rf "$OUT"' EXIT
 scripts/lab up 2 >/dev/null
 printf 'h1 slots=1\nh2 slots=1\n' >"$OUT/hosts"
 read -r -a MPIARGS <<<"$(scripts/lab mpirun-args)"
+for v in ${RANK_ENV:-}; do MPIARGS+=(-x "$v"); done
 for rate in 10 100 1000; do
   scripts/lab rate h1 "$rate" >/dev/null 2>&1
   scripts/lab rate h2 "$rate" >/dev/null 2>&1

@@ -84,6 +84,10 @@ struct comm {
     const char *name; // "self" or "mpi"
     int rank, size;
     double timeout_s; // deadline of each collective, seconds after its start
+    // how ring collectives cut each round (comm_sched.h, comm_ring_cut): bytes per step and
+    // steps in flight, chosen by the backend at creation (0 for "self")
+    size_t ring_segment;
+    int ring_window;
 
     // ---- non-blocking ----------------------------------------------------------------------
     // Post a collective on buf (n elements of dt; BROADCAST: from `root`; BARRIER: buf NULL,

@@ -8,10 +8,10 @@
 //
 // A request is a state machine over its schedule's steps. Advancing it means: when the oldest
 // posted step's Isend/Irecv have completed (MPI_Testall), apply the step's reduction and post
-// the next step (the ring keeps two steps in flight, see comm_sched.h). Open MPI makes no
-// progress on its own, so requests advance only inside start/test/wait; every such call
-// advances all requests in flight, not just the one asked about, so ranks that wait for their
-// requests in different orders cannot deadlock.
+// the next step (the ring keeps up to `window` steps in flight, see comm_sched.h). Open MPI makes
+// no progress on its own, so requests advance only inside start/test/wait; every such call advances
+// all requests in flight, not just the one asked about, so ranks that wait for their requests in
+// different orders cannot deadlock.
 //
 // Requests in flight at the same time are kept apart by their MPI tag, the request's sequence
 // number modulo COMM_MPI_TAGS: every rank starts collectives in the same order, so the numbers
@@ -43,6 +43,11 @@
 #include "base/env.h"
 
 #define COMM_MPI_TAGS 32768 // MPI guarantees tags up to at least 32767
+// Across hosts, a ring request keeps about this many seconds of the link's measured rate in
+// flight (comm_mpi_cut_of), at least 2 steps and at most COMM_MAX_WINDOW
+#define COMM_MPI_FLIGHT_S 0.05
+// a wait that receives less than this says little about the link's rate
+#define COMM_MPI_RATE_MIN_BYTES ((uint64_t)256 << 10)
 #ifndef COMM_MPI_SPIN_S
 #define COMM_MPI_SPIN_S 20e-6 // wait() polls without yielding for this long after progress
 #endif
@@ -56,11 +61,11 @@ typedef struct {
 // progress state of one request slot
 typedef struct {
     comm_sched sched;
-    unsigned char *base;       // what the schedule's offsets point into (the request's buffer)
-    int next_step;             // the next step to post
-    int inflight;              // steps posted and not yet complete: flight[0 .. inflight)
-    comm_mpi_flight flight[2]; // oldest first; at most sched.window
-    unsigned char *scratch;    // received partial sums before they are added in
+    unsigned char *base; // what the schedule's offsets point into (the request's buffer)
+    int next_step;       // the next step to post
+    int inflight;        // steps posted and not yet complete: flight[0 .. inflight)
+    comm_mpi_flight flight[COMM_MAX_WINDOW]; // oldest first; at most sched.window
+    unsigned char *scratch;                  // received partial sums before they are added in
     size_t scratch_cap;
     int tag;
     // ALL_GATHER_V: phase 0 all-gathers the lengths into vlen[0 .. size) (the schedule's base),
@@ -72,12 +77,29 @@ typedef struct {
 typedef struct {
     comm_req slots[COMM_MAX_INFLIGHT];
     comm_mpi_prog prog[COMM_MAX_INFLIGHT];
+    int window_auto;      // the ring's window follows the measured rate (comm_mpi_cut_of)
+    double rate;          // bytes/s received while waiting, smoothed; 0 before the first
     uint64_t seq;         // collectives started so far
     int initialized_here; // we called MPI_Init_thread, so finalize calls MPI_Finalize
     int failed;           // a deadline passed or MPI failed: no more collectives, no finalize
 } comm_mpi_impl;
 
 static comm_mpi_impl *comm_mpi_of(comm *c) { return c->impl; }
+
+// The cut for a collective starting now. Between hosts (window_auto), the window holds
+// COMM_MPI_FLIGHT_S of the rate measured so far: enough to keep the link busy while a step
+// travels and the peer wakes up to answer, not so much that TCP piles it up in the link's queue,
+// where it delays the acknowledgements of the traffic coming the other way and overflows (on a
+// 10 Mbit/s lab link, 8 steps in flight did worse than 2; on 100 Mbit/s, 2 did worse than 8:
+// docs/benchmarks.md). Each rank keeps its own window; only the segment must agree.
+static comm_ring_cut comm_mpi_cut_of(comm *c) {
+    comm_mpi_impl *impl = comm_mpi_of(c);
+    if (impl->window_auto && impl->rate > 0) {
+        double w = impl->rate * COMM_MPI_FLIGHT_S / (double)c->ring_segment;
+        c->ring_window = w < 2 ? 2 : w > COMM_MAX_WINDOW ? COMM_MAX_WINDOW : (int)(w + 0.5);
+    }
+    return (comm_ring_cut){c->ring_segment, c->ring_window};
+}
 
 // ---------------------------------------------------------------------------------------------
 // failures
@@ -204,7 +226,8 @@ static ts_status comm_mpi_blocks_phase(comm *c, comm_req *q) {
         q->state = COMM_REQ_FREE;
         return st;
     }
-    comm_sched_init_blocks(&pr->sched, p, c->rank, len, off);
+    comm_ring_cut cut = comm_mpi_cut_of(c);
+    comm_sched_init_blocks(&pr->sched, p, c->rank, len, off, &cut);
     pr->base = q->buf;
     pr->next_step = 0;
     pr->phase = 1;
@@ -236,10 +259,10 @@ static ts_status comm_mpi_advance(comm *c, comm_req *q, int *progressed) {
         comm_step cs = fl->cs;
         if (cs.recv.peer >= 0) c->stats.bytes_recv += cs.recv.bytes;
         if (cs.send.peer >= 0) c->stats.bytes_sent += cs.send.bytes;
-        pr->flight[0] = pr->flight[1];
         pr->inflight--;
-        // the step after still moves while this one is added in (window 2); the next step is
-        // posted only after the add, since with two segments it sends what the add writes
+        memmove(pr->flight, pr->flight + 1, (size_t)pr->inflight * sizeof pr->flight[0]);
+        // the steps after still move while this one is added in; the next step is posted only
+        // after the add, since it may send what the add writes (when segments == window)
         if (cs.reduce)
             comm_step_reduce(&cs, pr->base, pr->scratch, q->esize, q->dt,
                              q->op == COMM_ALL_REDUCE_MAX, &q->combine);
@@ -293,7 +316,8 @@ static ts_status comm_mpi_start(comm *c, comm_op op, void *buf, size_t n, comm_d
     comm_req *q = comm_req_acquire(impl->slots, op, buf, n, dt, root, impl->seq, c->timeout_s);
     if (!q) return TS_ERR_INTERNAL;
     comm_sched sched;
-    comm_sched_init(&sched, op, n, comm_dtype_size(dt), c->size, c->rank, root);
+    comm_ring_cut cut = comm_mpi_cut_of(c);
+    comm_sched_init(&sched, op, n, comm_dtype_size(dt), c->size, c->rank, root, &cut);
     return comm_mpi_begin(c, q, &sched, q->buf, req);
 }
 
@@ -306,7 +330,8 @@ static ts_status comm_mpi_start_combine(comm *c, comm_op op, void *buf, size_t n
     comm_req *q = comm_req_acquire_combine(impl->slots, op, buf, n, cb, impl->seq, c->timeout_s);
     if (!q) return TS_ERR_INTERNAL;
     comm_sched sched;
-    comm_sched_init(&sched, op, n, cb->esize, c->size, c->rank, 0);
+    comm_ring_cut cut = comm_mpi_cut_of(c);
+    comm_sched_init(&sched, op, n, cb->esize, c->size, c->rank, 0, &cut);
     return comm_mpi_begin(c, q, &sched, q->buf, req);
 }
 
@@ -325,8 +350,9 @@ static ts_status comm_mpi_start_all_gather_v(comm *c, const void *block, size_t 
     pr->vlen[c->rank] = bytes;
     // phase 0: the lengths, one 8-byte element per rank (rank r's chunk is element r)
     comm_sched sched;
-    comm_sched_init(&sched, COMM_ALL_GATHER, (size_t)c->size, sizeof(uint64_t), c->size, c->rank,
-                    0);
+    comm_ring_cut cut = comm_mpi_cut_of(c);
+    comm_sched_init(&sched, COMM_ALL_GATHER, (size_t)c->size, sizeof(uint64_t), c->size, c->rank, 0,
+                    &cut);
     return comm_mpi_begin(c, q, &sched, (unsigned char *)pr->vlen, req);
 }
 
@@ -354,8 +380,11 @@ static ts_status comm_mpi_test(comm *c, comm_req *req, int *done) {
 // Poll until done. Spin while messages keep completing; when nothing moves, yield the core
 // (ranks may outnumber cores), and after a while sleep, so a rank that waits minutes for a slow
 // peer does not burn a core.
+// A wait that moved enough data also measures the link: bytes received per second while this
+// rank did nothing but poll (a lower bound of the link's rate, which the window then follows).
 static ts_status comm_mpi_wait(comm *c, comm_req *req) {
     double t0 = ts_now(), last = t0;
+    uint64_t recv0 = c->stats.bytes_recv;
     ts_status st;
     for (;;) {
         int done = 0, progressed = 0;
@@ -374,7 +403,14 @@ static ts_status comm_mpi_wait(comm *c, comm_req *req) {
             nanosleep(&ts, NULL);
         }
     }
-    c->stats.wait_s += ts_now() - t0;
+    double waited = ts_now() - t0;
+    c->stats.wait_s += waited;
+    uint64_t got = c->stats.bytes_recv - recv0;
+    if (st == TS_OK && got >= COMM_MPI_RATE_MIN_BYTES && waited > 0) {
+        comm_mpi_impl *impl = comm_mpi_of(c);
+        double rate = (double)got / waited;
+        impl->rate = impl->rate > 0 ? 0.5 * (impl->rate + rate) : rate;
+    }
     return st;
 }
 
@@ -409,8 +445,55 @@ static void comm_mpi_finalize(comm *c) {
     free(c);
 }
 
+// The ring's cut (comm_sched.h). All on one host, ranks talk through shared memory, where large
+// segments cost least: COMM_CUT_LOCAL. Across hosts they talk TCP, where Open MPI sends a
+// message above its eager limit only once the receiver has answered the first fragment
+// (rendezvous); that answer travels behind the data the receiver is sending the other way, so
+// on a thin link, whose queues hold up to seconds of data, the two directions end up taking
+// turns instead of both sending. COMM_CUT_NETWORK's segments go out without waiting for an
+// answer. Open MPI tells each rank how many ranks share its host (OMPI_COMM_WORLD_LOCAL_SIZE):
+// fewer than the world on one host means fewer on every host, so every rank picks the same cut;
+// without that variable the world is taken to span hosts. TESSERA_COMM_SEGMENT and
+// TESSERA_COMM_WINDOW override (the segment must be the same on every rank: it sets the
+// messages' lengths).
+//
+// Read before MPI_Init, so that a wrong value stops the rank before it joins the world:
+// *over holds the overrides (0: none), *local the ranks on this host (-1: not known).
+static ts_status comm_mpi_cut_knobs(comm_ring_cut *over, long *local) {
+    long segment, window;
+    TS_CHECK(env_get_int("OMPI_COMM_WORLD_LOCAL_SIZE", -1, local));
+    TS_CHECK(env_get_int("TESSERA_COMM_SEGMENT", 0, &segment));
+    TS_CHECK(env_get_int("TESSERA_COMM_WINDOW", 0, &window));
+    if (segment < 0 || segment > INT_MAX) {
+        log_error("environment TESSERA_COMM_SEGMENT=%ld: expected bytes from 1 to %d (0: chosen "
+                  "by the communicator)",
+                  segment, INT_MAX);
+        return TS_ERR_INPUT;
+    }
+    if (window < 0 || window > COMM_MAX_WINDOW) {
+        log_error("environment TESSERA_COMM_WINDOW=%ld: expected steps from 1 to %d (0: chosen by "
+                  "the communicator)",
+                  window, COMM_MAX_WINDOW);
+        return TS_ERR_INPUT;
+    }
+    *over = (comm_ring_cut){(size_t)segment, (int)window};
+    return TS_OK;
+}
+
+// the cut a world starts with; *window_auto: its window is to follow the measured rate
+static comm_ring_cut comm_mpi_cut(int size, long local, comm_ring_cut over, int *window_auto) {
+    comm_ring_cut cut = local == size ? COMM_CUT_LOCAL : COMM_CUT_NETWORK;
+    *window_auto = local != size && over.window == 0;
+    if (over.segment) cut.segment = over.segment;
+    if (over.window) cut.window = over.window;
+    return cut;
+}
+
 ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeout_s) {
     *out = NULL;
+    comm_ring_cut over;
+    long local;
+    TS_CHECK(comm_mpi_cut_knobs(&over, &local));
     int already = 0;
     MPI_Initialized(&already);
     if (!already) {
@@ -440,6 +523,10 @@ ts_status comm_mpi_create(comm **out, int *argc, char ***argv, double init_timeo
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     status_file_set_rank(c->rank);
+    comm_ring_cut cut = comm_mpi_cut(c->size, local, over, &impl->window_auto);
+    c->ring_segment = cut.segment;
+    c->ring_window = cut.window;
+    log_debug("ring segments of %zu bytes, %d in flight", cut.segment, cut.window);
     c->name = "mpi";
     c->timeout_s = 300.0; // default deadline; the trainer sets it from the config
     c->start = comm_mpi_start;

@@ -27,20 +27,30 @@ const char *comm_algo_name(comm_algo algo) {
     return "unknown";
 }
 
-// ring over `phases` (1: reduce-scatter or all-gather, 2: both), each chunk cut into segments
-static void comm_sched_ring(comm_sched *s, int phases) {
-    size_t longest = (s->n + (size_t)s->size - 1) / (size_t)s->size; // elements
-    size_t per_seg = COMM_RING_SEGMENT / s->esize;
-    s->algo = COMM_ALGO_RING;
+// Cut `longest` elements (a round's longest chunk or block) into segments of at most
+// cut->segment bytes, of equal length but the last; window: the cut's, at most one per segment
+// (a step's send reads the segment finished `segments` steps earlier, which must be added in
+// by then).
+static void comm_sched_cut(comm_sched *s, size_t longest, const comm_ring_cut *cut) {
+    comm_ring_cut c = cut ? *cut : COMM_CUT_LOCAL;
+    size_t per_seg = c.segment / s->esize;
+    if (per_seg == 0) per_seg = 1;
     s->segments = (int)((longest + per_seg - 1) / per_seg);
     s->seg_elems = (longest + (size_t)s->segments - 1) / (size_t)s->segments;
+    int w = c.window < 1 ? 1 : c.window > COMM_MAX_WINDOW ? COMM_MAX_WINDOW : c.window;
+    s->window = w < s->segments ? w : s->segments;
+}
+
+// ring over `phases` (1: reduce-scatter or all-gather, 2: both), each chunk cut into segments
+static void comm_sched_ring(comm_sched *s, int phases, const comm_ring_cut *cut) {
+    size_t longest = (s->n + (size_t)s->size - 1) / (size_t)s->size; // elements
+    s->algo = COMM_ALGO_RING;
+    comm_sched_cut(s, longest, cut);
     s->steps = phases * (s->size - 1) * s->segments;
-    // with two segments or more, a step's send never reads what the step before it reduces
-    s->window = s->segments >= 2 ? 2 : 1;
 }
 
 void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size, int rank,
-                     int root) {
+                     int root, const comm_ring_cut *cut) {
     memset(s, 0, sizeof *s);
     s->op = op;
     s->n = n;
@@ -67,12 +77,12 @@ void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size
                 l++;
             s->steps = l + 2; // hand-in, l exchanges, hand-back
         } else {
-            comm_sched_ring(s, 2);
+            comm_sched_ring(s, 2, cut);
         }
         break;
     case COMM_REDUCE_SCATTER_SUM:
     case COMM_REDUCE_SCATTER_COMBINE:
-    case COMM_ALL_GATHER: comm_sched_ring(s, 1); break;
+    case COMM_ALL_GATHER: comm_sched_ring(s, 1, cut); break;
     case COMM_BROADCAST:
         if (bytes < COMM_SMALL_BYTES) {
             s->algo = COMM_ALGO_BINOMIAL;
@@ -94,7 +104,7 @@ void comm_sched_init(comm_sched *s, comm_op op, size_t n, size_t esize, int size
 }
 
 void comm_sched_init_blocks(comm_sched *s, int size, int rank, const uint64_t *len,
-                            const uint64_t *off) {
+                            const uint64_t *off, const comm_ring_cut *cut) {
     memset(s, 0, sizeof *s);
     s->op = COMM_ALL_GATHER_V;
     s->esize = 1;
@@ -113,10 +123,8 @@ void comm_sched_init_blocks(comm_sched *s, int size, int rank, const uint64_t *l
         return;
     }
     s->algo = COMM_ALGO_RING_BLOCKS;
-    s->seg_elems = COMM_RING_SEGMENT;
-    s->segments = (int)((longest + COMM_RING_SEGMENT - 1) / COMM_RING_SEGMENT);
+    comm_sched_cut(s, (size_t)longest, cut); // esize 1: segments of bytes
     s->steps = (size - 1) * s->segments;
-    s->window = s->segments >= 2 ? 2 : 1; // as the ring: a send reads a segment `segments` back
 }
 
 size_t comm_sched_scratch_bytes(const comm_sched *s) {

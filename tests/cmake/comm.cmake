@@ -28,6 +28,30 @@ if(TESSERA_HAVE_MPI)
                          ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
   endforeach()
 
+  # the ring cut ranks on several hosts get (64512-byte segments, 8 in flight), and a deep
+  # window over small segments (4 KiB, 32 in flight): the same results and byte counts
+  foreach(cut "network;64512;8" "deep;4096;32")
+    list(GET cut 0 name)
+    list(GET cut 1 segment)
+    list(GET cut 2 window)
+    foreach(np 2 3)
+      add_test(NAME comm_mpi_cut_${name}_np${np}
+               COMMAND ${TESSERA_MPIRUN} -np ${np} -x TESSERA_COMM_SEGMENT=${segment}
+                       -x TESSERA_COMM_WINDOW=${window}
+                       $<TARGET_FILE:test_comm> collectives mpi ${np})
+      set_tests_properties(comm_mpi_cut_${name}_np${np} PROPERTIES LABELS mpi TIMEOUT 60
+                           ENVIRONMENT_MODIFICATION "TESSERA_COMM=unset:")
+    endforeach()
+  endforeach()
+
+  # a window the ring cannot keep: one line naming the variable, exit 2, before MPI starts
+  add_test(NAME comm_mpi_bad_window
+           COMMAND ${TESSERA_EXPECT_EXIT} 2
+                   "error: environment TESSERA_COMM_WINDOW=33: expected steps from 1 to 32"
+                   -- $<TARGET_FILE:test_comm> init)
+  set_tests_properties(comm_mpi_bad_window PROPERTIES LABELS mpi TIMEOUT 30
+                       ENVIRONMENT "TESSERA_COMM=mpi;TESSERA_COMM_WINDOW=33")
+
   # TESSERA_COMM=self wins over mpirun: every rank is a world of its own
   add_test(NAME comm_mpi_forced_self
            COMMAND ${TESSERA_MPIRUN} -np 2 -x TESSERA_COMM=self
@@ -91,6 +115,9 @@ echo \"exit $rc (want 75), message and status file: $st (want 0)\"; [ $rc -eq 75
   # all-reduce bus bandwidth, ours beside MPI_Allreduce (run by hand; see docs/benchmarks.md)
   add_executable(comm_bench ${CMAKE_SOURCE_DIR}/bench/comm_bench.c)
   target_link_libraries(comm_bench PRIVATE tessera_runtime)
+  # back-to-back all-reduces of one size, for the lab's link counters (bench/lab_ring.sh)
+  add_executable(ring_bench ${CMAKE_SOURCE_DIR}/bench/ring_bench.c)
+  target_link_libraries(ring_bench PRIVATE tessera_runtime)
 endif()
 
 # the schedules alone, for 1 to 9 ranks on a simulated network (no MPI needed)

@@ -7,13 +7,15 @@
 //   - every send meets a receive of the same length, in order, and no rank waits forever
 //     (messages complete only when the receiver takes them, like MPI's rendezvous protocol);
 //   - a send's data does not change between posting and delivery, delivered as late as a legal
-//     MPI execution allows (the window of two ring steps is safe);
+//     MPI execution allows (a ring window of up to COMM_MAX_WINDOW steps is safe);
 //   - the results: exact sums, maxima, chunks, broadcasts, and random float sums bit for bit in
 //     the documented order;
 //   - the bytes each rank sends and receives, against the formulas of test_comm.c;
 //   - what codecs use: the combine collectives (results in the documented order, with a combine
 //     that is neither commutative nor associative) and the all-gather of variable blocks.
 // The simulated engine follows comm_mpi.c's: fill the window, complete the oldest step, reduce.
+// Every check runs under several ring cuts (comm_ring_cut): the two comm_mpi.c picks from, the
+// widest window, and odd segment sizes, down to one element per step.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@
 #include "tests/unit/expect.h"
 
 #define MAX_P    9
-#define MAX_MSGS 8 // messages in flight between two ranks (at most 2 steps in flight per rank)
+#define MAX_MSGS (2 * COMM_MAX_WINDOW) // messages in flight between two ranks
 
 static int mod(long a, int p) { return (int)(((a % p) + p) % p); }
 
@@ -42,7 +44,7 @@ typedef struct {
     comm_sched s;
     unsigned char *buf, *scratch;
     int next_step, inflight;
-    flight fl[2];
+    flight fl[COMM_MAX_WINDOW];
     uint64_t sent, recv;
     int done;
 } rank_state;
@@ -65,6 +67,7 @@ static comm_op g_op;
 static comm_dtype g_dt;
 static const comm_combine *g_combine; // the *_COMBINE collectives' reduction, else NULL
 static const uint64_t *g_blk_len;     // blocks of an all-gather-v phase, else NULL
+static comm_ring_cut g_cut;           // the ring's cut in this pass
 static uint64_t g_blk_off[MAX_P];
 
 // deliver the oldest send from src to dst into the oldest receive posted for it, if both exist
@@ -98,7 +101,9 @@ static void post(int r, int step) {
     rank_state *rs = &g_ranks[r];
     comm_step cs;
     comm_sched_step(&rs->s, step, &cs);
-    if (cs.recv.peer < 0 && cs.send.peer < 0) return;
+    // a step without messages is skipped when nothing is in flight, else it holds its place in
+    // the window and completes at once (comm_mpi_fill)
+    if (cs.recv.peer < 0 && cs.send.peer < 0 && rs->inflight == 0) return;
     flight *f = &rs->fl[rs->inflight++];
     f->cs = cs;
     // pending entries hold -1 - step, so that a match can find them
@@ -146,8 +151,8 @@ static int advance(int r) {
         flight f = rs->fl[0];
         if (f.recv_done != 1 || f.send_done != 1) break;
         progressed = 1;
-        rs->fl[0] = rs->fl[1];
         rs->inflight--;
+        memmove(rs->fl, rs->fl + 1, (size_t)rs->inflight * sizeof rs->fl[0]);
         if (f.cs.reduce)
             comm_step_reduce(&f.cs, rs->buf, rs->scratch, rs->s.esize, g_dt,
                              g_op == COMM_ALL_REDUCE_MAX, g_combine);
@@ -165,10 +170,12 @@ static void run(comm_op op, comm_dtype dt, size_t esize, int p, size_t n, int ro
         rank_state *rs = &g_ranks[r];
         memset(rs, 0, sizeof *rs);
         if (g_blk_len)
-            comm_sched_init_blocks(&rs->s, p, r, g_blk_len, g_blk_off);
+            comm_sched_init_blocks(&rs->s, p, r, g_blk_len, g_blk_off, &g_cut);
         else
-            comm_sched_init(&rs->s, op, n, esize, p, r, root);
-        EXPECT(rs->s.window == 1 || rs->s.window == 2, "window %d", rs->s.window);
+            comm_sched_init(&rs->s, op, n, esize, p, r, root, &g_cut);
+        EXPECT(rs->s.window >= 1 && rs->s.window <= g_cut.window &&
+                   (rs->s.window <= rs->s.segments || rs->s.window == 1),
+               "window %d (cut: %d, segments %d)", rs->s.window, g_cut.window, rs->s.segments);
         rs->buf = bufs[r];
         rs->scratch = malloc(comm_sched_scratch_bytes(&rs->s) + 1);
     }
@@ -520,13 +527,18 @@ static void check_all_gather_v(int p, const size_t *len) {
     EXPECT(bad == 0, "all-gather-v p=%d: %zu wrong bytes", p, bad);
 }
 
-int main(void) {
-    g_chan = calloc((size_t)MAX_P * MAX_P, sizeof(channel_queue));
+// every check for 1 to MAX_P ranks under the ring cut g_cut
+static void check_all(void) {
+    size_t per_seg = g_cut.segment / sizeof(float) ? g_cut.segment / sizeof(float) : 1;
     for (int p = 1; p <= MAX_P; p++) {
-        // around the world size, both sides of the 64 KiB switch, and several ring segments
-        // (the last: chunks of about 1.5 ring segments, so two ring steps are in flight)
-        size_t segmented = (size_t)p * (COMM_RING_SEGMENT / sizeof(float)) * 3 / 2 + 7;
-        const size_t lengths[] = {0, 1, (size_t)p - 1, (size_t)p + 1, 16381, 16411, segmented};
+        // around the world size, both sides of the 64 KiB switch, and several ring segments:
+        // chunks of window - 1/2 segments (the whole window in flight), and of 3 windows (the
+        // window slides along the chunk)
+        size_t segmented = (size_t)p * per_seg * (size_t)(2 * g_cut.window - 1) / 2 + 7;
+        size_t windows = (size_t)p * per_seg * (size_t)(3 * g_cut.window) + 5;
+        if (windows > ((size_t)1 << 21)) windows = 0; // the local cut's would take long
+        const size_t lengths[] = {0,     1,     (size_t)p - 1, (size_t)p + 1,
+                                  16381, 16411, segmented,     windows};
         for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
             size_t n = lengths[k];
             check_all_reduce(p, n);
@@ -549,12 +561,24 @@ int main(void) {
             len[0][r] = 0;
             len[1][r] = (size_t)((r * 13 + 3) % 5) * 3;
             len[2][r] = r == p / 2 ? 1500001 : 0;
-            len[3][r] = r == p - 1 ? 0 : COMM_RING_SEGMENT * 2 + 3 + (size_t)r * 1000;
+            len[3][r] =
+                r == p - 1 ? 0 : g_cut.segment * (size_t)g_cut.window + 3 + (size_t)r * 1000;
         }
         for (int k = 0; k < 4; k++)
             check_all_gather_v(p, len[k]);
     }
+}
+
+int main(void) {
+    g_chan = calloc((size_t)MAX_P * MAX_P, sizeof(channel_queue));
+    const comm_ring_cut cuts[] = {
+        COMM_CUT_LOCAL, COMM_CUT_NETWORK, {4096, COMM_MAX_WINDOW}, {1000, 3}, {6, 5}};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        g_cut = cuts[k];
+        check_all();
+    }
     if (g_failures) return 1;
-    printf("test_comm_sched: all schedules checked for 1 to %d ranks\n", MAX_P);
+    printf("test_comm_sched: all schedules checked for 1 to %d ranks under %zu ring cuts\n", MAX_P,
+           sizeof cuts / sizeof cuts[0]);
     return 0;
 }
