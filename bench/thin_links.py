@@ -194,9 +194,8 @@ def step_time(model, rate, name):
     recs = metrics(path)[1:-1]
     if not recs:
         return None
-    recs.sort(key=lambda r: r["ms_per_step"])
-    mid = recs[len(recs) // 2]
-    return mid["ms_per_step"], mid["compute_ms"]
+    med = lambda k: sorted(r[k] for r in recs)[len(recs) // 2]
+    return med("ms_per_step"), med("compute_ms")
 
 
 def svg_lines(path, title, xlabel, series, logx=False):
