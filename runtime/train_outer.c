@@ -320,8 +320,11 @@ ts_status train_outer_pack(trainer *tr, unsigned char **blob, size_t *len) {
     if (st == TS_OK) st = codec_state_append(blob, len, "m", buf, n * sizeof(float));
     tr->be->to_host(tr->be, buf, opt->v, n * sizeof(float));
     if (st == TS_OK) st = codec_state_append(blob, len, "v", buf, n * sizeof(float));
-    if (st == TS_OK && tr->comm->rank == 0)
+    if (st == TS_OK && tr->comm->rank == 0) {
+        int32_t frags = o->n_frag;
         st = codec_state_append(blob, len, "momentum", o->momentum, n * sizeof(float));
+        if (st == TS_OK) st = codec_state_append(blob, len, "fragments", &frags, sizeof frags);
+    }
     if (st == TS_OK && o->n_frag > 1) {
         tr->be->to_host(tr->be, buf, tr->model.master, n * sizeof(float));
         st = codec_state_append(blob, len, "local", buf, n * sizeof(float));
@@ -365,6 +368,16 @@ static int outer_get(const unsigned char *blob, size_t len, const char *name, vo
     return 0;
 }
 
+// whether a blob holds an array of that name
+static int outer_has(const unsigned char *blob, size_t len, const char *name) {
+    size_t pos = 0, got;
+    char at[CODEC_STATE_NAME_MAX + 1];
+    const unsigned char *data;
+    while (codec_state_next(blob, len, &pos, at, &data, &got, "local SGD state") == 1)
+        if (strcmp(at, name) == 0) return 1;
+    return 0;
+}
+
 ts_status train_outer_unpack(trainer *tr, const unsigned char *mine, size_t mine_len,
                              const unsigned char *first, size_t first_len, int same_world,
                              const char *what) {
@@ -378,11 +391,32 @@ ts_status train_outer_unpack(trainer *tr, const unsigned char *mine, size_t mine
     if (ok) ok = outer_get(mine, mine_len, "v", buf, n * sizeof(float), what);
     if (ok) tr->be->to_device(tr->be, tr->opt.v, buf, n * sizeof(float));
     if (ok) ok = outer_get(first, first_len, "momentum", o->momentum, n * sizeof(float), what);
-    if (ok && o->n_frag > 1) {
+    // the fragments it was written with (1 when not recorded): another cut of the parameters
+    // makes its fragment in flight and the ranks' own parameters meaningless here
+    int32_t frags = 1;
+    if (ok && outer_has(first, first_len, "fragments"))
+        ok = outer_get(first, first_len, "fragments", &frags, sizeof frags, what);
+    if (ok && frags != o->n_frag && o->n_frag > 1 && tr->comm->rank == 0)
+        log_warn("%s: local SGD state of %d fragment%s, this run cuts %d: every rank continues "
+                 "from the anchor (the inner steps since the last syncs are dropped)",
+                 what, frags, frags == 1 ? "" : "s", o->n_frag);
+    else if (ok && frags != o->n_frag && frags > 1 && tr->comm->rank == 0)
+        log_warn("%s: local SGD state of %d fragments, this run syncs everything at once: "
+                 "every rank continues from the anchor (the inner steps since the last syncs "
+                 "are dropped)",
+                 what, frags);
+    if (ok && o->n_frag > 1 && frags == o->n_frag) {
         ok = outer_get(first, first_len, "inflight", flight, sizeof flight, what);
         if (ok && (flight[0] < -1 || flight[0] >= o->n_frag)) {
             log_error("%s: local SGD state: fragment %d in flight, expected -1 to %d", what,
                       flight[0], o->n_frag - 1);
+            ok = 0;
+        }
+        if (ok && flight[0] >= 0 &&
+            (flight[1] > tr->start_step || flight[1] < tr->start_step - o->period)) {
+            log_error("%s: local SGD state: a fragment in flight since step %d, expected a step "
+                      "from %d to %d",
+                      what, flight[1], tr->start_step - o->period, tr->start_step);
             ok = 0;
         }
         if (ok && flight[0] >= 0)

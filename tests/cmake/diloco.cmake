@@ -4,6 +4,7 @@
 #   diloco_resume_*          a rank killed after a checkpoint: the resume gives the uninterrupted
 #                            run's weights bit for bit, and the samples' lineage is exact — plain
 #                            local SGD, with the int8 codec, streaming, streaming with int8
+#   diloco_fragments         checkpoints resumed with another diloco.fragments: from the anchor
 #   diloco_world_3_2         3 ranks die, 2 resume: rank 0's inner state for both, lineage exact,
 #                            final loss within 3% of the uninterrupted run
 # (The config checks of [diloco]: tests/config/bad/diloco_*.ini.)
@@ -12,7 +13,8 @@ if(TESSERA_HAVE_MPI)
   file(MAKE_DIRECTORY ${DILOCO_DIR})
   set(diloco_cases "plain|" "resume_local|" "resume_int8|--comm.codec=int8"
       "resume_streaming|--diloco.fragments=5"
-      "resume_streaming_int8|--diloco.fragments=5 --comm.codec=int8" "world_3_2|")
+      "resume_streaming_int8|--diloco.fragments=5 --comm.codec=int8" "world_3_2|"
+      "fragments|")
   foreach(entry ${diloco_cases})
     string(REPLACE "|" ";" parts "${entry}")
     list(GET parts 0 name)

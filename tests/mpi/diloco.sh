@@ -11,6 +11,9 @@
 #              streaming), a checkpoint every 5 or 10 steps; the same run with rank 1 killed at
 #              the start of step 12 resumes from step 10 to the uninterrupted run's weights, bit
 #              for bit; the lineage of samples (data.log_samples) is exact across the restart.
+#   fragments  a streaming checkpoint (5 fragments) resumed by path without streaming, and one
+#              without streaming resumed with 5 fragments: each says the ranks continue from the
+#              anchor and trains to the end.
 #   world      3 ranks in local SGD (int8 codec) die at step 12 and resume on 2: every rank
 #              continues from the anchor with rank 0's inner optimizer state, the codec's error
 #              feedback starts afresh; the lineage is exact and the final loss within 3% of the
@@ -110,8 +113,26 @@ world)
     awk -v a="$a" -v b="$b" 'BEGIN { d = b - a; if (d < 0) d = -d; exit !(d < 0.03 * a) }' ||
         { echo "diloco: expected the losses within 3%"; exit 1; }
     ;;
+fragments)
+    extra="--train.global_batch=12 --diloco.inner_steps=5"
+    host_dir() { ls -d "$runs/$1"/ckpt/*/step-00000010; }
+    # shellcheck disable=SC2086
+    train diloco_f5 2 $extra --diloco.fragments=5 --ckpt.every=5 --train.steps=12 &&
+        train diloco_f1 2 $extra --ckpt.every=10 --train.steps=12 ||
+        { echo "diloco: the runs to resume failed"; exit 1; }
+    # shellcheck disable=SC2086
+    train diloco_f5to1 2 $extra --ckpt.every=10 --resume "$(host_dir diloco_f5)" &&
+        grep -q "local SGD state of 5 fragments, this run syncs everything at once" \
+            "$runs/diloco_f5to1.out" ||
+        { cat "$runs/diloco_f5to1.out"; echo "diloco: 5 fragments resumed as 1"; exit 1; }
+    # shellcheck disable=SC2086
+    train diloco_f1to5 2 $extra --diloco.fragments=5 --resume "$(host_dir diloco_f1)" &&
+        grep -q "local SGD state of 1 fragment, this run cuts 5" "$runs/diloco_f1to5.out" ||
+        { cat "$runs/diloco_f1to5.out"; echo "diloco: 1 fragment resumed as 5"; exit 1; }
+    echo "diloco: checkpoints resumed with another number of fragments"
+    ;;
 *)
-    echo "diloco.sh: unknown check '$check' (expected plain, resume or world)"
+    echo "diloco.sh: unknown check '$check' (expected plain, resume, fragments or world)"
     exit 2
     ;;
 esac
