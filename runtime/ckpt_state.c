@@ -102,10 +102,12 @@ ts_status ckpt_state_write(const char *path, const model *m, const tessera_confi
     }
     // gradient codecs' state (error feedback; empty without), and local SGD's per-rank state
     // (empty without)
-    static const char *const reserved[2] = {"codec", "outer"};
-    for (int g = 0; ok && g < 2; g++) {
+    // (empty without), and the balancing state
+    static const char *const reserved[3] = {"codec", "outer", "balance"};
+    const ckpt_codec_state *states[3] = {meta->codec, meta->outer, meta->balance};
+    for (int g = 0; ok && g < 3; g++) {
         hid_t group = H5Gcreate2(file, reserved[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = group >= 0 && ckpt_codec_write(group, g == 0 ? meta->codec : meta->outer);
+        ok = group >= 0 && ckpt_codec_write(group, states[g]);
         if (group >= 0) H5Gclose(group);
     }
     ok = ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
@@ -227,10 +229,10 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
     TS_CHECK(h5attr_read_table(file, path, NULL, spec, (int)(sizeof spec / sizeof spec[0]), &a));
     const ckpt_state_meta *m = &a.meta;
     if (m->opt_t > m->step || m->world > m->global_batch ||
-        m->next_sample != (uint64_t)m->step * (uint64_t)m->global_batch) {
+        m->next_sample > (uint64_t)m->step * (uint64_t)m->global_batch) {
         log_error("%s: inconsistent attributes (step %d, optimizer_t %d, world_size %d, "
                   "global_batch %d, next_sample %llu): expected optimizer_t <= step, world_size "
-                  "<= global_batch and next_sample = step * global_batch",
+                  "<= global_batch and next_sample <= step * global_batch",
                   path, m->step, m->opt_t, m->world, m->global_batch,
                   (unsigned long long)m->next_sample);
         free(a.config);
@@ -238,9 +240,11 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
     }
     ckpt_codec_state *codec = meta->codec; // where the caller wants the /codec state, if at all
     ckpt_codec_state *outer = meta->outer; // and the /outer state
+    ckpt_codec_state *balance = meta->balance;
     *meta = a.meta;
     meta->codec = codec;
     meta->outer = outer;
+    meta->balance = balance;
     *config = a.config;
     return TS_OK;
 }
@@ -251,6 +255,7 @@ static ts_status read_state_attrs(hid_t file, const char *path, ckpt_state_meta 
 ts_status ckpt_state_read_meta(const char *path, ckpt_state_meta *meta, char **config) {
     meta->codec = NULL; // the attributes only
     meta->outer = NULL;
+    meta->balance = NULL;
     hid_t file;
     TS_CHECK(h5read_open(path, STATE_WHAT, STATE_EXPECTED, &file));
     ts_status st = read_state_attrs(file, path, meta, config);
@@ -274,6 +279,12 @@ ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_co
         st = read_group(file, path, m, ckpt_groups[g], bufs[g]);
     if (st == TS_OK && meta->codec) st = ckpt_codec_read(file, path, meta->codec);
     if (st == TS_OK && meta->outer) st = ckpt_codec_read_group(file, path, "outer", meta->outer);
+    if (meta->balance) {
+        // checkpoints written before balancing have no /balance: nothing given back then
+        memset(meta->balance, 0, sizeof *meta->balance);
+        if (st == TS_OK && H5Lexists(file, "balance", H5P_DEFAULT) > 0)
+            st = ckpt_codec_read_group(file, path, "balance", meta->balance);
+    }
     H5Fclose(file);
     return st;
 }

@@ -29,12 +29,16 @@ typedef struct {
     int global_batch;     // sequences per step
     int opt_t;            // AdamW updates applied (steps minus skipped ones)
     int64_t seed;         // run.seed
-    uint64_t next_sample; // next global sample index = step * global_batch (the loader's state)
+    uint64_t next_sample; // the next fresh global sample (step * global_batch unless samples were
+                          // given back: then less, and /balance holds the queue)
     // gradient codec state (/codec): written when set and named, filled on load when set
     ckpt_codec_state *codec;
     // local SGD's per-rank state (/outer, named "diloco"): written when set and named, filled on
     // load when set
     ckpt_codec_state *outer;
+    // the balancing state (/balance, named "balance": the sample queue, speeds, shares): written
+    // when set and named, filled on load when set (name "" when the file has none)
+    ckpt_codec_state *balance;
 } ckpt_state_meta;
 
 // Create the state file at path (it must not exist) from the three buffers (n_params floats

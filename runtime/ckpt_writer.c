@@ -82,5 +82,6 @@ void ckpt_writer_destroy(ckpt_writer *wr) {
     free(wr->v);
     ckpt_codec_state_free(&wr->codec);
     ckpt_codec_state_free(&wr->outer);
+    ckpt_codec_state_free(&wr->balance);
     memset(wr, 0, sizeof *wr);
 }

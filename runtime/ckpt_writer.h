@@ -20,8 +20,9 @@
 typedef struct {
     size_t n;         // floats in each snapshot buffer (the model's n_params)
     float *w, *m, *v; // the snapshot: master weights, AdamW moments (NULL where not allocated)
-    ckpt_codec_state codec; // and every rank's gradient codec state (name "": none)
-    ckpt_codec_state outer; // and every rank's local SGD state (name "": none)
+    ckpt_codec_state codec;   // and every rank's gradient codec state (name "": none)
+    ckpt_codec_state outer;   // and every rank's local SGD state (name "": none)
+    ckpt_codec_state balance; // and the balancing state (one blob, the same on every rank)
     // the save in flight (valid while running)
     pthread_t thread;
     int running; // a thread was started and not yet joined

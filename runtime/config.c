@@ -155,6 +155,25 @@ const cfg_key cfg_keys[] = {
     KEY(diloco, mix, CFG_FLOAT, "0.5", 0, 1, NULL,
         "streaming DiLoCo: when a fragment's synced value lands, the local value keeps this "
         "weight (0: replaced by the synced value)"),
+    KEY(balance, on, CFG_BOOL, "true", 0, 0, NULL,
+        "split each step's global batch over ranks in proportion to their measured speed, so "
+        "fast and slow ranks finish together (false: equal shares, or balance.speeds)"),
+    KEY(balance, policy, CFG_ENUM, "wait", 0, 0, "wait|drop",
+        "a rank late past the deadline: wait (the step waits for it; logged) or drop (it stops "
+        "at its next micro-batch; the sequences it did not train go first into the next step)"),
+    KEY(balance, threshold, CFG_FLOAT, "0.1", 0, 10, NULL,
+        "re-balance when the expected step time with the current shares exceeds the best "
+        "possible by this fraction"),
+    KEY(balance, smoothing, CFG_FLOAT, "0.5", 0, 0.99, NULL,
+        "weight of the previous speed estimate in each new one (0: the last step alone)"),
+    KEY(balance, deadline, CFG_FLOAT, "2", 1, 1000, NULL,
+        "a rank is late when its forward and backward take longer than this multiple of the "
+        "step time the measured speeds predict (and at least 50 ms more)"),
+    KEY(balance, late_steps, CFG_INT, "2", 1, 1000000, NULL,
+        "consecutive late steps of a rank that force a re-balance"),
+    KEY(balance, speeds, CFG_STRING, "", 0, 0, NULL,
+        "declared relative speeds by rank, comma-separated (\"1,1,0.5\"): the shares until "
+        "speeds are measured, and always with balance.on = false (\"\": equal shares)"),
 };
 const int cfg_n_keys = (int)(sizeof cfg_keys / sizeof cfg_keys[0]);
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS,

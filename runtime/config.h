@@ -94,6 +94,15 @@ typedef struct {
         int fragments;         // streaming: parameter fragments synced at staggered steps (1: off)
         double mix;            // streaming: weight of the local fragment when the global one lands
     } diloco;
+    struct {
+        int on;               // shares of the global batch follow measured speed
+        char policy[8];       // wait | drop: what a rank late past the deadline does
+        double threshold;     // re-balance when the expected step time is this much above the best
+        double smoothing;     // weight of the old speed estimate in each new one
+        double deadline;      // late: past this multiple of the expected step time
+        int late_steps;       // consecutive late steps that force a re-balance
+        char speeds[CFG_STR]; // declared relative speeds by rank ("" none): the starting shares
+    } balance;
     cfg_origin origin[CFG_MAX_KEYS]; // indexed like cfg_keys[]; zeroed = every key a default
 } tessera_config;
 

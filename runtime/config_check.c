@@ -1,5 +1,6 @@
 // config_check.c — the checks across keys (config_validate): each names the key set last, with
 // the other key's value and where it came from.
+#include "runtime/balance.h"
 #include "runtime/config.h"
 #include "runtime/config_internal.h"
 
@@ -183,10 +184,21 @@ ts_status config_validate(const tessera_config *cfg, int world) {
                           shown);
     }
     // run.resume is the one string whose empty value means something (start fresh)
-    int resume_key = cfg_key_index("run", "resume");
+    // (and balance.speeds: none declared)
+    int resume_key = cfg_key_index("run", "resume"),
+        speeds_key = cfg_key_index("balance", "speeds");
     for (int k = 0; k < cfg_n_keys; k++)
-        if (cfg_keys[k].type == CFG_STRING && k != resume_key &&
+        if (cfg_keys[k].type == CFG_STRING && k != resume_key && k != speeds_key &&
             ((const char *)cfg + cfg_keys[k].offset)[0] == '\0')
             return cfg_reject(ck, k, "expected a non-empty string, got \"\"");
+    // declared speeds: positive numbers (how many is checked against the world size at start:
+    // a restart on fewer ranks keeps its config)
+    double unused;
+    int n_speeds;
+    if (balance_parse_speeds(cfg->balance.speeds, 0, &unused, &n_speeds) < 0 && n_speeds < 0)
+        return cfg_reject(ck, cfg_key_index("balance", "speeds"),
+                          "expected positive numbers separated by commas (\"1,1,0.5\": one "
+                          "relative speed per rank), got \"%s\"",
+                          cfg->balance.speeds);
     return cfg_check_diloco(ck);
 }

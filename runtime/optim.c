@@ -78,6 +78,11 @@ static void optim_sgd_piece(const backend *be, real *master, const real *grad, s
     }
 }
 
+void optim_scale_grads(optim_state *o, model *m, double s) {
+    for (int r = 0; r < o->n_ranges; r++)
+        if (o->count[r]) m->be->scale(m->be, m->grads + o->first[r], (real)s, o->count[r]);
+}
+
 void optim_step(optim_state *o, model *m, const tessera_config *cfg, double lr, double norm) {
     const backend *be = m->be;
     double clip = cfg->train.grad_clip;

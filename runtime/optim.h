@@ -31,6 +31,9 @@ double optim_grad_sumsq(const optim_state *o, const model *m);
 // Global gradient norm (L2 over all gradients) of the model's grads (not sharded).
 double optim_grad_norm(const model *m);
 
+// Multiply the owned gradients by s.
+void optim_scale_grads(optim_state *o, model *m, double s);
+
 // Scale the owned gradients to norm <= clip (when clip > 0 and norm > clip), then one update of
 // the owned parameters (train.optimizer: AdamW, or SGD without momentum), with weight decay on
 // matrices only.

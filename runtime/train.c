@@ -4,9 +4,34 @@
 // stops), train_ckpt.c (checkpoints and resume).
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
 
 #include "runtime/train.h"
 #include "runtime/train_internal.h"
+
+// Every rank must end with the same shared weights (design invariant 5: every decision that
+// changes them was agreed). A hash of each rank's copy, compared in one small collective; a
+// difference is a bug, never a user's error.
+static ts_status train_check_same_weights(trainer *tr) {
+    comm *c = tr->comm;
+    if (c->size == 1) return TS_OK;
+    size_t n = tr->model.n_params;
+    float *w = tr->outer.on ? tr->outer.anchor : ts_malloc(n * sizeof(float), "weights check");
+    if (!tr->outer.on) tr->be->to_host(tr->be, w, tr->model.master, n * sizeof(float));
+    uint64_t h = XXH64(w, n * sizeof(float), 0);
+    if (!tr->outer.on) free(w);
+    int32_t lo = (int32_t)(h & 0x7fffffff), hi = (int32_t)((h >> 31) & 0x7fffffff);
+    int32_t v[4] = {lo, hi, -lo, -hi}; // the max of each, and minus the min
+    TS_CHECK(c->all_reduce_max_i32(c, v, 4));
+    if (v[0] != -v[2] || v[1] != -v[3]) {
+        if (c->rank == 0)
+            log_error("the ranks end with different weights: a shared decision was not agreed "
+                      "(a bug; please report it with the run directory's train.log)");
+        return TS_ERR_INTERNAL;
+    }
+    return TS_OK;
+}
 
 ts_status trainer_run(trainer *tr) {
     const tessera_config *cfg = &tr->cfg;
@@ -43,6 +68,7 @@ ts_status trainer_run(trainer *tr) {
     // resumed at the last step: nothing left to train, the final report still needs its loss
     if (tr->start_step >= steps) TS_CHECK(train_validate(tr, &val_loss));
     TS_CHECK(train_ckpt_finish(tr));
+    TS_CHECK(train_check_same_weights(tr));
     if (skipped) log_warn("%d of %d steps were skipped (non-finite gradients)", skipped, steps);
 
     // final report: validation loss beside the corpus' unigram entropy (same units)

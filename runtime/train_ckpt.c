@@ -263,14 +263,16 @@ ts_status train_save_checkpoint(trainer *tr, int step, double step_ms, double *s
         memcpy(tr->writer.w, tr->outer.anchor, n * sizeof(float));
     else
         tr->be->to_host(tr->be, tr->writer.w, tr->model.master, n * sizeof(real));
+    train_balance_snapshot(tr);
     ckpt_state_meta meta = {step,
                             c->size,
                             cfg->train.global_batch,
                             tr->opt.t,
                             cfg->run.seed,
-                            (uint64_t)step * (uint64_t)cfg->train.global_batch,
+                            tr->bal.cursor,
                             tr->writer.codec.name[0] ? &tr->writer.codec : NULL,
-                            tr->writer.outer.name[0] ? &tr->writer.outer : NULL};
+                            tr->writer.outer.name[0] ? &tr->writer.outer : NULL,
+                            tr->writer.balance.name[0] ? &tr->writer.balance : NULL};
     *stall_ms = (ts_now() - t0) * 1e3;
     return ckpt_writer_start(&tr->writer, tr->ckpt_root, &tr->model, cfg, &meta, &tr->identity,
                              *stall_ms, waited * 1e3, step_ms);
@@ -469,16 +471,19 @@ ts_status train_resume(trainer *tr) {
     float *w = ts_calloc(n, sizeof(float), "resumed weights");
     float *m = ts_calloc(n, sizeof(float), "resumed moments");
     float *v = ts_calloc(n, sizeof(float), "resumed moments");
-    ckpt_codec_state codec_state; // the holder's: every rank's codec state in the checkpoint
-    ckpt_codec_state outer_state; // and every rank's local SGD state
+    ckpt_codec_state codec_state;   // the holder's: every rank's codec state in the checkpoint
+    ckpt_codec_state outer_state;   // and every rank's local SGD state
+    ckpt_codec_state balance_state; // and the balancing state
     ckpt_state_meta meta;
     memset(&meta, 0, sizeof meta);
     meta.codec = &codec_state;
     meta.outer = &outer_state;
+    meta.balance = &balance_state;
     mine = c->rank == holder ? train_resume_read(tr, dir, &found, &meta, w, m, v) : TS_OK;
     if (c->rank != holder || mine != TS_OK) {
         memset(&codec_state, 0, sizeof codec_state);
         memset(&outer_state, 0, sizeof outer_state);
+        memset(&balance_state, 0, sizeof balance_state);
     }
     st = train_agree(c, mine); // only the holder can fail: it has said why
     int head[2] = {meta.step, meta.opt_t};
@@ -517,6 +522,10 @@ ts_status train_resume(trainer *tr) {
     // changed) and the outer momentum; after the shared moments, which it replaces
     if (st == TS_OK && tr->outer.on) st = train_outer_restore(tr, holder, &outer_state, dir);
     ckpt_codec_state_free(&outer_state);
+    // the samples given back and the cursor; the speeds and shares at the same world size
+    if (st == TS_OK)
+        st = train_balance_restore(tr, holder, &balance_state, meta.next_sample, meta.world, dir);
+    ckpt_codec_state_free(&balance_state);
     if (st == TS_OK) {
         tr->identity.lineage = lineage; // the run continues the checkpoint's lineage
         if (by_path)

@@ -8,6 +8,7 @@
 #include "collectives/codec.h"
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
+#include "runtime/balance.h"
 #include "runtime/ckpt_identity.h"
 #include "runtime/ckpt_writer.h"
 #include "runtime/config.h"
@@ -47,6 +48,9 @@ typedef struct {
     int inflight_step; // the step after which it started
     double t_start, t_done;
     uint64_t syncs, skipped; // outer steps taken, skipped (non-finite)
+    // samples trained since each fragment's last sync: by this rank, by all ranks (the weight of
+    // the rank's pseudo-gradient is their ratio)
+    double *win_mine, *win_all;
 } train_outer;
 
 struct trainer {
@@ -57,8 +61,11 @@ struct trainer {
     model model;
     optim_state opt;
     dataset train, val;
-    int share, offset; // this rank's sequences of each global batch, and where they start
+    int share, offset; // this rank's sequences of the step's samples (bal.list), where they start
     int micro;         // micro-batch size used on this rank
+    balance bal;       // the shares of every rank, the speeds they follow, the sample queue
+    double hook_s;     // this step's time in the gradient hooks (bucket encoding, progress)
+    double post_s;     // the previous step's own work after its collective (optimizer)
     int32_t *seq_buf;  // (micro, T+1) host tokens
     int *inputs, *targets;
     char run_dir[CFG_STR + 160];
@@ -110,12 +117,22 @@ ts_status train_agree(comm *c, ts_status mine);
         }                                                                                          \
     } while (0)
 
+// train_balance.c: the balancing state's set-up, checkpoint and resume
+ts_status train_balance_setup(trainer *tr); // after the communicator, before the model
+void train_balance_snapshot(trainer *tr);   // into the writer's snapshot (writers)
+// resume: the holder's /balance state (s, read from a checkpoint of saved_world ranks whose
+// next_sample is given) to every rank: the queue always, speeds and shares at the same world size
+ts_status train_balance_restore(trainer *tr, int holder, const ckpt_codec_state *s,
+                                uint64_t next_sample, int saved_world, const char *what);
+
 // train_step.c: one step and the validation pass
 typedef struct {
     double loss, norm, lr; // mean token loss over the global batch, gradient norm, learning rate
     double comm_s;         // the gradient reduction's span (first bucket started to last done)
     int skipped;           // non-finite loss or gradient: no update
     int stop_votes;        // ranks asked to stop during this step
+    int used;              // samples trained (global_batch unless late ranks gave some back)
+    int late;              // ranks past the deadline
 } train_step_result;
 ts_status train_step(trainer *tr, int step, train_step_result *res); // step is 0-based
 ts_status train_validate(trainer *tr, double *mean_loss);
@@ -126,6 +143,8 @@ void train_outer_destroy(trainer *tr);
 // after inner step k (1-based) has updated the rank's parameters: the syncs due now (final: the
 // run's last step or a planned stop: every fragment); *comm_s the time spent waiting for them
 ts_status train_outer_after_step(trainer *tr, int k, int final, double *comm_s);
+// after an inner step: this rank trained `mine` samples, all ranks `all`
+void train_outer_count(trainer *tr, int mine, int all);
 // advance a sync in flight (called during backward)
 ts_status train_outer_poll(trainer *tr);
 // validation runs on the anchor: swap it in, and the rank's parameters back afterwards
@@ -146,6 +165,8 @@ typedef struct {
     double t_start, t_window; // the loop's start, the window's start
     double loss, comm_s;      // sums over the window's steps
     int steps;
+    int64_t used;                    // samples trained in the window
+    int late;                        // ranks late, summed over its steps
     uint64_t sent0, recv0;           // the communicator's counters at the window's start
     uint64_t ckpt_sent0, ckpt_recv0; // and the checkpoints' share of them
     double wait0;

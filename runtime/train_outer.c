@@ -101,6 +101,8 @@ ts_status train_outer_create(trainer *tr) {
     o->period = o->H / F;
     o->n = m->n_params;
     o->weight = (float)((double)tr->share / cfg->train.global_batch);
+    o->win_mine = ts_calloc((size_t)F, sizeof(double), "local SGD windows");
+    o->win_all = ts_calloc((size_t)F, sizeof(double), "local SGD windows");
     o->anchor = ts_malloc(o->n * sizeof(float), "local SGD anchor");
     o->momentum = ts_calloc(o->n, sizeof(float), "outer momentum");
     o->delta = ts_calloc(o->n, sizeof(float), "pseudo-gradients");
@@ -127,6 +129,8 @@ void train_outer_destroy(trainer *tr) {
     free(o->bucket_lo);
     free(o->frag_first);
     free(o->frag_count);
+    free(o->win_mine);
+    free(o->win_all);
     free(o->anchor);
     free(o->momentum);
     free(o->delta);
@@ -142,7 +146,10 @@ static ts_status outer_start(trainer *tr, int f) {
     train_outer *o = &tr->outer;
     size_t first = o->frag_first[f], count = o->frag_count[f];
     tr->be->to_host(tr->be, o->local + first, tr->model.master + first, count * sizeof(float));
-    const float wgt = o->weight;
+    // the rank's share of the samples trained since this fragment's last sync (shares follow
+    // speed and late ranks give samples back: the weights still sum to 1 over ranks)
+    const float wgt = o->win_all[f] > 0 ? (float)(o->win_mine[f] / o->win_all[f]) : o->weight;
+    o->win_mine[f] = o->win_all[f] = 0;
     for (size_t i = first; i < first + count; i++) {
         float d = o->anchor[i] - o->local[i];
         o->delta[i] = d * wgt;
@@ -282,6 +289,15 @@ ts_status train_outer_after_step(trainer *tr, int k, int final, double *comm_s) 
     return TS_OK;
 }
 
+void train_outer_count(trainer *tr, int mine, int all) {
+    train_outer *o = &tr->outer;
+    if (!o->on) return;
+    for (int f = 0; f < o->n_frag; f++) {
+        o->win_mine[f] += mine;
+        o->win_all[f] += all;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // validation on the anchor
 
@@ -328,6 +344,14 @@ ts_status train_outer_pack(trainer *tr, unsigned char **blob, size_t *len) {
     if (st == TS_OK && o->n_frag > 1) {
         tr->be->to_host(tr->be, buf, tr->model.master, n * sizeof(float));
         st = codec_state_append(blob, len, "local", buf, n * sizeof(float));
+        // samples since each fragment's sync: this rank's, then everyone's
+        double *win = ts_malloc(2 * (size_t)o->n_frag * sizeof(double), "local SGD windows");
+        memcpy(win, o->win_mine, (size_t)o->n_frag * sizeof(double));
+        memcpy(win + o->n_frag, o->win_all, (size_t)o->n_frag * sizeof(double));
+        if (st == TS_OK)
+            st = codec_state_append(blob, len, "window", win,
+                                    2 * (size_t)o->n_frag * sizeof(double));
+        free(win);
         if (st == TS_OK && tr->comm->rank == 0) {
             int32_t flight[2] = {o->inflight, o->inflight_step};
             st = codec_state_append(blob, len, "inflight", flight, sizeof flight);
@@ -428,6 +452,25 @@ ts_status train_outer_unpack(trainer *tr, const unsigned char *mine, size_t mine
                 tr->be->to_device(tr->be, tr->model.master, buf, n * sizeof(float));
                 model_sync_params(&tr->model);
             }
+            // checkpoints from before balancing have none: weights by share then
+            size_t wb = 2 * (size_t)o->n_frag * sizeof(double);
+            double *win = ts_malloc(wb, "local SGD windows");
+            if (ok && outer_has(mine, mine_len, "window")) {
+                ok = outer_get(mine, mine_len, "window", win, wb, what);
+                for (int f = 0; ok && f < 2 * o->n_frag; f++)
+                    if (!(win[f] >= 0 && win[f] <= 1e18) ||
+                        (f < o->n_frag && win[f] > win[f + o->n_frag])) {
+                        log_error("%s: local SGD state array 'window' holds %g at %d, expected "
+                                  "sample counts (this rank's at most everyone's)",
+                                  what, win[f], f);
+                        ok = 0;
+                    }
+                if (ok) {
+                    memcpy(o->win_mine, win, (size_t)o->n_frag * sizeof(double));
+                    memcpy(o->win_all, win + o->n_frag, (size_t)o->n_frag * sizeof(double));
+                }
+            }
+            free(win);
         }
     }
     free(buf);

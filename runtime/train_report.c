@@ -22,6 +22,8 @@ void train_report_begin(train_report *r, trainer *tr) {
     r->loss = 0;
     r->steps = 0;
     r->comm_s = 0;
+    r->used = 0;
+    r->late = 0;
     r->sent0 = c->stats.bytes_sent;
     r->recv0 = c->stats.bytes_recv;
     r->ckpt_sent0 = tr->ckpt_sent;
@@ -33,6 +35,8 @@ void train_report_begin(train_report *r, trainer *tr) {
 void train_report_step(train_report *r, const train_step_result *res) {
     r->loss += res->loss;
     r->steps++;
+    r->used += res->used;
+    r->late += res->late;
     r->comm_s += res->comm_s;
 }
 
@@ -41,7 +45,8 @@ void train_report_window(train_report *r, trainer *tr, int step, const train_ste
     const tessera_config *cfg = &tr->cfg;
     comm *c = tr->comm;
     int steps = cfg->train.steps, n = r->steps;
-    double tokens_per_step = (double)cfg->train.global_batch * cfg->model.seq_len;
+    // the tokens trained (fewer than the global batch's when late ranks gave samples back)
+    double tokens_per_step = (double)r->used / n * cfg->model.seq_len;
     double now = ts_now(), dt = (now - r->t_window) / n;
     double eta = (now - r->t_start) / (step - tr->start_step) * (steps - step);
     double compute_ms = tr->t_compute * 1e3 / n;
@@ -76,6 +81,22 @@ void train_report_window(train_report *r, trainer *tr, int step, const train_ste
         if (ckpt_sent > 0 || ckpt_recv > 0)
             fprintf(tr->metrics, ", \"ckpt_bytes_sent\": %.0f, \"ckpt_bytes_recv\": %.0f",
                     ckpt_sent, ckpt_recv);
+        if (c->size > 1) {
+            // balancing: the next step's shares, the speeds they follow (samples/s of forward
+            // and backward), samples trained and late ranks in the window
+            const balance *b = &tr->bal;
+            fprintf(tr->metrics,
+                    ", \"samples\": %lld, \"late\": %d, \"rebalances\": %llu, "
+                    "\"shares\": [",
+                    (long long)r->used, r->late, (unsigned long long)b->rebalances);
+            for (int q = 0; q < b->world; q++)
+                fprintf(tr->metrics, "%s%d", q ? ", " : "", b->share[q]);
+            fprintf(tr->metrics, "], \"speeds\": [");
+            for (int q = 0; q < b->world; q++)
+                fprintf(tr->metrics, "%s%.2f", q ? ", " : "", b->speed[q]);
+            fprintf(tr->metrics, "]");
+            if (b->n_queue) fprintf(tr->metrics, ", \"queued\": %d", b->n_queue);
+        }
         fprintf(tr->metrics, "}\n");
         fflush(tr->metrics);
     }
@@ -94,6 +115,17 @@ ts_status train_report_final(trainer *tr, double val_loss, int done_steps) {
     log_info("final validation loss %.4f %s; unigram entropy of the training data %.4f %s "
              "(loss = %.0f%% of it)",
              val_loss, unit, h, unit, 100.0 * val_loss / h);
+    const balance *b = &tr->bal;
+    if (b->world > 1 && (b->rebalances || b->drops)) {
+        char sh[256] = "";
+        size_t at = 0;
+        for (int q = 0; q < b->world && at + 16 < sizeof sh; q++)
+            at += (size_t)snprintf(sh + at, sizeof sh - at, "%s%d", q ? "/" : "", b->share[q]);
+        log_info("balance: %llu re-balance%s, shares at the end %s; %llu late rank-steps cut "
+                 "short, %llu samples given back and trained later",
+                 (unsigned long long)b->rebalances, b->rebalances == 1 ? "" : "s", sh,
+                 (unsigned long long)b->drops, (unsigned long long)b->dropped);
+    }
     // what the gradient codec made of this rank's buckets (none: the fp32 buckets themselves)
     const codec_stats *cs = &tr->codec->stats;
     if (cs->buckets && cs->raw_bytes && strcmp(tr->codec->ops->name, "none") != 0) {

@@ -20,7 +20,6 @@
 #include "collectives/comm.h"
 #include "collectives/reducer.h"
 #include "kernels/registry.h"
-#include "runtime/batch.h"
 #include "runtime/ckpt.h"
 #include "runtime/ckpt_identity.h"
 #include "runtime/ckpt_writer.h"
@@ -279,8 +278,7 @@ static ts_status train_setup(trainer *tr) {
     train_log_buffer(tr);
     TRAIN_AGREE_QUIET(c, train_pick_backend(tr), st);
     TS_CHECK(st);
-    batch_share(cfg->train.global_batch, c->size, c->rank, &tr->share, &tr->offset);
-    tr->micro = tr->share < cfg->train.micro_batch ? tr->share : cfg->train.micro_batch;
+    TS_CHECK(train_balance_setup(tr));
     TRAIN_AGREE_QUIET(c, train_make_run_dir(tr), st);
     TS_CHECK(st);
     status_file_set_dir(tr->run_dir);
@@ -441,6 +439,7 @@ static void train_teardown(trainer *tr) {
     dataset_close(&tr->val);
     tokenizer_free(&tr->tok);
     train_outer_destroy(tr);
+    balance_free(&tr->bal);
     reducer_destroy(&tr->red);
     codec_destroy(tr->codec);
     if (tr->trace) fclose(tr->trace);

@@ -1,4 +1,4 @@
-# Config tests (runtime/config*.c, runtime/batch.c).
+# Config tests (runtime/config*.c, runtime/balance.c).
 #
 # config_unit: the key table, parser, overrides, round trip, cross-key checks (and the origin
 # each of their errors names: file line, override or default) and batch split, plus every case
@@ -18,7 +18,7 @@ tessera_unit_test(test_config
                   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_config.c
                           ${CMAKE_SOURCE_DIR}/runtime/config.c ${CMAKE_SOURCE_DIR}/runtime/config_file.c
                           ${CMAKE_SOURCE_DIR}/runtime/config_value.c
-                          ${CMAKE_SOURCE_DIR}/runtime/config_check.c ${CMAKE_SOURCE_DIR}/runtime/batch.c
+                          ${CMAKE_SOURCE_DIR}/runtime/config_check.c ${CMAKE_SOURCE_DIR}/runtime/balance.c
                   LIBS tessera_base tessera_backends tessera_models_f32 PkgConfig::INIH m)
 add_test(NAME config_unit COMMAND test_config ${TESSERA_CONFIG_DIR}/bad ${CMAKE_SOURCE_DIR}/configs)
 set_tests_properties(config_unit PROPERTIES LABELS unit TIMEOUT 30)

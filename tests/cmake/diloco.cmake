@@ -1,6 +1,8 @@
 # Local SGD (runtime/train_outer.c) end to end with real ranks (tests/mpi/diloco.sh):
 #   diloco_plain             one inner step, outer lr 1, no momentum, inner SGD, 3 ranks with
-#                            uneven shares: the weights of plain data parallelism (within 1e-5)
+#                            uneven shares: the weights of plain data parallelism (within 1e-5);
+#                            _uneven: shares 2/5/3 declared (balance.speeds), pseudo-gradients
+#                            weighted by the samples each rank trained
 #   diloco_resume_*          a rank killed after a checkpoint: the resume gives the uninterrupted
 #                            run's weights bit for bit, and the samples' lineage is exact — plain
 #                            local SGD, with the int8 codec, streaming, streaming with int8
@@ -11,7 +13,8 @@
 if(TESSERA_HAVE_MPI)
   set(DILOCO_DIR ${TESSERA_TEST_DATA}/diloco)
   file(MAKE_DIRECTORY ${DILOCO_DIR})
-  set(diloco_cases "plain|" "resume_local|" "resume_int8|--comm.codec=int8"
+  set(diloco_cases "plain|" "plain_uneven|--balance.speeds=1,3,2" "resume_local|"
+      "resume_int8|--comm.codec=int8"
       "resume_streaming|--diloco.fragments=5"
       "resume_streaming_int8|--diloco.fragments=5 --comm.codec=int8" "world_3_2|"
       "fragments|")

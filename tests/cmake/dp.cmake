@@ -10,7 +10,8 @@ set(DP_CORPUS ${TESSERA_TEST_DATA}/train/corpus) # prepared by train_corpus (tra
 set(DP_ARGS ${CMAKE_SOURCE_DIR}/configs/tiny.ini "--data.train=${DP_CORPUS}/train_*.bin"
     "--data.val=${DP_CORPUS}/val_*.bin" --run.out_dir=${DP_DIR}/runs --train.eps=1e-6
     --train.steps=20 --train.global_batch=12 --train.micro_batch=2 --comm.bucket_mb=0.02
-    --log.every=5 --eval.every=0 --run.overwrite=true) # every ctest run trains there again
+    --log.every=5 --eval.every=0 --run.overwrite=true # every ctest run trains there again
+    --balance.on=false) # the reducer's sums bit for bit: shares that follow timing would not be
 
 string(REPLACE ";" " " DP_ARGS_STR "${DP_ARGS}")
 string(REPLACE "*" "\\*" DP_ARGS_STR "${DP_ARGS_STR}")
@@ -56,6 +57,27 @@ ${DP_DIR}/runs/${mode}_np${np}_again/model.h5 0")
   set_tests_properties(${name} PROPERTIES LABELS mpi FIXTURES_REQUIRED dp_${mode}_np${np}
                        PROCESSORS ${np})
 endforeach()
+
+# shares of the global batch: split by measured speed (the default, balance.on) or uneven by
+# declared speeds, the weights agree with the 1-rank run's within 1e-5 — the gradient is the sum
+# over the step's sequences divided by the global batch, whoever computed which
+foreach(case "balanced;3;--balance.on=true" "balanced;4;--balance.on=true"
+        "uneven;3;--balance.speeds=6,3,1" "uneven;4;--balance.speeds=1,4,1,2")
+  list(GET case 0 mode)
+  list(GET case 1 np)
+  list(GET case 2 flag)
+  set(name dp_${mode}_np${np})
+  add_test(NAME ${name}
+           COMMAND sh -c "${TESSERA_MPIRUN_STR} -np ${np} ${TESSERA_BIN} train ${DP_ARGS_STR} ${flag} --run.name=${mode}_np${np} > ${DP_DIR}/runs/${mode}_np${np}.out 2>&1 && $<TARGET_FILE:test_weights_close> ${DP_DIR}/runs/plain_np1/model.h5 ${DP_DIR}/runs/${mode}_np${np}/model.h5 1e-5")
+  set_tests_properties(${name} PROPERTIES LABELS mpi FIXTURES_REQUIRED dp_plain_np1
+                       PROCESSORS ${np})
+endforeach()
+# the declared split is the one used: 12 sequences at speeds 6:3:1 are 8 + 3 + 1 (each sequence
+# to the rank that would finish it first; ties to the lower rank)
+add_test(NAME dp_uneven_np3_shares
+         COMMAND sh -c "grep -q '\"shares\": \\[8, 3, 1\\]' ${DP_DIR}/runs/uneven_np3/metrics.jsonl")
+set_tests_properties(dp_uneven_np3_shares PROPERTIES LABELS mpi FIXTURES_REQUIRED dp_uneven_np3)
+set_tests_properties(dp_uneven_np3 PROPERTIES FIXTURES_SETUP dp_uneven_np3)
 
 # the gradient codec `none` set explicitly is the default path bit for bit (the same bytes, the
 # same sums), with and without ZeRO-1

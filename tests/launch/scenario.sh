@@ -73,8 +73,10 @@ train_args() {
         "--data.val=$CORPUS/val_*.bin" "--run.out_dir=$RUNS" "--run.name=$1" \
         "--train.steps=$STEPS" --train.global_batch=12 --train.micro_batch=2 --ckpt.every=5 \
         --log.every=1 --eval.every=0 --log.sample_tokens=0 --train.eps=1e-6 \
-        --comm.timeout_s=3 --data.log_samples=true
+        --comm.timeout_s=3 --data.log_samples=true --balance.on=false
 }
+# (balance.on = false: restarts are compared with the reference run bit for bit, which shares
+# that follow timing would not allow)
 mapfile -t ARGS < <(train_args "$name")
 
 # the launcher in the background; its output in $out

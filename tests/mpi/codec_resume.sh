@@ -17,7 +17,7 @@ cfg="$(dirname "$0")/../../configs/tiny.ini"
 args="--data.train=$corpus/train_*.bin --data.val=$corpus/val_*.bin --run.out_dir=$runs \
 --train.steps=20 --train.global_batch=12 --train.micro_batch=2 --comm.bucket_mb=0.02 \
 --ckpt.every=5 --log.every=1 --eval.every=0 --log.sample_tokens=0 --train.eps=1e-6 \
---comm.codec=$codec --run.overwrite=true$opts"
+--comm.codec=$codec --run.overwrite=true --balance.on=false$opts" # (bit for bit: fixed shares)
 fail=0
 # shellcheck disable=SC2086
 "$@" -np 2 "$tessera" train "$cfg" $args --run.name="${codec}_whole" > "$runs/${codec}_whole.out" 2>&1 ||

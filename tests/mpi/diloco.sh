@@ -6,7 +6,8 @@
 #   plain      One inner step per sync, outer SGD with learning rate 1 and no momentum, inner
 #              SGD: the new anchor is the samples-weighted mean of w - lr * g_r over the ranks,
 #              which is plain data parallelism with SGD. 3 ranks with uneven shares (10
-#              sequences: 4, 3, 3) against the data-parallel run, weights within 1e-5.
+#              sequences: 4, 3, 3, or as ARGS' balance.speeds split them) against the
+#              data-parallel run, weights within 1e-5: pseudo-gradients weighted by samples.
 #   resume     3 ranks train 20 steps in local SGD (ARGS: more options, e.g. a codec or
 #              streaming), a checkpoint every 5 or 10 steps; the same run with rank 1 killed at
 #              the start of step 12 resumes from step 10 to the uninterrupted run's weights, bit
@@ -25,7 +26,9 @@ cfg="$(dirname "$0")/../../configs/tiny.ini"
 lineage="$(dirname "$0")/../ckpt/check_lineage.sh"
 base="--data.train=$corpus/train_*.bin --data.val=$corpus/val_*.bin --run.out_dir=$runs \
 --train.steps=20 --train.micro_batch=2 --log.every=1 --eval.every=0 --log.sample_tokens=0 \
---train.eps=1e-6 --run.overwrite=true --comm.bucket_mb=0.02"
+--train.eps=1e-6 --run.overwrite=true --comm.bucket_mb=0.02 --balance.on=false"
+# (balance.on = false: bit-for-bit comparisons need shares that do not follow timing; ARGS may
+# declare uneven ones with balance.speeds)
 mkdir -p "$runs"
 
 fault="" # mpirun options of the next run (a fault to inject)

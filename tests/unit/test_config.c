@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/batch.h"
+#include "runtime/balance.h"
 #include "runtime/config.h"
 #include "tests/unit/expect.h"
 
@@ -94,7 +94,7 @@ static int key_index(const char *section, const char *name) {
 
 static void test_key_table(void) {
     // every field of tessera_config has exactly one key; keys do not overlap
-    CHECK(cfg_n_keys == 56);
+    CHECK(cfg_n_keys == 63);
     unsigned char used[sizeof(tessera_config)] = {0};
     for (int i = 0; i < cfg_n_keys; i++) {
         const cfg_key *k = &cfg_keys[i];
@@ -226,8 +226,9 @@ static void test_text_errors(void) {
     expect_text_error("[train]\nfoo = 5\n",
                       "t.ini:2: [train] unknown key \"foo\" (tessera train --help lists the keys)");
     expect_text_error("\n[trian]\n", "t.ini:2: unknown section [trian] (did you mean [train]?)");
-    expect_text_error("[optimizer]\n", "t.ini:1: unknown section [optimizer] (sections: run, "
-                                       "model, data, train, eval, log, comm, ckpt, diloco)");
+    expect_text_error("[optimizer]\n",
+                      "t.ini:1: unknown section [optimizer] (sections: run, "
+                      "model, data, train, eval, log, comm, ckpt, diloco, balance)");
     expect_text_error("[train\n", "t.ini:1: expected \"]\" to close the section header");
     expect_text_error("[train] x\n",
                       "t.ini:1: unexpected text after [train] (only a # comment may follow)");
@@ -369,7 +370,7 @@ static void test_overrides(void) {
                           "--trian.lr: unknown section \"trian\" (did you mean \"train\"?)");
     expect_override_error("--foo.lr=1",
                           "--foo.lr: unknown section \"foo\" (sections: run, model, data, train, "
-                          "eval, log, comm, ckpt, diloco)");
+                          "eval, log, comm, ckpt, diloco, balance)");
     expect_override_error("--train.lrr=1",
                           "--train.lrr: unknown key \"lrr\" (did you mean --train.lr?)");
     expect_override_error("--train.every=1",
@@ -605,23 +606,25 @@ static void test_validate(void) {
 }
 
 static void test_batch_share(void) {
-    int share, offset;
+    balance_params p = {0, BALANCE_WAIT, 0.1, 0.5, 2, 2, NULL};
+    balance b;
     int want_share[3] = {3, 3, 2}, want_offset[3] = {0, 3, 6};
-    for (int r = 0; r < 3; r++) {
-        batch_share(8, 3, r, &share, &offset);
-        CHECK(share == want_share[r] && offset == want_offset[r]);
-    }
+    balance_init(&b, &p, 3, 8, 0);
+    for (int r = 0; r < 3; r++)
+        CHECK(b.share[r] == want_share[r] && b.offset[r] == want_offset[r]);
+    balance_free(&b);
     const int worlds[] = {1, 2, 3, 5};
-    const int globals[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 31, 32, 33, 512, 1000003};
+    const int globals[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 31, 32, 33, 512, 100003};
     for (size_t w = 0; w < sizeof worlds / sizeof worlds[0]; w++)
         for (size_t g = 0; g < sizeof globals / sizeof globals[0]; g++) {
             int world = worlds[w], global = globals[g];
             if (global < world) continue;
+            balance_init(&b, &p, world, global, 0);
             int sum = 0, lo = global, hi = 0, next = 0, prev = global;
             for (int r = 0; r < world; r++) {
-                batch_share(global, world, r, &share, &offset);
-                CHECK(offset == next); // contiguous, in rank order
-                CHECK(share <= prev);  // earlier ranks take the larger shares
+                int share = b.share[r];
+                CHECK(b.offset[r] == next); // contiguous, in rank order
+                CHECK(share <= prev);       // earlier ranks take the larger shares
                 CHECK(share >= 1);
                 next += share;
                 sum += share;
@@ -631,7 +634,58 @@ static void test_batch_share(void) {
             }
             CHECK(sum == global);
             CHECK(hi - lo <= 1);
+            balance_free(&b);
         }
+}
+
+// shares from speeds: the least makespan (checked against every split of 10 over 3 ranks), each
+// rank at least one sequence; the queue of samples given back, and re-balancing on drift
+static void test_balance(void) {
+    const double v[3] = {4, 2, 1}, f[3] = {0.1, 0, 0.3};
+    int s[3];
+    balance_optimal(3, 10, v, f, s);
+    CHECK(s[0] + s[1] + s[2] == 10 && s[0] >= 1 && s[1] >= 1 && s[2] >= 1);
+    double got = 0, best = 1e30;
+    for (int r = 0; r < 3; r++)
+        if (f[r] + s[r] / v[r] > got) got = f[r] + s[r] / v[r];
+    for (int a = 1; a <= 8; a++)
+        for (int c = 1; a + c <= 9; c++) {
+            int x[3] = {a, c, 10 - a - c};
+            double m = 0;
+            for (int r = 0; r < 3; r++)
+                if (f[r] + x[r] / v[r] > m) m = f[r] + x[r] / v[r];
+            if (m < best) best = m;
+        }
+    CHECK(fabs(got - best) < 1e-12);
+    // a rank far slower than the rest keeps one sequence
+    const double slow[3] = {100, 100, 0.01}, zero[3] = {0, 0, 0};
+    balance_optimal(3, 10, slow, zero, s);
+    CHECK(s[2] == 1);
+
+    // step 1 of 3 ranks x 4: rank 1 does 1 of its 4; its 3 others come first in step 2
+    balance_params p = {1, BALANCE_DROP, 0.1, 0.5, 2, 2, NULL};
+    balance b;
+    balance_init(&b, &p, 3, 12, 0);
+    balance_plan(&b);
+    CHECK(b.list[0] == 0 && b.list[11] == 11);
+    double done[3] = {4, 1, 4}, fb[3] = {1, 1, 1}, fx[3] = {0, 0, 0}, late[3] = {0, 1, 0};
+    CHECK(balance_commit(&b, done, fb, fx, late, 1, 1, 0, NULL, 0) == 9);
+    CHECK(b.n_queue == 3 && b.queue[0] == 5 && b.queue[2] == 7 && b.cursor == 12);
+    CHECK(b.drops == 1 && b.dropped == 3);
+    balance_plan(&b);
+    CHECK(b.list[0] == 5 && b.list[2] == 7 && b.list[3] == 12 && b.list[11] == 20);
+    // measured 4, 1 and 4 samples/s: rank 1 gets less than the others
+    CHECK(b.speed[1] == 1 && b.speed[0] == 4);
+    CHECK(b.share[1] < b.share[0] && b.share[0] + b.share[1] + b.share[2] == 12);
+    int before[3] = {b.share[0], b.share[1], b.share[2]};
+    // nothing given back: the cursor moves past the 9 fresh samples, the queue empties; the
+    // same speeds again change nothing
+    double all[3] = {b.share[0], b.share[1], b.share[2]};
+    CHECK(balance_commit(&b, all, (double[]){all[0] / 4, all[1], all[2] / 4}, fx,
+                         (double[]){0, 0, 0}, 1, 2, 0, NULL, 0) == 12);
+    CHECK(b.n_queue == 0 && b.cursor == 21);
+    CHECK(memcmp(before, b.share, sizeof before) == 0);
+    balance_free(&b);
 }
 
 static void test_help(void) {
@@ -808,6 +862,7 @@ int main(int argc, char **argv) {
     test_round_trip();
     test_validate();
     test_batch_share();
+    test_balance();
     test_help();
     test_read_file();
     test_bad_files(argv[1]);

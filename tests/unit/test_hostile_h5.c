@@ -290,7 +290,7 @@ static void e_next_sample_max(hid_t f) {
     put_scalar(f, "next_sample", H5T_NATIVE_UINT64, &v);
 }
 static void e_next_sample_other(hid_t f) {
-    uint64_t v = 7;
+    uint64_t v = (uint64_t)STEP * 6 + 1; // past the samples of the steps done
     put_scalar(f, "next_sample", H5T_NATIVE_UINT64, &v);
 }
 static void e_step_array(hid_t f) { put_int_array(f, "step", 16); }
@@ -489,7 +489,7 @@ static const hostile_case k_states[] = {
      "attribute 'next_sample' is 18446744073709551615, expected one integer in [0, "},
     {"next_sample_other", e_next_sample_other,
      "expected optimizer_t <= step, world_size <= "
-     "global_batch and next_sample = step * "
+     "global_batch and next_sample <= step * "
      "global_batch"},
     {"step_array", e_step_array, "attribute 'step' holds 16 values (an array)"},
     {"step_int64", e_step_int64, "attribute 'step' is 4294967306, expected one integer in [0, "},
@@ -680,6 +680,7 @@ int main(int argc, char **argv) {
                             STEP,
                             g_cfg.run.seed,
                             (uint64_t)STEP * (uint64_t)g_cfg.train.global_batch,
+                            NULL,
                             NULL,
                             NULL};
     good_state st = {&meta, master, mom};

@@ -236,7 +236,7 @@ int main(void) {
     CHECK(memcmp(a, b, m.n_params * sizeof(float)) == 0);
 
     // checkpoint: the table's tensors, the toy's shape from the resolved config
-    ckpt_state_meta meta = {60, 1, 2, 60, cfg.run.seed, 120, NULL, NULL};
+    ckpt_state_meta meta = {60, 1, 2, 60, cfg.run.seed, 120, NULL, NULL, NULL};
     float *mom = calloc(m.n_params, sizeof(float));
     snprintf(step_dir, sizeof step_dir, "%s/step-%08d", dir, 60);
     char state_path[400];
