@@ -169,20 +169,21 @@ def remove_groups():
     return n
 
 
-# a single-threaded CPU-bound loop from START (epoch seconds) for SECONDS: "iterations/s lateness"
+# a single-threaded CPU-bound loop from START (epoch seconds) for SECONDS: "iterations/s
+# cores-used seconds-late" (cores used: its CPU time over the wall time)
 LOOP = ("import sys,time\n"
         "start=float(sys.argv[1]); end=start+float(sys.argv[2])\n"
-        "time.sleep(max(0.0,start-time.time())); t0=time.time(); n=0\n"
+        "time.sleep(max(0.0,start-time.time())); t0=time.time(); c0=time.process_time(); n=0\n"
         "while True:\n"
         "    for _ in range(10000): pass\n"
         "    n+=10000; t=time.time()\n"
         "    if t>=end: break\n"
-        "print(n/(t-t0), t0-start)\n")
+        "print(n/(t-t0), (time.process_time()-c0)/(t-t0), t0-start)\n")
 
 
 def speeds(st, seconds, lead=2.0):
-    """{host: (iterations/s, seconds started late) or None when the host refused}: the loop in
-    every host at the same time, started through the agent (so inside the host's cgroup)"""
+    """{host: (iterations/s, cores used, seconds started late) or None when the host refused}:
+    the loop in every host at the same time, started through the agent (in the host's cgroup)"""
     start = time.time() + lead + 0.1 * len(st["hosts"])
     procs = {h: subprocess.Popen([RSH, h, shlex.join([sys.executable, "-c", LOOP, f"{start:.3f}",
                                                       f"{seconds:g}"])],
@@ -191,7 +192,7 @@ def speeds(st, seconds, lead=2.0):
     out = {}
     for h, p in procs.items():
         text = p.communicate(timeout=seconds + lead + 60)[0].split()
-        out[h] = (float(text[0]), float(text[1])) if p.returncode == 0 and len(text) == 2 else None
+        out[h] = tuple(map(float, text)) if p.returncode == 0 and len(text) == 3 else None
     return out
 
 
@@ -210,12 +211,13 @@ def cmd_speeds(a):
           f"{'' if st.get('cgroup') else '; no CPU limits in this lab'})", flush=True)
     got = speeds(st, a.seconds)
     rel = ratios({h: g[0] if g else None for h, g in got.items()})
-    print(f"{'host':6s} {'CPU limit':12s} {'iterations/s':>14s} {'ratio':>6s}")
+    print(f"{'host':6s} {'CPU limit':12s} {'iterations/s':>14s} {'ratio':>6s} {'cores used':>10s}")
     for h, g in got.items():
         limit = show(st["hosts"][h].get("cpu", 0))
         if g is None:
-            print(f"{h:6s} {limit:12s} {'-':>14s} {'-':>6s}  (the host refused: lost or cut off)")
+            print(f"{h:6s} {limit:12s} {'-':>14s} {'-':>6s} {'-':>10s}  (the host refused: lost "
+                  f"or cut off)")
             continue
-        late = f"  (started {g[1]:.2f} s late)" if g[1] > 0.1 else ""
-        print(f"{h:6s} {limit:12s} {g[0]:14.0f} {rel[h]:6.3f}{late}")
+        late = f"  (started {g[2]:.2f} s late)" if g[2] > 0.1 else ""
+        print(f"{h:6s} {limit:12s} {g[0]:14.0f} {rel[h]:6.3f} {g[1]:10.3f}{late}")
     return 0 if any(got.values()) else 1
