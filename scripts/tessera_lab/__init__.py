@@ -6,8 +6,10 @@ Modules, by concern:
   state     the lab's state folder (state.json, the hostfile, UTS files, down markers)
   links     the subnet and the bandwidth shaping of a link (tc tbf)
   hosts     a host: its namespaces and veth pair, its processes, the probe, mpirun's options
+  cpu       a host's CPU limit (a cgroup v1 cpu controller group), the speeds measurement
   bringup   up, down, status of the whole lab
-  faults    node loss and return, partitions, rates, pauses, kills during a checkpoint write
+  faults    node loss and return, partitions, rates, CPU limits, pauses, kills during a
+            checkpoint write
   check     proof that the shaping works (throughput, byte counters)
   chaos     a launcher run under a fault schedule
   report    a chaos run's assertions and per-fault recovery times

@@ -12,7 +12,7 @@ import time
 
 from . import state
 from .common import LAB, LAUNCH, RSH, LabError, log
-from .faults import ARITY, fault
+from .faults import ARITY, fault, parse_arg
 from .hosts import mpirun_args
 
 
@@ -30,8 +30,14 @@ def parse_schedule(text, path):
             raise LabError(f"{path}:{no}: \"{w[0]}\": expected seconds after the start")
         if len(w) < 2 or w[1] not in ARITY or len(w) - 2 != ARITY[w[1]]:
             raise LabError(f"{path}:{no}: expected SECONDS ACTION [HOST] [ARG] with ACTION one "
-                           f"of {', '.join(ARITY)} (rate takes HOST MBIT)")
-        out.append((t, w[1], w[2] if len(w) > 2 else None, w[3] if len(w) > 3 else None, no))
+                           f"of {', '.join(ARITY)} (rate takes HOST MBIT, cpu HOST CORES, "
+                           f"slow HOST FACTOR)")
+        arg = w[3] if len(w) > 3 else None
+        try:
+            parse_arg(w[1], arg)
+        except LabError as e:
+            raise LabError(f"{path}:{no}: {w[1]}: {e}")
+        out.append((t, w[1], w[2] if len(w) > 2 else None, arg, no))
     return sorted(out)
 
 

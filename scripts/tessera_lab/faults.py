@@ -1,19 +1,39 @@
 """faults — what can happen to a host: lost (kill) and back (revive), cut off (partition) and
-reconnected (heal), slower (rate), hung (pause) and going on (resume), killed while a checkpoint
-is written (ckpt-kill), and a new host joining (add)."""
+reconnected (heal), a thinner link (rate), a slower CPU (cpu, slow), hung (pause) and going on
+(resume), killed while a checkpoint is written (ckpt-kill), and a new host joining (add)."""
 
 import os
 import signal
 import time
 
-from . import state
+from . import cpu, state
 from .common import LabError, log, sh
 from .hosts import make_host, signal_host
 from .links import shape
 
-# action: the number of words after it (HOST, and MBIT for rate); the schedule checks them
-ARITY = {"kill": 1, "revive": 1, "partition": 1, "heal": 1, "rate": 2, "pause": 1, "resume": 1,
-         "add": 0, "ckpt-kill": 1}
+# action: the number of words after it (HOST, and MBIT for rate, CORES for cpu, FACTOR for
+# slow); the schedule checks them
+ARITY = {"kill": 1, "revive": 1, "partition": 1, "heal": 1, "rate": 2, "cpu": 2, "slow": 2,
+         "pause": 1, "resume": 1, "add": 0, "ckpt-kill": 1}
+
+
+def parse_arg(action, arg):
+    """the argument of a fault as a number (rate, cpu, slow), checked; others as given"""
+    if action == "rate":
+        try:
+            mbit = float(arg)
+        except (TypeError, ValueError):
+            mbit = -1
+        if not 0 <= mbit < float("inf"):
+            raise LabError(f"MBIT \"{arg}\": expected Mbit/s (0: unlimited)")
+        return mbit
+    if action == "cpu":
+        return cpu.parse_cores(arg)
+    if action == "add":
+        return 0 if arg is None else cpu.parse_cores(arg, "--cpu")
+    if action == "slow":
+        return cpu.parse_factor(arg)
+    return arg
 
 
 def next_host_name(names):
@@ -23,11 +43,16 @@ def next_host_name(names):
 
 def fault(st, action, host=None, arg=None):
     """one fault; returns a line saying what was done"""
-    if action == "add":
+    arg = parse_arg(action, arg)
+    if action == "add":  # arg: its CPU limit in cores (0: unlimited)
         name = next_host_name(st["hosts"])
-        make_host(st, name)
+        if arg and not st.get("cgroup"):
+            raise LabError("this lab has no CPU limits: the cgroup v1 cpu controller was not "
+                           "usable when it came up")
+        make_host(st, name, arg)
         state.save(st)
-        return f"added {name} ({st['hosts'][name]['ip']})"
+        return (f"added {name} ({st['hosts'][name]['ip']}"
+                f"{', ' + cpu.show(arg) if arg else ''})")
     h = state.host_of(st, host)
     if action == "kill":
         open(state.path("down", host), "w").close()
@@ -44,12 +69,17 @@ def fault(st, action, host=None, arg=None):
         sh(["ip", "link", "set", state.ns(host), link])
         return f"{host}: link {link}"
     if action == "rate":
-        mbit = float(arg)
-        shape("eth0", mbit, state.ns(host))
-        shape(state.ns(host), mbit)
-        h["rate"] = mbit
+        shape("eth0", arg, state.ns(host))
+        shape(state.ns(host), arg)
+        h["rate"] = arg
         state.save(st)
-        return f"{host}: {mbit:g} Mbit/s"
+        return f"{host}: {arg:g} Mbit/s"
+    if action in ("cpu", "slow"):
+        base = h.get("cpu_base", 0)
+        cores = arg if action == "cpu" else cpu.slowed(base, arg)
+        cpu.set_limit(st, host, cores)
+        state.save(st)
+        return f"{host}: CPU {cpu.show(cores)} (base {cpu.show(base)})"
     if action in ("pause", "resume"):
         pids = signal_host(host, signal.SIGSTOP if action == "pause" else signal.SIGCONT)
         return f"{host}: {len(pids)} processes {'stopped' if action == 'pause' else 'continued'}"

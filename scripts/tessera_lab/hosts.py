@@ -1,18 +1,19 @@
 """hosts — one host of the lab: a network namespace with a veth pair to the bridge, its own UTS
-namespace (hostname), its processes, the probe across its link, and the Open MPI options that
-pin mpirun to the lab."""
+namespace (hostname), its cgroup (CPU limit), its processes, the probe across its link, and the
+Open MPI options that pin mpirun to the lab."""
 
 import ipaddress
 import os
 import subprocess
 import sys
 
-from . import state
+from . import cpu, state
 from .common import RSH, sh
 from .links import shape
 
 
-def make_host(st, name):
+def make_host(st, name, cores=0):
+    """a host with its link at the lab's rate and its CPU limited to `cores` (0: unlimited)"""
     net = ipaddress.ip_network(st["subnet"])
     used = {h["ip"] for h in st["hosts"].values()}
     ip = next(str(a) for a in list(net.hosts())[10:] if str(a) not in used)
@@ -27,7 +28,9 @@ def make_host(st, name):
     uts = state.path("uts", name)
     open(uts, "w").close()
     sh(["unshare", f"--uts={uts}", "hostname", name])
-    st["hosts"][name] = {"ip": ip, "rate": st.get("rate", 0)}
+    st["hosts"][name] = {"ip": ip, "rate": st.get("rate", 0), "cpu_base": cores, "cpu": cores}
+    if st.get("cgroup"):
+        cpu.make_group(st, name, cores)
     shape("eth0", st.get("rate", 0), n)
     shape(n, st.get("rate", 0))
 

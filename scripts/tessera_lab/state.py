@@ -1,7 +1,9 @@
-"""state — STATE/state.json {subnet, bridge, bridge_ip, rate, slots, hosts: {name: {ip, rate}}},
+"""state — STATE/state.json {subnet, bridge, bridge_ip, rate, slots, cgroup, hosts: {name: {ip,
+rate, cpu_base, cpu}}} (cgroup: the folder of the hosts' cpu controller groups, null without;
+cpu_base: the CPU limit in cores from up or add, cpu: the current one, 0: unlimited),
 STATE/uts/<host> (its UTS namespace), STATE/down/<host> (a lost node), STATE/hosts (the
-hostfile), STATE/prefix. STATE and the name prefix come from the environment, so a test's lab
-and a person's can exist side by side."""
+hostfile), STATE/prefix, STATE/cgroup (for scripts/lab-rsh). STATE and the name prefix come from
+the environment, so a test's lab and a person's can exist side by side."""
 
 import json
 import os

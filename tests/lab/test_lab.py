@@ -1,11 +1,14 @@
 """test_lab — the lab's pure parts: the fault schedule, the chaos report's parsing and pairing,
-host naming, the shaping parameters. No root, no namespaces.
+host naming, the shaping parameters, the CPU limits' parsing and quotas. No root, no namespaces,
+no cgroups.
 
   PYTHONPATH=scripts python3 -m unittest tests/lab/test_lab.py
 """
 
 import unittest
+from unittest import mock
 
+from tessera_lab import cpu
 from tessera_lab.chaos import parse_schedule
 from tessera_lab.check import within_cap
 from tessera_lab.common import LabError
@@ -30,12 +33,83 @@ class Schedule(unittest.TestCase):
             ("3 rate h1\n", "s:1: expected SECONDS ACTION"),
             ("3 add h5\n", "s:1: expected SECONDS ACTION"),
             ("1 kill h1\n4\n", "s:2: expected SECONDS ACTION"),
+            ("3 slow h1\n", "s:1: expected SECONDS ACTION"),
+            ("3 cpu h1\n", "s:1: expected SECONDS ACTION"),
+            ("3 slow h1 0.5 2\n", "s:1: expected SECONDS ACTION"),
+            ("3 slow h1 0\n", 's:1: slow: FACTOR "0": expected a number above 0'),
+            ("3 slow h1 fast\n", 's:1: slow: FACTOR "fast": expected a number above 0'),
+            ("3 cpu h1 -1\n", 's:1: cpu: CORES "-1": expected 0 (unlimited) or 0.01'),
+            ("3 rate h1 ten\n", 's:1: rate: MBIT "ten": expected Mbit/s'),
         ]
         for text, want in rows:
             with self.subTest(text=text):
                 with self.assertRaises(LabError) as e:
                     parse_schedule(text, "s")
                 self.assertTrue(str(e.exception).startswith(want), str(e.exception))
+
+
+    def test_cpu_faults(self):
+        text = "5 slow h2 0.5\n9 cpu h3 0.25\n12 slow h2 1\n15 cpu h3 0\n"
+        self.assertEqual(parse_schedule(text, "s"), [(5.0, "slow", "h2", "0.5", 1),
+                                                     (9.0, "cpu", "h3", "0.25", 2),
+                                                     (12.0, "slow", "h2", "1", 3),
+                                                     (15.0, "cpu", "h3", "0", 4)])
+
+
+@mock.patch("os.cpu_count", lambda: 2)
+class Cpu(unittest.TestCase):
+    def test_cpu_list(self):
+        self.assertEqual(cpu.parse_cpu_list("0.4,0.4,0.2,0.1", 4), [0.4, 0.4, 0.2, 0.1])
+        self.assertEqual(cpu.parse_cpu_list("0.5", 3), [0.5, 0.5, 0.5])
+        self.assertEqual(cpu.parse_cpu_list("1, 0", 2), [1.0, 0.0])
+        self.assertEqual(cpu.parse_cpu_list("2", 1), [2.0])
+        rows = [("0.4,0.4", 3, '--cpu "0.4,0.4": expected one value for all hosts or 3 values'),
+                ("0.4,x", 2, '--cpu "x": expected a number of cores'),
+                ("", 2, '--cpu "": expected a number of cores'),
+                ("3", 2, '--cpu "3": expected 0 (unlimited) or 0.01 to 2 cores'),
+                ("-0.5", 2, '--cpu "-0.5": expected 0 (unlimited)'),
+                ("0.005", 2, '--cpu "0.005": expected 0 (unlimited)'),
+                ("nan", 2, '--cpu "nan": expected 0 (unlimited)')]
+        for text, n, want in rows:
+            with self.subTest(text=text):
+                with self.assertRaises(LabError) as e:
+                    cpu.parse_cpu_list(text, n)
+                self.assertTrue(str(e.exception).startswith(want), str(e.exception))
+
+    def test_quota(self):
+        self.assertEqual(cpu.PERIOD_US, 100000)
+        for cores, want in ((0, -1), (0.4, 40000), (0.1, 10000), (1, 100000), (1.5, 150000),
+                            (0.333, 33300), (0.01, 1000), (0.004, 1000)):
+            with self.subTest(cores=cores):
+                self.assertEqual(cpu.quota_us(cores), want)
+
+    def test_slowed(self):
+        self.assertAlmostEqual(cpu.slowed(0.4, 0.5), 0.2)
+        self.assertEqual(cpu.slowed(0.4, 1), 0.4)  # restores the base
+        self.assertAlmostEqual(cpu.slowed(0.2, 2), 0.4)
+        self.assertEqual(cpu.slowed(0.1, 0.01), 0.01)  # the kernel's floor
+        self.assertEqual(cpu.slowed(0, 0.25), 0.5)  # unlimited: the machine's 2 cores
+        self.assertEqual(cpu.slowed(0, 1), 0)
+        self.assertEqual(cpu.slowed(0, 3), 0)
+
+    def test_factor(self):
+        self.assertEqual(cpu.parse_factor("0.5"), 0.5)
+        self.assertEqual(cpu.parse_factor("100"), 100)
+        for bad in ("0", "-1", "101", "inf", "nan", "x", None):
+            with self.subTest(bad=bad):
+                with self.assertRaises(LabError) as e:
+                    cpu.parse_factor(bad)
+                self.assertIn("expected a number above 0 and at most 100", str(e.exception))
+
+    def test_ratios(self):
+        self.assertEqual(cpu.ratios({"h1": 40.0, "h2": 20.0, "h3": None, "h4": 10.0}),
+                         {"h1": 1.0, "h2": 0.5, "h3": None, "h4": 0.25})
+        self.assertEqual(cpu.ratios({"h1": None}), {"h1": None})
+
+    def test_show(self):
+        self.assertEqual(cpu.show(0), "unlimited")
+        self.assertEqual(cpu.show(1), "1 core")
+        self.assertEqual(cpu.show(0.25), "0.25 cores")
 
 
 class Report(unittest.TestCase):
