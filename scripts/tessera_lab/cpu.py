@@ -1,5 +1,5 @@
 """cpu — a host's CPU limit: one group of the cgroup v1 cpu controller per host
-(CPU_ROOT/<prefix>/<host>) with a CFS quota per 100 ms period; every process started in the host
+(CPU_ROOT/<prefix>/<host>) with a CFS quota per 20 ms period; every process started in the host
 joins it (scripts/lab-rsh writes its own PID into cgroup.procs before it enters the host). Where
 the controller is not there, the lab runs without limits. `speeds` shows the limits at work."""
 
@@ -14,8 +14,8 @@ from . import state
 from .common import RSH, LabError
 
 CPU_ROOT = "/sys/fs/cgroup/cpu"
-PERIOD_US = 100000
-MIN_QUOTA_US = 1000  # the kernel's floor: 0.01 core
+PERIOD_US = 20000  # short: a throttled host pauses for at most a few ms at a time
+MIN_QUOTA_US = 1000  # the kernel's floor: 0.05 core at this period
 MAX_FACTOR = 100
 
 
@@ -24,7 +24,7 @@ def machine_cores():
 
 
 def parse_cores(text, what="CORES"):
-    """cores as a float: 0 (unlimited) or 0.01 up to the machine's core count"""
+    """cores as a float: 0 (unlimited) or 0.05 up to the machine's core count"""
     try:
         c = float(text)
     except (TypeError, ValueError):

@@ -38,7 +38,7 @@ class Schedule(unittest.TestCase):
             ("3 slow h1 0.5 2\n", "s:1: expected SECONDS ACTION"),
             ("3 slow h1 0\n", 's:1: slow: FACTOR "0": expected a number above 0'),
             ("3 slow h1 fast\n", 's:1: slow: FACTOR "fast": expected a number above 0'),
-            ("3 cpu h1 -1\n", 's:1: cpu: CORES "-1": expected 0 (unlimited) or 0.01'),
+            ("3 cpu h1 -1\n", 's:1: cpu: CORES "-1": expected 0 (unlimited) or 0.05'),
             ("3 rate h1 ten\n", 's:1: rate: MBIT "ten": expected Mbit/s'),
         ]
         for text, want in rows:
@@ -66,7 +66,7 @@ class Cpu(unittest.TestCase):
         rows = [("0.4,0.4", 3, '--cpu "0.4,0.4": expected one value for all hosts or 3 values'),
                 ("0.4,x", 2, '--cpu "x": expected a number of cores'),
                 ("", 2, '--cpu "": expected a number of cores'),
-                ("3", 2, '--cpu "3": expected 0 (unlimited) or 0.01 to 2 cores'),
+                ("3", 2, '--cpu "3": expected 0 (unlimited) or 0.05 to 2 cores'),
                 ("-0.5", 2, '--cpu "-0.5": expected 0 (unlimited)'),
                 ("0.005", 2, '--cpu "0.005": expected 0 (unlimited)'),
                 ("nan", 2, '--cpu "nan": expected 0 (unlimited)')]
@@ -77,9 +77,9 @@ class Cpu(unittest.TestCase):
                 self.assertTrue(str(e.exception).startswith(want), str(e.exception))
 
     def test_quota(self):
-        self.assertEqual(cpu.PERIOD_US, 100000)
-        for cores, want in ((0, -1), (0.4, 40000), (0.1, 10000), (1, 100000), (1.5, 150000),
-                            (0.333, 33300), (0.01, 1000), (0.004, 1000)):
+        self.assertEqual(cpu.PERIOD_US, 20000)
+        for cores, want in ((0, -1), (0.4, 8000), (0.1, 2000), (1, 20000), (1.5, 30000),
+                            (0.333, 6660), (0.05, 1000), (0.004, 1000)):
             with self.subTest(cores=cores):
                 self.assertEqual(cpu.quota_us(cores), want)
 
@@ -87,7 +87,7 @@ class Cpu(unittest.TestCase):
         self.assertAlmostEqual(cpu.slowed(0.4, 0.5), 0.2)
         self.assertEqual(cpu.slowed(0.4, 1), 0.4)  # restores the base
         self.assertAlmostEqual(cpu.slowed(0.2, 2), 0.4)
-        self.assertEqual(cpu.slowed(0.1, 0.01), 0.01)  # the kernel's floor
+        self.assertEqual(cpu.slowed(0.1, 0.01), 0.05)  # the kernel's floor
         self.assertEqual(cpu.slowed(0, 0.25), 0.5)  # unlimited: the machine's 2 cores
         self.assertEqual(cpu.slowed(0, 1), 0)
         self.assertEqual(cpu.slowed(0, 3), 0)
