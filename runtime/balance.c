@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 void balance_optimal(int world, int global_batch, const double *v, const double *f, int *share) {
     TS_ASSERT(world >= 1 && global_batch >= world);
@@ -197,10 +198,23 @@ int balance_commit(balance *b, const double *done, const double *fb, const doubl
                      "it (remove the host, or use diloco.inner_steps and balance.policy = drop)",
                      slow, host_of(hosts, host_max, slow), worst * 1e3, others * 1e3);
     }
-    if (slow != b->slow_rank) b->slow_steps = 0;
+    if (slow != b->slow_rank) b->slow_steps = slow >= 0; // the first step of a streak
     b->slow_rank = slow;
     free(opt);
     return used;
+}
+
+uint64_t balance_digest(const balance *b) {
+    XXH64_state_t *h = XXH64_createState();
+    TS_ASSERT(h);
+    XXH64_reset(h, 0);
+    XXH64_update(h, b->share, (size_t)b->world * sizeof(int));
+    XXH64_update(h, &b->cursor, sizeof b->cursor);
+    XXH64_update(h, &b->n_queue, sizeof b->n_queue);
+    XXH64_update(h, b->queue, (size_t)b->n_queue * sizeof(uint64_t));
+    uint64_t d = XXH64_digest(h);
+    XXH64_freeState(h);
+    return d;
 }
 
 int balance_parse_speeds(const char *text, int world, double *out, int *n_out) {

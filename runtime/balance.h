@@ -64,7 +64,8 @@ void balance_plan(balance *b);
 // a shared machine, not a slow node.
 #define BALANCE_LATE_FLOOR_S 0.05
 
-// The step time expected of rank r's work (0 while speeds are unknown): fixed + share / speed.
+// The time rank r's own work of a step is expected to take (0 while speeds are unknown):
+// fixed + share / speed.
 double balance_expected_s(const balance *b, int r);
 // The slowest rank's expected time: what every rank waits for.
 double balance_makespan_s(const balance *b, const int *share);
@@ -78,6 +79,9 @@ double balance_makespan_s(const balance *b, const int *share);
 int balance_commit(balance *b, const double *done, const double *fb, const double *fixed,
                    const double *late, int measure, int step, int verbose, const char *hosts,
                    int host_max);
+
+// A hash of what the ranks must agree on: shares, the queue, the cursor.
+uint64_t balance_digest(const balance *b);
 
 // Shares minimising the predicted makespan for speeds v and fixed costs f (every rank at least
 // one sequence; ties to the lower rank). v[r] must be > 0.

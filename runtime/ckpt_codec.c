@@ -1,6 +1,7 @@
 // ckpt_codec.c — gradient codec state in a checkpoint's /codec group (see ckpt_codec.h).
 #include "runtime/ckpt_codec.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,7 @@ typedef struct {
     char where[96]; // "/codec/NAME/rank-R", for messages
     unsigned char *blob;
     size_t len;
+    size_t max_bytes; // the most one array may hold (checked before anything is allocated)
     ts_status st;
 } ckpt_codec_reader;
 
@@ -111,6 +113,15 @@ static herr_t read_array(hid_t rg, const char *name, const H5L_info_t *info, voi
     int shaped = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 &&
                  H5Sget_simple_extent_dims(space, dims, NULL) == 1 && type >= 0 &&
                  H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1;
+    if (shaped && dims[0] > rd->max_bytes) {
+        log_error("%s: %s/%s holds %llu bytes, expected at most %zu", rd->path, rd->where, name,
+                  (unsigned long long)dims[0], rd->max_bytes);
+        H5Tclose(type);
+        H5Sclose(space);
+        H5Dclose(ds);
+        rd->st = TS_ERR_INPUT;
+        return -1;
+    }
     unsigned char *data = shaped ? malloc(dims[0] ? (size_t)dims[0] : 1) : NULL;
     uint64_t want = 0;
     const h5attr_spec hash = {"xxh64", H5ATTR_HASH, 0, 0, 0, NULL, 0};
@@ -163,6 +174,11 @@ static herr_t find_named(hid_t group, const char *name, const H5L_info_t *info, 
 
 ts_status ckpt_codec_read_group(hid_t file, const char *path, const char *gname,
                                 ckpt_codec_state *s) {
+    return ckpt_codec_read_capped(file, path, gname, CKPT_CODEC_MAX_WORLD, SIZE_MAX, s);
+}
+
+ts_status ckpt_codec_read_capped(hid_t file, const char *path, const char *gname, int max_world,
+                                 size_t max_bytes, ckpt_codec_state *s) {
     memset(s, 0, sizeof *s);
     if (!hard_link(file, gname)) {
         log_error("%s: group '/%s' is missing (or a link), expected a group of this file", path,
@@ -194,11 +210,11 @@ ts_status ckpt_codec_read_group(hid_t file, const char *path, const char *gname,
         snprintf(s->name, sizeof s->name, "%s", name);
         char kind[80];
         snprintf(kind, sizeof kind, "state group /%s/%s", gname, name);
-        const h5attr_spec world = {"world_size", H5ATTR_INT, 0, 1, CKPT_CODEC_MAX_WORLD, NULL, 0};
+        const h5attr_spec world = {"world_size", H5ATTR_INT, 0, 1, max_world, NULL, 0};
         st = h5attr_read_table(named, path, kind, &world, 1, &s->world);
         if (st == TS_OK) s->lens = ts_calloc((size_t)s->world, sizeof(size_t), "codec state");
         for (int r = 0; st == TS_OK && r < s->world; r++) {
-            ckpt_codec_reader rd = {path, "", s->all, 0, TS_OK};
+            ckpt_codec_reader rd = {path, "", s->all, 0, max_bytes, TS_OK};
             size_t before = 0;
             for (int q = 0; q < r; q++)
                 before += s->lens[q];

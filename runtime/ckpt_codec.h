@@ -33,5 +33,9 @@ ts_status ckpt_codec_read(hid_t file, const char *path, ckpt_codec_state *s);
 // "diloco"; see runtime/train_outer.c).
 ts_status ckpt_codec_read_group(hid_t file, const char *path, const char *gname,
                                 ckpt_codec_state *s);
+// The same with bounds checked before anything is allocated: at most max_world ranks, each array
+// at most max_bytes (the trainer's bounds: from the model's size and the global batch).
+ts_status ckpt_codec_read_capped(hid_t file, const char *path, const char *gname, int max_world,
+                                 size_t max_bytes, ckpt_codec_state *s);
 
 #endif

@@ -25,15 +25,16 @@
 // Keys a resume may change: where the run directory is and how the run starts (run.name,
 // out_dir, resume, overwrite), how it computes (threads, backend, precision, micro_batch), how
 // long it trains (train.steps), what it only reports or audits (data.val, data.tokenizer,
-// data.log_samples), and whole sections about evaluation, logging, communication and
-// checkpoints. Everything else decides the trained weights: seed, model, training data,
-// optimizer and schedule, global batch.
+// data.log_samples), and whole sections about evaluation, logging, communication, checkpoints and
+// the split of each step's batch over ranks (balance: who computes a sample, never which samples
+// a step trains, except that `drop` delays a late rank's by a step). Everything else decides the
+// trained weights: seed, model, training data, optimizer and schedule, global batch.
 static const char *const resumable_keys[] = {
     "run.name",       "run.out_dir",      "run.resume",    "run.overwrite",
     "run.threads",    "run.backend",      "run.precision", "data.val",
     "data.tokenizer", "data.log_samples", "train.steps",   "train.micro_batch",
 };
-static const char *const resumable_sections[] = {"eval", "log", "comm", "ckpt"};
+static const char *const resumable_sections[] = {"eval", "log", "comm", "ckpt", "balance"};
 
 int ckpt_identity_resumable(const char *section, const char *key) {
     for (size_t i = 0; i < sizeof resumable_sections / sizeof *resumable_sections; i++)

@@ -277,13 +277,21 @@ ts_status ckpt_state_load(const char *step_dir, const model *m, const tessera_co
     float *bufs[3] = {master, adam_m, adam_v};
     for (int g = 0; g < 3 && st == TS_OK; g++)
         st = read_group(file, path, m, ckpt_groups[g], bufs[g]);
-    if (st == TS_OK && meta->codec) st = ckpt_codec_read(file, path, meta->codec);
-    if (st == TS_OK && meta->outer) st = ckpt_codec_read_group(file, path, "outer", meta->outer);
+    // per-rank state arrays hold at most a few values per parameter (error feedback, inner
+    // moments, the rank's parameters), the balancing state a sample index per sequence of a step
+    // (or a value per rank, and every rank has at least one sequence): bounds checked before
+    // anything is allocated
+    size_t per_rank = 8 * m->n_params + 65536;
+    if (st == TS_OK && meta->codec)
+        st = ckpt_codec_read_capped(file, path, "codec", meta->world, per_rank, meta->codec);
+    if (st == TS_OK && meta->outer)
+        st = ckpt_codec_read_capped(file, path, "outer", meta->world, per_rank, meta->outer);
     if (meta->balance) {
         // checkpoints written before balancing have no /balance: nothing given back then
         memset(meta->balance, 0, sizeof *meta->balance);
         if (st == TS_OK && H5Lexists(file, "balance", H5P_DEFAULT) > 0)
-            st = ckpt_codec_read_group(file, path, "balance", meta->balance);
+            st = ckpt_codec_read_capped(file, path, "balance", 1, 8 * (size_t)meta->global_batch,
+                                        meta->balance);
     }
     H5Fclose(file);
     return st;

@@ -28,6 +28,7 @@ static void *ckpt_writer_main(void *arg) {
     wr->result =
         ckpt_dir_save(wr->dir, wr->meta.step, &wr->id, wr->cfg->ckpt.keep, ckpt_writer_fill, wr);
     wr->write_ms = (ts_now() - t0) * 1e3;
+    __atomic_store_n(&wr->writing, 0, __ATOMIC_RELEASE);
     char waited[96] = "";
     if (wr->wait_ms >= 0.05)
         snprintf(waited, sizeof waited, ", %.1f ms of it waiting for the previous save",
@@ -43,6 +44,10 @@ static void *ckpt_writer_main(void *arg) {
                  "checkpoint is untouched, the next interval retries)",
                  wr->meta.step, wr->dir);
     return NULL;
+}
+
+int ckpt_writer_busy(const ckpt_writer *wr) {
+    return wr->running && __atomic_load_n(&wr->writing, __ATOMIC_ACQUIRE);
 }
 
 double ckpt_writer_wait(ckpt_writer *wr) {
@@ -67,7 +72,9 @@ ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const model *m,
     wr->stall_ms = stall_ms;
     wr->wait_ms = wait_ms;
     wr->step_ms = step_ms;
+    __atomic_store_n(&wr->writing, 1, __ATOMIC_RELEASE);
     if (pthread_create(&wr->thread, NULL, ckpt_writer_main, wr) != 0) {
+        __atomic_store_n(&wr->writing, 0, __ATOMIC_RELEASE);
         log_error("%s: cannot start the checkpoint writer thread", dir);
         return TS_ERR_SYSTEM;
     }

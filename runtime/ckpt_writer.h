@@ -26,6 +26,7 @@ typedef struct {
     // the save in flight (valid while running)
     pthread_t thread;
     int running; // a thread was started and not yet joined
+    int writing; // it has not finished yet (atomic: ckpt_writer_busy)
     char dir[4096];
     const model *model;
     const tessera_config *cfg;
@@ -52,6 +53,9 @@ ts_status ckpt_writer_start(ckpt_writer *wr, const char *dir, const model *m,
                             const tessera_config *cfg, const ckpt_state_meta *meta,
                             const ckpt_identity *id, double stall_ms, double wait_ms,
                             double step_ms);
+
+// A save is being written right now (the background thread takes CPU from the loop).
+int ckpt_writer_busy(const ckpt_writer *wr);
 
 // Wait for a pending save, then free the snapshot. Safe on a zeroed struct.
 void ckpt_writer_destroy(ckpt_writer *wr);

@@ -11,23 +11,40 @@
 #include "runtime/train_internal.h"
 
 // Every rank must end with the same shared weights (design invariant 5: every decision that
-// changes them was agreed). A hash of each rank's copy, compared in one small collective; a
-// difference is a bug, never a user's error.
+// changes them was agreed). A hash of each rank's copy (in pieces: no second copy of the model),
+// compared in one small collective.
 static ts_status train_check_same_weights(trainer *tr) {
     comm *c = tr->comm;
     if (c->size == 1) return TS_OK;
-    size_t n = tr->model.n_params;
-    float *w = tr->outer.on ? tr->outer.anchor : ts_malloc(n * sizeof(float), "weights check");
-    if (!tr->outer.on) tr->be->to_host(tr->be, w, tr->model.master, n * sizeof(float));
-    uint64_t h = XXH64(w, n * sizeof(float), 0);
-    if (!tr->outer.on) free(w);
-    int32_t lo = (int32_t)(h & 0x7fffffff), hi = (int32_t)((h >> 31) & 0x7fffffff);
-    int32_t v[4] = {lo, hi, -lo, -hi}; // the max of each, and minus the min
-    TS_CHECK(c->all_reduce_max_i32(c, v, 4));
-    if (v[0] != -v[2] || v[1] != -v[3]) {
+    size_t n = tr->model.n_params, piece = (size_t)1 << 18;
+    XXH64_state_t *h = XXH64_createState();
+    TS_ASSERT(h);
+    XXH64_reset(h, 0);
+    if (tr->outer.on) {
+        XXH64_update(h, tr->outer.anchor, n * sizeof(float));
+    } else {
+        float *buf = ts_malloc((n < piece ? n : piece) * sizeof(float), "weights check");
+        for (size_t at = 0; at < n; at += piece) {
+            size_t k = n - at < piece ? n - at : piece;
+            tr->be->to_host(tr->be, buf, tr->model.master + at, k * sizeof(float));
+            XXH64_update(h, buf, k * sizeof(float));
+        }
+        free(buf);
+    }
+    uint64_t d = XXH64_digest(h);
+    XXH64_freeState(h);
+    // three 22-bit parts, each as its max and minus its min
+    int32_t v[6];
+    for (int i = 0; i < 3; i++) {
+        v[i] = (int32_t)((d >> (22 * i)) & 0x3fffff);
+        v[3 + i] = -v[i];
+    }
+    TS_CHECK(c->all_reduce_max_i32(c, v, 6));
+    if (v[0] != -v[3] || v[1] != -v[4] || v[2] != -v[5]) {
         if (c->rank == 0)
-            log_error("the ranks end with different weights: a shared decision was not agreed "
-                      "(a bug; please report it with the run directory's train.log)");
+            log_error("the ranks end with different weights: a shared decision was not agreed, "
+                      "or the hosts' builds compute differently (build tessera the same way on "
+                      "every host); otherwise a bug: please report it with train.log");
         return TS_ERR_INTERNAL;
     }
     return TS_OK;

@@ -91,12 +91,10 @@ static const unsigned char *balance_get(const unsigned char *blob, size_t len, c
     return NULL;
 }
 
-// The holder's side: the blob checked against the checkpoint's attributes. Fills queue (n_queue)
-// and, when *same, share/speed/fixed (world entries). Else one error line naming `what`.
-static ts_status balance_check(const ckpt_codec_state *s, uint64_t next_sample, int saved_world,
-                               int world, int global_batch, uint64_t *queue, int *n_queue,
-                               int *share, double *speed, double *fixed, int *same,
-                               const char *what) {
+ts_status train_balance_check(const ckpt_codec_state *s, uint64_t next_sample, int saved_world,
+                              int world, int global_batch, uint64_t *queue, int *n_queue,
+                              int *share, double *speed, double *fixed, int *same,
+                              const char *what) {
     *n_queue = 0;
     *same = 0;
     if (!s->name[0]) return TS_OK; // written before balancing: nothing given back
@@ -146,10 +144,14 @@ static ts_status balance_check(const ckpt_codec_state *s, uint64_t next_sample, 
         memcpy(&x, sh + r * sizeof x, sizeof x);
         memcpy(&speed[r], sp + r * sizeof(double), sizeof(double));
         memcpy(&fixed[r], fx + r * sizeof(double), sizeof(double));
-        if (x < 1 || x > global_batch || !(speed[r] >= 0 && speed[r] < 1e12) ||
-            !(fixed[r] >= 0 && fixed[r] < 1e9)) {
+        // a speed is 0 (not measured) or a plausible samples/s: a tiny one would make a share's
+        // time overflow and send every sequence elsewhere
+        if (x < 1 || x > global_batch ||
+            !(speed[r] == 0 || (speed[r] >= 1e-6 && speed[r] < 1e12)) ||
+            !(fixed[r] >= 0 && fixed[r] < 1e6)) {
             log_error("%s: /balance: rank %zu has share %d, speed %g, fixed %g; expected a share "
-                      "of 1 to %d and finite, non-negative times",
+                      "of 1 to %d, a speed of 0 or 1e-6 to 1e12 samples/s and a fixed time of 0 "
+                      "to 1e6 s",
                       what, r, x, speed[r], fixed[r], global_batch);
             return TS_ERR_INPUT;
         }
@@ -176,8 +178,8 @@ ts_status train_balance_restore(trainer *tr, int holder, const ckpt_codec_state 
     double *tab = ts_calloc(2 * (size_t)W, sizeof(double), "balance state");
     if (c->rank == holder) {
         int nq = 0, same = 0;
-        ts_status st = balance_check(s, next_sample, saved_world, W, GB, b->queue, &nq, share, tab,
-                                     tab + W, &same, what);
+        ts_status st = train_balance_check(s, next_sample, saved_world, W, GB, b->queue, &nq, share,
+                                           tab, tab + W, &same, what);
         head[0] = st;
         head[1] = nq;
         head[2] = same;

@@ -124,6 +124,13 @@ void train_balance_snapshot(trainer *tr);   // into the writer's snapshot (write
 // next_sample is given) to every rank: the queue always, speeds and shares at the same world size
 ts_status train_balance_restore(trainer *tr, int holder, const ckpt_codec_state *s,
                                 uint64_t next_sample, int saved_world, const char *what);
+// The holder's side of it: the /balance state checked against the checkpoint's attributes. Fills
+// queue (global_batch room; *n_queue) and, when the world size is the same (*same), share, speed
+// and fixed (world entries each). Else one error line naming `what`, TS_ERR_INPUT.
+ts_status train_balance_check(const ckpt_codec_state *s, uint64_t next_sample, int saved_world,
+                              int world, int global_batch, uint64_t *queue, int *n_queue,
+                              int *share, double *speed, double *fixed, int *same,
+                              const char *what);
 
 // train_step.c: one step and the validation pass
 typedef struct {

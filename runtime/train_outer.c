@@ -452,7 +452,8 @@ ts_status train_outer_unpack(trainer *tr, const unsigned char *mine, size_t mine
                 tr->be->to_device(tr->be, tr->model.master, buf, n * sizeof(float));
                 model_sync_params(&tr->model);
             }
-            // checkpoints from before balancing have none: weights by share then
+            // checkpoints from before balancing have none: the weights then count the samples
+            // trained since the resume
             size_t wb = 2 * (size_t)o->n_frag * sizeof(double);
             double *win = ts_malloc(wb, "local SGD windows");
             if (ok && outer_has(mine, mine_len, "window")) {

@@ -122,7 +122,7 @@ ts_status train_report_final(trainer *tr, double val_loss, int done_steps) {
         for (int q = 0; q < b->world && at + 16 < sizeof sh; q++)
             at += (size_t)snprintf(sh + at, sizeof sh - at, "%s%d", q ? "/" : "", b->share[q]);
         log_info("balance: %llu re-balance%s, shares at the end %s; %llu late rank-steps cut "
-                 "short, %llu samples given back and trained later",
+                 "short, %llu times a sequence was given back to the next step",
                  (unsigned long long)b->rebalances, b->rebalances == 1 ? "" : "s", sh,
                  (unsigned long long)b->drops, (unsigned long long)b->dropped);
     }

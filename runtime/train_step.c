@@ -65,10 +65,16 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum, train
     // local SGD: the rank's own mean; else a share of the global batch's mean, summed over ranks
     int local = tr->outer.on;
     real dloss = (real)(1.0 / ((double)(local ? tr->share : cfg->train.global_batch) * T));
+    // no deadline: alone; on the first step of a process (it pays start-up costs the speeds do
+    // not know); on the run's last step (nothing could take what it gave back); while this rank
+    // writes a checkpoint in the background (its slowness is its own doing and passes)
+    int busy = tr->ckpt_writer && ckpt_writer_busy(&tr->writer);
     double expected = balance_makespan_s(&tr->bal, tr->bal.share);
     double deadline = expected > 0 ? cfg->balance.deadline * expected : 0;
     if (deadline > 0 && deadline < expected + BALANCE_LATE_FLOOR_S)
         deadline = expected + BALANCE_LATE_FLOOR_S;
+    if (tr->comm->size == 1 || step == tr->start_step || step + 1 == cfg->train.steps || busy)
+        deadline = 0;
     int drop = tr->bal.p.policy == BALANCE_DROP;
     double t0 = ts_now();
     tr->hook_s = 0;
@@ -137,7 +143,7 @@ static ts_status train_accumulate(trainer *tr, int step, double *loss_sum, train
         TS_CHECK(st);
     }
     double t1 = ts_now();
-    ms->fb = t1 - t0 - tr->hook_s;
+    ms->fb = busy ? 0 : t1 - t0 - tr->hook_s; // 0: not a measurement of this rank's speed
     if (local) {
         tr->t_compute += t1 - t0;
         return TS_OK;
@@ -164,7 +170,7 @@ static ts_status train_step_agree(trainer *tr, double *head, int n_head, const t
                                   int step, train_step_result *res) {
     comm *c = tr->comm;
     int W = c->size, r = c->rank;
-    size_t n = (size_t)n_head + 4 * (size_t)W;
+    size_t n = (size_t)n_head + 5 * (size_t)W;
     double *v = ts_calloc(n, sizeof(double), "step sums");
     memcpy(v, head, (size_t)n_head * sizeof(double));
     double *slot = v + n_head;
@@ -172,6 +178,9 @@ static ts_status train_step_agree(trainer *tr, double *head, int n_head, const t
     slot[W + r] = ms->fb;
     slot[2 * W + r] = tr->hook_s + tr->post_s;
     slot[3 * W + r] = ms->late;
+    // and what this rank believes the step was (shares, queue, cursor): the same everywhere,
+    // or a shared decision went two ways (hosts that compute differently): stop, never guess
+    slot[4 * W + r] = (double)(balance_digest(&tr->bal) >> 12); // 52 bits: exact in a double
     double t0 = ts_now();
     ts_status st = c->all_reduce_sum_f64(c, v, n);
     tr->t_wait += ts_now() - t0;
@@ -181,6 +190,16 @@ static ts_status train_step_agree(trainer *tr, double *head, int n_head, const t
     }
     fault_point("after", step + 1);
     memcpy(head, v, (size_t)n_head * sizeof(double));
+    for (int q = 1; q < W; q++)
+        if (slot[4 * W + q] != slot[4 * W]) {
+            if (r == 0)
+                log_error("step %d: rank %d's balancing state (shares, sample queue) differs from "
+                          "rank 0's: a shared decision went two ways (hosts whose builds compute "
+                          "differently? build tessera the same way on every host)",
+                          step + 1, q);
+            free(v);
+            return TS_ERR_INTERNAL;
+        }
     const balance *b = &tr->bal;
     res->late = 0;
     for (int q = 0; q < W; q++) {

@@ -20,13 +20,16 @@ steps=$2
 gb=$3
 cat "$dir"/samples.rank-*.txt | awk -v steps="$steps" -v gb="$gb" '
 $1 == "run" { run = ($4 != "") ? $4 : $2; first[run] = $2 + 0; world[run] = $3; runs[run] = 1; next }
+$3 != "" && $3 != "dropped" || NF > 3 || $1 !~ /^[0-9]+$/ || $2 !~ /^[0-9]+$/ {
+  printf "line %d of the sample logs is not \"<step> <sample>[ dropped]\": %s\n", NR, $0; broken++; next
+}
 {
   k = (run SUBSEP ($1 + 0) SUBSEP ($2 + 0))
   if ($3 == "dropped") dropped[k]++; else trained[k]++
   lines[run, $1 + 0]++
 }
 END {
-  bad = 0
+  bad = broken + 0
   for (s = 1; s <= steps; s++) {
     best = ""
     for (r in runs) if (first[r] < s && (best == "" || r + 0 > best + 0)) best = r

@@ -7,7 +7,7 @@
 # the config checks of [balance]: tests/config/bad/balance_*.ini.)
 if(TESSERA_HAVE_MPI)
   set(BALANCE_DIR ${TESSERA_TEST_DATA}/balance)
-  foreach(check converge slowed drop resume)
+  foreach(check converge slowed drop drop_diloco resume)
     add_test(NAME balance_${check}
              COMMAND ${CMAKE_SOURCE_DIR}/tests/mpi/balance.sh ${check} ${TESSERA_BIN}
                      ${BALANCE_DIR}/${check} ${TESSERA_TEST_DATA}/train/corpus ${TESSERA_MPIRUN})

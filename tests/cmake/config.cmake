@@ -19,7 +19,7 @@ tessera_unit_test(test_config
                           ${CMAKE_SOURCE_DIR}/runtime/config.c ${CMAKE_SOURCE_DIR}/runtime/config_file.c
                           ${CMAKE_SOURCE_DIR}/runtime/config_value.c
                           ${CMAKE_SOURCE_DIR}/runtime/config_check.c ${CMAKE_SOURCE_DIR}/runtime/balance.c
-                  LIBS tessera_base tessera_backends tessera_models_f32 PkgConfig::INIH m)
+                  LIBS tessera_base tessera_backends tessera_models_f32 PkgConfig::INIH PkgConfig::XXHASH m)
 add_test(NAME config_unit COMMAND test_config ${TESSERA_CONFIG_DIR}/bad ${CMAKE_SOURCE_DIR}/configs)
 set_tests_properties(config_unit PROPERTIES LABELS unit TIMEOUT 30)
 
@@ -70,3 +70,9 @@ add_test(NAME config_bad_missing_file
                  "no_such_config\\.ini: cannot open config file: No such file or directory$"
                  -- ${TESSERA_BIN} train ${TESSERA_CONFIG_DIR}/no_such_config.ini)
 set_tests_properties(config_bad_missing_file PROPERTIES LABELS unit TIMEOUT 30)
+
+# the balancing state a resume reads from /balance: a good one back, every damaged kind refused
+tessera_unit_test(test_balance_state SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_balance_state.c
+                  LIBS tessera_runtime)
+add_test(NAME balance_state_unit COMMAND test_balance_state)
+set_tests_properties(balance_state_unit PROPERTIES LABELS unit TIMEOUT 30)

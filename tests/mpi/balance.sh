@@ -7,15 +7,19 @@
 #
 #   converge   4 ranks at 0.4, 0.4, 0.2 and 0.1 of a core (speeds 1, 1, 0.5, 0.25) start from
 #              equal shares; within 30 steps the shares follow the measured speeds (each within
-#              a third of its ideal 16/16/8/4 of 44) and the measured speeds keep their order
-#              and ratios (within 40%: a slow rank's small share pays more per-step
-#              overhead); the lineage of samples is exact.
+#              a third of its ideal 16/16/8/4 of 44), the measured speeds keep their order and
+#              their ratios are within a factor of 2 of the quotas' (a rank that waits for the
+#              others spends its quota polling Open MPI, which slows its next forward pass: the
+#              fast ranks measure slower than their quota, by up to a third here); the lineage
+#              of samples is exact.
 #   slowed     4 equal ranks; rank 1 drops to half its quota after step 10: within 10 steps
 #              its share falls to at most 0.7 of the others' mean.
-#   drop       balance.policy = drop, micro-batches of one sequence, rank 2 slowed to a
-#              quarter after step 8: late ranks give sequences back, none is lost or trained
+#   drop       balance.policy = drop, micro-batches of one sequence, rank 2 flapping between
+#              0.4 and 0.05 of a core: late ranks give sequences back, none is lost or trained
 #              twice (the lineage check replays the queue), and every rank ends with the same
 #              weights (the trainer's own check).
+#   drop_diloco  the same in local SGD (4 inner steps): the pseudo-gradients weighted by the
+#              samples each rank trained, the lineage exact.
 #   resume     the drop run's setting with a checkpoint every 5 steps and rank 3 killed at
 #              step 13: the resume on 4 ranks keeps the checkpoint's speeds and shares, the one
 #              on 3 ranks measures again; both continue the sample queue (lineage exact).
@@ -36,6 +40,9 @@ fi
 group="$cpu/tessera-balance-$$"
 mkdir -p "$runs"
 cleanup() {
+    # a flapping quota stops first (it would make its group again)
+    [ -n "${flap_stop:-}" ] && touch "$flap_stop"
+    wait
     for g in "$group"/rank-*; do
         [ -d "$g" ] || continue
         # what is left inside goes back to the root group first (rmdir needs it empty)
@@ -45,7 +52,7 @@ cleanup() {
     rmdir "$group" 2>/dev/null
 }
 trap cleanup EXIT INT TERM
-PERIOD=10000 # us: short periods keep a quota's bursts small beside a step
+PERIOD=20000 # us: short periods keep a quota's bursts small beside a step (as the lab's)
 quota() { # RANK FRACTION_OF_A_CORE
     mkdir -p "$group/rank-$1"
     echo "$PERIOD" > "$group/rank-$1/cpu.cfs_period_us"
@@ -109,6 +116,20 @@ slow_at() { # RUN_DIR STEP RANK FRACTION
     ) &
 }
 
+# a flapping node: RANK's quota alternates between FAST and SLOW every 250 ms until STOP_FILE
+# exists (an intermittent straggler: each slow spell is a surprise to the estimates)
+flap() { # RANK FAST SLOW STOP_FILE
+    flap_stop=$4
+    (
+        while [ ! -e "$4" ]; do
+            quota "$1" "$3"
+            sleep 0.25
+            quota "$1" "$2"
+            sleep 0.25
+        done
+    ) &
+}
+
 case $check in
 converge)
     for r in 0 1 2 3; do quota $r 0.4; done
@@ -125,7 +146,7 @@ speeds = [float(x) for x in sys.argv[2].split()]
 ideal, rel = [16, 16, 8, 4], [1, 1, 0.5, 0.25]
 ok = all(abs(s - i) <= i / 3 for s, i in zip(shares, ideal))
 ref = (speeds[0] + speeds[1]) / 2
-ok &= all(abs(v / ref - w) <= 0.4 * w for v, w in zip(speeds, rel))
+ok &= all(w / 2 <= v / ref <= w * 2 for v, w in zip(speeds, rel))
 ok &= speeds[1] > speeds[2] > speeds[3] and speeds[0] > speeds[2]
 print("speeds relative to the fast ranks:", " ".join(f"{v / ref:.2f}" for v in speeds))
 sys.exit(0 if ok else 1)
@@ -146,31 +167,38 @@ slowed)
     echo "rank 1 halved after step $at; its share fell to at most 0.7 of the others' at step $seen"
     [ "$seen" -gt 0 ] && [ $((seen - at)) -le 10 ] || fail "not re-balanced within 10 steps"
     ;;
-drop | resume)
+drop | drop_diloco | resume)
     for r in 0 1 2 3; do quota $r 0.4; done
     opts="--balance.policy=drop --train.micro_batch=1 --balance.deadline=1.5"
-    if [ "$check" = drop ]; then
-        rm -f "$runs/drop.slowed"
-        mkdir -p "$runs/drop"
-        rm -f "$runs/drop/metrics.jsonl"
-        slow_at "$runs/drop" 8 2 0.1
+    if [ "$check" != resume ]; then
+        [ "$check" = drop_diloco ] && opts="$opts --diloco.inner_steps=4"
+        rm -f "$runs/$check.done"
+        flap 2 0.4 0.05 "$runs/$check.done"
         # shellcheck disable=SC2086
-        train drop 4 30 $opts || { cat "$runs/drop.out"; fail "the run failed"; }
+        train "$check" 4 30 $opts
+        rc=$?
+        touch "$runs/$check.done"
         wait
-        grep -q "late:" "$runs/drop.out" || fail "no rank was late"
-        grep "samples given back" "$runs/drop.out" || fail "no final balance report"
-        grep -q "go to the next step" "$runs/drop.out" || fail "no sequence was given back"
-        sh "$lineage" "$runs/drop" 30 44 || fail "lineage"
+        [ $rc -eq 0 ] || { cat "$runs/$check.out"; fail "the run failed"; }
+        grep -q "late:" "$runs/$check.out" || fail "no rank was late"
+        grep "given back to the next step" "$runs/$check.out" || fail "no final balance report"
+        grep -q "go to the next step" "$runs/$check.out" || fail "no sequence was given back"
+        sh "$lineage" "$runs/$check" 30 44 || fail "lineage"
+        # the check can fail: a copy with one given-back sample's later training removed
+        rm -rf "$runs/damaged" && mkdir -p "$runs/damaged"
+        cp "$runs/$check"/samples.rank-*.txt "$runs/damaged/"
+        g=$(cat "$runs/damaged"/samples.rank-*.txt | awk '$3 == "dropped" { print $2; exit }')
+        sed -i "/^[0-9]* $g\$/d" "$runs/damaged"/samples.rank-*.txt
+        sh "$lineage" "$runs/damaged" 30 44 > /dev/null && fail "a lost sample passed the check"
         exit 0
     fi
     # resume: killed at the start of step 13 after the checkpoint of step 10
     mkdir -p "$runs/resume"
-    rm -f "$runs/resume/metrics.jsonl" "$runs/resume.slowed"
-    slow_at "$runs/resume" 4 2 0.1
+    rm -f "$runs/resume/metrics.jsonl" "$runs/resume.done"
+    flap 2 0.4 0.05 "$runs/resume.done"
     fault="-x TESSERA_FAULT=3:13:before:kill"
     # shellcheck disable=SC2086
     train resume 4 20 $opts --ckpt.every=5 && fail "the killed run succeeded"
-    wait
     fault=""
     before=$(python3 -c "import json; print(' '.join(str(x) for x in [json.loads(l) for l in open('$runs/resume/metrics.jsonl')][9]['shares']))")
     # shellcheck disable=SC2086
@@ -189,6 +217,8 @@ drop | resume)
     grep -q "another world size: speeds measured again" "$runs/resume.out" ||
         fail "the 3-rank resume did not measure again"
     sh "$lineage" "$runs/resume" 20 44 || fail "lineage (3 ranks)"
+    touch "$runs/resume.done"
+    wait
     ;;
 *)
     fail "unknown check"

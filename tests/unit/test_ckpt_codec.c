@@ -7,6 +7,7 @@
 // byte, a missing rank and an array that is not bytes are refused with one error line.
 #include <hdf5.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,21 @@ int main(int argc, char **argv) {
     CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT, &huge) >= 0);
     H5Aclose(attr), H5Gclose(g), H5Fclose(file);
     EXPECT(read_file(path, &s) == TS_ERR_INPUT, "a world_size of 2^30 was read");
+
+    // the trainer's bounds, checked before anything is allocated: more ranks than the
+    // checkpoint's world, an array longer than a rank's state can be
+    write_file(path, &w);
+    file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    log_set_quiet_errors(1);
+    st = ckpt_codec_read_capped(file, path, "codec", WORLD - 1, SIZE_MAX, &s);
+    EXPECT(st == TS_ERR_INPUT, "3 ranks of state read with a bound of 2");
+    st = ckpt_codec_read_capped(file, path, "codec", WORLD, N * sizeof(float) - 1, &s);
+    EXPECT(st == TS_ERR_INPUT && s.all == NULL, "an array past the byte bound was read");
+    st = ckpt_codec_read_capped(file, path, "codec", WORLD, N * sizeof(float), &s);
+    EXPECT(st == TS_OK && s.world == WORLD, "state within its bounds refused");
+    log_set_quiet_errors(0);
+    ckpt_codec_state_free(&s);
+    H5Fclose(file);
 
     // the same layout under /outer (local SGD's state): read back whole; a flipped byte, a
     // missing rank and a group that is a soft link are refused

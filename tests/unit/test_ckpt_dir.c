@@ -190,10 +190,11 @@ static void test_identity(void) {
     EXPECT(!ckpt_identity_resumable("data", "train"), "data.train is part of the identity");
     EXPECT(!ckpt_identity_resumable("train", "global_batch"), "global_batch is identity");
     static const char *const resumable[][2] = {
-        {"train", "steps"},     {"run", "resume"}, {"run", "overwrite"},     {"run", "name"},
-        {"ckpt", "every"},      {"ckpt", "keep"},  {"comm", "zero_stage"},   {"log", "every"},
-        {"eval", "every"},      {"data", "val"},   {"train", "micro_batch"}, {"run", "backend"},
-        {"data", "log_samples"}};
+        {"train", "steps"},      {"run", "resume"},        {"run", "overwrite"},
+        {"run", "name"},         {"ckpt", "every"},        {"ckpt", "keep"},
+        {"comm", "zero_stage"},  {"log", "every"},         {"eval", "every"},
+        {"data", "val"},         {"train", "micro_batch"}, {"run", "backend"},
+        {"data", "log_samples"}, {"balance", "policy"},    {"balance", "on"}};
     for (size_t i = 0; i < sizeof resumable / sizeof *resumable; i++)
         EXPECT(ckpt_identity_resumable(resumable[i][0], resumable[i][1]), "%s.%s may change",
                resumable[i][0], resumable[i][1]);
