@@ -30,7 +30,7 @@ trap '"$lab" down >/dev/null 2>&1; rm -rf "$out"' EXIT
 for h in h1 h2 h3 h4; do
     [ -d "$cg/tlc/$h" ] || fail "no cgroup $cg/tlc/$h"
 done
-[ "$(cat $cg/tlc/h3/cpu.cfs_quota_us)" = 20000 ] || fail "h3's quota is not 20000 us"
+[ "$(cat $cg/tlc/h3/cpu.cfs_quota_us)" = 4000 ] || fail "h3's quota is not 4000 us"
 # what the agent starts runs in the host's cgroup
 "$lab" exec h2 grep -qx '[0-9]*:cpu:/tlc/h2' /proc/self/cgroup || fail "exec h2 is not in tlc/h2"
 
@@ -72,7 +72,7 @@ halved() { # FILE: h1 (now 0.2 cores) at half the speed of h2 (0.4 cores, as h1 
 measure before limits
 
 "$lab" slow h1 0.5 || fail "lab slow h1 0.5"
-[ "$(cat $cg/tlc/h1/cpu.cfs_quota_us)" = 20000 ] || fail "h1's quota is not 20000 us after slow"
+[ "$(cat $cg/tlc/h1/cpu.cfs_quota_us)" = 4000 ] || fail "h1's quota is not 4000 us after slow"
 "$lab" status | grep '^h1 .*CPU 0.2 cores (base 0.4 cores)' >/dev/null || fail "status after slow"
 measure after halved
 r=$(awk -v a="$(rate "$out/after" h1)" -v b="$(rate "$out/before" h1)" 'BEGIN { print a / b }')
