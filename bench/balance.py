@@ -142,14 +142,24 @@ def cmd_run(steps):
     cmd_report()
 
 
+def svg_begin(W, H, x0, title):
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+            'font-family="sans-serif" font-size="11">',
+            '<rect width="100%" height="100%" fill="white"/>',
+            f'<text x="{x0}" y="20" font-size="14">{title}</text>']
+
+
+def svg_end(path, out):
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def svg_bars(path, title, groups):
     """groups: [(label, [(name, value, color)])]: a plain SVG bar chart"""
     W, H, x0, y0, pw, ph = 760, 360, 70, 40, 640, 250
     vmax = max(v for _, bars in groups for _, v, _ in bars) * 1.15
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           'font-family="sans-serif" font-size="11">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{x0}" y="20" font-size="14">{title}</text>']
+    out = svg_begin(W, H, x0, title)
     for k in range(6):
         v = vmax * k / 5
         y = y0 + ph - ph * v / vmax
@@ -171,9 +181,7 @@ def svg_bars(path, title, groups):
                    f'text-anchor="middle">{label}</text>')
     out.append(f'<text x="16" y="{y0 + ph / 2}" transform="rotate(-90 16 {y0 + ph / 2})" '
                'text-anchor="middle">tokens/s</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    svg_end(path, out)
 
 
 def svg_timeline(path, title, recs, at):
@@ -186,10 +194,7 @@ def svg_timeline(path, title, recs, at):
     sx = lambda s: x0 + pw * (s - 1) / max(1, smax - 1)
     sy = lambda v: y0 + ph - ph * v / tmax
     qy = lambda q: y0 + ph - ph * q / 24
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           'font-family="sans-serif" font-size="11">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{x0}" y="20" font-size="14">{title}</text>']
+    out = svg_begin(W, H, x0, title)
     for k in range(6):
         v = tmax * k / 5
         out.append(f'<line x1="{x0}" y1="{sy(v):.1f}" x2="{x0 + pw}" y2="{sy(v):.1f}" '
@@ -218,9 +223,7 @@ def svg_timeline(path, title, recs, at):
                'text-anchor="middle">tokens/s</text>')
     out.append(f'<text x="{W - 12}" y="{y0 + ph / 2}" transform="rotate(90 {W - 12} '
                f'{y0 + ph / 2})" text-anchor="middle">sequences per step</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    svg_end(path, out)
 
 
 def cmd_report():

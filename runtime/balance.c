@@ -24,13 +24,19 @@ void balance_optimal(int world, int global_batch, const double *v, const double 
     }
 }
 
-static void offsets(balance *b) {
+void balance_set_shares(balance *b, const int *share) {
     int at = 0;
     for (int r = 0; r < b->world; r++) {
+        b->share[r] = share[r];
         b->offset[r] = at;
-        at += b->share[r];
+        at += share[r];
     }
     TS_ASSERT(at == b->global_batch);
+}
+
+// rank r's expected time for `share` sequences (speed known)
+static double rank_time(const balance *b, int r, int share) {
+    return b->fixed[r] + share / b->speed[r];
 }
 
 void balance_init(balance *b, const balance_params *p, int world, int global_batch,
@@ -49,17 +55,17 @@ void balance_init(balance *b, const balance_params *p, int world, int global_bat
     b->list = ts_calloc((size_t)global_batch, sizeof(uint64_t), "step samples");
     b->cursor = next_sample;
     b->slow_rank = -1;
+    int *share = ts_calloc((size_t)world, sizeof(int), "balance shares");
     if (p->declared) {
-        double *zero = ts_calloc((size_t)world, sizeof(double), "balance");
-        balance_optimal(world, global_batch, p->declared, zero, b->share);
-        free(zero);
+        balance_optimal(world, global_batch, p->declared, b->fixed, share); // fixed: zeros
     } else {
         // the first (global_batch % world) ranks take one sequence more
         int base = global_batch / world, extra = global_batch % world;
         for (int r = 0; r < world; r++)
-            b->share[r] = base + (r < extra);
+            share[r] = base + (r < extra);
     }
-    offsets(b);
+    balance_set_shares(b, share);
+    free(share);
 }
 
 void balance_free(balance *b) {
@@ -81,16 +87,11 @@ void balance_plan(balance *b) {
         b->list[n++] = g;
 }
 
-double balance_expected_s(const balance *b, int r) {
-    if (!(b->speed[r] > 0)) return 0;
-    return b->fixed[r] + b->share[r] / b->speed[r];
-}
-
 double balance_makespan_s(const balance *b, const int *share) {
     double m = 0;
     for (int r = 0; r < b->world; r++) {
         if (!(b->speed[r] > 0)) return 0;
-        double t = b->fixed[r] + share[r] / b->speed[r];
+        double t = rank_time(b, r, share[r]);
         if (t > m) m = t;
     }
     return m;
@@ -169,8 +170,7 @@ int balance_commit(balance *b, const double *done, const double *fb, const doubl
                      step, sh, was, sp, best * 1e3, now * 1e3,
                      force ? "; a rank was late repeatedly" : "");
         }
-        memcpy(b->share, opt, (size_t)W * sizeof(int));
-        offsets(b);
+        balance_set_shares(b, opt);
         b->rebalances++;
         if (force) memset(b->late, 0, (size_t)W * sizeof(int));
     }
@@ -178,7 +178,7 @@ int balance_commit(balance *b, const double *done, const double *fb, const doubl
     int slow = -1;
     double worst = 0;
     for (int r = 0; r < W; r++) {
-        double t = b->fixed[r] + b->share[r] / b->speed[r];
+        double t = rank_time(b, r, b->share[r]);
         if (t > worst) worst = t, slow = r;
     }
     if (slow >= 0 && b->share[slow] > 1) slow = -1;
@@ -186,10 +186,8 @@ int balance_commit(balance *b, const double *done, const double *fb, const doubl
         // the others' time with the slow rank's sequence shared among them
         double others = 0;
         for (int r = 0; r < W; r++)
-            if (r != slow) {
-                double t = b->fixed[r] + b->share[r] / b->speed[r];
-                if (t > others) others = t;
-            }
+            if (r != slow && rank_time(b, r, b->share[r]) > others)
+                others = rank_time(b, r, b->share[r]);
         if (!(worst > others * 1.1)) slow = -1;
         // said once, when it has held for three steps in a row
         if (slow >= 0 && slow == b->slow_rank && ++b->slow_steps == 3 && verbose)

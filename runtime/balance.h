@@ -57,6 +57,9 @@ void balance_init(balance *b, const balance_params *p, int world, int global_bat
                   uint64_t next_sample);
 void balance_free(balance *b);
 
+// Take these shares (summing to global_batch) and their offsets.
+void balance_set_shares(balance *b, const int *share);
+
 // The step's samples into list: the queue, then fresh ones from the cursor.
 void balance_plan(balance *b);
 
@@ -64,10 +67,8 @@ void balance_plan(balance *b);
 // a shared machine, not a slow node.
 #define BALANCE_LATE_FLOOR_S 0.05
 
-// The time rank r's own work of a step is expected to take (0 while speeds are unknown):
-// fixed + share / speed.
-double balance_expected_s(const balance *b, int r);
-// The slowest rank's expected time: what every rank waits for.
+// The slowest rank's expected time, fixed + share / speed (0 while a speed is unknown): what
+// every rank waits for.
 double balance_makespan_s(const balance *b, const int *share);
 
 // After the step's collective, with every rank's measurements (the same on every rank): done[r]

@@ -193,14 +193,9 @@ ts_status train_balance_restore(trainer *tr, int holder, const ckpt_codec_state 
         b->cursor = (uint64_t)head[3];
         b->n_queue = (int)head[1];
         if (head[2] && b->p.on) {
-            memcpy(b->share, share, (size_t)W * sizeof(int));
+            balance_set_shares(b, share);
             memcpy(b->speed, tab, (size_t)W * sizeof(double));
             memcpy(b->fixed, tab + W, (size_t)W * sizeof(double));
-            int at = 0;
-            for (int r = 0; r < W; r++) {
-                b->offset[r] = at;
-                at += b->share[r];
-            }
         }
         tr->share = b->share[c->rank];
         tr->offset = b->offset[c->rank];
