@@ -657,6 +657,17 @@ static void test_balance(void) {
             if (m < best) best = m;
         }
     CHECK(fabs(got - best) < 1e-12);
+    // declared speeds: a count equal to the world, positive finite numbers, commas between
+    double d[3];
+    int nd;
+    CHECK(balance_parse_speeds("", 3, d, &nd) == 0 && nd == 0);
+    CHECK(balance_parse_speeds(" 1, 0.5,2", 3, d, &nd) == 1 && nd == 3 && d[1] == 0.5);
+    CHECK(balance_parse_speeds("1,2", 3, d, &nd) == -1 && nd == 2);
+    const char *bad_speeds[] = {"1,,2",    "1,2,",    "1;2;3",     "1,-2,3", "1,0,3",
+                                "1,nan,3", "1,inf,3", "1,1e999,3", "1 2 3",  "x"};
+    for (size_t i = 0; i < sizeof bad_speeds / sizeof bad_speeds[0]; i++)
+        EXPECT(balance_parse_speeds(bad_speeds[i], 3, d, &nd) == -1 && nd == -1,
+               "speeds \"%s\" accepted (count %d)", bad_speeds[i], nd);
     // a rank far slower than the rest keeps one sequence
     const double slow[3] = {100, 100, 0.01}, zero[3] = {0, 0, 0};
     balance_optimal(3, 10, slow, zero, s);
